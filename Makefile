@@ -1,0 +1,36 @@
+# sae-lake: `make demo` and `make test` work on a fresh clone (they create .venv first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test ui lint bench clean
+
+venv: $(VENV)/.installed
+
+# torch is installed first, pinned, so no resolver ever pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: venv
+	$(BIN)/sae-lake demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+ui: venv
+	$(BIN)/dagster dev
+
+lint: venv
+	$(BIN)/ruff check assets sae_models tests bench
+
+bench: venv
+	$(BIN)/python bench/extract.py
+
+clean:
+	rm -rf lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules

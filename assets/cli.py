@@ -1,0 +1,87 @@
+"""The ``sae-lake`` command: ad hoc SQL on the lake's catalog, and the toy-world demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from assets.config import lake_root, load_settings
+    from assets.lake import Lake
+    from assets.sql import connect_catalog
+
+    catalog = Path(args.catalog) if args.catalog else Lake(lake_root(load_settings())).catalog_path
+    import duckdb
+
+    with connect_catalog(catalog) as con:
+        try:
+            rel = con.sql(args.query)
+        except duckdb.Error as exc:
+            print(f"sae-lake sql: {exc}", file=sys.stderr)
+            return 1
+        if rel is None:
+            return 0
+        if args.format == "table":
+            rel.show(max_width=200, max_rows=args.max_rows)
+            return 0
+        frame = rel.pl()
+        if args.format == "parquet":
+            if not args.output:
+                print("sae-lake sql: --format parquet needs --output FILE", file=sys.stderr)
+                return 2
+            frame.write_parquet(args.output)
+        elif args.format == "csv":
+            frame.write_csv(args.output or sys.stdout)
+        else:
+            text = frame.write_json()
+            Path(args.output).write_text(text) if args.output else print(text)
+    return 0
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    from assets.demo import print_summary, run_demo
+
+    timings = run_demo()
+    print_summary()
+    print(f"\ndemo: {len(timings)} runs in {sum(timings.values()):.0f}s; `make ui` shows them")
+    return 0
+
+
+def _check_config(_args: argparse.Namespace) -> int:
+    from assets.config import lake_root, load_settings
+
+    settings = load_settings()
+    print(f"lake: {lake_root(settings)}")
+    for m in settings.models:
+        print(f"  {m.slug:20s} {m.source:30s} layer {m.layer} {m.hook} tokens {m.tokens}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from assets.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="sae-lake", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sql = sub.add_parser("sql", help="run SQL read-only on lake/catalog.duckdb")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=FORMATS, default="table")
+    sql.add_argument("--output", help="write to this file instead of the terminal")
+    sql.add_argument("--max-rows", type=int, default=40)
+    sql.add_argument("--catalog", help="catalog file (default: the lake's catalog.duckdb)")
+    sql.set_defaults(fn=_sql)
+    sub.add_parser("demo", help="materialize the toy-world graph and print the result tables").set_defaults(fn=_demo)
+    sub.add_parser("config", help="validate lake.toml and list the registry").set_defaults(fn=_check_config)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"sae-lake: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""lake.toml: the lake root, the corpus, extraction settings and the model registry, validated on load.
+
+Every problem is reported as one ``ConfigError`` line naming the field, e.g.
+``lake.toml: models[1].layer: layer 9 is out of range for toy-qwen2 (4 layers: 0..3)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "SAE_LAKE_CONFIG"
+ROOT_ENV = "SAE_LAKE_ROOT"
+SLUG = re.compile(r"^[a-z0-9._-]+$")
+TOYWORLD = "toyworld"
+
+
+class ConfigError(ValueError):
+    """lake.toml is missing, unparsable or invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeSection(_Strict):
+    root: str = "lake"
+
+
+class CorpusSection(_Strict):
+    source: str = TOYWORLD  # "toyworld", or a local .txt (one document per line) / .parquet (column `text`)
+    seed: int = 0
+    lm_train_docs: int = Field(12000, ge=1)
+    lm_eval_docs: int = Field(1000, ge=1)
+    activation_docs: int = Field(6000, ge=1)
+
+
+class ExtractionSection(_Strict):
+    batch_size: int = Field(64, ge=1)
+    context: int = Field(128, ge=2)
+    act_dtype: Literal["float16", "float32"] = "float16"
+    drop_outlier_norm: float = Field(0.0, ge=0)
+    row_group_mb: float = Field(32.0, gt=0)
+
+
+class ToyModelSection(_Strict):
+    """Size and training of a toy-world model (see ``sae_models.toyworld.ToyModelConfig``)."""
+
+    family: Literal["gemma2", "qwen2"] = "gemma2"
+    hidden: int = Field(64, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    kv_heads: int = Field(2, ge=1)
+    intermediate: int = Field(256, ge=8)
+    context: int = Field(96, ge=8)
+    steps: int = Field(1200, ge=1)
+    batch: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    seed: int = 0
+
+
+class ModelEntry(_Strict):
+    slug: str
+    source: str  # "toyworld", a hub id (google/gemma-2-2b) or a local directory
+    revision: str | None = None
+    layer: int = Field(ge=0)
+    hook: Literal["resid_post", "mlp_out", "attn_out"] = "resid_post"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tokens: int = Field(ge=1)  # activation token budget
+    trust_remote_code: bool = False
+    toy: ToyModelSection | None = None
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG.match(v):
+            raise ValueError(f"slug {v!r} must match [a-z0-9._-]+ (e.g. gemma-2-2b for google/gemma-2-2b)")
+        return v
+
+    @model_validator(mode="after")
+    def _layer_in_range(self) -> ModelEntry:
+        if self.is_toy and self.toy is None:
+            object.__setattr__(self, "toy", ToyModelSection())
+        if not self.is_toy and self.toy is not None:
+            raise ValueError(f"{self.slug}: a [models.toy] table is only for source = {TOYWORLD!r}")
+        n_layers = self.known_n_layers()
+        if n_layers is not None and self.layer >= n_layers:
+            raise ValueError(f"layer {self.layer} is out of range for {self.slug} "
+                             f"({n_layers} layers: 0..{n_layers - 1})")
+        return self
+
+    @property
+    def is_toy(self) -> bool:
+        return self.source == TOYWORLD
+
+    def known_n_layers(self) -> int | None:
+        """Layer count when it is known without loading anything (toy, or a local dir's config.json)."""
+        if self.toy is not None:
+            return self.toy.layers
+        cfg = Path(self.source).expanduser() / "config.json"
+        if cfg.is_file():
+            raw = json.loads(cfg.read_text())
+            raw = raw.get("text_config", raw)
+            return raw.get("num_hidden_layers", raw.get("n_layer"))
+        return None
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that shapes this model's data changes."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class Settings(_Strict):
+    lake: LakeSection = LakeSection()
+    corpus: CorpusSection = CorpusSection()
+    extraction: ExtractionSection = ExtractionSection()
+    models: list[ModelEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_slugs(self) -> Settings:
+        slugs = [m.slug for m in self.models]
+        dupes = sorted({s for s in slugs if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model slugs {dupes}")
+        return self
+
+    def model(self, slug: str) -> ModelEntry:
+        for m in self.models:
+            if m.slug == slug:
+                return m
+        raise ConfigError(f"model {slug!r} is not in the registry (known: {[m.slug for m in self.models]})")
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _one_line(err: dict) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return msg
+
+
+def config_path(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get(CONFIG_ENV) or "lake.toml").expanduser().resolve()
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Parse and validate lake.toml (``SAE_LAKE_CONFIG`` or ./lake.toml by default)."""
+    file = config_path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: configuration file not found (set {CONFIG_ENV} or run from the repo root)")
+    try:
+        raw = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file.name}: not valid TOML ({exc})") from exc
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _field_path(err["loc"]) or "(top level)"
+        raise ConfigError(f"{file.name}: {where}: {_one_line(err)}") from None
+
+
+def lake_root(settings: Settings, path: str | os.PathLike | None = None) -> Path:
+    """The lake folder: ``SAE_LAKE_ROOT`` if set, else ``[lake].root`` relative to lake.toml's folder."""
+    root = os.environ.get(ROOT_ENV) or settings.lake.root
+    return (config_path(path).parent / Path(root).expanduser()).resolve()

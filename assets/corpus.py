@@ -1,0 +1,90 @@
+"""The ``corpus`` asset: documents for training toy LMs and for caching activations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from assets.config import CorpusSection
+from assets.metadata import table_metadata
+from assets.resources import LakeResource
+
+CORPUS_SCHEMA = pa.schema([
+    ("doc_id", pa.int64()),
+    ("split", pa.string()),  # lm_train | lm_eval | activation
+    ("kind", pa.string()),
+    ("topic", pa.string()),
+    ("sentiment", pa.string()),
+    ("text", pa.string()),
+    ("labels", pa.list_(pa.list_(pa.string()))),  # per word: the ground-truth concepts (toy world only)
+])
+
+
+class CorpusError(ValueError):
+    """The configured corpus is missing, unreadable or empty."""
+
+
+def toyworld_corpus(cfg: CorpusSection) -> pa.Table:
+    from sae_models.toyworld import ToyWorld
+
+    splits = [("lm_train", cfg.lm_train_docs), ("lm_eval", cfg.lm_eval_docs), ("activation", cfg.activation_docs)]
+    world = ToyWorld(cfg.seed)
+    rows = []
+    for split, n in splits:
+        for doc in world.documents(n):
+            rows.append({"doc_id": len(rows), "split": split, "kind": doc.kind, "topic": doc.topic,
+                         "sentiment": doc.sentiment, "text": doc.text, "labels": doc.labels})
+    return pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA)
+
+
+def file_corpus(path: Path, cfg: CorpusSection) -> pa.Table:
+    """A local .txt (one document per line) or .parquet (column ``text``), all of it for activations."""
+    if not path.is_file():
+        raise CorpusError(f"corpus source {str(path)!r}: no such file")
+    if path.suffix == ".parquet":
+        try:
+            texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        except (pa.ArrowInvalid, KeyError, OSError) as exc:
+            raise CorpusError(f"corpus source {str(path)!r}: cannot read a `text` column ({exc})") from exc
+    else:
+        texts = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    texts = [t.strip() for t in texts if t and t.strip()][: cfg.activation_docs]
+    n = len(texts)
+    return pa.table({
+        "doc_id": pa.array(range(n), pa.int64()), "split": ["activation"] * n, "kind": ["text"] * n,
+        "topic": pa.nulls(n, pa.string()), "sentiment": pa.nulls(n, pa.string()), "text": texts,
+        "labels": pa.nulls(n, CORPUS_SCHEMA.field("labels").type),
+    }, schema=CORPUS_SCHEMA)
+
+
+def build_corpus(cfg: CorpusSection) -> pa.Table:
+    table = toyworld_corpus(cfg) if cfg.source == "toyworld" else file_corpus(Path(cfg.source).expanduser(), cfg)
+    if table.num_rows == 0:
+        raise CorpusError(f"corpus source {cfg.source!r}: no documents (empty corpus)")
+    return table
+
+
+@dg.asset(group_name="world", kinds={"parquet"})
+def corpus(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Documents, split for toy-LM training (lm_train / lm_eval) and for activation caching (activation)."""
+    cfg = lake.settings().corpus
+    try:
+        table = build_corpus(cfg)
+    except CorpusError as exc:
+        raise dg.Failure(str(exc)) from None
+    lake.lake().write_table("corpus", table)
+    splits = {s: int((table.column("split").to_numpy(zero_copy_only=False) == s).sum())
+              for s in ("lm_train", "lm_eval", "activation")}
+    context.log.info(f"corpus: {table.num_rows} documents {splits}")
+    return dg.MaterializeResult(metadata={**table_metadata(table.drop_columns(["labels"])),
+                                          **{f"docs_{k}": v for k, v in splits.items()}})
+
+
+def read_split(lake_obj, split: str) -> pa.Table:
+    """Documents of one split (doc_id, text, ...) from the materialized corpus."""
+    table = lake_obj.read_table("corpus")
+    return table.filter(pc.equal(table.column("split"), split))

@@ -1,0 +1,25 @@
+"""The ``sae_lake`` code location: assets, checks, jobs and the registry sensor."""
+
+import dagster as dg
+
+from assets.activations import activations, activations_finite, activations_row_count, activations_width
+from assets.catalog import catalog
+from assets.corpus import corpus
+from assets.models import language_model
+from assets.partitions import models_partitions
+from assets.registry import MODEL_CHAIN, model_registry_sensor
+from assets.resources import LakeResource
+
+world_job = dg.define_asset_job("world", selection=[corpus])
+model_chain_job = dg.define_asset_job(
+    MODEL_CHAIN, selection=[language_model, activations], partitions_def=models_partitions
+)
+catalog_job = dg.define_asset_job("catalog_refresh", selection=[catalog])
+
+defs = dg.Definitions(
+    assets=[corpus, language_model, activations, catalog],
+    asset_checks=[activations_finite, activations_width, activations_row_count],
+    jobs=[world_job, model_chain_job, catalog_job],
+    sensors=[model_registry_sensor],
+    resources={"lake": LakeResource()},
+)

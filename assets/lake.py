@@ -1,0 +1,105 @@
+"""The lake: Hive-style folders of Parquet, written atomically.
+
+``lake/<table>/model=<slug>[/sae=<variant>]/part-*.parquet``. A partition is built in ``lake/_staging`` and
+renamed into place, so a crash leaves the old partition or the new one, never half of either, and a
+rerun replaces the partition instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STAGING = "_staging"
+CATALOG = "catalog.duckdb"
+NON_TABLES = {STAGING, "models", "saes", "judge_cache"}  # folders that hold files other than tables
+
+
+class Lake:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, table: str, **keys: str) -> Path:
+        out = self.root / table
+        for key, value in keys.items():
+            out = out / f"{key}={value}"
+        return out
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG
+
+    def tables(self) -> list[str]:
+        """Top-level folders that hold Parquet files, i.e. the catalog's views."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            d.name for d in self.root.iterdir()
+            if d.is_dir() and d.name not in NON_TABLES and not d.name.startswith(".")
+            and next(d.rglob("*.parquet"), None) is not None
+        )
+
+    def partitions(self, table: str, key: str) -> list[str]:
+        base = self.path(table)
+        return sorted(p.name.split("=", 1)[1] for p in base.glob(f"{key}=*")) if base.is_dir() else []
+
+    @contextmanager
+    def replace(self, table: str, **keys: str) -> Iterator[Path]:
+        """Yield an empty staging folder; on success it becomes ``path(table, **keys)``, replacing what
+        was there. On an exception the staging folder is removed and the lake is unchanged."""
+        target = self.path(table, **keys)
+        restore_interrupted(target)
+        staging = self.root / STAGING / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        swap_in(staging, target)
+
+    def write_table(self, table: str, data: pa.Table, **keys: str) -> Path:
+        """Atomically (re)write one partition as a single Parquet file."""
+        with self.replace(table, **keys) as staging:
+            pq.write_table(data, staging / "part-00000.parquet", compression="zstd")
+        return self.path(table, **keys)
+
+    def read_table(self, table: str, **keys: str) -> pa.Table:
+        path = self.path(table, **keys)
+        files = sorted(path.rglob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"lake table {table} {keys or ''}: nothing at {path} (materialize it first)")
+        return pa.concat_tables(pq.read_table(f, partitioning=None) for f in files)
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and then deleted.
+
+    Between the two renames the old data sits at ``.<target>.old-*``; ``restore_interrupted`` puts it back
+    if a crash happened exactly there.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_interrupted(target: Path) -> bool:
+    """Put back the old data of a swap that crashed between its two renames; True if it did."""
+    leftovers = sorted(target.parent.glob(f".{target.name}.old-*")) if target.parent.is_dir() else []
+    restored = False
+    for old in leftovers:
+        if not target.exists():
+            old.rename(target)
+            restored = True
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    return restored

@@ -1,0 +1,38 @@
+"""The SQL layer: every query lives in sql/*.sql; this module finds, fills and runs them on DuckDB."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+def query_text(name: str, **params: str) -> str:
+    path = SQL_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise FileNotFoundError(f"no query {name!r} in {SQL_DIR}")
+    text = path.read_text()
+    return text.format(**params) if params else text
+
+
+def build_catalog(lake_root: Path, tables: list[str], target: Path) -> dict[str, int]:
+    """(Re)create ``target`` with one view per table; returns row counts. Written aside, then renamed."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    counts = {}
+    with duckdb.connect(str(tmp)) as con:
+        for table in tables:
+            glob = (lake_root / table / "**" / "*.parquet").as_posix().replace("'", "''")
+            con.execute(query_text("catalog_view", table=table, glob=glob))
+            counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    os.replace(tmp, target)
+    return counts
+
+
+def connect_catalog(catalog: Path) -> duckdb.DuckDBPyConnection:
+    if not catalog.is_file():
+        raise FileNotFoundError(f"{catalog}: no catalog yet (run `make demo` or materialize the catalog asset)")
+    return duckdb.connect(str(catalog), read_only=True)

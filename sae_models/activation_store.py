@@ -1,0 +1,162 @@
+"""Activation shards on disk: Parquet files of (doc_id, pos, token_id, act[d]) rows.
+
+The writer streams ``ActivationBatch``es into ``part-NNNNN.parquet`` files in a directory, cutting row
+groups of about ``row_group_mb`` so a training read is a few large sequential reads. The reader yields
+shuffled torch batches, shuffled across shards and row groups, deterministic by seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from sae_models.lm.extract import ActivationBatch
+
+ARROW_DTYPES = {"float16": pa.float16(), "float32": pa.float32()}
+
+
+class ActivationStoreError(RuntimeError):
+    """Unreadable or inconsistent activation shards; the message names the file."""
+
+
+def activation_schema(d_model: int, dtype: str) -> pa.Schema:
+    return pa.schema([
+        ("doc_id", pa.int64()),
+        ("pos", pa.int32()),
+        ("token_id", pa.int32()),
+        ("act", pa.list_(ARROW_DTYPES[dtype], d_model)),
+    ])
+
+
+def _to_table(batch: ActivationBatch, schema: pa.Schema) -> pa.Table:
+    d = schema.field("act").type.list_size
+    values = pa.array(np.ascontiguousarray(batch.act).reshape(-1), type=schema.field("act").type.value_type)
+    return pa.table({
+        "doc_id": pa.array(batch.doc_id, pa.int64()),
+        "pos": pa.array(batch.pos, pa.int32()),
+        "token_id": pa.array(batch.token_id, pa.int32()),
+        "act": pa.FixedSizeListArray.from_arrays(values, d),
+    }, schema=schema)
+
+
+@dataclass
+class WriteStats:
+    rows: int = 0
+    shards: int = 0
+    bytes: int = 0
+    dropped_outliers: int = 0
+
+
+class ShardWriter:
+    """Accumulates rows and writes fixed-size row groups, ``groups_per_shard`` per file."""
+
+    def __init__(self, directory: Path, d_model: int, dtype: str = "float16",
+                 row_group_mb: float = 32.0, groups_per_shard: int = 4):
+        self.directory = directory
+        self.schema = activation_schema(d_model, dtype)
+        row_bytes = d_model * (2 if dtype == "float16" else 4) + 16
+        self.rows_per_group = max(1024, int(row_group_mb * 2**20 / row_bytes))
+        self.groups_per_shard = groups_per_shard
+        self.stats = WriteStats()
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._groups_in_shard = 0
+
+    @property
+    def rows_seen(self) -> int:
+        return self.stats.rows + self._pending_rows
+
+    def write(self, batch: ActivationBatch) -> None:
+        self.stats.dropped_outliers += batch.dropped_outliers
+        if len(batch) == 0:
+            return
+        self._pending.append(_to_table(batch, self.schema))
+        self._pending_rows += len(batch)
+        while self._pending_rows >= self.rows_per_group:
+            self._flush(self.rows_per_group)
+
+    def close(self) -> WriteStats:
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        if self._writer is not None:
+            self._writer.close()
+        self.stats.bytes = sum(f.stat().st_size for f in self.directory.glob("part-*.parquet"))
+        return self.stats
+
+    def _flush(self, n: int) -> None:
+        table = pa.concat_tables(self._pending).combine_chunks()
+        group, rest = table.slice(0, n), table.slice(n)
+        self._pending, self._pending_rows = ([rest] if len(rest) else []), len(rest)
+        if self._writer is None:
+            path = self.directory / f"part-{self.stats.shards:05d}.parquet"
+            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", compression_level=1)
+            self.stats.shards += 1
+        self._writer.write_table(group, row_group_size=n)
+        self.stats.rows += n
+        self._groups_in_shard += 1
+        if self._groups_in_shard == self.groups_per_shard:
+            self._writer.close()
+            self._writer, self._groups_in_shard = None, 0
+
+
+def write_shards(batches: Iterable[ActivationBatch], directory: Path, d_model: int,
+                 dtype: str = "float16", row_group_mb: float = 32.0) -> WriteStats:
+    """Stream ``batches`` into Parquet shards in ``directory`` (which should be empty)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = ShardWriter(directory, d_model, dtype, row_group_mb)
+    for batch in batches:
+        writer.write(batch)
+    return writer.close()
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ActivationStoreError(f"{path}: not a readable Parquet shard ({exc})") from exc
+
+
+class ActivationReader:
+    """Shuffled training batches over every shard of one activation partition."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.shards = sorted(self.directory.glob("*.parquet"))
+        if not self.shards:
+            raise ActivationStoreError(f"{self.directory}: no activation shards")
+        self.files = [_open(p) for p in self.shards]
+        widths = {f.schema_arrow.field("act").type.list_size for f in self.files}
+        if len(widths) != 1:
+            raise ActivationStoreError(f"{self.directory}: shards disagree on the activation width {widths}")
+        self.d_model = widths.pop()
+        self.units = [(i, g) for i, f in enumerate(self.files) for g in range(f.num_row_groups)]
+        self.n_rows = sum(f.metadata.num_rows for f in self.files)
+
+    def _read_unit(self, shard: int, group: int) -> np.ndarray:
+        try:
+            col = self.files[shard].read_row_group(group, columns=["act"]).column("act").combine_chunks()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ActivationStoreError(f"{self.shards[shard]}: row group {group} unreadable ({exc})") from exc
+        return col.values.to_numpy(zero_copy_only=False).reshape(-1, self.d_model)
+
+    def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, buffer_units: int = 4,
+                dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+        """One epoch of [batch_size, d] batches: row groups in a seeded random order, read ``buffer_units``
+        at a time and shuffled together. The last partial batch is dropped."""
+        rng = np.random.default_rng([seed, epoch])
+        order = [self.units[i] for i in rng.permutation(len(self.units))]
+        carry = np.empty((0, self.d_model), dtype=np.float32)
+        for start in range(0, len(order), buffer_units):
+            rows = np.concatenate([carry] + [self._read_unit(*u) for u in order[start:start + buffer_units]])
+            rows = rows[rng.permutation(len(rows))]
+            full = len(rows) // batch_size * batch_size
+            for i in range(0, full, batch_size):
+                yield torch.from_numpy(rows[i:i + batch_size]).to(dtype)
+            carry = rows[full:]

@@ -1,0 +1,120 @@
+"""Batched activation extraction at one hook point, stopping the forward pass there.
+
+Yields plain numpy batches (doc_id, pos, token_id, act) of the tokens that count: BOS, EOS and padding
+are masked, and optionally high-norm outliers (attention sinks) above a multiple of the batch median.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+import torch
+
+from sae_models.lm.hooks import StopForward, capture, hook_module
+from sae_models.lm.loading import LoadedLM
+
+ACT_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    layer: int
+    site: str = "resid_post"
+    batch_size: int = 32
+    context: int = 128
+    max_tokens: int | None = None
+    act_dtype: str = "float16"
+    drop_outlier_norm: float = 0.0  # 0 keeps every token; e.g. 10 drops tokens above 10x the median norm
+
+    def __post_init__(self) -> None:
+        if self.act_dtype not in ACT_DTYPES:
+            raise ValueError(f"act_dtype {self.act_dtype!r}: expected one of {sorted(ACT_DTYPES)}")
+        if self.batch_size < 1 or self.context < 2:
+            raise ValueError("batch_size must be >= 1 and context >= 2")
+
+
+@dataclass
+class ActivationBatch:
+    doc_id: np.ndarray  # int64 [n]
+    pos: np.ndarray  # int32 [n]
+    token_id: np.ndarray  # int32 [n]
+    act: np.ndarray  # [n, d_model], float16 or float32
+    dropped_outliers: int = 0
+
+    def __len__(self) -> int:
+        return len(self.doc_id)
+
+    def head(self, n: int) -> ActivationBatch:
+        return ActivationBatch(self.doc_id[:n], self.pos[:n], self.token_id[:n], self.act[:n],
+                               self.dropped_outliers)
+
+
+def forward_to(lm: LoadedLM, module: torch.nn.Module, input_ids: torch.Tensor,
+               attention_mask: torch.Tensor) -> torch.Tensor:
+    """Run the model only as far as ``module`` and return its output hidden states."""
+    with capture(module, stop=True) as store:
+        try:
+            lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except StopForward:
+            pass
+    if not store:
+        raise RuntimeError(f"hook module {type(module).__name__} was never reached in the forward pass")
+    return store[0]
+
+
+def _masked_ids(tokenizer) -> torch.Tensor:
+    ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return torch.tensor(sorted(i for i in ids if i is not None))
+
+
+def _keep_mask(input_ids, attention_mask, acts, masked_ids, outlier_multiple: float) -> tuple[torch.Tensor, int]:
+    keep = attention_mask.bool() & ~torch.isin(input_ids, masked_ids)
+    if outlier_multiple <= 0 or not keep.any():
+        return keep, 0
+    norms = acts.float().norm(dim=-1)
+    outliers = keep & (norms > outlier_multiple * norms[keep].median())
+    return keep & ~outliers, int(outliers.sum())
+
+
+def _batches(docs: Iterable[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    it = iter(docs)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@torch.inference_mode()
+def iter_activations(lm: LoadedLM, docs: Iterable[tuple[int, str]], cfg: ExtractionConfig) -> Iterator[ActivationBatch]:
+    """Activations of ``docs`` (doc_id, text) at ``cfg``'s hook point, until ``cfg.max_tokens`` are out."""
+    module = hook_module(lm.model, cfg.layer, cfg.site)
+    masked_ids = _masked_ids(lm.tokenizer).to(lm.device)
+    remaining = cfg.max_tokens if cfg.max_tokens is not None else float("inf")
+    for chunk in _batches(docs, cfg.batch_size):
+        if remaining <= 0:
+            return
+        batch = extract_batch(lm, module, chunk, cfg, masked_ids)
+        if len(batch) > remaining:
+            batch = batch.head(int(remaining))
+        remaining -= len(batch)
+        yield batch
+
+
+def extract_batch(lm: LoadedLM, module: torch.nn.Module, chunk: Sequence[tuple[int, str]],
+                  cfg: ExtractionConfig, masked_ids: torch.Tensor) -> ActivationBatch:
+    enc = lm.tokenizer([text for _, text in chunk], return_tensors="pt", padding=True,
+                       truncation=True, max_length=cfg.context)
+    input_ids = enc["input_ids"].to(lm.device)
+    attention_mask = enc["attention_mask"].to(lm.device)
+    acts = forward_to(lm, module, input_ids, attention_mask)
+    keep, dropped = _keep_mask(input_ids, attention_mask, acts, masked_ids, cfg.drop_outlier_norm)
+    rows, pos = keep.nonzero(as_tuple=True)
+    doc_ids = torch.tensor([d for d, _ in chunk], dtype=torch.int64)
+    return ActivationBatch(
+        doc_id=doc_ids[rows.cpu()].numpy(),
+        pos=pos.to(torch.int32).cpu().numpy(),
+        token_id=input_ids[rows, pos].to(torch.int32).cpu().numpy(),
+        act=acts[rows, pos].to(ACT_DTYPES[cfg.act_dtype]).cpu().numpy(),
+        dropped_outliers=dropped,
+    )

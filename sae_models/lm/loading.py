@@ -1,0 +1,126 @@
+"""Load any causal LM, by hub id or local directory, through the Auto classes.
+
+A toy model saved by ``sae_models.toyworld`` and ``google/gemma-2-2b`` take the same path; failures
+(missing directory, hub unreachable, unknown architecture) become one ``ModelLoadError`` line that
+names the source.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be loaded; the message names the source and the cause."""
+
+
+@dataclass
+class LoadedLM:
+    model: torch.nn.Module
+    tokenizer: object
+    source: str
+    family: str
+    n_layers: int
+    d_model: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def looks_like_path(source: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else (``./x``, ``/x``, ``~/x``, ``a/b/c``, an existing
+    folder) is a local directory."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).expanduser().exists()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_tokenizer(source: str, revision: str | None = None, trust_remote_code: bool = False):
+    """``AutoTokenizer``, except that a local ``tokenizer_config.json`` naming ``TokenizersBackend`` is
+    honoured as written (transformers otherwise swaps in a model-type tokenizer, e.g. Qwen2's)."""
+    from transformers import AutoTokenizer, TokenizersBackend
+
+    cfg_file = Path(source).expanduser() / "tokenizer_config.json"
+    if cfg_file.is_file() and json.loads(cfg_file.read_text()).get("tokenizer_class") == "TokenizersBackend":
+        return TokenizersBackend.from_pretrained(str(cfg_file.parent))
+    return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+
+
+def _config_int(config, *names: str) -> int:
+    for cfg in (config, getattr(config, "text_config", None)):
+        for name in names:
+            if cfg is not None and isinstance(getattr(cfg, name, None), int):
+                return getattr(cfg, name)
+    raise ModelLoadError(f"model config {type(config).__name__} has none of {names}")
+
+
+def load_config(source: str, revision: str | None = None, trust_remote_code: bool = False):
+    """The model's config alone (cheap): used to validate a layer before loading weights."""
+    from transformers import AutoConfig
+
+    _check_source(source)
+    try:
+        return AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_describe_failure(source, exc)) from exc
+
+
+def n_layers_of(config) -> int:
+    return _config_int(config, "num_hidden_layers", "n_layer", "num_layers")
+
+
+def d_model_of(config) -> int:
+    return _config_int(config, "hidden_size", "n_embd", "d_model")
+
+
+def _check_source(source: str) -> None:
+    if looks_like_path(source) and not Path(source).expanduser().is_dir():
+        raise ModelLoadError(f"model source {source!r}: no such directory")
+
+
+def _describe_failure(source: str, exc: BaseException) -> str:
+    if looks_like_path(source):
+        return f"model source {source!r}: cannot load from this directory ({_first_line(exc)})"
+    return (f"model source {source!r}: not a local directory, and not loadable from the Hugging Face hub "
+            f"or its local cache (offline or unknown id?): {_first_line(exc)}")
+
+
+def load_lm(
+    source: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+) -> LoadedLM:
+    """Load a causal LM and its tokenizer for inference (eval mode, no gradients)."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"model source {source!r}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    config = load_config(source, revision, trust_remote_code)
+    attn = "eager" if config.model_type.startswith("gemma2") else None  # transformers 5: Gemma-2 is eager-only
+    try:
+        tokenizer = load_tokenizer(str(Path(source).expanduser()) if looks_like_path(source) else source,
+                                   revision, trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, revision=revision, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+            attn_implementation=attn,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_describe_failure(source, exc)) from exc
+    model.to(device).eval().requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return LoadedLM(model, tokenizer, source, config.model_type, n_layers_of(config), d_model_of(config))

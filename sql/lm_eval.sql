@@ -1,0 +1,14 @@
+-- How well each language model knows its world (toy models; loss in nats per token).
+SELECT
+    model,
+    family,
+    n_layers,
+    d_model,
+    round(held_out_loss, 3)          AS held_out_loss,
+    round(unigram_cross_entropy, 3)  AS unigram_xent,
+    round(topic_word_accuracy, 3)    AS topic_word_acc,
+    round(topic_consistency, 3)      AS topic_consistency,
+    round(ioi_accuracy, 3)           AS ioi_acc,
+    round(train_seconds, 1)          AS train_s
+FROM lm_eval
+ORDER BY model;
