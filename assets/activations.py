@@ -1,7 +1,5 @@
 """The ``activations`` asset (per model) and the checks that guard it."""
 
-from __future__ import annotations
-
 import json
 import time
 from pathlib import Path

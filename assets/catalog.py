@@ -1,7 +1,5 @@
 """The ``catalog`` asset: lake/catalog.duckdb with one view per lake table, for ad hoc SQL."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from assets.activations import activations

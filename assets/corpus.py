@@ -1,7 +1,5 @@
 """The ``corpus`` asset: documents for training toy LMs and for caching activations."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg

@@ -56,4 +56,4 @@ def print_summary(print_fn=print) -> None:
     with connect_catalog(lake.catalog_path) as con:
         for name in SUMMARY_QUERIES:
             print_fn(f"\n-- sql/{name}.sql")
-            print_fn(str(con.sql(query_text(name))))
+            con.sql(query_text(name)).show(max_width=240)

@@ -1,7 +1,5 @@
 """The ``language_model`` asset: a toy LM trained on the corpus, or a hub / local model checked for use."""
 
-from __future__ import annotations
-
 from dataclasses import asdict
 from pathlib import Path
 

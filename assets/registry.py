@@ -4,8 +4,6 @@ A model added to the file gets its partition and a run of its chain; a model who
 rerun; a model removed from the file is reported, and its partition and data are left alone.
 """
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass
 

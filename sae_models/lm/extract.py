@@ -7,6 +7,7 @@ are masked, and optionally high-norm outliers (attention sinks) above a multiple
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import islice
 
@@ -56,10 +57,8 @@ def forward_to(lm: LoadedLM, module: torch.nn.Module, input_ids: torch.Tensor,
                attention_mask: torch.Tensor) -> torch.Tensor:
     """Run the model only as far as ``module`` and return its output hidden states."""
     with capture(module, stop=True) as store:
-        try:
+        with suppress(StopForward):
             lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        except StopForward:
-            pass
     if not store:
         raise RuntimeError(f"hook module {type(module).__name__} was never reached in the forward pass")
     return store[0]

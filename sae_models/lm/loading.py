@@ -105,7 +105,9 @@ def load_lm(
 ) -> LoadedLM:
     """Load a causal LM and its tokenizer for inference (eval mode, no gradients)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     if dtype not in DTYPES:
         raise ModelLoadError(f"model source {source!r}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
     config = load_config(source, revision, trust_remote_code)

@@ -111,7 +111,9 @@ def train_toy_lm(
 ) -> ToyModelReport:
     """Fit a tiny causal LM on ``train_texts``, evaluate on ``eval_texts``, save it to ``out_dir``."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     if not train_texts or not eval_texts:
         raise ValueError("toy LM training: the corpus has no training or no evaluation documents")
     torch.manual_seed(cfg.seed)

@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny trained toy models, tiny random models of four families, a tiny lake.toml."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_TOML = """
+[lake]
+root = "lake"
+
+[corpus]
+source = "toyworld"
+lm_train_docs = 300
+lm_eval_docs = 40
+activation_docs = 120
+
+[extraction]
+batch_size = 16
+context = 64
+row_group_mb = 0.01
+
+[[models]]
+slug = "toy-gemma2"
+source = "toyworld"
+layer = 1
+tokens = 1500
+[models.toy]
+family = "gemma2"
+hidden = 32
+layers = 2
+intermediate = 64
+steps = 15
+
+[[models]]
+slug = "toy-qwen2"
+source = "toyworld"
+layer = 1
+hook = "mlp_out"
+tokens = 1500
+[models.toy]
+family = "qwen2"
+hidden = 32
+layers = 2
+intermediate = 64
+steps = 15
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path, monkeypatch) -> Path:
+    """A lake.toml for a 2-model toy world small enough to materialize in seconds; env points at it."""
+    path = tmp_path / "lake.toml"
+    path.write_text(TINY_TOML)
+    monkeypatch.setenv("SAE_LAKE_CONFIG", str(path))
+    monkeypatch.delenv("SAE_LAKE_ROOT", raising=False)
+    return path
+
+
+def _random_model_dir(root: Path, family: str) -> Path:
+    """A randomly initialised model of ``family`` with the toy tokenizer, saved as a HF directory."""
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    from sae_models.lm.loading import load_tokenizer
+    from sae_models.toyworld import ToyModelConfig, save_tokenizer
+    from sae_models.toyworld.train import hf_config
+
+    out = root / family
+    save_tokenizer(out)
+    tok = load_tokenizer(str(out))
+    if family in ("gemma2", "qwen2"):
+        config = hf_config(ToyModelConfig(family=family, hidden=32, layers=3, intermediate=64, context=64), tok)
+    elif family == "llama":
+        config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+    else:
+        config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=3, n_head=4, n_positions=64,
+                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id)
+    import torch
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("random_models")
+    return {family: _random_model_dir(root, family) for family in ("gemma2", "qwen2", "llama", "gpt2")}
