@@ -27,7 +27,7 @@ ui: venv
 	$(BIN)/dagster dev
 
 lint: venv
-	$(BIN)/ruff check assets sae_models tests bench
+	$(BIN)/ruff check .
 
 bench: venv
 	$(BIN)/python bench/extract.py

@@ -23,12 +23,12 @@ def _instance():
     return DagsterInstance.get()
 
 
-def run_demo(print_fn=print) -> dict[str, float]:
+def run_demo(instance=None, print_fn=print) -> dict[str, float]:
     """Run world -> each model's chain -> catalog; returns the wall time of each run in seconds."""
     from assets.definitions import defs
 
     settings = load_settings()
-    instance = _instance()
+    instance = instance or _instance()
     existing = set(instance.get_dynamic_partitions(models_partitions.name))
     new = [m.slug for m in settings.models if m.slug not in existing]
     if new:

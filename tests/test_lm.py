@@ -15,7 +15,10 @@ from sae_models.lm import (
 from sae_models.lm.hooks import decoder_layers
 
 FAMILIES = ["gemma2", "qwen2", "llama", "gpt2"]
-DOCS = [(10, "the furry puppy chased a cake ."), (11, "when alice and bob went to the park , bob gave a gift to alice .")]
+DOCS = [
+    (10, "the furry puppy chased a cake ."),
+    (11, "when alice and bob went to the park , bob gave a gift to alice ."),
+]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

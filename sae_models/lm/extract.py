@@ -56,9 +56,8 @@ class ActivationBatch:
 def forward_to(lm: LoadedLM, module: torch.nn.Module, input_ids: torch.Tensor,
                attention_mask: torch.Tensor) -> torch.Tensor:
     """Run the model only as far as ``module`` and return its output hidden states."""
-    with capture(module, stop=True) as store:
-        with suppress(StopForward):
-            lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    with capture(module, stop=True) as store, suppress(StopForward):
+        lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     if not store:
         raise RuntimeError(f"hook module {type(module).__name__} was never reached in the forward pass")
     return store[0]

@@ -1,0 +1,155 @@
+"""The Dagster layer: definitions, the registry sensor, the whole toy graph end to end, and bad input."""
+
+import json
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from assets.activations import _shards
+from assets.cli import main as cli
+from assets.config import load_settings
+from assets.definitions import defs
+from assets.demo import run_demo
+from assets.lake import Lake
+from assets.registry import diff_registry, model_registry_sensor
+from tests.conftest import TINY_TOML
+
+
+def _failure_messages(result) -> list[str]:
+    return [e.step_failure_data.error.message for e in result.all_events
+            if e.event_type_value == "STEP_FAILURE"]
+
+
+def _run(instance, job, partition=None):
+    return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition,
+                                                        raise_on_error=False)
+
+
+def test_definitions_load_with_partitions_checks_and_gpu_pool():
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys == {"corpus", "language_model", "activations", "catalog"}
+    acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
+    assert acts.partitions_def.name == "models"
+    check_names = {key.name for key in repo.asset_checks_defs_by_key}
+    assert check_names == {"activations_finite", "activations_width", "activations_row_count"}
+    assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
+
+
+def test_registry_sensor_adds_new_models_reruns_changed_and_reports_removed(tiny_config):
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources={"lake": defs.resources["lake"]})
+        first = model_registry_sensor(ctx)
+        assert sorted(r.partition_key for r in first.run_requests) == ["toy-gemma2", "toy-qwen2"]
+        assert first.dynamic_partitions_requests[0].partition_keys == ["toy-gemma2", "toy-qwen2"]
+        instance.add_dynamic_partitions("models", ["toy-gemma2", "toy-qwen2", "retired"])
+        tiny_config.write_text(TINY_TOML.replace("tokens = 1500", "tokens = 999", 1))
+        ctx = dg.build_sensor_context(instance=instance, cursor=first.cursor,
+                                      resources={"lake": defs.resources["lake"]})
+        second = model_registry_sensor(ctx)
+        assert [r.partition_key for r in second.run_requests] == ["toy-gemma2"]
+        assert not second.dynamic_partitions_requests
+    diff = diff_registry(load_settings(), {"toy-gemma2", "toy-qwen2", "retired"}, json.loads(second.cursor))
+    assert diff.removed == ["retired"] and not diff.added and not diff.changed
+
+
+def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_config, capsys):
+    with dg.instance_for_test() as instance:
+        timings = run_demo(instance=instance, print_fn=lambda _: None)
+        assert len(timings) == 4
+        runs = instance.get_runs()
+        assert all(r.is_success for r in runs)
+        evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
+                       if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+        assert len(evaluations) == 6  # 3 checks x 2 models
+        assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
+
+    lake = Lake(tiny_config.parent / "lake")
+    assert lake.partitions("activations", "model") == ["toy-gemma2", "toy-qwen2"]
+    for slug in ("toy-gemma2", "toy-qwen2"):
+        path = lake.path("activations", model=slug)
+        assert json.loads((path / "_manifest.json").read_text())["tokens"] == 1500
+        assert sum(pq.ParquetFile(f).metadata.num_rows for f in path.glob("*.parquet")) == 1500
+        assert (lake.path("models", model=slug) / "model.safetensors").is_file()
+
+    assert cli(["sql", "select model, count(*) as n from activations group by 1 order by 1", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["model,n", "toy-gemma2,1500", "toy-qwen2,1500"]
+    assert cli(["sql", "select count(*) as n, min(d_model) as d from lm_eval", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 2, "d": 32}]
+    assert cli(["sql", "create table x as select 1"]) == 1  # the catalog is read-only
+    assert "read-only" in capsys.readouterr().err
+
+    # a crash halfway through a rerun leaves the previous partition exactly as it was
+    before = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
+    import sae_models.lm
+
+    real = sae_models.lm.iter_activations
+
+    def crash_midway(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        yield next(gen)
+        raise RuntimeError("simulated crash")
+
+    sae_models.lm.iter_activations = crash_midway
+    try:
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("models", ["toy-gemma2"])
+            result = _run(instance, "model_chain", "toy-gemma2")
+    finally:
+        sae_models.lm.iter_activations = real
+    assert not result.success
+    after = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
+    assert after == before
+
+
+def _single_model_config(tiny_config, source: str, layer: int = 1) -> None:
+    head = TINY_TOML.split("[[models]]")[0]
+    tiny_config.write_text(head + f'[[models]]\nslug = "ext"\nsource = "{source}"\nlayer = {layer}\ntokens = 100\n')
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("/no/such/model/dir", "model source '/no/such/model/dir': no such directory"),
+    ("google/gemma-2-2b", "model source 'google/gemma-2-2b': not a local directory"),
+])
+def test_bad_model_source_fails_its_step_with_one_line(tiny_config, monkeypatch, source, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _single_model_config(tiny_config, source)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("models", ["ext"])
+        result = _run(instance, "model_chain", "ext")
+    assert not result.success
+    (msg,) = _failure_messages(result)
+    assert message in msg and "\n" not in msg.strip()
+    assert not (tiny_config.parent / "lake" / "lm_eval").exists()
+
+
+def test_layer_out_of_range_for_a_hub_style_model_fails_in_language_model(tiny_config, random_models):
+    _single_model_config(tiny_config, str(random_models["gpt2"]), layer=1)
+    cfg = tiny_config.read_text().replace("layer = 1", "layer = 5")
+    tiny_config.write_text(cfg)
+    from assets.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"layer 5 is out of range for ext \(3 layers"):
+        load_settings()
+
+
+def test_empty_corpus_fails_and_keeps_the_previous_corpus(tiny_config, tmp_path):
+    with dg.instance_for_test() as instance:
+        assert _run(instance, "world").success
+        corpus_file = tiny_config.parent / "lake" / "corpus" / "part-00000.parquet"
+        before = corpus_file.read_bytes()
+        empty = tmp_path / "empty.txt"
+        empty.write_text("\n  \n")
+        tiny_config.write_text(TINY_TOML.replace('source = "toyworld"\nlm_train', f'source = "{empty}"\nlm_train'))
+        result = _run(instance, "world")
+    assert not result.success
+    assert f"corpus source '{empty}': no documents (empty corpus)" in _failure_messages(result)[0]
+    assert corpus_file.read_bytes() == before
+
+
+def test_corrupt_shard_is_reported_by_name(tmp_path):
+    shard = tmp_path / "part-00000.parquet"
+    shard.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(dg.Failure, match="part-00000.parquet: corrupt Parquet shard"):
+        _shards(tmp_path)
