@@ -15,11 +15,15 @@ model_chain_job = dg.define_asset_job(
     MODEL_CHAIN, selection=[language_model, activations], partitions_def=models_partitions
 )
 catalog_job = dg.define_asset_job("catalog_refresh", selection=[catalog])
+# Evaluates the assets' automation conditions (the catalog refreshes when new partitions land).
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING
+)
 
 defs = dg.Definitions(
     assets=[corpus, language_model, activations, catalog],
     asset_checks=[activations_finite, activations_width, activations_row_count],
     jobs=[world_job, model_chain_job, catalog_job],
-    sensors=[model_registry_sensor],
+    sensors=[model_registry_sensor, automation_sensor],
     resources={"lake": LakeResource()},
 )
