@@ -1,7 +1,6 @@
 """The ``language_model`` asset: a toy LM trained on the corpus, or a hub / local model checked for use."""
 
 from dataclasses import asdict
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -70,6 +69,3 @@ def language_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
         **{k: v for k, v in row.items() if isinstance(v, int | float) and v is not None},
     })
 
-
-def model_dir_exists(entry: ModelEntry, lake: Lake) -> bool:
-    return (not entry.is_toy) or Path(model_location(entry, lake), "config.json").is_file()

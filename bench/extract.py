@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--context", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -124,7 +124,7 @@ def test_bad_model_source_fails_its_step_with_one_line(tiny_config, monkeypatch,
     assert not (tiny_config.parent / "lake" / "lm_eval").exists()
 
 
-def test_layer_out_of_range_for_a_hub_style_model_fails_in_language_model(tiny_config, random_models):
+def test_layer_out_of_range_for_a_local_model_is_a_config_error(tiny_config, random_models):
     _single_model_config(tiny_config, str(random_models["gpt2"]), layer=1)
     cfg = tiny_config.read_text().replace("layer = 1", "layer = 5")
     tiny_config.write_text(cfg)
