@@ -1,0 +1,93 @@
+"""JumpReLU SAE (Rajamanoharan et al. 2024), as in dictionary_learning's trainer.
+
+z = W_enc (x - b_dec) + b_enc;  f = z * 1[z > theta] with a per-latent theta (init 0.001, learned as log theta).
+The step's gradient reaches theta through a straight-through estimator with a rectangle kernel of width
+``jumprelu_bandwidth``. Sparsity loss on L0: lambda * (L0 / target_l0 - 1)^2. Adam betas (0, 0.999).
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from sae_models.sae.base import SAEConfig, SAEConfigError, SAELoss, SparseAutoencoder, mse_loss
+
+
+def _rectangle(u: torch.Tensor) -> torch.Tensor:
+    return ((u > -0.5) & (u < 0.5)).to(u)
+
+
+class _JumpReLU(torch.autograd.Function):
+    """z * H(z - theta); d/dtheta = -(theta / eps) K((z - theta) / eps), d/dz = H(z - theta)."""
+
+    @staticmethod
+    def forward(ctx, z, theta, bandwidth):
+        ctx.save_for_backward(z, theta)
+        ctx.bandwidth = bandwidth
+        return z * (z > theta)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, theta = ctx.saved_tensors
+        eps = ctx.bandwidth
+        grad_theta = -(theta / eps) * _rectangle((z - theta) / eps) * grad
+        return (z > theta) * grad, grad_theta.sum(0), None
+
+
+class _Step(torch.autograd.Function):
+    """H(z - theta); d/dtheta = -(1 / eps) K((z - theta) / eps), no gradient to z."""
+
+    @staticmethod
+    def forward(ctx, z, theta, bandwidth):
+        ctx.save_for_backward(z, theta)
+        ctx.bandwidth = bandwidth
+        return (z > theta).to(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, theta = ctx.saved_tensors
+        eps = ctx.bandwidth
+        return None, (-(1 / eps) * _rectangle((z - theta) / eps) * grad).sum(0), None
+
+
+class JumpReLUSAE(SparseAutoencoder):
+    architecture = "jumprelu"
+    sae_lens_architecture = "jumprelu"
+    adam_betas = (0.0, 0.999)
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__(cfg)
+        self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.jumprelu_init_threshold)))
+
+    @classmethod
+    def validate(cls, cfg: SAEConfig) -> None:
+        super().validate(cfg)
+        if cfg.target_l0 is None or not 0 < cfg.target_l0 <= cfg.d_sae:
+            raise SAEConfigError(f"jumprelu: target_l0 must be in (0, d_sae={cfg.d_sae}], got {cfg.target_l0}")
+        if cfg.sparsity_coefficient <= 0:
+            raise SAEConfigError(f"jumprelu: sparsity_coefficient must be > 0, got {cfg.sparsity_coefficient}")
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        return self.log_threshold.exp()
+
+    def preacts(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.b_dec) @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.preacts(x)
+        return z * (z > self.threshold)
+
+    def training_loss(self, x, sparsity_scale, dead) -> SAELoss:
+        z = self.preacts(x)
+        theta = self.threshold
+        f = _JumpReLU.apply(z, theta, self.cfg.jumprelu_bandwidth)
+        x_hat = self.decode(f)
+        mse = mse_loss(x, x_hat)
+        l0 = _Step.apply(z, theta, self.cfg.jumprelu_bandwidth).sum(-1).mean()
+        sparsity = (l0 / self.cfg.target_l0 - 1).pow(2)
+        total = mse + sparsity_scale * self.cfg.sparsity_coefficient * sparsity
+        return SAELoss.from_codes(total, mse, sparsity, x_hat, f)
+
+    def sae_lens_tensors(self) -> dict[str, torch.Tensor]:
+        return {**super().sae_lens_tensors(), "threshold": self.threshold}
