@@ -118,6 +118,15 @@ class SparseAutoencoder(nn.Module):
         if self.unit_norm_decoder:
             self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
+    @torch.no_grad()
+    def fold_activation_scale(self, scale: float) -> None:
+        """Trained on ``scale * x``: rescale biases (and thresholds) so the SAE takes raw x and returns
+        raw x_hat, its codes divided by ``scale``."""
+        for name in ("b_dec", "b_enc", "b_gate", "b_mag", "threshold"):
+            tensor = getattr(self, name, None)
+            if isinstance(tensor, torch.Tensor) and name in dict(self.named_parameters()) | dict(self.named_buffers()):
+                tensor.div_(scale)
+
     # --- export -------------------------------------------------------------------------------------
     def sae_lens_tensors(self) -> dict[str, torch.Tensor]:
         return {"W_enc": self.W_enc, "W_dec": self.W_dec, "b_enc": self.b_enc, "b_dec": self.b_dec}
@@ -151,7 +160,8 @@ class SparsePreacts(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x_c, w_enc, rows, cols = ctx.saved_tensors
-        sparse = torch.sparse_coo_tensor(torch.stack([rows, cols]), grad, (x_c.shape[0], ctx.d_sae))
+        sparse = torch.sparse_coo_tensor(torch.stack([rows, cols]), grad, (x_c.shape[0], ctx.d_sae),
+                                         check_invariants=False)
         grad_x = torch.sparse.mm(sparse, w_enc.T) if ctx.needs_input_grad[0] else None
         grad_w = torch.sparse.mm(sparse.t(), x_c).T if ctx.needs_input_grad[1] else None
         grad_b = torch.zeros(ctx.d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)

@@ -89,5 +89,10 @@ class JumpReLUSAE(SparseAutoencoder):
         total = mse + sparsity_scale * self.cfg.sparsity_coefficient * sparsity
         return SAELoss.from_codes(total, mse, sparsity, x_hat, f)
 
+    @torch.no_grad()
+    def fold_activation_scale(self, scale: float) -> None:
+        super().fold_activation_scale(scale)
+        self.log_threshold.sub_(math.log(scale))
+
     def sae_lens_tensors(self) -> dict[str, torch.Tensor]:
         return {**super().sae_lens_tensors(), "threshold": self.threshold}

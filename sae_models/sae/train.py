@@ -1,0 +1,193 @@
+"""Training loop shared by every architecture, with exact resume.
+
+Per SPEC §2: Adam; linear lr warmup, then linear decay to zero from ``decay_start`` (a fraction of the
+steps); linear sparsity-penalty warmup; gradient clipping; unit-norm decoders with the parallel gradient
+component removed; dead-latent counters for AuxK; optional activation normalisation to unit mean squared
+norm, folded back into the weights at the end so the saved SAE works on raw activations; bf16 autocast on
+a GPU. On the CPU a run is deterministic, and a run resumed from a checkpoint ends bit-identical to an
+uninterrupted one.
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sae_models.activation_store import ActivationReader
+from sae_models.sae.base import SparseAutoencoder
+
+CKPT_TENSORS = "checkpoint.safetensors"
+CKPT_STATE = "checkpoint.json"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite activations or loss); the message gives the step."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 1024
+    lr: float = 3e-4
+    lr_warmup_steps: int = 100
+    decay_start: float = 0.8
+    sparsity_warmup_steps: int = 500
+    grad_clip: float = 1.0
+    seed: int = 0
+    normalize_activations: bool = True
+    checkpoint_every: int = 0  # steps; 0 = no checkpoints
+    log_every: int = 100
+    device: str = "cpu"
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one row per logged step
+    norm_scale: float = 1.0  # activations were multiplied by this during training
+    seconds: float = 0.0
+    tokens: int = 0
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.lr_warmup_steps))
+    decay_from = int(cfg.decay_start * cfg.steps)
+    decay = 1.0 if step < decay_from else (cfg.steps - step) / max(1, cfg.steps - decay_from)
+    return cfg.lr * warm * decay
+
+
+def sparsity_scale_at(step: int, cfg: TrainConfig) -> float:
+    return min(1.0, (step + 1) / max(1, cfg.sparsity_warmup_steps))
+
+
+def norm_scale(reader: ActivationReader, cfg: TrainConfig, batches: int = 8) -> float:
+    """The factor that gives the activations unit mean squared norm (1.0 when normalisation is off)."""
+    if not cfg.normalize_activations:
+        return 1.0
+    sq = [b.pow(2).sum(-1).mean().item() for _, b in zip(range(batches), reader.batches(cfg.batch_size,
+                                                                                         seed=cfg.seed + 1))]
+    return float((sum(sq) / len(sq)) ** -0.5)
+
+
+def _stream(reader: ActivationReader, cfg: TrainConfig, epoch: int, skip: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(epoch, index within epoch, batch) forever, starting at a cursor."""
+    while True:
+        for i, batch in enumerate(reader.batches(cfg.batch_size, seed=cfg.seed, epoch=epoch)):
+            if i >= skip:
+                yield epoch, i, batch
+        epoch, skip = epoch + 1, 0
+
+
+class Trainer:
+    def __init__(self, sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
+                 checkpoint_dir: Path | None = None, log: Callable[[str], None] = print):
+        self.sae = sae.to(cfg.device)
+        self.reader, self.cfg, self.log = reader, cfg, log
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        betas = getattr(sae, "adam_betas", (0.9, 0.999))
+        self.opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=cfg.lr, betas=betas)
+        self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
+        self.step, self.epoch, self.cursor = 0, 0, 0
+        self.result = TrainResult()
+
+    # --- checkpoints: safetensors + JSON, no pickles --------------------------------------------------
+    def _checkpoint(self) -> None:
+        assert self.checkpoint_dir is not None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        opt_state = self.opt.state_dict()
+        tensors = {f"sae.{k}": v for k, v in self.sae.state_dict().items()}
+        for idx, state in opt_state["state"].items():
+            tensors.update({f"opt.{idx}.{k}": v for k, v in state.items()})
+        tensors["since_fired"] = self.since_fired
+        tensors["rng"] = torch.get_rng_state()
+        meta = {"step": self.step, "epoch": self.epoch, "cursor": self.cursor,
+                "param_groups": opt_state["param_groups"], "result": asdict(self.result)}
+        tmp = self.checkpoint_dir / f".{CKPT_TENSORS}.tmp"
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+                  metadata={"step": str(self.step)})
+        tmp_json = self.checkpoint_dir / f".{CKPT_STATE}.tmp"
+        tmp_json.write_text(json.dumps(meta))
+        os.replace(tmp, self.checkpoint_dir / CKPT_TENSORS)
+        os.replace(tmp_json, self.checkpoint_dir / CKPT_STATE)
+
+    def _resume(self) -> bool:
+        if self.checkpoint_dir is None or not (self.checkpoint_dir / CKPT_STATE).is_file():
+            return False
+        meta = json.loads((self.checkpoint_dir / CKPT_STATE).read_text())
+        tensors = load_file(self.checkpoint_dir / CKPT_TENSORS)
+        self.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
+        opt_state: dict = {"state": {}, "param_groups": meta["param_groups"]}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, idx, name = key.split(".", 2)
+                opt_state["state"].setdefault(int(idx), {})[name] = value
+        self.opt.load_state_dict(opt_state)
+        self.since_fired.copy_(tensors["since_fired"])
+        torch.set_rng_state(tensors["rng"])
+        self.step, self.epoch, self.cursor = meta["step"], meta["epoch"], meta["cursor"]
+        self.result = TrainResult(**meta["result"])
+        self.log(f"resumed at step {self.step}/{self.cfg.steps}")
+        return True
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        if not self._resume():
+            self.result.norm_scale = norm_scale(self.reader, cfg)
+        scale = self.result.norm_scale
+        start = time.perf_counter() - self.result.seconds
+        stream = _stream(self.reader, cfg, self.epoch, self.cursor)
+        while self.step < cfg.steps:
+            self.epoch, index, batch = next(stream)
+            self.cursor = index + 1
+            x = batch.to(cfg.device) * scale
+            if not torch.isfinite(x).all():
+                raise TrainingError(f"step {self.step}: the activation batch contains NaN or Inf; stopping "
+                                    "before any weights are updated or saved")
+            if self.step == 0:
+                self.sae.init_from_batch(x)
+            self._train_step(x)
+            self.step += 1
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.result.seconds = time.perf_counter() - start
+                self._checkpoint()
+        self.result.seconds = time.perf_counter() - start
+        self.sae.fold_activation_scale(scale)
+        return self.result
+
+    def _train_step(self, x: torch.Tensor) -> None:
+        cfg, sae = self.cfg, self.sae
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, cfg)
+        dead = self.since_fired >= sae.cfg.dead_tokens
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.device.startswith("cuda")):
+            loss = sae.training_loss(x, sparsity_scale_at(self.step, cfg), dead)
+        if not torch.isfinite(loss.total):
+            raise TrainingError(f"step {self.step}: loss is {loss.total.item()} (mse {loss.mse.item():.4g}); "
+                                "stopping before the weights are updated or saved")
+        self.opt.zero_grad(set_to_none=True)
+        loss.total.backward()
+        sae.remove_parallel_grads()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        self.opt.step()
+        sae.normalize_decoder()
+        sae.on_step_end(self.step, loss)
+        self.since_fired += x.shape[0]
+        self.since_fired[loss.fired] = 0
+        self.result.tokens += x.shape[0]
+        if self.step % cfg.log_every == 0 or self.step == cfg.steps - 1:
+            row = {"step": self.step, "loss": loss.total.item(), "mse": loss.mse.item(), "l0": loss.l0,
+                   "aux": loss.aux.item(), "lr": lr_at(self.step, cfg), "dead_fraction": dead.float().mean().item()}
+            self.result.history.append(row)
+            self.log(f"{sae.architecture} step {self.step}/{cfg.steps} loss {row['loss']:.4f} l0 {row['l0']:.1f}")
+
+
+def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
+              checkpoint_dir: Path | None = None, log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``sae`` in place on batches from ``reader``; resumes from ``checkpoint_dir`` if one is there."""
+    return Trainer(sae, reader, cfg, checkpoint_dir, log).run()
