@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sae_models.activation_store import ActivationReader
 from sae_models.sae.base import SparseAutoencoder
 
-CKPT_TENSORS = "checkpoint.safetensors"
-CKPT_STATE = "checkpoint.json"
+CHECKPOINT = "checkpoint.safetensors"  # tensors, plus the loop state as JSON in its metadata: one atomic file
 
 
 class TrainingError(RuntimeError):
@@ -68,12 +68,15 @@ def norm_scale(reader: ActivationReader, cfg: TrainConfig, batches: int = 8) -> 
     """The factor that gives the activations unit mean squared norm (1.0 when normalisation is off)."""
     if not cfg.normalize_activations:
         return 1.0
-    sq = [b.pow(2).sum(-1).mean().item() for _, b in zip(range(batches), reader.batches(cfg.batch_size,
-                                                                                         seed=cfg.seed + 1))]
+    stream = reader.batches(cfg.batch_size, seed=cfg.seed + 1)
+    sq = [b.pow(2).sum(-1).mean().item() for _, b in zip(range(batches), stream, strict=False)]
     return float((sum(sq) / len(sq)) ** -0.5)
 
 
-def _stream(reader: ActivationReader, cfg: TrainConfig, epoch: int, skip: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+Batch = tuple[int, int, torch.Tensor]
+
+
+def _stream(reader: ActivationReader, cfg: TrainConfig, epoch: int, skip: int) -> Iterator[Batch]:
     """(epoch, index within epoch, batch) forever, starting at a cursor."""
     while True:
         for i, batch in enumerate(reader.batches(cfg.batch_size, seed=cfg.seed, epoch=epoch)):
@@ -96,7 +99,6 @@ class Trainer:
 
     # --- checkpoints: safetensors + JSON, no pickles --------------------------------------------------
     def _checkpoint(self) -> None:
-        assert self.checkpoint_dir is not None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         opt_state = self.opt.state_dict()
         tensors = {f"sae.{k}": v for k, v in self.sae.state_dict().items()}
@@ -106,19 +108,18 @@ class Trainer:
         tensors["rng"] = torch.get_rng_state()
         meta = {"step": self.step, "epoch": self.epoch, "cursor": self.cursor,
                 "param_groups": opt_state["param_groups"], "result": asdict(self.result)}
-        tmp = self.checkpoint_dir / f".{CKPT_TENSORS}.tmp"
+        tmp = self.checkpoint_dir / f".{CHECKPOINT}.tmp"
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
-                  metadata={"step": str(self.step)})
-        tmp_json = self.checkpoint_dir / f".{CKPT_STATE}.tmp"
-        tmp_json.write_text(json.dumps(meta))
-        os.replace(tmp, self.checkpoint_dir / CKPT_TENSORS)
-        os.replace(tmp_json, self.checkpoint_dir / CKPT_STATE)
+                  metadata={"state": json.dumps(meta)})
+        os.replace(tmp, self.checkpoint_dir / CHECKPOINT)
 
     def _resume(self) -> bool:
-        if self.checkpoint_dir is None or not (self.checkpoint_dir / CKPT_STATE).is_file():
+        path = self.checkpoint_dir / CHECKPOINT if self.checkpoint_dir else None
+        if path is None or not path.is_file():
             return False
-        meta = json.loads((self.checkpoint_dir / CKPT_STATE).read_text())
-        tensors = load_file(self.checkpoint_dir / CKPT_TENSORS)
+        with safe_open(path, framework="pt") as handle:
+            meta = json.loads(handle.metadata()["state"])
+        tensors = load_file(path)
         self.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
         opt_state: dict = {"state": {}, "param_groups": meta["param_groups"]}
         for key, value in tensors.items():
@@ -152,12 +153,16 @@ class Trainer:
                 self.sae.init_from_batch(x)
             self._train_step(x)
             self.step += 1
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+            if self._checkpoint_due():
                 self.result.seconds = time.perf_counter() - start
                 self._checkpoint()
         self.result.seconds = time.perf_counter() - start
         self.sae.fold_activation_scale(scale)
         return self.result
+
+    def _checkpoint_due(self) -> bool:
+        every = self.cfg.checkpoint_every
+        return bool(self.checkpoint_dir and every and self.step % every == 0 and self.step < self.cfg.steps)
 
     def _train_step(self, x: torch.Tensor) -> None:
         cfg, sae = self.cfg, self.sae

@@ -1,0 +1,271 @@
+"""SAE library: hand-worked reference values, recovery of known directions, SAELens round trips, bad input."""
+
+import math
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sae_models.sae import SAECheckpointError, SAEConfig, SAEConfigError, build_sae, load_sae, save_sae
+from sae_models.sae.train import TrainConfig, TrainingError, train_sae
+from tests.sae_helpers import sparse_directions_data
+
+D, F = 2, 3
+X = torch.tensor([[1.0, 2.0]])
+
+
+def _set(sae, **tensors):
+    with torch.no_grad():
+        for name, value in tensors.items():
+            getattr(sae, name).copy_(torch.tensor(value))
+    return sae
+
+
+def _tiny(arch, **kw):
+    cfg = SAEConfig(arch, D, F, **kw)
+    sae = build_sae(cfg)
+    return _set(sae, W_dec=[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], b_dec=[0.5, 0.0])
+
+
+W_ENC = [[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]  # columns: latent 0 reads x0, latent 1 reads x1, latent 2 x0 - x1
+
+
+def test_relu_reference_forward_and_loss():
+    sae = _set(_tiny("relu", sparsity_coefficient=0.5), W_enc=W_ENC, b_enc=[0.0, 0.0, 0.1])
+    # x - b_dec = (0.5, 2);  pre = (0.5, 2, -1.4) -> f = (0.5, 2, 0)
+    assert torch.allclose(sae.encode(X), torch.tensor([[0.5, 2.0, 0.0]]))
+    # x_hat = 0.5*(1,0) + 2*(0,1) + b_dec = (1, 2): exact
+    loss = sae.training_loss(X, 1.0, None)
+    assert torch.allclose(loss.x_hat, X) and loss.mse.item() == 0.0
+    assert math.isclose(loss.total.item(), 0.5 * (0.5 * 1 + 2 * 1), rel_tol=1e-6)
+
+
+def test_topk_reference_forward_and_loss():
+    sae = _set(_tiny("topk", k=1), W_enc=W_ENC, b_enc=[0.0, 0.0, 0.0])
+    assert torch.allclose(sae.encode(X), torch.tensor([[0.0, 2.0, 0.0]]))
+    loss = sae.training_loss(X, 1.0, None)
+    # x_hat = 2*(0,1) + (0.5, 0) = (0.5, 2): error (0.5, 0) -> mse 0.25
+    assert torch.allclose(loss.x_hat, torch.tensor([[0.5, 2.0]])) and math.isclose(loss.mse.item(), 0.25)
+    # AuxK on a batch of two with latent 2 dead (k_aux = min(d/2, 1) = 1):
+    # row (1,2): residual (0.5,0), pre_2 = -1.5 -> no recon, error 0.25
+    # row (3,1): x_c (2.5,1), top-1 latent 0 -> x_hat (3,0), residual (0,1); pre_2 = 1.5 -> recon (0.9,1.2),
+    #            error 0.85;  residual variance 0.3125 -> aux = mean(0.25, 0.85) / 0.3125 = 1.76
+    two = torch.tensor([[1.0, 2.0], [3.0, 1.0]])
+    aux = sae.training_loss(two, 1.0, torch.tensor([False, False, True])).aux
+    assert aux.item() == pytest.approx(1.76, rel=1e-5)
+
+
+def test_batchtopk_keeps_k_times_batch_and_uses_threshold_at_inference():
+    sae = _set(_tiny("batchtopk", k=1, threshold_ema_start=0), W_enc=W_ENC, b_enc=[0.0, 0.0, 0.0])
+    xs = torch.tensor([[1.0, 2.0], [3.0, 0.0]])  # x - b_dec: (0.5,2) -> pre (0.5,2,-1.5); (2.5,0) -> (2.5,0,2.5)
+    loss = sae.training_loss(xs, 1.0, None)
+    assert loss.l0 == 1.0  # two kept across the batch of two: 2.5 (row 1) twice, or 2.5 and 2.5
+    sae.on_step_end(0, loss)
+    assert float(sae.threshold) == 2.5  # the smallest kept activation
+    assert torch.allclose(sae.encode(xs), torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+
+
+def test_jumprelu_reference_forward_and_threshold_gradient():
+    sae = _set(_tiny("jumprelu", target_l0=1.0, sparsity_coefficient=1.0, jumprelu_bandwidth=2.0),
+               W_enc=W_ENC, b_enc=[0.0, 0.0, 0.0], log_threshold=[math.log(1.0)] * 3)
+    # pre = (0.5, 2, -1.5), theta = 1 -> f = (0, 2, 0); L0 = 1 -> sparsity loss 0
+    assert torch.allclose(sae.encode(X), torch.tensor([[0.0, 2.0, 0.0]]))
+    loss = sae.training_loss(X, 1.0, None)
+    assert loss.sparsity.item() == 0.0
+    loss.mse.backward()
+    # only latent 0 sits inside the rectangle (|0.5 - 1| / 2 < 1/2): d mse / d f_0 = -2 (x - x_hat) . d_0 = -1,
+    # so d/d theta_0 = -(theta / eps) * 1 * (-1) = 0.5, and d/d log theta_0 = theta * 0.5 = 0.5
+    grad = sae.log_threshold.grad
+    assert grad[0].item() == pytest.approx(0.5) and grad[1] == 0 and grad[2] == 0
+
+
+def test_gated_reference_forward_and_aux_loss():
+    sae = _set(_tiny("gated", sparsity_coefficient=0.1), W_enc=W_ENC, b_gate=[0.0, -3.0, 0.0],
+               b_mag=[0.0, 0.0, 0.0], r_mag=[0.0, math.log(2.0), 0.0])
+    # proj = (0.5, 2, -1.5); gate = (0.5, -1, -1.5) -> only latent 0 open; mag = (0.5, 4, -1.5)
+    assert torch.allclose(sae.encode(X), torch.tensor([[0.5, 0.0, 0.0]]))
+    loss = sae.training_loss(X, 1.0, None)
+    # x_hat = (0.5,0) + b_dec = (1, 0): mse 4; gate L1 = 0.5; aux uses ReLU(gate) = same codes -> 4
+    assert math.isclose(loss.mse.item(), 4.0) and math.isclose(loss.aux.item(), 4.0)
+    assert math.isclose(loss.total.item(), 4.0 + 0.1 * 0.5 + 4.0, rel_tol=1e-6)
+
+
+def test_tied_reference_forward():
+    sae = _set(build_sae(SAEConfig("tied", D, F, sparsity_coefficient=0.1)),
+               W_dec=[[2.0, 0.0], [0.0, 1.0], [0.6, 0.8]], b_enc=[0.0, 0.0, -3.0])
+    # decoder rows normalised: (1,0), (0,1), (0.6,0.8); pre = (1, 2, 2.2 - 3) -> f = (1, 2, 0); x_hat = x
+    assert torch.allclose(sae.encode(X), torch.tensor([[1.0, 2.0, 0.0]]))
+    assert torch.allclose(sae(X), X)
+
+
+ARCH_CONFIGS = {
+    "relu": dict(sparsity_coefficient=0.05),
+    "topk": dict(k=4),
+    "batchtopk": dict(k=4, threshold_ema_start=100),
+    "jumprelu": dict(target_l0=4, sparsity_coefficient=1.0, jumprelu_init_threshold=0.05, jumprelu_bandwidth=0.05),
+    "gated": dict(sparsity_coefficient=0.05),
+    "tied": dict(sparsity_coefficient=0.05),
+}
+RECOVERY_BAR = 0.85  # mean over true directions of the best decoder cosine similarity
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return sparse_directions_data(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.mark.parametrize("arch", sorted(ARCH_CONFIGS))
+def test_training_recovers_known_sparse_directions(synthetic, arch):
+    reader, x, dirs = synthetic
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(arch, 32, 128, **ARCH_CONFIGS[arch]))
+    cfg = TrainConfig(steps=1200, batch_size=256, lr=1e-3, lr_warmup_steps=50, sparsity_warmup_steps=200)
+    train_sae(sae, reader, cfg, log=lambda _: None)
+    with torch.no_grad():
+        recovered = (dirs @ sae.decoder_directions().T).max(1).values.mean().item()
+        x_hat = sae(x[:4000])
+    explained = 1 - ((x[:4000] - x_hat).var(0).sum() / x[:4000].var(0).sum()).item()
+    assert recovered > RECOVERY_BAR, f"{arch}: mean max cosine {recovered:.3f}"
+    assert explained > 0.8, f"{arch}: explained variance {explained:.3f}"
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu", "gated", "tied", "pca", "ica",
+                                  "neuron", "random"])
+def test_checkpoint_loads_in_sae_lens_with_matching_codes(tmp_path, arch):
+    sae_lens = pytest.importorskip("sae_lens")
+    torch.manual_seed(1)
+    baseline = arch in ("pca", "ica", "neuron", "random")
+    sae = build_sae(SAEConfig(arch, 8, 16 if baseline else 32, **ARCH_CONFIGS.get(arch, {})))
+    with torch.no_grad():
+        if baseline:
+            sae.fit(torch.randn(400, 8) @ torch.randn(8, 8))
+        else:
+            for p in sae.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        if arch == "batchtopk":
+            sae.threshold.fill_(0.3)
+    save_sae(sae, tmp_path)
+    theirs = sae_lens.SAE.load_from_disk(tmp_path)
+    x = torch.randn(64, 8)
+    with torch.no_grad():
+        ours, codes = sae.encode(x), theirs.encode(x)
+        assert torch.allclose(ours, codes, atol=1e-5)
+        assert (ours > 0).any()
+        assert torch.allclose(sae(x), theirs.decode(codes), atol=1e-5)
+        assert torch.equal(load_sae(tmp_path).encode(x), ours)
+
+
+def test_external_sae_lens_directory_is_imported(tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    theirs = sae_lens.JumpReLUSAE(sae_lens.JumpReLUSAEConfig(d_in=8, d_sae=16))
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.2 * torch.rand_like(p))
+    theirs.save_model(tmp_path)
+    ours = load_sae(tmp_path)
+    x = torch.randn(32, 8)
+    with torch.no_grad():
+        assert torch.allclose(ours.encode(x), theirs.encode(x), atol=1e-5)
+
+
+def test_impossible_configs_fail_before_compute():
+    with pytest.raises(SAEConfigError, match="k must be in 1..d_sae"):
+        build_sae(SAEConfig("topk", 8, 16, k=32))
+    with pytest.raises(SAEConfigError, match="target_l0"):
+        build_sae(SAEConfig("jumprelu", 8, 16, sparsity_coefficient=1.0))
+    with pytest.raises(SAEConfigError, match="d_sae .* must be >= 1"):
+        build_sae(SAEConfig("relu", 8, 0, sparsity_coefficient=0.1))
+    with pytest.raises(SAEConfigError, match="architecture 'vanilla'"):
+        build_sae(SAEConfig("vanilla", 8, 16))
+
+
+def _write_acts(path, acts):
+    import numpy as np
+
+    from sae_models.activation_store import ActivationReader, write_shards
+    from sae_models.lm.extract import ActivationBatch
+
+    ids = np.arange(len(acts))
+    write_shards([ActivationBatch(ids, ids.astype(np.int32), ids.astype(np.int32), acts)], path, acts.shape[1],
+                 "float32", row_group_mb=0.05)
+    return ActivationReader(path)
+
+
+def test_nan_activations_stop_training_without_touching_the_checkpoint(tmp_path):
+    import numpy as np
+
+    clean = np.random.default_rng(0).standard_normal((4096, 8)).astype(np.float32)
+    poisoned = clean.copy()
+    poisoned[::7] = np.nan
+    sae = build_sae(SAEConfig("topk", 8, 16, k=2))
+    quiet = dict(normalize_activations=False, batch_size=256, checkpoint_every=2)
+    train_sae(sae, _write_acts(tmp_path / "clean", clean), TrainConfig(steps=5, **quiet), tmp_path / "ckpt",
+              log=lambda _: None)
+    before = load_file(tmp_path / "ckpt" / "checkpoint.safetensors")
+    with pytest.raises(TrainingError, match=r"step 4: the activation batch contains NaN or Inf"):
+        train_sae(sae, _write_acts(tmp_path / "poisoned", poisoned), TrainConfig(steps=100, **quiet),
+                  tmp_path / "ckpt", log=lambda _: None)
+    after = load_file(tmp_path / "ckpt" / "checkpoint.safetensors")
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+
+
+def test_truncated_and_mismatched_checkpoints_are_clear_errors(tmp_path):
+    sae = build_sae(SAEConfig("topk", 8, 16, k=2))
+    save_sae(sae, tmp_path / "a")
+    weights = tmp_path / "a" / "sae_state.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(SAECheckpointError, match="sae_state.safetensors: unreadable or truncated"):
+        load_sae(tmp_path / "a")
+    save_sae(sae, tmp_path / "b")
+    cfg = (tmp_path / "b" / "cfg.json").read_text().replace('"d_sae": 16', '"d_sae": 32')
+    (tmp_path / "b" / "cfg.json").write_text(cfg)
+    with pytest.raises(SAECheckpointError, match="weights do not match cfg.json"):
+        load_sae(tmp_path / "b")
+    with pytest.raises(SAECheckpointError, match="cfg.json: missing"):
+        load_sae(tmp_path / "nowhere")
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from pathlib import Path
+    from safetensors.torch import save_file
+    from sae_models.activation_store import ActivationReader
+    from sae_models.sae import SAEConfig, build_sae
+    from sae_models.sae.train import TrainConfig, train_sae
+    data, ckpt, out, pause = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig("batchtopk", 32, 64, k=4, threshold_ema_start=20, dead_tokens=2000))
+    log = (lambda m: __import__("time").sleep(pause)) if pause else (lambda m: None)
+    cfg = TrainConfig(steps=120, batch_size=128, lr=1e-3, lr_warmup_steps=10, sparsity_warmup_steps=20,
+                      checkpoint_every=10, log_every=1)
+    train_sae(sae, ActivationReader(data), cfg, None if ckpt == "-" else Path(ckpt), log=log)
+    save_file({k: v.contiguous() for k, v in sae.state_dict().items()}, out)
+""")
+
+
+def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path):
+    sparse_directions_data(tmp_path / "data", n=8000)
+    script = tmp_path / "train.py"
+    script.write_text(RESUME_SCRIPT)
+    run = [sys.executable, str(script), str(tmp_path / "data")]
+    subprocess.run(run + ["-", str(tmp_path / "ref.safetensors"), "0"], check=True)
+
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.Popen(run + [str(ckpt), str(tmp_path / "out.safetensors"), "0.02"])
+    deadline = time.time() + 60
+    while not (ckpt / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()  # SIGKILL
+    proc.wait()
+    assert not (tmp_path / "out.safetensors").exists(), "the run finished before it could be killed"
+    subprocess.run(run + [str(ckpt), str(tmp_path / "out.safetensors"), "0"], check=True)
+    ref, out = load_file(tmp_path / "ref.safetensors"), load_file(tmp_path / "out.safetensors")
+    assert ref.keys() == out.keys()
+    for key in ref:
+        assert torch.equal(ref[key], out[key]), key
