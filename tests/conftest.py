@@ -93,3 +93,16 @@ def _random_model_dir(root: Path, family: str) -> Path:
 def random_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("random_models")
     return {family: _random_model_dir(root, family) for family in ("gemma2", "qwen2", "llama", "gpt2")}
+
+
+@pytest.fixture(scope="session")
+def trained_toy_lm(tmp_path_factory) -> Path:
+    """A 2-layer toy Gemma-2 trained for a few hundred steps: it knows the world well enough that ablating
+    its residual stream hurts (which a random model's would not)."""
+    from sae_models.toyworld import ToyModelConfig, ToyWorld, train_toy_lm
+
+    out = tmp_path_factory.mktemp("trained_toy")
+    docs = [d.text for d in ToyWorld(0).documents(1500)]
+    cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, steps=400, context=64)
+    train_toy_lm(docs[:1400], docs[1400:], cfg, out, log=lambda _: None)
+    return out

@@ -1,0 +1,139 @@
+"""Core metrics of an SAE on held-out tokens, with SAEBench's names.
+
+Reconstruction (streamed over activation batches): ``l0``; ``mse`` (per element); ``explained_variance``
+= 1 - Var(x - x_hat) / Var(x); ``cossim`` and ``l2_ratio`` (mean over tokens of cos(x, x_hat) and
+||x_hat|| / ||x||); ``frac_alive``. Per latent: firing frequency, max activation (the m_f that steering
+scales by) and mean activation when firing.
+
+Downstream (the reconstruction spliced into the LM at the SAE's hook, every position but BOS):
+``ce_loss_score`` = (CE_zero - CE_sae) / (CE_zero - CE_clean) and ``kl_div_score`` = (KL_zero - KL_sae) /
+KL_zero, where "zero" replaces the activation by zeros.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sae_models.lm.hooks import edit_output, hook_module
+from sae_models.lm.loading import LoadedLM
+from sae_models.sae.base import SparseAutoencoder
+
+
+@dataclass
+class ReconstructionMetrics:
+    l0: float
+    mse: float
+    explained_variance: float
+    cossim: float
+    l2_ratio: float
+    frac_alive: float
+    tokens: int
+
+
+@dataclass
+class LatentStats:
+    firing_frequency: np.ndarray  # [d_sae] fraction of tokens on which the latent is > 0
+    max_activation: np.ndarray  # [d_sae]
+    mean_activation: np.ndarray  # [d_sae] mean over the tokens where it fires (0 if never)
+
+
+@torch.no_grad()
+def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[torch.Tensor]
+                           ) -> tuple[ReconstructionMetrics, LatentStats]:
+    f = sae.cfg.d_sae
+    fires, act_sum = torch.zeros(f, dtype=torch.float64), torch.zeros(f, dtype=torch.float64)
+    act_max = torch.zeros(f)
+    n = 0
+    sums = dict.fromkeys(("l0", "sq_err", "cos", "ratio"), 0.0)
+    err_sum = err_sq = x_sum = x_sq = 0.0
+    for x in batches:
+        x = x.float()
+        codes = sae.encode(x)
+        x_hat = sae.decode(codes)
+        err = x - x_hat
+        active = codes > 0
+        n += x.shape[0]
+        sums["l0"] += active.sum().item()
+        sums["sq_err"] += err.pow(2).sum().item()
+        sums["cos"] += torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).sum().item()
+        sums["ratio"] += (x_hat.norm(dim=-1) / x.norm(dim=-1).clamp_min(1e-8)).sum().item()
+        err_sum, err_sq = err_sum + err.sum(0).double(), err_sq + err.pow(2).sum(0).double()
+        x_sum, x_sq = x_sum + x.sum(0).double(), x_sq + x.pow(2).sum(0).double()
+        fires += active.sum(0).double()
+        act_sum += codes.sum(0).double()
+        act_max = torch.maximum(act_max, codes.max(0).values)
+    if n == 0:
+        raise ValueError("reconstruction metrics: no held-out tokens")
+    var_err = (err_sq / n - (err_sum / n).pow(2)).sum().item()
+    var_x = (x_sq / n - (x_sum / n).pow(2)).sum().item()
+    metrics = ReconstructionMetrics(
+        l0=sums["l0"] / n, mse=sums["sq_err"] / (n * sae.cfg.d_in),
+        explained_variance=1 - var_err / max(var_x, 1e-12), cossim=sums["cos"] / n, l2_ratio=sums["ratio"] / n,
+        frac_alive=(fires > 0).double().mean().item(), tokens=n,
+    )
+    stats = LatentStats((fires / n).numpy(), act_max.numpy(),
+                        (act_sum / fires.clamp_min(1)).numpy())
+    return metrics, stats
+
+
+@dataclass
+class DownstreamMetrics:
+    ce_loss_score: float
+    kl_div_score: float
+    ce_clean: float
+    ce_sae: float
+    ce_zero: float
+    kl_sae: float
+    kl_zero: float
+
+
+def _splice(replace):
+    """Edit function: replace the activation at every position but the first (BOS)."""
+
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        out = h.clone()
+        out[:, 1:] = replace(h[:, 1:]).to(h.dtype)
+        return out
+
+    return fn
+
+
+@torch.no_grad()
+def downstream_metrics(sae: SparseAutoencoder, lm: LoadedLM, texts: Sequence[str], layer: int, site: str,
+                       context: int = 128, batch_size: int = 16) -> DownstreamMetrics:
+    module = hook_module(lm.model, layer, site)
+    totals = dict.fromkeys(("ce_clean", "ce_sae", "ce_zero", "kl_sae", "kl_zero"), 0.0)
+    count = 0
+    shape = (-1, sae.cfg.d_in)
+    for start in range(0, len(texts), batch_size):
+        enc = lm.tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
+                           truncation=True, max_length=context).to(lm.device)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        target, valid = ids[:, 1:], mask[:, 1:].bool()
+
+        def run(edit=None):
+            if edit is None:
+                return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            with edit_output(module, _splice(edit)):
+                return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+
+        clean = run()
+        logp_clean = clean.log_softmax(-1)
+        for name, edit in (("sae", lambda h: sae(h.float().reshape(shape)).reshape(h.shape)),
+                           ("zero", torch.zeros_like)):
+            logp = run(edit).log_softmax(-1)
+            totals[f"ce_{name}"] += -logp.gather(-1, target[..., None])[..., 0][valid].sum().item()
+            kl = (logp_clean.exp() * (logp_clean - logp)).sum(-1)
+            totals[f"kl_{name}"] += kl[valid].sum().item()
+        totals["ce_clean"] += -logp_clean.gather(-1, target[..., None])[..., 0][valid].sum().item()
+        count += int(valid.sum())
+    if count == 0:
+        raise ValueError("downstream metrics: no tokens to score")
+    t = {k: v / count for k, v in totals.items()}
+    return DownstreamMetrics(
+        ce_loss_score=(t["ce_zero"] - t["ce_sae"]) / max(t["ce_zero"] - t["ce_clean"], 1e-12),
+        kl_div_score=(t["kl_zero"] - t["kl_sae"]) / max(t["kl_zero"], 1e-12),
+        **t,
+    )
