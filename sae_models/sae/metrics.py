@@ -100,6 +100,14 @@ def _splice(replace):
     return fn
 
 
+def _next_token_logprobs(lm: LoadedLM, module, ids, mask, edit=None) -> torch.Tensor:
+    """Log-probabilities of the next token at every position but the last, with ``edit`` spliced in."""
+    if edit is None:
+        return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+    with edit_output(module, _splice(edit)):
+        return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+
+
 @torch.no_grad()
 def downstream_metrics(sae: SparseAutoencoder, lm: LoadedLM, texts: Sequence[str], layer: int, site: str,
                        context: int = 128, batch_size: int = 16) -> DownstreamMetrics:
@@ -112,18 +120,10 @@ def downstream_metrics(sae: SparseAutoencoder, lm: LoadedLM, texts: Sequence[str
                            truncation=True, max_length=context).to(lm.device)
         ids, mask = enc["input_ids"], enc["attention_mask"]
         target, valid = ids[:, 1:], mask[:, 1:].bool()
-
-        def run(edit=None):
-            if edit is None:
-                return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            with edit_output(module, _splice(edit)):
-                return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-
-        clean = run()
-        logp_clean = clean.log_softmax(-1)
+        logp_clean = _next_token_logprobs(lm, module, ids, mask)
         for name, edit in (("sae", lambda h: sae(h.float().reshape(shape)).reshape(h.shape)),
                            ("zero", torch.zeros_like)):
-            logp = run(edit).log_softmax(-1)
+            logp = _next_token_logprobs(lm, module, ids, mask, edit)
             totals[f"ce_{name}"] += -logp.gather(-1, target[..., None])[..., 0][valid].sum().item()
             kl = (logp_clean.exp() * (logp_clean - logp)).sum(-1)
             totals[f"kl_{name}"] += kl[valid].sum().item()
