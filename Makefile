@@ -31,6 +31,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules
