@@ -179,6 +179,8 @@ def test_impossible_configs_fail_before_compute():
         build_sae(SAEConfig("jumprelu", 8, 16, sparsity_coefficient=1.0))
     with pytest.raises(SAEConfigError, match="d_sae .* must be >= 1"):
         build_sae(SAEConfig("relu", 8, 0, sparsity_coefficient=0.1))
+    with pytest.raises(SAEConfigError, match="gated: sparsity_coefficient must be > 0"):
+        build_sae(SAEConfig("gated", 8, 16))
     with pytest.raises(SAEConfigError, match="architecture 'vanilla'"):
         build_sae(SAEConfig("vanilla", 8, 16))
 

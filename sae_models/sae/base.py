@@ -66,6 +66,7 @@ class SparseAutoencoder(nn.Module):
     architecture: ClassVar[str]
     sae_lens_architecture: ClassVar[str]
     unit_norm_decoder: ClassVar[bool] = True
+    needs_sparsity_coefficient: ClassVar[bool] = False  # L1 / L0 penalised architectures
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -85,6 +86,9 @@ class SparseAutoencoder(nn.Module):
             raise SAEConfigError(f"config architecture {cfg.architecture!r} given to {cls.__name__}")
         if cfg.d_in < 1 or cfg.d_sae < 1:
             raise SAEConfigError(f"{cls.architecture}: d_in ({cfg.d_in}) and d_sae ({cfg.d_sae}) must be >= 1")
+        if cls.needs_sparsity_coefficient and cfg.sparsity_coefficient <= 0:
+            raise SAEConfigError(f"{cls.architecture}: sparsity_coefficient must be > 0, "
+                                 f"got {cfg.sparsity_coefficient}")
 
     # --- the interface ------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:

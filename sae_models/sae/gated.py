@@ -9,12 +9,13 @@ Decoder rows are unit norm.
 import torch
 from torch import nn
 
-from sae_models.sae.base import SAEConfig, SAEConfigError, SAELoss, SparseAutoencoder, mse_loss
+from sae_models.sae.base import SAEConfig, SAELoss, SparseAutoencoder, mse_loss
 
 
 class GatedSAE(SparseAutoencoder):
     architecture = "gated"
     sae_lens_architecture = "gated"
+    needs_sparsity_coefficient = True
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
@@ -22,12 +23,6 @@ class GatedSAE(SparseAutoencoder):
         self.b_gate = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_mag = nn.Parameter(torch.zeros(cfg.d_sae))
         self.r_mag = nn.Parameter(torch.zeros(cfg.d_sae))
-
-    @classmethod
-    def validate(cls, cfg: SAEConfig) -> None:
-        super().validate(cfg)
-        if cfg.sparsity_coefficient <= 0:
-            raise SAEConfigError(f"gated: sparsity_coefficient must be > 0, got {cfg.sparsity_coefficient}")
 
     def _paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         proj = (x - self.b_dec) @ self.W_enc

@@ -54,6 +54,7 @@ class JumpReLUSAE(SparseAutoencoder):
     architecture = "jumprelu"
     sae_lens_architecture = "jumprelu"
     adam_betas = (0.0, 0.999)
+    needs_sparsity_coefficient = True
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
@@ -64,8 +65,6 @@ class JumpReLUSAE(SparseAutoencoder):
         super().validate(cfg)
         if cfg.target_l0 is None or not 0 < cfg.target_l0 <= cfg.d_sae:
             raise SAEConfigError(f"jumprelu: target_l0 must be in (0, d_sae={cfg.d_sae}], got {cfg.target_l0}")
-        if cfg.sparsity_coefficient <= 0:
-            raise SAEConfigError(f"jumprelu: sparsity_coefficient must be > 0, got {cfg.sparsity_coefficient}")
 
     @property
     def threshold(self) -> torch.Tensor:

@@ -8,19 +8,14 @@ instead. The trainer clips gradients to norm 1.
 
 import torch
 
-from sae_models.sae.base import SAEConfig, SAEConfigError, SAELoss, SparseAutoencoder, mse_loss
+from sae_models.sae.base import SAELoss, SparseAutoencoder, mse_loss
 
 
 class ReLUSAE(SparseAutoencoder):
     architecture = "relu"
     sae_lens_architecture = "standard"
     unit_norm_decoder = False
-
-    @classmethod
-    def validate(cls, cfg: SAEConfig) -> None:
-        super().validate(cfg)
-        if cfg.sparsity_coefficient <= 0:
-            raise SAEConfigError(f"relu: sparsity_coefficient must be > 0, got {cfg.sparsity_coefficient}")
+    needs_sparsity_coefficient = True
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)

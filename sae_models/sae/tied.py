@@ -7,24 +7,19 @@ with D_n the decoder rows scaled to unit norm.
 
 import torch
 
-from sae_models.sae.base import SAEConfig, SAEConfigError, SAELoss, SparseAutoencoder, mse_loss
+from sae_models.sae.base import SAEConfig, SAELoss, SparseAutoencoder, mse_loss
 
 
 class TiedSAE(SparseAutoencoder):
     architecture = "tied"
     sae_lens_architecture = "standard"
     unit_norm_decoder = False  # normalised on the fly instead
+    needs_sparsity_coefficient = True
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
         del self.W_enc  # tied: derived from W_dec
         self.b_dec.requires_grad_(False)
-
-    @classmethod
-    def validate(cls, cfg: SAEConfig) -> None:
-        super().validate(cfg)
-        if cfg.sparsity_coefficient <= 0:
-            raise SAEConfigError(f"tied: sparsity_coefficient must be > 0, got {cfg.sparsity_coefficient}")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x @ self.decoder_directions().T + self.b_enc)
