@@ -14,17 +14,11 @@ from assets.lake import Lake
 from assets.metadata import histogram_md
 from assets.models import language_model, model_location
 from assets.partitions import models_partitions
-from assets.resources import GPU_OP_TAGS, LakeResource
+from assets.resources import GPU_OP_TAGS, LakeResource, torch_device
 
 MANIFEST = "_manifest.json"
 NORM_SAMPLE = 200_000
 LOG_EVERY_S = 10.0
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _extraction_config(entry: ModelEntry, settings: Settings):
@@ -40,7 +34,7 @@ def _load(entry: ModelEntry, lake: Lake):
     from sae_models.lm import HookPointError, ModelLoadError, hook_module, load_lm
 
     try:
-        lm = load_lm(model_location(entry, lake), revision=entry.revision, dtype=entry.dtype, device=_device(),
+        lm = load_lm(model_location(entry, lake), revision=entry.revision, dtype=entry.dtype, device=torch_device(),
                      trust_remote_code=entry.trust_remote_code)
         hook_module(lm.model, entry.layer, entry.hook)
     except (ModelLoadError, HookPointError) as exc:

@@ -7,11 +7,13 @@ from assets.corpus import corpus
 from assets.metadata import markdown_table
 from assets.models import language_model
 from assets.resources import LakeResource
+from assets.saes import LATENT_STATS, SAE_METRICS, concept_recovery, sae
 from assets.sql import build_catalog
 
 
 @dg.asset(
-    deps=[corpus, language_model, activations], group_name="analysis", kinds={"duckdb"},
+    deps=[corpus, language_model, activations, sae, SAE_METRICS, LATENT_STATS, concept_recovery],
+    group_name="analysis", kinds={"duckdb"},
     automation_condition=dg.AutomationCondition.eager(),
 )
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:

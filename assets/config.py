@@ -116,10 +116,49 @@ class ModelEntry(_Strict):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
+class SweepTrainSection(_Strict):
+    """SAE training schedule (SPEC §2 gives the paper's; these defaults suit the toy world)."""
+
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_warmup_steps: int = Field(100, ge=0)
+    sparsity_warmup_steps: int = Field(300, ge=0)
+    decay_start: float = Field(0.8, ge=0, le=1)
+    normalize_activations: bool = True
+    dead_tokens: int = Field(200_000, ge=1)  # paper: 10M tokens; scaled down for small runs
+    threshold_ema_start: int = Field(150, ge=0)  # BatchTopK; paper: step 1000
+    checkpoint_every: int = Field(500, ge=0)
+    seed: int = 0
+
+
+class SweepSection(_Strict):
+    """The SAE variants trained for every model: architectures x sparsity levels, plus baselines."""
+
+    architectures: list[Literal["relu", "topk", "batchtopk", "jumprelu", "gated", "tied"]] = Field(
+        default_factory=lambda: ["relu", "topk", "batchtopk", "jumprelu", "gated"])
+    width_multiple: int = Field(8, ge=1)  # d_sae = width_multiple * d_model
+    target_l0: list[int] = Field(default_factory=lambda: [50, 80, 160, 320, 520, 820])  # TopK k, JumpReLU target
+    relu_l1: list[float] = Field(default_factory=lambda: [0.012, 0.015, 0.02, 0.03, 0.04, 0.06])
+    gated_l1: list[float] = Field(default_factory=lambda: [0.012, 0.018, 0.024, 0.04, 0.06, 0.08])
+    tied_l1: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.1])
+    jumprelu_sparsity: float = Field(1.0, gt=0)
+    jumprelu_bandwidth: float = Field(0.001, gt=0)
+    jumprelu_init_threshold: float = Field(0.001, gt=0)
+    baselines: list[Literal["neuron", "random", "pca", "ica"]] = Field(
+        default_factory=lambda: ["neuron", "random", "pca", "ica"])
+    baseline_fit_tokens: int = Field(50_000, ge=1)
+    holdout_fraction: float = Field(0.1, gt=0, lt=1)  # last row groups of the activations, by document
+    metric_docs: int = Field(200, ge=1)  # documents for the CE / KL scores
+    min_explained_variance: float = Field(0.5, le=1)  # check floor
+    train: SweepTrainSection = SweepTrainSection()
+
+
 class Settings(_Strict):
     lake: LakeSection = LakeSection()
     corpus: CorpusSection = CorpusSection()
     extraction: ExtractionSection = ExtractionSection()
+    sweep: SweepSection = SweepSection()
     models: list[ModelEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from assets.config import load_settings
-from assets.partitions import models_partitions
+from assets.partitions import models_partitions, saes_partitions
 
-SUMMARY_QUERIES = ("lm_eval", "activations_summary")
+SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery")
 
 
 def _instance():
@@ -29,11 +29,21 @@ def run_demo(instance=None, print_fn=print) -> dict[str, float]:
 
     settings = load_settings()
     instance = instance or _instance()
+    from dagster import MultiPartitionKey
+
+    from assets.registry import missing_variants
+    from assets.sweep import sweep_variants
+
     existing = set(instance.get_dynamic_partitions(models_partitions.name))
     new = [m.slug for m in settings.models if m.slug not in existing]
     if new:
         instance.add_dynamic_partitions(models_partitions.name, new)
-    plan = [("world", None)] + [("model_chain", m.slug) for m in settings.models] + [("catalog_refresh", None)]
+    new_variants = missing_variants(settings, set(instance.get_dynamic_partitions(saes_partitions.name)))
+    if new_variants:
+        instance.add_dynamic_partitions(saes_partitions.name, new_variants)
+    sweep = [("sae_sweep", MultiPartitionKey({"model": m.slug, "sae": v.name}))
+             for m in settings.models for v in sweep_variants(settings.sweep)]
+    plan = [("world", None)] + [("model_chain", m.slug) for m in settings.models] + sweep + [("catalog_refresh", None)]
     timings = {}
     for job, partition in plan:
         label = f"{job}[{partition}]" if partition else job

@@ -41,7 +41,7 @@ class Lake:
             return []
         return sorted(
             d.name for d in self.root.iterdir()
-            if d.is_dir() and d.name not in NON_TABLES and not d.name.startswith(".")
+            if d.is_dir() and d.name not in NON_TABLES and not d.name.startswith((".", "_"))
             and next(d.rglob("*.parquet"), None) is not None
         )
 

@@ -33,18 +33,36 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)[:60]
 
 
-def histogram_md(values: np.ndarray, title: str, xlabel: str) -> dg.MetadataValue:
-    """A histogram rendered to PNG and embedded in markdown, so the UI shows it inline."""
+def _figure(ncols: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
-    ax.hist(values, bins=60, color="#4c72b0")
-    ax.set(title=title, xlabel=xlabel, ylabel="tokens")
+    return plt, *plt.subplots(1, ncols, figsize=(5 * ncols, 3), dpi=100, squeeze=False)
+
+
+def _embed(plt, fig, title: str) -> dg.MetadataValue:
+    """The figure as PNG embedded in markdown, so the UI shows it inline."""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+
+
+def histogram_md(values: np.ndarray, title: str, xlabel: str) -> dg.MetadataValue:
+    plt, fig, axes = _figure()
+    axes[0, 0].hist(values, bins=60, color="#4c72b0")
+    axes[0, 0].set(title=title, xlabel=xlabel, ylabel="tokens")
+    return _embed(plt, fig, title)
+
+
+def curves_md(history: list[dict], keys: list[str], title: str) -> dg.MetadataValue:
+    """Training curves, one panel per key, against the step."""
+    plt, fig, axes = _figure(len(keys))
+    steps = [row["step"] for row in history]
+    for ax, key in zip(axes[0], keys, strict=True):
+        ax.plot(steps, [row[key] for row in history], color="#4c72b0")
+        ax.set(title=f"{title}: {key}", xlabel="step")
+    return _embed(plt, fig, title)

@@ -1,7 +1,9 @@
-"""Keeps the ``models`` partitions in step with lake.toml's registry.
+"""Keeps the ``models`` and ``saes`` partitions in step with lake.toml.
 
 A model added to the file gets its partition and a run of its chain; a model whose entry changed is
-rerun; a model removed from the file is reported, and its partition and data are left alone.
+rerun; a model removed from the file is reported, and its partition and data are left alone. New SAE
+variants of the sweep get their partitions; the SAE assets' automation conditions then request the
+(model x variant) runs once a model's activations are in the lake.
 """
 
 import json
@@ -10,10 +12,11 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.config import ConfigError, Settings
-from assets.partitions import models_partitions
+from assets.partitions import models_partitions, saes_partitions
 from assets.resources import LakeResource
 
 MODEL_CHAIN = "model_chain"
+SAE_SWEEP = "sae_sweep"
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,18 @@ def model_registry_sensor(context: dg.SensorEvaluationContext, lake: LakeResourc
     if diff.removed:
         context.log.warning(f"models no longer in lake.toml (partitions and data kept): {diff.removed}")
     prints = {m.slug: m.fingerprint() for m in settings.models}
+    partition_requests = [models_partitions.build_add_request(diff.added)] if diff.added else []
+    new_variants = missing_variants(settings, set(context.instance.get_dynamic_partitions(saes_partitions.name)))
+    if new_variants:
+        partition_requests.append(saes_partitions.build_add_request(new_variants))
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=s, run_key=f"{s}:{prints[s]}") for s in diff.added + diff.changed],
-        dynamic_partitions_requests=[models_partitions.build_add_request(diff.added)] if diff.added else [],
+        dynamic_partitions_requests=partition_requests,
         cursor=json.dumps(prints),
     )
+
+
+def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
+    from assets.sweep import sweep_variants
+
+    return [v.name for v in sweep_variants(settings.sweep) if v.name not in existing]

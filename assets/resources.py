@@ -21,3 +21,10 @@ class LakeResource(dg.ConfigurableResource):
 
     def lake(self) -> Lake:
         return Lake(lake_root(self.settings(), self.config_file or None))
+
+
+def torch_device() -> str:
+    """Where GPU steps run: the accelerator when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

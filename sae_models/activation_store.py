@@ -57,11 +57,12 @@ class ShardWriter:
     """Accumulates rows and writes fixed-size row groups, ``groups_per_shard`` per file."""
 
     def __init__(self, directory: Path, d_model: int, dtype: str = "float16",
-                 row_group_mb: float = 32.0, groups_per_shard: int = 4):
+                 row_group_mb: float = 32.0, groups_per_shard: int = 4, max_rows_per_group: int = 16384):
         self.directory = directory
         self.schema = activation_schema(d_model, dtype)
         row_bytes = d_model * (2 if dtype == "float16" else 4) + 16
-        self.rows_per_group = max(1024, int(row_group_mb * 2**20 / row_bytes))
+        # enough row groups for a shuffled read and a held-out split even when d_model is small
+        self.rows_per_group = min(max_rows_per_group, max(1024, int(row_group_mb * 2**20 / row_bytes)))
         self.groups_per_shard = groups_per_shard
         self.stats = WriteStats()
         self._pending: list[pa.Table] = []
@@ -126,7 +127,7 @@ def _open(path: Path) -> pq.ParquetFile:
 class ActivationReader:
     """Shuffled training batches over every shard of one activation partition."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, units: list[tuple[int, int]] | None = None):
         self.directory = Path(directory)
         self.shards = sorted(self.directory.glob("*.parquet"))
         if not self.shards:
@@ -136,8 +137,27 @@ class ActivationReader:
         if len(widths) != 1:
             raise ActivationStoreError(f"{self.directory}: shards disagree on the activation width {widths}")
         self.d_model = widths.pop()
-        self.units = [(i, g) for i, f in enumerate(self.files) for g in range(f.num_row_groups)]
-        self.n_rows = sum(f.metadata.num_rows for f in self.files)
+        all_units = [(i, g) for i, f in enumerate(self.files) for g in range(f.num_row_groups)]
+        self.units = all_units if units is None else units
+        self.n_rows = sum(self.files[i].metadata.row_group(g).num_rows for i, g in self.units)
+
+    def split(self, holdout_fraction: float) -> tuple[ActivationReader, ActivationReader]:
+        """(train, held-out) readers over disjoint row groups; the held-out ones are the last, i.e. the
+        last documents of the corpus. At least one row group goes to each side."""
+        if len(self.units) < 2:
+            raise ActivationStoreError(f"{self.directory}: {len(self.units)} row group(s), cannot hold any out")
+        n_held = min(len(self.units) - 1, max(1, round(holdout_fraction * len(self.units))))
+        cut = len(self.units) - n_held
+        return (ActivationReader(self.directory, self.units[:cut]),
+                ActivationReader(self.directory, self.units[cut:]))
+
+    def rows(self, columns: tuple[str, ...] = ("doc_id", "pos")) -> Iterator[tuple[dict, torch.Tensor]]:
+        """In storage order, per row group: the requested key columns (numpy) and the activations."""
+        for shard, group in self.units:
+            table = self.files[shard].read_row_group(group, columns=[*columns, "act"])
+            keys = {c: table.column(c).to_numpy() for c in columns}
+            acts = table.column("act").combine_chunks().values.to_numpy(zero_copy_only=False)
+            yield keys, torch.from_numpy(acts.reshape(-1, self.d_model).astype(np.float32))
 
     def _read_unit(self, shard: int, group: int) -> np.ndarray:
         try:

@@ -23,6 +23,24 @@ batch_size = 16
 context = 64
 row_group_mb = 0.01
 
+[sweep]
+architectures = ["relu", "topk", "gated"]
+width_multiple = 4
+target_l0 = [4]
+relu_l1 = [0.1]
+gated_l1 = [0.1]
+baselines = ["pca", "neuron"]
+baseline_fit_tokens = 500
+metric_docs = 8
+min_explained_variance = -100.0
+
+[sweep.train]
+steps = 20
+batch_size = 128
+lr_warmup_steps = 5
+sparsity_warmup_steps = 5
+checkpoint_every = 10
+
 [[models]]
 slug = "toy-gemma2"
 source = "toyworld"

@@ -29,11 +29,13 @@ def _run(instance, job, partition=None):
 def test_definitions_load_with_partitions_checks_and_gpu_pool():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"corpus", "language_model", "activations", "catalog"}
+    assert keys == {"corpus", "language_model", "activations", "sae", "sae_metrics", "latent_stats",
+                    "concept_recovery", "catalog"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
-    assert check_names == {"activations_finite", "activations_width", "activations_row_count"}
+    assert check_names == {"activations_finite", "activations_width", "activations_row_count",
+                           "sae_metrics_finite", "sae_l0_near_target", "sae_explained_variance"}
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 
@@ -42,8 +44,11 @@ def test_registry_sensor_adds_new_models_reruns_changed_and_reports_removed(tiny
         ctx = dg.build_sensor_context(instance=instance, resources={"lake": defs.resources["lake"]})
         first = model_registry_sensor(ctx)
         assert sorted(r.partition_key for r in first.run_requests) == ["toy-gemma2", "toy-qwen2"]
-        assert first.dynamic_partitions_requests[0].partition_keys == ["toy-gemma2", "toy-qwen2"]
+        models_req, saes_req = first.dynamic_partitions_requests
+        assert models_req.partition_keys == ["toy-gemma2", "toy-qwen2"]
+        assert saes_req.partition_keys == ["relu-0.1", "topk-k4", "gated-0.1", "pca", "neuron"]
         instance.add_dynamic_partitions("models", ["toy-gemma2", "toy-qwen2", "retired"])
+        instance.add_dynamic_partitions("saes", saes_req.partition_keys)
         tiny_config.write_text(TINY_TOML.replace("tokens = 1500", "tokens = 999", 1))
         ctx = dg.build_sensor_context(instance=instance, cursor=first.cursor,
                                       resources={"lake": defs.resources["lake"]})
@@ -57,12 +62,12 @@ def test_registry_sensor_adds_new_models_reruns_changed_and_reports_removed(tiny
 def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_config, capsys):
     with dg.instance_for_test() as instance:
         timings = run_demo(instance=instance, print_fn=lambda _: None)
-        assert len(timings) == 4
+        assert len(timings) == 4 + 2 * 5  # world, 2 model chains, 2 x 5 SAE variants, catalog
         runs = instance.get_runs()
         assert all(r.is_success for r in runs)
         evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert len(evaluations) == 6  # 3 checks x 2 models
+        assert len(evaluations) == 3 * 2 + 3 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")
