@@ -204,12 +204,20 @@ def test_nan_activations_stop_training_without_touching_the_checkpoint(tmp_path)
     poisoned = clean.copy()
     poisoned[::7] = np.nan
     sae = build_sae(SAEConfig("topk", 8, 16, k=2))
-    quiet = dict(normalize_activations=False, batch_size=256, checkpoint_every=2)
-    train_sae(sae, _write_acts(tmp_path / "clean", clean), TrainConfig(steps=5, **quiet), tmp_path / "ckpt",
-              log=lambda _: None)
+    cfg = TrainConfig(steps=100, normalize_activations=False, batch_size=256, checkpoint_every=2, log_every=1)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_step_5(line: str) -> None:
+        if " step 5/" in line:
+            raise Crash
+
+    with pytest.raises(Crash):  # a clean run dies after its step-4 checkpoint
+        train_sae(sae, _write_acts(tmp_path / "clean", clean), cfg, tmp_path / "ckpt", log=crash_at_step_5)
     before = load_file(tmp_path / "ckpt" / "checkpoint.safetensors")
     with pytest.raises(TrainingError, match=r"step 4: the activation batch contains NaN or Inf"):
-        train_sae(sae, _write_acts(tmp_path / "poisoned", poisoned), TrainConfig(steps=100, **quiet),
+        train_sae(build_sae(SAEConfig("topk", 8, 16, k=2)), _write_acts(tmp_path / "poisoned", poisoned), cfg,
                   tmp_path / "ckpt", log=lambda _: None)
     after = load_file(tmp_path / "ckpt" / "checkpoint.safetensors")
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
@@ -271,3 +279,14 @@ def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert ref.keys() == out.keys()
     for key in ref:
         assert torch.equal(ref[key], out[key]), key
+
+
+def test_a_checkpoint_of_another_schedule_is_not_resumed(tmp_path):
+    reader, _, _ = sparse_directions_data(tmp_path / "data", n=4000)
+    logs: list[str] = []
+    short = TrainConfig(steps=6, batch_size=128, checkpoint_every=2)
+    train_sae(build_sae(SAEConfig("topk", 32, 64, k=4)), reader, short, tmp_path / "ckpt", log=logs.append)
+    longer = TrainConfig(steps=8, batch_size=128, checkpoint_every=2)
+    train_sae(build_sae(SAEConfig("topk", 32, 64, k=4)), reader, longer, tmp_path / "ckpt", log=logs.append)
+    assert any("starting afresh" in line for line in logs)
+    assert not any(line.startswith("resumed") for line in logs)

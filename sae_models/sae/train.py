@@ -106,12 +106,17 @@ class Trainer:
             tensors.update({f"opt.{idx}.{k}": v for k, v in state.items()})
         tensors["since_fired"] = self.since_fired
         tensors["rng"] = torch.get_rng_state()
-        meta = {"step": self.step, "epoch": self.epoch, "cursor": self.cursor,
+        meta = {"fingerprint": self._fingerprint(), "step": self.step, "epoch": self.epoch, "cursor": self.cursor,
                 "param_groups": opt_state["param_groups"], "result": asdict(self.result)}
         tmp = self.checkpoint_dir / f".{CHECKPOINT}.tmp"
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata={"state": json.dumps(meta)})
         os.replace(tmp, self.checkpoint_dir / CHECKPOINT)
+
+    def _fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: the SAE config and the schedule."""
+        schedule = {k: v for k, v in asdict(self.cfg).items() if k not in ("log_every", "checkpoint_every", "device")}
+        return json.dumps([self.sae.cfg.to_dict(), schedule], sort_keys=True, default=str)
 
     def _resume(self) -> bool:
         path = self.checkpoint_dir / CHECKPOINT if self.checkpoint_dir else None
@@ -119,6 +124,9 @@ class Trainer:
             return False
         with safe_open(path, framework="pt") as handle:
             meta = json.loads(handle.metadata()["state"])
+        if meta.get("fingerprint") != self._fingerprint():
+            self.log(f"{path}: checkpoint of a different SAE or schedule, starting afresh")
+            return False
         tensors = load_file(path)
         self.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
         opt_state: dict = {"state": {}, "param_groups": meta["param_groups"]}
