@@ -69,6 +69,20 @@ def test_batchtopk_keeps_k_times_batch_and_uses_threshold_at_inference():
     assert torch.allclose(sae.encode(xs), torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
 
 
+def test_batchtopk_active_set_is_exactly_the_batch_top_k_times_b():
+    sae = build_sae(SAEConfig("batchtopk", 16, 64, k=3))
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(12):
+        pre = torch.randn(32, 64, generator=gen) * torch.rand(32, 1, generator=gen) * 5
+        if trial % 3 == 0:
+            pre[0] += 10  # one row holds more than 4k of the batch's top values: the fallback path
+        rows, cols = sae.active_set(pre)
+        acts = torch.relu(pre).flatten()
+        top = acts.topk(3 * 32)
+        assert set((rows * 64 + cols).tolist()) == set(top.indices[top.values > 0].tolist())
+        assert bool((rows[1:] >= rows[:-1]).all())
+
+
 def test_jumprelu_reference_forward_and_threshold_gradient():
     sae = _set(_tiny("jumprelu", target_l0=1.0, sparsity_coefficient=1.0, jumprelu_bandwidth=2.0),
                W_enc=W_ENC, b_enc=[0.0, 0.0, 0.0], log_threshold=[math.log(1.0)] * 3)

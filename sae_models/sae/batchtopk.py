@@ -26,12 +26,26 @@ class BatchTopKSAE(TopKSAE):
         return acts * (acts > self.threshold)
 
     def active_set(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k * B largest positive activations of the batch, rows sorted.
+
+        Exact and fast: every kept activation is among its row's top ``4k`` unless some row places all 4k
+        candidates in the kept set, so the batch selection runs on the [B, 4k] candidates, falling back to
+        the whole batch only in that case."""
         acts = torch.relu(pre)
-        flat = acts.flatten().topk(self.cfg.k * pre.shape[0]).indices.sort().values
-        rows, cols = flat // pre.shape[1], flat % pre.shape[1]
-        kept = acts[rows, cols]
-        self._min_kept = kept[kept > 0].min().item() if bool((kept > 0).any()) else None
-        return rows, cols
+        batch, width = acts.shape
+        n_keep = min(self.cfg.k * batch, acts.numel())
+        per_row = min(width, 4 * self.cfg.k)
+        cand_vals, cand_idx = acts.topk(per_row, dim=-1)
+        chosen = cand_vals.flatten().topk(n_keep).indices
+        if per_row < width and bool((torch.bincount(chosen // per_row, minlength=batch) == per_row).any()):
+            cand_vals, cand_idx = acts, torch.arange(width, device=acts.device).expand(batch, width)
+            chosen = acts.flatten().topk(n_keep).indices
+        keep = torch.zeros(cand_vals.numel(), dtype=torch.bool, device=acts.device)
+        keep[chosen] = True
+        rows, slots = (keep.view_as(cand_vals) & (cand_vals > 0)).nonzero(as_tuple=True)
+        kept = cand_vals[rows, slots]
+        self._min_kept = kept.min().item() if len(kept) else None
+        return rows, cand_idx[rows, slots]
 
     @torch.no_grad()
     def on_step_end(self, step: int, loss: SAELoss) -> None:
