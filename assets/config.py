@@ -154,12 +154,29 @@ class SweepSection(_Strict):
     train: SweepTrainSection = SweepTrainSection()
 
 
+class ExternalSAE(_Strict):
+    """An SAE trained elsewhere, in the SAELens layout (e.g. a downloaded Gemma Scope SAE), evaluated as
+    one more variant of ``model``."""
+
+    name: str
+    model: str
+    path: str
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG.match(v):
+            raise ValueError(f"name {v!r} must match [a-z0-9._-]+")
+        return v
+
+
 class Settings(_Strict):
     lake: LakeSection = LakeSection()
     corpus: CorpusSection = CorpusSection()
     extraction: ExtractionSection = ExtractionSection()
     sweep: SweepSection = SweepSection()
     models: list[ModelEntry] = Field(default_factory=list)
+    external_saes: list[ExternalSAE] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_slugs(self) -> Settings:
@@ -167,6 +184,9 @@ class Settings(_Strict):
         dupes = sorted({s for s in slugs if slugs.count(s) > 1})
         if dupes:
             raise ValueError(f"duplicate model slugs {dupes}")
+        for ext in self.external_saes:
+            if ext.model not in slugs:
+                raise ValueError(f"external SAE {ext.name!r}: model {ext.model!r} is not in the registry")
         return self
 
     def model(self, slug: str) -> ModelEntry:

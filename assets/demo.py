@@ -32,7 +32,7 @@ def run_demo(instance=None, print_fn=print) -> dict[str, float]:
     from dagster import MultiPartitionKey
 
     from assets.registry import missing_variants
-    from assets.sweep import sweep_variants
+    from assets.sweep import variants_for
 
     existing = set(instance.get_dynamic_partitions(models_partitions.name))
     new = [m.slug for m in settings.models if m.slug not in existing]
@@ -42,7 +42,7 @@ def run_demo(instance=None, print_fn=print) -> dict[str, float]:
     if new_variants:
         instance.add_dynamic_partitions(saes_partitions.name, new_variants)
     sweep = [("sae_sweep", MultiPartitionKey({"model": m.slug, "sae": v.name}))
-             for m in settings.models for v in sweep_variants(settings.sweep)]
+             for m in settings.models for v in variants_for(settings, m.slug)]
     plan = [("world", None)] + [("model_chain", m.slug) for m in settings.models] + sweep + [("catalog_refresh", None)]
     timings = {}
     for job, partition in plan:

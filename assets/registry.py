@@ -61,6 +61,6 @@ def model_registry_sensor(context: dg.SensorEvaluationContext, lake: LakeResourc
 
 
 def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
-    from assets.sweep import sweep_variants
+    from assets.sweep import all_variants
 
-    return [v.name for v in sweep_variants(settings.sweep) if v.name not in existing]
+    return [v.name for v in all_variants(settings) if v.name not in existing]

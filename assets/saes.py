@@ -21,7 +21,7 @@ SAE_GROUP = "saes"
 
 def _variant(settings: Settings, name: str) -> Variant:
     try:
-        return find_variant(settings.sweep, name)
+        return find_variant(settings, name)
     except KeyError as exc:
         raise dg.Failure(str(exc)) from None
 
@@ -63,47 +63,74 @@ def _build(variant: Variant, d_model: int, settings: Settings, metadata: dict):
 EAGER = dg.AutomationCondition.eager()
 
 
+def _not_this_models(context, variant: Variant, model: str) -> bool:
+    """External SAEs belong to one model; the (other model, that SAE) partitions stay empty."""
+    if variant.model in (None, model):
+        return False
+    context.log.info(f"{variant.name} is an external SAE of {variant.model}, not of {model}: nothing to do")
+    return True
+
+
+def _import_external(variant: Variant, d_model: int):
+    from sae_models.sae import SAECheckpointError, load_sae
+
+    try:
+        sae_model = load_sae(variant.path)
+    except SAECheckpointError as exc:
+        raise dg.Failure(f"external SAE {variant.name}: {exc}") from None
+    if sae_model.cfg.d_in != d_model:
+        raise dg.Failure(f"external SAE {variant.name}: d_in {sae_model.cfg.d_in} does not match the "
+                         f"activations of {variant.model} (d_model {d_model})")
+    return sae_model
+
+
+def _train(context, sae_model, variant: Variant, train_reader, settings: Settings, lake: Lake, model: str):
+    """Fit a baseline or train an SAE (resuming from lake/_checkpoints); returns the logged history."""
+    from sae_models.sae.train import TrainingError, train_sae
+
+    if variant.is_baseline:
+        sae_model.fit(_sample(train_reader, settings.sweep.baseline_fit_tokens, settings.sweep.train.seed))
+        return []
+    ckpt = lake.root / "_checkpoints" / f"model={model}" / f"sae={variant.name}"
+    try:
+        result = train_sae(sae_model, train_reader, train_config(settings.sweep, torch_device()), ckpt,
+                           log=context.log.info)
+    except TrainingError as exc:
+        raise dg.Failure(f"{model} / {variant.name}: {exc}") from None
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return result.history
+
+
 @dg.asset(
     partitions_def=model_sae_partitions, deps=[activations], group_name=SAE_GROUP, kinds={"pytorch"},
-    pool="gpu", op_tags=GPU_OP_TAGS, automation_condition=EAGER,
+    pool="gpu", op_tags=GPU_OP_TAGS, automation_condition=EAGER, output_required=False,
 )
-def sae(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """A trained SAE (or fitted baseline), saved in the SAELens layout at lake/saes/model=/sae=/."""
+def sae(context: dg.AssetExecutionContext, lake: LakeResource):
+    """A trained SAE, fitted baseline or imported external SAE, saved in the SAELens layout at
+    lake/saes/model=/sae=/. An external SAE registered for another model is not materialized here."""
     from sae_models.lm.hooks import sae_lens_hook_name
     from sae_models.sae import save_sae
-    from sae_models.sae.train import TrainingError, train_sae
 
     model, name = model_and_sae(context)
     settings, lake_obj = lake.settings(), lake.lake()
     entry, variant = settings.model(model), _variant(settings, name)
+    if _not_this_models(context, variant, model):
+        return
     train_reader, _ = _readers(lake_obj, model, settings)
-    meta = {"model_name": entry.source, "hook_name": sae_lens_hook_name(entry.layer, entry.hook),
-            "hook_layer": entry.layer, "sae_lake_variant": name}
-    sae_model = _build(variant, train_reader.d_model, settings, meta)
-    history: list[dict] = []
-    if variant.is_baseline:
-        sae_model.fit(_sample(train_reader, settings.sweep.baseline_fit_tokens, settings.sweep.train.seed))
-        seconds = 0.0
+    if variant.is_external:
+        sae_model, history = _import_external(variant, train_reader.d_model), []
     else:
-        ckpt = lake_obj.root / "_checkpoints" / f"model={model}" / f"sae={name}"
-        try:
-            result = train_sae(sae_model, train_reader, train_config(settings.sweep, torch_device()), ckpt,
-                               log=context.log.info)
-        except TrainingError as exc:
-            raise dg.Failure(f"{model} / {name}: {exc}") from None
-        history, seconds = result.history, result.seconds
+        meta = {"model_name": entry.source, "hook_name": sae_lens_hook_name(entry.layer, entry.hook),
+                "hook_layer": entry.layer, "sae_lake_variant": name}
+        sae_model = _build(variant, train_reader.d_model, settings, meta)
+        history = _train(context, sae_model, variant, train_reader, settings, lake_obj, model)
     with lake_obj.replace("saes", model=model, sae=name) as staging:
         save_sae(sae_model.cpu(), staging)
+    metadata = {"architecture": sae_model.cfg.architecture, "d_sae": sae_model.cfg.d_sae}
     if history:
         lake_obj.write_table("sae_training", pa.Table.from_pylist(history), model=model, sae=name)
-        shutil.rmtree(lake_obj.root / "_checkpoints" / f"model={model}" / f"sae={name}", ignore_errors=True)
-    metadata = {"architecture": variant.architecture, "d_sae": sae_model.cfg.d_sae,
-                "train_seconds": round(seconds, 2)}
-    if history:
         metadata["curves"] = curves_md(history, ["loss", "l0"], name)
-        metadata["tokens_per_second"] = round(settings.sweep.train.steps * settings.sweep.train.batch_size
-                                              / max(seconds, 1e-9), 1)
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 SAE_METRICS = "sae_metrics"
@@ -121,9 +148,9 @@ def _held_out_docs(eval_reader, lake: Lake, n_docs: int) -> list[str]:
 
 @dg.multi_asset(
     specs=[dg.AssetSpec(SAE_METRICS, deps=[sae], group_name=SAE_GROUP, kinds={"parquet"}, automation_condition=EAGER,
-                        description="One row per SAE: SAEBench core metrics on held-out tokens."),
+                        skippable=True, description="One row per SAE: SAEBench core metrics on held-out tokens."),
            dg.AssetSpec(LATENT_STATS, deps=[sae], group_name=SAE_GROUP, kinds={"parquet"}, automation_condition=EAGER,
-                        description="One row per latent: firing frequency, max and mean activation.")],
+                        skippable=True, description="One row per latent: firing frequency, max and mean activation.")],
     partitions_def=model_sae_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
 )
 def sae_evaluation(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -136,6 +163,8 @@ def sae_evaluation(context: dg.AssetExecutionContext, lake: LakeResource):
     model, name = model_and_sae(context)
     settings, lake_obj = lake.settings(), lake.lake()
     entry, variant = settings.model(model), _variant(settings, name)
+    if _not_this_models(context, variant, model):
+        return
     _, eval_reader = _readers(lake_obj, model, settings)
     sae_model = load_sae(lake_obj.path("saes", model=model, sae=name))
     recon, stats = reconstruction_metrics(sae_model, (acts for _, acts in eval_reader.rows(())))
@@ -161,9 +190,9 @@ def sae_evaluation(context: dg.AssetExecutionContext, lake: LakeResource):
 
 @dg.asset(
     partitions_def=model_sae_partitions, deps=[sae, corpus], group_name=SAE_GROUP, kinds={"parquet"},
-    automation_condition=EAGER,
+    automation_condition=EAGER, output_required=False,
 )
-def concept_recovery(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def concept_recovery(context: dg.AssetExecutionContext, lake: LakeResource):
     """Toy world truth: per ground-truth concept, the best latent's F1 of "fires" vs "token carries it"."""
     import torch
 
@@ -173,6 +202,8 @@ def concept_recovery(context: dg.AssetExecutionContext, lake: LakeResource) -> d
 
     model, name = model_and_sae(context)
     settings, lake_obj = lake.settings(), lake.lake()
+    if _not_this_models(context, _variant(settings, name), model):
+        return
     docs = read_split(lake_obj, "activation")
     labels = dict(zip(docs.column("doc_id").to_pylist(), docs.column("labels").to_pylist(), strict=True))
     if not any(labels.values()):
@@ -189,8 +220,8 @@ def concept_recovery(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     table = pa.table({"concept": names, "kind": [c.split(":")[0] for c in names], "best_f1": f1,
                       "best_latent": latent.astype(np.int32)})
     lake_obj.write_table("concept_recovery", table, model=model, sae=name)
-    return dg.MaterializeResult(metadata={"mean_best_f1": float(f1.mean()),
-                                          "table": dg.MetadataValue.md(markdown_table(table.to_pylist()))})
+    yield dg.MaterializeResult(metadata={"mean_best_f1": float(f1.mean()),
+                                         "table": dg.MetadataValue.md(markdown_table(table.to_pylist()))})
 
 
 # --- checks -------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Variant names are partition keys; each maps to an ``SAEConfig`` once the model's
 
 from dataclasses import dataclass
 
-from assets.config import SweepSection
+from assets.config import Settings, SweepSection
+
+EXTERNAL = "external"
 
 
 @dataclass(frozen=True)
@@ -13,10 +15,16 @@ class Variant:
     name: str
     architecture: str
     level: float | None = None  # k (TopK/BatchTopK), target L0 (JumpReLU), L1 weight (ReLU/Gated/tied)
+    path: str | None = None  # external SAEs: their SAELens directory
+    model: str | None = None  # external SAEs: the one model they belong to
+
+    @property
+    def is_external(self) -> bool:
+        return self.architecture == EXTERNAL
 
     @property
     def is_baseline(self) -> bool:
-        return self.level is None
+        return self.level is None and not self.is_external
 
     @property
     def target_l0(self) -> float | None:
@@ -40,11 +48,21 @@ def sweep_variants(sweep: SweepSection) -> list[Variant]:
     return out + [Variant(name, name) for name in sweep.baselines]
 
 
-def find_variant(sweep: SweepSection, name: str) -> Variant:
-    for v in sweep_variants(sweep):
+def all_variants(settings: Settings) -> list[Variant]:
+    """The sweep's variants, then the registered external SAEs."""
+    external = [Variant(e.name, EXTERNAL, path=e.path, model=e.model) for e in settings.external_saes]
+    return sweep_variants(settings.sweep) + external
+
+
+def variants_for(settings: Settings, model: str) -> list[Variant]:
+    return [v for v in all_variants(settings) if v.model in (None, model)]
+
+
+def find_variant(settings: Settings, name: str) -> Variant:
+    for v in all_variants(settings):
         if v.name == name:
             return v
-    raise KeyError(f"SAE variant {name!r} is not in lake.toml's [sweep] (no longer configured?)")
+    raise KeyError(f"SAE variant {name!r} is not in lake.toml's [sweep] or [[external_saes]] (removed?)")
 
 
 def sae_config(variant: Variant, d_model: int, sweep: SweepSection, metadata: dict):

@@ -158,3 +158,22 @@ def test_corrupt_shard_is_reported_by_name(tmp_path):
     shard.write_bytes(b"PAR1 not really parquet")
     with pytest.raises(dg.Failure, match="part-00000.parquet: corrupt Parquet shard"):
         _shards(tmp_path)
+
+
+def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    external = tmp_path / "downloaded-sae"
+    sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=32, d_sae=64, k=4)).save_model(external)
+    tiny_config.write_text(TINY_TOML.replace("baselines = [\"pca\", \"neuron\"]", "baselines = []").replace(
+        "architectures = [\"relu\", \"topk\", \"gated\"]", "architectures = []")
+        + f'\n[[external_saes]]\nname = "scope-like"\nmodel = "toy-gemma2"\npath = "{external}"\n')
+    with dg.instance_for_test() as instance:
+        timings = run_demo(instance=instance, print_fn=lambda _: None)
+        assert "sae_sweep[toy-gemma2|scope-like]" in timings and "sae_sweep[toy-qwen2|scope-like]" not in timings
+        instance.add_dynamic_partitions("saes", ["scope-like"])
+        other = _run(instance, "sae_sweep", dg.MultiPartitionKey({"model": "toy-qwen2", "sae": "scope-like"}))
+        assert other.success  # another model's external SAE: nothing materialized, nothing failed
+    lake = Lake(tiny_config.parent / "lake")
+    (row,) = lake.read_table("sae_metrics", model="toy-gemma2", sae="scope-like").to_pylist()
+    assert row["architecture"] == "external" and row["l0"] == pytest.approx(4.0)
+    assert lake.partitions("saes", "model") == ["toy-gemma2"]
