@@ -22,6 +22,12 @@ SLUG = re.compile(r"^[a-z0-9._-]+$")
 TOYWORLD = "toyworld"
 
 
+def _check_slug(value: str, field: str) -> str:
+    if not SLUG.match(value):
+        raise ValueError(f"{field} {value!r} must match [a-z0-9._-]+ (e.g. gemma-2-2b for google/gemma-2-2b)")
+    return value
+
+
 class ConfigError(ValueError):
     """lake.toml is missing, unparsable or invalid; the message names the field."""
 
@@ -77,12 +83,7 @@ class ModelEntry(_Strict):
     trust_remote_code: bool = False
     toy: ToyModelSection | None = None
 
-    @field_validator("slug")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG.match(v):
-            raise ValueError(f"slug {v!r} must match [a-z0-9._-]+ (e.g. gemma-2-2b for google/gemma-2-2b)")
-        return v
+    _slug = field_validator("slug")(lambda v: _check_slug(v, "slug"))
 
     @model_validator(mode="after")
     def _layer_in_range(self) -> ModelEntry:
@@ -162,12 +163,7 @@ class ExternalSAE(_Strict):
     model: str
     path: str
 
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG.match(v):
-            raise ValueError(f"name {v!r} must match [a-z0-9._-]+")
-        return v
+    _name = field_validator("name")(lambda v: _check_slug(v, "name"))
 
 
 class Settings(_Strict):

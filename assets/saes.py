@@ -1,13 +1,14 @@
 """The SAE sweep, per (model x SAE variant): ``sae``, ``sae_metrics`` + ``latent_stats``, ``concept_recovery``."""
 
 import shutil
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 
 from assets.activations import activations
-from assets.config import Settings
+from assets.config import ModelEntry, Settings
 from assets.corpus import corpus, read_split
 from assets.lake import Lake
 from assets.metadata import curves_md, markdown_table
@@ -63,12 +64,27 @@ def _build(variant: Variant, d_model: int, settings: Settings, metadata: dict):
 EAGER = dg.AutomationCondition.eager()
 
 
-def _not_this_models(context, variant: Variant, model: str) -> bool:
-    """External SAEs belong to one model; the (other model, that SAE) partitions stay empty."""
-    if variant.model in (None, model):
-        return False
-    context.log.info(f"{variant.name} is an external SAE of {variant.model}, not of {model}: nothing to do")
-    return True
+@dataclass(frozen=True)
+class SweepPartition:
+    """One (model, SAE variant) partition with what every sweep asset reads about it."""
+
+    model: str
+    name: str
+    settings: Settings
+    lake: Lake
+    entry: ModelEntry
+    variant: Variant
+
+
+def _partition(context, lake: LakeResource) -> SweepPartition | None:
+    """The partition, or None for an external SAE registered for another model (those stay empty)."""
+    model, name = model_and_sae(context)
+    settings = lake.settings()
+    variant = _variant(settings, name)
+    if variant.model not in (None, model):
+        context.log.info(f"{name} is an external SAE of {variant.model}, not of {model}: nothing to do")
+        return None
+    return SweepPartition(model, name, settings, lake.lake(), settings.model(model), variant)
 
 
 def _import_external(variant: Variant, d_model: int):
@@ -111,11 +127,9 @@ def sae(context: dg.AssetExecutionContext, lake: LakeResource):
     from sae_models.lm.hooks import sae_lens_hook_name
     from sae_models.sae import save_sae
 
-    model, name = model_and_sae(context)
-    settings, lake_obj = lake.settings(), lake.lake()
-    entry, variant = settings.model(model), _variant(settings, name)
-    if _not_this_models(context, variant, model):
+    if (p := _partition(context, lake)) is None:
         return
+    model, name, settings, lake_obj, entry, variant = p.model, p.name, p.settings, p.lake, p.entry, p.variant
     train_reader, _ = _readers(lake_obj, model, settings)
     if variant.is_external:
         sae_model, history = _import_external(variant, train_reader.d_model), []
@@ -160,11 +174,9 @@ def sae_evaluation(context: dg.AssetExecutionContext, lake: LakeResource):
     from sae_models.sae import load_sae
     from sae_models.sae.metrics import downstream_metrics, reconstruction_metrics
 
-    model, name = model_and_sae(context)
-    settings, lake_obj = lake.settings(), lake.lake()
-    entry, variant = settings.model(model), _variant(settings, name)
-    if _not_this_models(context, variant, model):
+    if (p := _partition(context, lake)) is None:
         return
+    model, name, settings, lake_obj, entry, variant = p.model, p.name, p.settings, p.lake, p.entry, p.variant
     _, eval_reader = _readers(lake_obj, model, settings)
     sae_model = load_sae(lake_obj.path("saes", model=model, sae=name))
     recon, stats = reconstruction_metrics(sae_model, (acts for _, acts in eval_reader.rows(())))
@@ -200,10 +212,9 @@ def concept_recovery(context: dg.AssetExecutionContext, lake: LakeResource):
     from sae_models.toyworld import concepts
     from sae_models.toyworld.truth import concept_f1, token_labels
 
-    model, name = model_and_sae(context)
-    settings, lake_obj = lake.settings(), lake.lake()
-    if _not_this_models(context, _variant(settings, name), model):
+    if (p := _partition(context, lake)) is None:
         return
+    model, name, settings, lake_obj = p.model, p.name, p.settings, p.lake
     docs = read_split(lake_obj, "activation")
     labels = dict(zip(docs.column("doc_id").to_pylist(), docs.column("labels").to_pylist(), strict=True))
     if not any(labels.values()):
