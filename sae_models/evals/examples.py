@@ -1,0 +1,176 @@
+"""Latent examples for autointerp (SAEBench's protocol, SPEC §3), gathered in one streaming pass.
+
+Per latent: the ``n_top`` top-activating windows, ``n_importance`` windows sampled with probability
+proportional to their activation (weighted reservoir sampling, A-Res: keep the largest u^(1/w)), and
+``n_random`` uniformly random windows. A window is 2 * half_window + 1 tokens of one document centred on a
+token; each document contributes at most one window per latent and kind (its maximum, its random token),
+so windows never overlap. Every kind is a bounded per-latent reservoir merged batch by batch with topk:
+memory is O(latents x examples x window), whatever the corpus size.
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PAD_TOKEN = -1  # window positions outside the document
+
+
+@dataclass(frozen=True)
+class ExampleConfig:
+    n_top: int = 12
+    n_importance: int = 7
+    n_random: int = 10
+    half_window: int = 10
+    seed: int = 0
+
+    @property
+    def width(self) -> int:
+        return 2 * self.half_window + 1
+
+
+@dataclass
+class WindowSet:
+    """Windows per latent: tokens [L, n, W] (PAD_TOKEN outside the doc), acts [L, n, W], score [L, n]
+    (the window's max activation), doc [L, n]; slots never filled have doc -1."""
+
+    tokens: np.ndarray
+    acts: np.ndarray
+    score: np.ndarray
+    doc: np.ndarray
+
+
+@dataclass
+class LatentExamples:
+    latents: np.ndarray  # [L] latent indices, in the order of the window sets
+    top: WindowSet
+    importance: WindowSet
+    random: WindowSet
+
+
+class _Reservoir:
+    """Per latent, the ``k`` candidates with the largest keys seen so far."""
+
+    def __init__(self, n_latents: int, k: int, width: int):
+        self.keys = torch.full((n_latents, k), -torch.inf)
+        self.tokens = torch.full((n_latents, k, width), PAD_TOKEN, dtype=torch.int32)
+        self.acts = torch.zeros(n_latents, k, width)
+        self.doc = torch.full((n_latents, k), -1, dtype=torch.int64)
+
+    def offer(self, keys: torch.Tensor, tokens: torch.Tensor, acts: torch.Tensor, doc: torch.Tensor) -> None:
+        """keys [L, m], tokens and acts [L, m, W], doc [L, m]."""
+        all_keys = torch.cat([self.keys, keys], dim=1)
+        best = all_keys.topk(self.keys.shape[1], dim=1).indices
+
+        def take(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            index = best.view(*best.shape, *([1] * (old.dim() - 2))).expand(-1, -1, *old.shape[2:])
+            return torch.cat([old, new], 1).gather(1, index)
+
+        self.tokens, self.acts, self.doc = take(self.tokens, tokens), take(self.acts, acts), take(self.doc, doc)
+        self.keys = all_keys.gather(1, best)
+
+    def windows(self) -> WindowSet:
+        filled = self.keys > -torch.inf
+        return WindowSet(self.tokens.numpy(), self.acts.numpy(), (self.acts.amax(-1) * filled).numpy(),
+                         torch.where(filled, self.doc, -1).numpy())
+
+
+def documents(rows: Iterable[tuple[dict, torch.Tensor]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, torch.Tensor]]:
+    """(doc_id, positions, token_ids, acts) per document from row groups in storage order, where a document
+    may straddle two row groups."""
+    pending: tuple[int, list, list, list] | None = None
+    for keys, acts in rows:
+        doc_ids = keys["doc_id"]
+        starts = np.flatnonzero(np.r_[True, doc_ids[1:] != doc_ids[:-1]])
+        for i, start in enumerate(starts):
+            stop = starts[i + 1] if i + 1 < len(starts) else len(doc_ids)
+            doc = int(doc_ids[start])
+            part = (keys["pos"][start:stop], keys["token_id"][start:stop], acts[start:stop])
+            if pending is not None and pending[0] == doc:
+                for store, piece in zip(pending[1:], part, strict=True):
+                    store.append(piece)
+                continue
+            if pending is not None:
+                yield _finish(pending)
+            pending = (doc, [part[0]], [part[1]], [part[2]])
+    if pending is not None:
+        yield _finish(pending)
+
+
+def _finish(pending) -> tuple[int, np.ndarray, np.ndarray, torch.Tensor]:
+    doc, pos, tok, acts = pending
+    return doc, np.concatenate(pos), np.concatenate(tok), torch.cat(acts)
+
+
+def _window_index(centre: torch.Tensor, length: torch.Tensor, half: int,
+                  longest: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token indices [..., W] around ``centre`` (clamped into the batch) and a mask of those inside
+    the document [0, length)."""
+    offsets = torch.arange(-half, half + 1)
+    idx = centre[..., None] + offsets
+    inside = (idx >= 0) & (idx < length[..., None])
+    return idx.clamp(0, longest - 1), inside
+
+
+@torch.no_grad()
+def gather_examples(encode, rows: Iterable[tuple[dict, torch.Tensor]], latents: np.ndarray,
+                    cfg: ExampleConfig = ExampleConfig(), docs_per_batch: int = 64) -> LatentExamples:
+    """``encode`` maps activations [n, d] to codes [n, d_sae]; ``rows`` yields (keys with doc_id, pos and
+    token_id, activations) in storage order (``ActivationReader.rows``)."""
+    lat = torch.as_tensor(latents, dtype=torch.long)
+    reservoirs = {kind: _Reservoir(len(lat), n, cfg.width) for kind, n in
+                  (("top", cfg.n_top), ("importance", cfg.n_top + cfg.n_importance), ("random", cfg.n_random))}
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batch: list = []
+    for doc in documents(rows):
+        batch.append(doc)
+        if len(batch) == docs_per_batch:
+            _offer_batch(batch, encode, lat, reservoirs, cfg, gen)
+            batch = []
+    if batch:
+        _offer_batch(batch, encode, lat, reservoirs, cfg, gen)
+    top = reservoirs["top"].windows()
+    return LatentExamples(latents=np.asarray(latents), top=top,
+                          importance=_excluding(reservoirs["importance"].windows(), top, cfg.n_importance),
+                          random=reservoirs["random"].windows())
+
+
+def _offer_batch(batch, encode, lat, reservoirs, cfg: ExampleConfig, gen) -> None:
+    n_docs, longest = len(batch), max(len(b[1]) for b in batch)
+    tokens = torch.full((n_docs, longest), PAD_TOKEN, dtype=torch.int32)
+    codes = torch.zeros(n_docs, longest, len(lat))
+    lengths = torch.tensor([len(b[1]) for b in batch])
+    for i, (_, _, tok, acts) in enumerate(batch):
+        tokens[i, :len(tok)] = torch.from_numpy(tok.astype(np.int32))
+        codes[i, :len(tok)] = encode(acts)[:, lat].float()
+    doc_ids = torch.tensor([b[0] for b in batch]).expand(len(lat), -1)
+    peak, where = codes.max(dim=1)  # [D, L]
+    weights = peak.T  # [L, D]
+    u = torch.rand(weights.shape, generator=gen)
+    random_pos = (torch.rand(n_docs, generator=gen) * lengths).long()
+    for kind, keys, centre in (
+        ("top", torch.where(weights > 0, weights, -torch.inf), where.T),
+        ("importance", torch.where(weights > 0, u.clamp_min(1e-12).log() / weights, -torch.inf), where.T),
+        ("random", torch.rand(weights.shape, generator=gen), random_pos.expand(len(lat), -1)),
+    ):
+        idx, inside = _window_index(centre, lengths.expand(len(lat), -1), cfg.half_window, longest)  # [L, D, W]
+        doc_axis = torch.arange(n_docs)[None, :, None]
+        win_tokens = torch.where(inside, tokens[doc_axis, idx], PAD_TOKEN)
+        lat_axis = torch.arange(len(lat))[:, None, None]
+        win_acts = torch.where(inside, codes[doc_axis, idx, lat_axis], 0.0)
+        reservoirs[kind].offer(keys, win_tokens, win_acts, doc_ids)
+
+
+def _excluding(pool: WindowSet, top: WindowSet, n: int) -> WindowSet:
+    """The first ``n`` windows of ``pool`` per latent whose document is not among its top windows."""
+    out = WindowSet(*(np.zeros((a.shape[0], n, *a.shape[2:]), a.dtype) for a in
+                      (pool.tokens, pool.acts, pool.score, pool.doc)))
+    out.doc[:] = -1
+    out.tokens[:] = PAD_TOKEN
+    for latent in range(pool.doc.shape[0]):
+        keep = [j for j, d in enumerate(pool.doc[latent]) if d >= 0 and d not in set(top.doc[latent])][:n]
+        for slot, j in enumerate(keep):
+            for name in ("tokens", "acts", "score", "doc"):
+                getattr(out, name)[latent, slot] = getattr(pool, name)[latent, j]
+    return out
