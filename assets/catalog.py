@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.activations import activations
+from assets.autointerp import AUTOINTERP, INTERPRETABILITY, LATENT_EXAMPLES, interpretability_report
 from assets.corpus import corpus
 from assets.metadata import markdown_table
 from assets.models import language_model
@@ -12,7 +13,8 @@ from assets.sql import build_catalog
 
 
 @dg.asset(
-    deps=[corpus, language_model, activations, sae, SAE_METRICS, LATENT_STATS, concept_recovery],
+    deps=[corpus, language_model, activations, sae, SAE_METRICS, LATENT_STATS, concept_recovery, LATENT_EXAMPLES,
+          AUTOINTERP, INTERPRETABILITY, interpretability_report],
     group_name="analysis", kinds={"duckdb"},
     automation_condition=dg.AutomationCondition.eager(),
 )

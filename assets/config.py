@@ -155,6 +155,57 @@ class SweepSection(_Strict):
     train: SweepTrainSection = SweepTrainSection()
 
 
+class AutointerpSection(_Strict):
+    """Latent examples and interpretability scores (SPEC §3); the defaults are SAEBench's."""
+
+    n_latents: int = Field(1000, ge=1)  # scored live latents per SAE
+    n_concept: int = Field(100, ge=1)  # CONCEPT100: mu is the mean over this fixed random subset
+    seed: int = 0
+    threshold: float = Field(0.01, gt=0, lt=1)  # tau = threshold x the latent's max activation
+    random_negative: bool = True  # SAEBench: random windows are scored as non-activating
+    half_window: int = Field(10, ge=1)  # windows of 2 x half_window + 1 tokens
+    n_top: int = Field(12, ge=2)
+    n_importance: int = Field(7, ge=0)
+    n_random: int = Field(10, ge=1)
+    explain_top: int = Field(10, ge=1)
+    explain_importance: int = Field(5, ge=0)
+    score_top: int = Field(2, ge=1)
+    score_importance: int = Field(2, ge=0)
+    score_random: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> AutointerpSection:
+        if self.explain_top + self.score_top > self.n_top:
+            raise ValueError(f"explain_top + score_top ({self.explain_top + self.score_top}) exceeds n_top "
+                             f"({self.n_top})")
+        if self.explain_importance + self.score_importance > self.n_importance:
+            raise ValueError(f"explain_importance + score_importance exceeds n_importance ({self.n_importance})")
+        if self.score_random > self.n_random:
+            raise ValueError(f"score_random ({self.score_random}) exceeds n_random ({self.n_random})")
+        return self
+
+
+class JudgeSection(_Strict):
+    """Who explains and scores latents: the toy world's reader, an OpenAI-compatible endpoint or a local
+    transformers chat model. The API key is read from the environment variable named here, never stored."""
+
+    backend: Literal["toyworld", "openai", "transformers"] = "toyworld"
+    model: str = ""  # e.g. "gpt-4o-mini"; for "transformers" a local directory or hub id
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(4, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    price_prompt_per_m: float = Field(0.0, ge=0)  # USD per million prompt tokens, for the cost column
+    price_completion_per_m: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _model_named(self) -> JudgeSection:
+        if self.backend != "toyworld" and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs a model")
+        return self
+
+
 class ExternalSAE(_Strict):
     """An SAE trained elsewhere, in the SAELens layout (e.g. a downloaded Gemma Scope SAE), evaluated as
     one more variant of ``model``."""
@@ -171,6 +222,8 @@ class Settings(_Strict):
     corpus: CorpusSection = CorpusSection()
     extraction: ExtractionSection = ExtractionSection()
     sweep: SweepSection = SweepSection()
+    autointerp: AutointerpSection = AutointerpSection()
+    judge: JudgeSection = JudgeSection()
     models: list[ModelEntry] = Field(default_factory=list)
     external_saes: list[ExternalSAE] = Field(default_factory=list)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from assets.config import load_settings
 from assets.partitions import models_partitions, saes_partitions
 
-SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery")
+SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery", "interpretability",
+                   "interpretability_mu")
 
 
 def _instance():

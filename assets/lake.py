@@ -7,6 +7,7 @@ rerun replaces the partition instead of adding to it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 
 STAGING = "_staging"
 CATALOG = "catalog.duckdb"
-NON_TABLES = {STAGING, "models", "saes", "judge_cache"}  # folders that hold files other than tables
+NON_TABLES = {STAGING, "models", "saes", "reports"}  # folders that hold files other than tables
 
 
 class Lake:
@@ -69,6 +70,15 @@ class Lake:
         with self.replace(table, **keys) as staging:
             pq.write_table(data, staging / "part-00000.parquet", compression="zstd")
         return self.path(table, **keys)
+
+    def write_file(self, folder: str, name: str, data: bytes) -> Path:
+        """Atomically (re)write one file, e.g. a report figure, under ``folder``."""
+        target = self.root / folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        return target
 
     def read_table(self, table: str, **keys: str) -> pa.Table:
         path = self.path(table, **keys)

@@ -42,13 +42,21 @@ def _figure(ncols: int = 1):
     return plt, *plt.subplots(1, ncols, figsize=(5 * ncols, 3), dpi=100, squeeze=False)
 
 
-def _embed(plt, fig, title: str) -> dg.MetadataValue:
-    """The figure as PNG embedded in markdown, so the UI shows it inline."""
+def _png(plt, fig) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+    return buf.getvalue()
+
+
+def image_md(png: bytes, title: str) -> dg.MetadataValue:
+    """A PNG embedded in markdown, so the UI shows it inline."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def _embed(plt, fig, title: str) -> dg.MetadataValue:
+    return image_md(_png(plt, fig), title)
 
 
 def histogram_md(values: np.ndarray, title: str, xlabel: str) -> dg.MetadataValue:
@@ -66,3 +74,26 @@ def curves_md(history: list[dict], keys: list[str], title: str) -> dg.MetadataVa
         ax.plot(steps, [row[key] for row in history], color="#4c72b0")
         ax.set(title=f"{title}: {key}", xlabel="step")
     return _embed(plt, fig, title)
+
+
+def kind_bars(rows: list[dict], panels: list[tuple[str, str]], title: str):
+    """[C23] Figure 2 style: per panel (value key, title), one bar per dictionary kind and model with its 95%
+    interval (``<key>_ci``) as PNG bytes; baselines have dark edges."""
+    plt, fig, axes = _figure(len(panels))
+    models = sorted({r["model"] for r in rows})
+    kinds = list(dict.fromkeys(r["kind"] for r in sorted(rows, key=lambda r: (r["is_baseline"], r["kind"]))))
+    width = 0.8 / max(len(models), 1)
+    for ax, (key, panel_title) in zip(axes[0], panels, strict=True):
+        for m, model in enumerate(models):
+            by_kind = {r["kind"]: r for r in rows if r["model"] == model}
+            x = [i + (m - (len(models) - 1) / 2) * width for i, k in enumerate(kinds) if k in by_kind]
+            present = [k for k in kinds if k in by_kind]
+            ax.bar(x, [by_kind[k][key] for k in present], width, yerr=[by_kind[k][f"{key}_ci"] for k in present],
+                   capsize=2, label=model, color=f"C{m}",
+                   edgecolor=["0.3" if by_kind[k]["is_baseline"] else f"C{m}" for k in present])
+        ax.set_xticks(range(len(kinds)), kinds, rotation=35, ha="right", fontsize=8)
+        ax.set(title=panel_title)
+        ax.axhline(0, color="0.5", lw=0.5)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _png(plt, fig)

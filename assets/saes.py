@@ -76,7 +76,7 @@ class SweepPartition:
     variant: Variant
 
 
-def _partition(context, lake: LakeResource) -> SweepPartition | None:
+def sweep_partition(context, lake: LakeResource) -> SweepPartition | None:
     """The partition, or None for an external SAE registered for another model (those stay empty)."""
     model, name = model_and_sae(context)
     settings = lake.settings()
@@ -127,7 +127,7 @@ def sae(context: dg.AssetExecutionContext, lake: LakeResource):
     from sae_models.lm.hooks import sae_lens_hook_name
     from sae_models.sae import save_sae
 
-    if (p := _partition(context, lake)) is None:
+    if (p := sweep_partition(context, lake)) is None:
         return
     model, name, settings, lake_obj, entry, variant = p.model, p.name, p.settings, p.lake, p.entry, p.variant
     train_reader, _ = _readers(lake_obj, model, settings)
@@ -174,7 +174,7 @@ def sae_evaluation(context: dg.AssetExecutionContext, lake: LakeResource):
     from sae_models.sae import load_sae
     from sae_models.sae.metrics import downstream_metrics, reconstruction_metrics
 
-    if (p := _partition(context, lake)) is None:
+    if (p := sweep_partition(context, lake)) is None:
         return
     model, name, settings, lake_obj, entry, variant = p.model, p.name, p.settings, p.lake, p.entry, p.variant
     _, eval_reader = _readers(lake_obj, model, settings)
@@ -206,33 +206,42 @@ def sae_evaluation(context: dg.AssetExecutionContext, lake: LakeResource):
 )
 def concept_recovery(context: dg.AssetExecutionContext, lake: LakeResource):
     """Toy world truth: per ground-truth concept, the best latent's F1 of "fires" vs "token carries it"."""
-    import torch
-
     from sae_models.sae import load_sae
-    from sae_models.toyworld import concepts
-    from sae_models.toyworld.truth import concept_f1, token_labels
+    from sae_models.toyworld.truth import concept_f1
 
-    if (p := _partition(context, lake)) is None:
+    if (p := sweep_partition(context, lake)) is None:
         return
-    model, name, settings, lake_obj = p.model, p.name, p.settings, p.lake
-    docs = read_split(lake_obj, "activation")
-    labels = dict(zip(docs.column("doc_id").to_pylist(), docs.column("labels").to_pylist(), strict=True))
-    if not any(labels.values()):
+    sae_model = load_sae(p.lake.path("saes", model=p.model, sae=p.name))
+    codes, _, truth, names = codes_vs_truth(p, sae_model)
+    if not truth.any():
         context.log.info("corpus has no ground-truth labels (not the toy world): nothing to recover")
-    _, eval_reader = _readers(lake_obj, model, settings)
-    sae_model = load_sae(lake_obj.path("saes", model=model, sae=name))
-    names = concepts()
-    fires, truth = [], []
-    with torch.no_grad():
-        for keys, acts in eval_reader.rows(("doc_id", "pos")):
-            fires.append(sae_model.encode(acts) > 0)
-            truth.append(token_labels(keys["doc_id"], keys["pos"], labels, names))
-    f1, latent = concept_f1(torch.cat(fires), torch.cat(truth))
+    f1, latent = concept_f1(codes > 0, truth)
     table = pa.table({"concept": names, "kind": [c.split(":")[0] for c in names], "best_f1": f1,
                       "best_latent": latent.astype(np.int32)})
-    lake_obj.write_table("concept_recovery", table, model=model, sae=name)
+    p.lake.write_table("concept_recovery", table, model=p.model, sae=p.name)
     yield dg.MaterializeResult(metadata={"mean_best_f1": float(f1.mean()),
                                          "table": dg.MetadataValue.md(markdown_table(table.to_pylist()))})
+
+
+def codes_vs_truth(p: SweepPartition, sae_model):
+    """On held-out tokens: the SAE codes [tokens, d_sae], the token ids, and which ground-truth concepts each
+    token carries [tokens, concepts] (all False outside the toy world), with the concept names."""
+    import torch
+
+    from sae_models.toyworld import concepts
+    from sae_models.toyworld.truth import token_labels
+
+    docs = read_split(p.lake, "activation")
+    labels = dict(zip(docs.column("doc_id").to_pylist(), docs.column("labels").to_pylist(), strict=True))
+    _, eval_reader = _readers(p.lake, p.model, p.settings)
+    names = concepts()
+    codes, tokens, truth = [], [], []
+    with torch.no_grad():
+        for keys, acts in eval_reader.rows(("doc_id", "pos", "token_id")):
+            codes.append(sae_model.encode(acts))
+            tokens.append(torch.from_numpy(keys["token_id"].astype(np.int64)))
+            truth.append(token_labels(keys["doc_id"], keys["pos"], labels, names))
+    return torch.cat(codes), torch.cat(tokens), torch.cat(truth), names
 
 
 # --- checks -------------------------------------------------------------------------------------------

@@ -22,13 +22,19 @@ def build_catalog(lake_root: Path, tables: list[str], target: Path) -> dict[str,
     """(Re)create ``target`` with one view per table; returns row counts. Written aside, then renamed."""
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    counts = {}
     with duckdb.connect(str(tmp)) as con:
-        for table in tables:
-            glob = (lake_root / table / "**" / "*.parquet").as_posix().replace("'", "''")
-            con.execute(query_text("catalog_view", table=table, glob=glob))
-            counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        counts = create_views(con, lake_root, tables)
     os.replace(tmp, target)
+    return counts
+
+
+def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str]) -> dict[str, int]:
+    """One view per lake table on ``con``; returns their row counts."""
+    counts = {}
+    for table in tables:
+        glob = (lake_root / table / "**" / "*.parquet").as_posix().replace("'", "''")
+        con.execute(query_text("catalog_view", table=table, glob=glob))
+        counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
     return counts
 
 

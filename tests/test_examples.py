@@ -32,7 +32,8 @@ def test_top_windows_are_the_highest_peaks_centred_and_padded():
     slot = ex.top.doc[0].tolist().index(29)  # peak of doc 29 at index 29 % 15 = 14, the last token
     assert ex.top.acts[0, slot].tolist() == [0, 0, 29, 0, 0]
     assert ex.top.tokens[0, slot].tolist() == [2913, 2914, 2915, PAD_TOKEN, PAD_TOKEN]
-    assert ex.top.score[0, slot] == 29
+    assert ex.top.score[0, slot] == 29 and ex.top.pos[0, slot] == 15
+    assert ex.top.filled(0).tolist()[0] == slot
     assert (ex.top.doc[2] == -1).all()  # a silent latent has no examples
     assert not set(ex.importance.doc[0].tolist()) & set(ex.top.doc[0].tolist())
     assert (ex.importance.doc[0] >= 0).all() and (ex.importance.acts[0].max(-1) > 0).all()

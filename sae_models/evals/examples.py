@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 PAD_TOKEN = -1  # window positions outside the document
@@ -33,12 +34,19 @@ class ExampleConfig:
 @dataclass
 class WindowSet:
     """Windows per latent: tokens [L, n, W] (PAD_TOKEN outside the doc), acts [L, n, W], score [L, n]
-    (the window's max activation), doc [L, n]; slots never filled have doc -1."""
+    (the window's max activation), doc [L, n] and pos [L, n] (the centre token's position in its document);
+    slots never filled have doc -1."""
 
     tokens: np.ndarray
     acts: np.ndarray
     score: np.ndarray
     doc: np.ndarray
+    pos: np.ndarray
+
+    def filled(self, latent: int) -> np.ndarray:
+        """Slot indices of the latent's windows, highest score first."""
+        slots = np.flatnonzero(self.doc[latent] >= 0)
+        return slots[np.argsort(-self.score[latent, slots], kind="stable")]
 
 
 @dataclass
@@ -57,9 +65,11 @@ class _Reservoir:
         self.tokens = torch.full((n_latents, k, width), PAD_TOKEN, dtype=torch.int32)
         self.acts = torch.zeros(n_latents, k, width)
         self.doc = torch.full((n_latents, k), -1, dtype=torch.int64)
+        self.pos = torch.full((n_latents, k), -1, dtype=torch.int64)
 
-    def offer(self, keys: torch.Tensor, tokens: torch.Tensor, acts: torch.Tensor, doc: torch.Tensor) -> None:
-        """keys [L, m], tokens and acts [L, m, W], doc [L, m]."""
+    def offer(self, keys: torch.Tensor, tokens: torch.Tensor, acts: torch.Tensor, doc: torch.Tensor,
+              pos: torch.Tensor) -> None:
+        """keys [L, m], tokens and acts [L, m, W], doc and pos [L, m]."""
         all_keys = torch.cat([self.keys, keys], dim=1)
         best = all_keys.topk(self.keys.shape[1], dim=1).indices
 
@@ -67,13 +77,14 @@ class _Reservoir:
             index = best.view(*best.shape, *([1] * (old.dim() - 2))).expand(-1, -1, *old.shape[2:])
             return torch.cat([old, new], 1).gather(1, index)
 
-        self.tokens, self.acts, self.doc = take(self.tokens, tokens), take(self.acts, acts), take(self.doc, doc)
+        self.tokens, self.acts = take(self.tokens, tokens), take(self.acts, acts)
+        self.doc, self.pos = take(self.doc, doc), take(self.pos, pos)
         self.keys = all_keys.gather(1, best)
 
     def windows(self) -> WindowSet:
         filled = self.keys > -torch.inf
         return WindowSet(self.tokens.numpy(), self.acts.numpy(), (self.acts.amax(-1) * filled).numpy(),
-                         torch.where(filled, self.doc, -1).numpy())
+                         torch.where(filled, self.doc, -1).numpy(), torch.where(filled, self.pos, -1).numpy())
 
 
 def documents(rows: Iterable[tuple[dict, torch.Tensor]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, torch.Tensor]]:
@@ -139,10 +150,12 @@ def gather_examples(encode, rows: Iterable[tuple[dict, torch.Tensor]], latents: 
 def _offer_batch(batch, encode, lat, reservoirs, cfg: ExampleConfig, gen) -> None:
     n_docs, longest = len(batch), max(len(b[1]) for b in batch)
     tokens = torch.full((n_docs, longest), PAD_TOKEN, dtype=torch.int32)
+    positions = torch.full((n_docs, longest), -1, dtype=torch.int64)
     codes = torch.zeros(n_docs, longest, len(lat))
     lengths = torch.tensor([len(b[1]) for b in batch])
-    for i, (_, _, tok, acts) in enumerate(batch):
+    for i, (_, pos, tok, acts) in enumerate(batch):
         tokens[i, :len(tok)] = torch.from_numpy(tok.astype(np.int32))
+        positions[i, :len(tok)] = torch.from_numpy(pos.astype(np.int64))
         codes[i, :len(tok)] = encode(acts)[:, lat].float()
     doc_ids = torch.tensor([b[0] for b in batch]).expand(len(lat), -1)
     peak, where = codes.max(dim=1)  # [D, L]
@@ -159,18 +172,65 @@ def _offer_batch(batch, encode, lat, reservoirs, cfg: ExampleConfig, gen) -> Non
         win_tokens = torch.where(inside, tokens[doc_axis, idx], PAD_TOKEN)
         lat_axis = torch.arange(len(lat))[:, None, None]
         win_acts = torch.where(inside, codes[doc_axis, idx, lat_axis], 0.0)
-        reservoirs[kind].offer(keys, win_tokens, win_acts, doc_ids)
+        centre_pos = positions[torch.arange(n_docs)[None, :], centre]
+        reservoirs[kind].offer(keys, win_tokens, win_acts, doc_ids, centre_pos)
 
 
 def _excluding(pool: WindowSet, top: WindowSet, n: int) -> WindowSet:
     """The first ``n`` windows of ``pool`` per latent whose document is not among its top windows."""
     out = WindowSet(*(np.zeros((a.shape[0], n, *a.shape[2:]), a.dtype) for a in
-                      (pool.tokens, pool.acts, pool.score, pool.doc)))
+                      (pool.tokens, pool.acts, pool.score, pool.doc, pool.pos)))
     out.doc[:] = -1
+    out.pos[:] = -1
     out.tokens[:] = PAD_TOKEN
     for latent in range(pool.doc.shape[0]):
         keep = [j for j, d in enumerate(pool.doc[latent]) if d >= 0 and d not in set(top.doc[latent])][:n]
         for slot, j in enumerate(keep):
-            for name in ("tokens", "acts", "score", "doc"):
+            for name in ("tokens", "acts", "score", "doc", "pos"):
                 getattr(out, name)[latent, slot] = getattr(pool, name)[latent, j]
     return out
+
+
+KINDS = ("top", "importance", "random")
+
+
+def to_arrow(examples: LatentExamples, keep: np.ndarray | None = None) -> pa.Table:
+    """One row per filled window: latent, kind, rank (by score within the kind), doc_id, pos, score, and the
+    window's token ids and activations (PAD_TOKEN / 0 outside the document). ``keep`` masks latents."""
+    keep = np.ones(len(examples.latents), bool) if keep is None else keep
+    cols: dict[str, list] = {k: [] for k in ("latent", "kind", "rank", "doc_id", "pos", "score", "tokens", "acts")}
+    for kind in KINDS:
+        ws: WindowSet = getattr(examples, kind)
+        for i in np.flatnonzero(keep):
+            for rank, s in enumerate(ws.filled(i)):
+                for name, value in (("latent", examples.latents[i]), ("kind", kind), ("rank", rank),
+                                    ("doc_id", ws.doc[i, s]), ("pos", ws.pos[i, s]), ("score", ws.score[i, s]),
+                                    ("tokens", ws.tokens[i, s]), ("acts", ws.acts[i, s])):
+                    cols[name].append(value)
+    width = examples.top.tokens.shape[-1]
+    return pa.table({
+        "latent": pa.array(cols["latent"], pa.int32()), "kind": pa.array(cols["kind"], pa.string()),
+        "rank": pa.array(cols["rank"], pa.int16()), "doc_id": pa.array(cols["doc_id"], pa.int64()),
+        "pos": pa.array(cols["pos"], pa.int32()), "score": pa.array(cols["score"], pa.float32()),
+        "tokens": pa.array([t.astype(np.int32) for t in cols["tokens"]], pa.list_(pa.int32(), width)),
+        "acts": pa.array([a.astype(np.float32) for a in cols["acts"]], pa.list_(pa.float32(), width)),
+    })
+
+
+def from_arrow(table: pa.Table, cfg: ExampleConfig) -> LatentExamples:
+    """The inverse of ``to_arrow``: window sets per latent, in increasing latent order."""
+    latents = np.unique(table.column("latent").to_numpy())
+    row_of = {int(x): i for i, x in enumerate(latents)}
+    sizes = {"top": cfg.n_top, "importance": cfg.n_importance, "random": cfg.n_random}
+    sets = {k: _Reservoir(len(latents), n, cfg.width).windows() for k, n in sizes.items()}
+    data = {c: table.column(c).to_numpy(zero_copy_only=False) for c in ("latent", "kind", "rank", "doc_id", "pos",
+                                                                       "score")}
+    tokens = table.column("tokens").combine_chunks().values.to_numpy().reshape(-1, cfg.width)
+    acts = table.column("acts").combine_chunks().values.to_numpy().reshape(-1, cfg.width)
+    for r in range(table.num_rows):
+        ws, i, slot = sets[data["kind"][r]], row_of[int(data["latent"][r])], int(data["rank"][r])
+        if slot >= ws.doc.shape[1]:
+            raise ValueError(f"latent examples: {data['kind'][r]} rank {slot} exceeds the configured count")
+        ws.tokens[i, slot], ws.acts[i, slot], ws.score[i, slot] = tokens[r], acts[r], data["score"][r]
+        ws.doc[i, slot], ws.pos[i, slot] = data["doc_id"][r], data["pos"][r]
+    return LatentExamples(latents=latents, **sets)

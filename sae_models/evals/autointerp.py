@@ -1,0 +1,175 @@
+"""Interpretability scores per latent (SPEC §3): SAEBench detection and the [C23] simulation score.
+
+Config, run, typed output, like every evaluation here: ``AutointerpConfig`` -> ``score_latents`` ->
+``LatentScore`` rows. The judge is any ``sae_models.judges.Judge``.
+
+- Detection [SB]: an explanation from 10 top + 5 importance-weighted windows (tokens above
+  tau = threshold x the latent's max marked); then, given only the explanation, the judge picks which of 14
+  shuffled windows (2 held-out top, 2 importance-weighted, 10 random) activate. Score = accuracy, where a
+  window activates if its max activation exceeds tau; as in SAEBench, random windows count as non-activating
+  (``random_negative``), so a latent that fires everywhere cannot score by predicting "all". An unparseable
+  answer scores 0.
+- Simulation [C23]: an explanation from 5 top windows; the judge predicts per-token activations (0..10) on
+  5 held-out top and 5 random windows; score = Pearson correlation with the true activations.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import pearsonr
+
+from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet
+from sae_models.judges import Judge, Window
+
+
+@dataclass(frozen=True)
+class AutointerpConfig:
+    n_latents: int = 1000  # scored latents per SAE (all live ones when fewer)
+    n_concept: int = 100  # CONCEPT100: the fixed random subset whose mean is mu
+    explain_top: int = 10
+    explain_importance: int = 5
+    score_top: int = 2
+    score_importance: int = 2
+    score_random: int = 10
+    threshold: float = 0.01  # tau = threshold x max activation
+    random_negative: bool = True  # SAEBench: random windows count as non-activating whatever their activations
+    sim_explain_top: int = 5
+    sim_top: int = 5
+    sim_random: int = 5
+    seed: int = 0
+
+
+@dataclass
+class LatentScore:
+    latent: int
+    explanation: str
+    detection_score: float
+    simulation_explanation: str
+    simulation_score: float
+    unparseable: int  # judge answers for this latent that did not follow the format (scored 0)
+
+
+class TokenText:
+    """Token ids -> display strings that concatenate back into text, memoised per id.
+
+    Word-level tokenizers decode single tokens without their separating space; for those each token gets a
+    leading space so windows read like text either way."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._cache: dict[int, str] = {}
+        a, b = (tokenizer.encode("a b c", add_special_tokens=False) + [0, 0])[:2]
+        self._space = " " if tokenizer.decode([a, b]) != tokenizer.decode([a]) + tokenizer.decode([b]) else ""
+
+    def __call__(self, ids: Sequence[int]) -> list[str]:
+        out = []
+        for i in ids:
+            if i not in self._cache:
+                self._cache[i] = self._space + self.tokenizer.decode([int(i)])
+            out.append(self._cache[i])
+        return out
+
+
+def too_few_activations(examples: LatentExamples, cfg: AutointerpConfig) -> np.ndarray:
+    """Latents [L] bool that fired in too few documents to fill the explanation and held-out top windows."""
+    need = max(cfg.explain_top + cfg.score_top, cfg.sim_explain_top + cfg.sim_top)
+    return (examples.top.doc >= 0).sum(1) < need
+
+
+def concept_subset(latents: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """CONCEPT100: a fixed random subset of ``n`` of the scored latents (all when fewer), sorted."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(latents, size=min(n, len(latents)), replace=False))
+
+
+@dataclass
+class _Plan:
+    """Windows of one latent for each judge call, and the truth to score against."""
+
+    tau: float
+    explain: list[Window]
+    detect: list[Window]
+    detect_truth: np.ndarray
+    sim_explain: list[Window]
+    sim: list[Window]
+    sim_truth: list[np.ndarray]
+
+
+def _windows(ws: WindowSet, latent: int, slots: Sequence[int], text: Callable, with_acts: bool) -> list[Window]:
+    out = []
+    for s in slots:
+        keep = ws.tokens[latent, s] != PAD_TOKEN
+        acts = tuple(ws.acts[latent, s][keep].tolist()) if with_acts else ()
+        out.append(Window(tuple(text(ws.tokens[latent, s][keep].tolist())), acts))
+    return out
+
+
+def _acts(ws: WindowSet, latent: int, slots: Sequence[int]) -> list[np.ndarray]:
+    return [ws.acts[latent, s][ws.tokens[latent, s] != PAD_TOKEN] for s in slots]
+
+
+def _plan(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfig) -> _Plan:
+    rng = np.random.default_rng([cfg.seed, int(ex.latents[i])])
+    top, imp, rnd = ex.top.filled(i), ex.importance.filled(i), ex.random.filled(i)
+    tau = cfg.threshold * float(ex.top.score[i, top[0]])
+    held = rng.choice(len(top), size=cfg.score_top, replace=False)
+    explain_top = [s for j, s in enumerate(top) if j not in set(held)][:cfg.explain_top]
+    imp = imp[rng.permutation(len(imp))]
+    imp_explain = sorted(imp[:cfg.explain_importance], key=lambda s: -ex.importance.score[i, s])
+    scoring = ([(ex.top, s) for s in top[held]] + [(ex.importance, s) for s in imp[cfg.explain_importance:]
+                                                    [:cfg.score_importance]]
+               + [(ex.random, s) for s in rnd[:cfg.score_random]])
+    scoring = [scoring[j] for j in rng.permutation(len(scoring))]
+    # [C23]: explain from every other top window, simulate the ones in between plus random windows.
+    sim_explain, sim_top = top[0::2][:cfg.sim_explain_top], top[1::2][:cfg.sim_top]
+    sim_rnd = rnd[:cfg.sim_random]
+    return _Plan(
+        tau=tau,
+        explain=(_windows(ex.top, i, explain_top, text, True) + _windows(ex.importance, i, imp_explain, text, True)),
+        detect=[_windows(ws, i, [s], text, False)[0] for ws, s in scoring],
+        detect_truth=np.array([ws.score[i, s] > tau and not (cfg.random_negative and ws is ex.random)
+                               for ws, s in scoring]),
+        sim_explain=_windows(ex.top, i, sim_explain, text, True),
+        sim=_windows(ex.top, i, sim_top, text, False) + _windows(ex.random, i, sim_rnd, text, False),
+        sim_truth=_acts(ex.top, i, sim_top) + _acts(ex.random, i, sim_rnd),
+    )
+
+
+def _pearson(predicted: list[list[float]], truth: list[np.ndarray]) -> float:
+    p, t = np.concatenate([np.asarray(x, float) for x in predicted]), np.concatenate(truth).astype(float)
+    if p.std() == 0 or t.std() == 0:
+        return 0.0
+    return float(pearsonr(p, t).statistic)
+
+
+def _failures(explanation: str | None, answer) -> int:
+    """Unparseable answers in one explain-then-score chain (no scoring call without an explanation)."""
+    return 1 if explanation is None or answer is None else 0
+
+
+def score_latents(examples: LatentExamples, text: Callable[[Sequence[int]], list[str]], judge: Judge,
+                  cfg: AutointerpConfig = AutointerpConfig()) -> list[LatentScore]:
+    """Detection and simulation scores for every latent of ``examples`` (which must all have enough
+    activations, see ``too_few_activations``). Judge calls go out task by task, in batches."""
+    plans = [_plan(examples, i, text, cfg) for i in range(len(examples.latents))]
+    explanations = judge.explain([p.explain for p in plans], [p.tau for p in plans])
+    sim_explanations = judge.explain([p.sim_explain for p in plans], [p.tau for p in plans])
+    usable = [i for i, e in enumerate(explanations) if e is not None]
+    picks = dict(zip(usable, judge.detect([explanations[i] for i in usable], [plans[i].detect for i in usable]),
+                     strict=True))
+    sim_usable = [i for i, e in enumerate(sim_explanations) if e is not None]
+    sims = dict(zip(sim_usable, judge.simulate([sim_explanations[i] for i in sim_usable],
+                                               [plans[i].sim for i in sim_usable]), strict=True))
+    rows = []
+    for i, plan in enumerate(plans):
+        pick, sim = picks.get(i), sims.get(i)
+        rows.append(LatentScore(
+            latent=int(examples.latents[i]),
+            explanation=explanations[i] or "",
+            detection_score=float((np.array(pick) == plan.detect_truth).mean()) if pick is not None else 0.0,
+            simulation_explanation=sim_explanations[i] or "",
+            simulation_score=_pearson(sim, plan.sim_truth) if sim is not None else 0.0,
+            unparseable=_failures(explanations[i], pick) + _failures(sim_explanations[i], sim),
+        ))
+    return rows

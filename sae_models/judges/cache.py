@@ -1,0 +1,80 @@
+"""Every judge call, stored: (backend, model, prompt hash) -> completion, as Parquet segments.
+
+A cache lives in one folder per (backend, model); each flush writes a new segment under a temporary name
+and renames it into place, so concurrent runs never clash and a crash loses at most the unflushed calls.
+Reading all segments back makes a rerun answer from disk with zero new calls. The segments are ordinary
+Parquet: tokens and cost are one DuckDB query away.
+"""
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sae_models.judges.protocol import Completion, JudgeRequest
+
+SCHEMA = pa.schema([("key", pa.string()), ("task", pa.string()), ("text", pa.string()),
+                    ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
+                    ("created", pa.timestamp("s"))])
+
+
+def request_key(backend: str, model: str, request: JudgeRequest) -> str:
+    """Content hash of everything that determines an answer."""
+    body = json.dumps([backend, model, request.task, request.messages, request.max_tokens], sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def folder_name(model: str) -> str:
+    """A path-safe name for a model id (``gpt-4o-mini``, ``/models/qwen``), unique per id."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", model.lower()).strip("-.")[:60] or "model"
+    return slug if slug == model else f"{slug}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+
+
+class JudgeCache:
+    def __init__(self, root: Path, backend: str, model: str, flush_every: int = 256):
+        self.directory = Path(root) / f"backend={backend}" / f"model={folder_name(model)}"
+        self.flush_every = flush_every
+        self._lock = threading.Lock()
+        self._pending: list[dict] = []
+        self._entries: dict[str, Completion] = {}
+        for segment in sorted(self.directory.glob("part-*.parquet")):
+            table = pq.read_table(segment, columns=["key", "text", "prompt_tokens", "completion_tokens"])
+            for key, text, pt, ct in zip(*(table.column(i).to_pylist() for i in range(4)), strict=True):
+                self._entries[key] = Completion(text, pt, ct)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Completion | None:
+        return self._entries.get(key)
+
+    def put(self, key: str, task: str, completion: Completion) -> None:
+        with self._lock:
+            self._entries[key] = completion
+            self._pending.append({"key": key, "task": task, "text": completion.text,
+                                  "prompt_tokens": completion.prompt_tokens,
+                                  "completion_tokens": completion.completion_tokens,
+                                  "created": int(time.time())})
+            if len(self._pending) >= self.flush_every:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._pending:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = self.directory / f".{name}.tmp"
+        pq.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA), tmp)
+        os.replace(tmp, self.directory / name)
+        self._pending = []

@@ -1,0 +1,138 @@
+"""One judge for every evaluation: explain, detect, simulate and rate, on any backend, through the cache.
+
+Requests go out in batches, ``backend.max_concurrency`` at a time; each finished call is cached at once, so
+when a call finally fails (the backend gave up after its retries) everything finished before it is kept and
+a rerun resumes from there.
+"""
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+
+from sae_models.judges import prompts
+from sae_models.judges.cache import JudgeCache, request_key
+from sae_models.judges.protocol import Backend, Completion, JudgeRequest, Window
+
+
+@dataclass
+class JudgeStats:
+    """New calls, answers served from the cache, unparseable answers, and the tokens the new calls spent."""
+
+    calls: int = 0
+    cached: int = 0
+    unparseable: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Prices:
+    """US dollars per million prompt / completion tokens (0 for local backends)."""
+
+    prompt: float = 0.0
+    completion: float = 0.0
+
+
+class Judge:
+    def __init__(self, backend: Backend, cache: JudgeCache | None = None, prices: Prices = Prices(),
+                 progress: Callable[[str], None] | None = None, progress_every: int = 200):
+        self.backend, self.cache, self.prices = backend, cache, prices
+        self.stats = JudgeStats()
+        self.progress, self.progress_every = progress, progress_every
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend.name}:{self.backend.model}"
+
+    # --- the four tasks ------------------------------------------------------------------------------
+
+    def explain(self, window_sets: Sequence[Sequence[Window]], thresholds: Sequence[float]) -> list[str | None]:
+        answers = self.complete([prompts.explain_request(w, t) for w, t in zip(window_sets, thresholds, strict=True)])
+        return self._parsed(answers, prompts.parse_explanation)
+
+    def detect(self, explanations: Sequence[str], window_sets: Sequence[Sequence[Window]]) -> list[list[bool] | None]:
+        requests = [prompts.detect_request(e, w) for e, w in zip(explanations, window_sets, strict=True)]
+        answers = self.complete(requests)
+        return [self._count(prompts.parse_detection(a, len(w))) for a, w in zip(answers, window_sets, strict=True)]
+
+    def simulate(self, explanations: Sequence[str],
+                 window_sets: Sequence[Sequence[Window]]) -> list[list[list[float]] | None]:
+        requests = [prompts.simulate_request(e, w) for e, w in zip(explanations, window_sets, strict=True)]
+        answers = self.complete(requests)
+        return [self._count(prompts.parse_simulation(a, [len(x.tokens) for x in w]))
+                for a, w in zip(answers, window_sets, strict=True)]
+
+    def rate(self, kind: str, concepts: Sequence[str], instructions: Sequence[str],
+             texts: Sequence[str]) -> list[int | None]:
+        requests = [prompts.rate_request(kind, c, i, t) for c, i, t in zip(concepts, instructions, texts, strict=True)]
+        return self._parsed(self.complete(requests), prompts.parse_rating)
+
+    # --- calls ---------------------------------------------------------------------------------------
+
+    def complete(self, requests: Sequence[JudgeRequest]) -> list[str]:
+        """Answer texts in request order: from the cache where possible, else from the backend."""
+        keys = [request_key(self.backend.name, self.backend.model, r) for r in requests]
+        answers: list[str | None] = [None] * len(requests)
+        missing = []
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is None:
+                missing.append(i)
+            else:
+                answers[i] = hit.text
+        self.stats.cached += len(requests) - len(missing)
+        try:
+            self._call(missing, requests, keys, answers)
+        finally:
+            if self.cache is not None:
+                self.cache.flush()
+        return answers  # type: ignore[return-value]
+
+    def _call(self, missing: list[int], requests, keys, answers) -> None:
+        lock, done_count = threading.Lock(), [0]
+
+        def one(i: int) -> None:
+            completion = self.backend.complete(requests[i])
+            with lock:
+                self._record(keys[i], requests[i], completion)
+                answers[i] = completion.text
+                done_count[0] += 1
+                self._report(done_count[0], len(missing), requests[i].task)
+
+        if self.backend.max_concurrency <= 1:
+            for i in missing:
+                one(i)
+            return
+        with ThreadPoolExecutor(self.backend.max_concurrency) as pool:
+            futures = [pool.submit(one, i) for i in missing]
+            finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in finished:
+                future.result()  # raises the first failure
+
+    def _record(self, key: str, request: JudgeRequest, completion: Completion) -> None:
+        if self.cache is not None:
+            self.cache.put(key, request.task, completion)
+        s = self.stats
+        s.calls += 1
+        s.prompt_tokens += completion.prompt_tokens
+        s.completion_tokens += completion.completion_tokens
+        s.cost_usd = (s.prompt_tokens * self.prices.prompt + s.completion_tokens * self.prices.completion) / 1e6
+
+    def _report(self, n: int, total: int, task: str) -> None:
+        if self.progress is not None and (n % self.progress_every == 0 or n == total):
+            self.progress(f"judge {self.name}: {task} {n}/{total} new calls ({self.stats.cached} cached so far)")
+
+    def _parsed(self, answers: list[str], parse) -> list:
+        return [self._count(parse(a)) for a in answers]
+
+    def _count(self, value):
+        if value is None:
+            self.stats.unparseable += 1
+        return value
