@@ -44,7 +44,8 @@ def autointerp_config(settings):
     return AutointerpConfig(n_latents=a.n_latents, n_concept=a.n_concept, explain_top=a.explain_top,
                             explain_importance=a.explain_importance, score_top=a.score_top,
                             score_importance=a.score_importance, score_random=a.score_random,
-                            threshold=a.threshold, random_negative=a.random_negative, seed=a.seed)
+                            threshold=a.threshold, random_negative=a.random_negative, sim_explain_top=a.sim_explain_top,
+                            sim_top=a.sim_top, sim_random=a.sim_random, seed=a.seed)
 
 
 def _live_latents(lake: Lake, model: str, name: str) -> np.ndarray:
@@ -282,7 +283,7 @@ def interpretability_report(context: dg.AssetExecutionContext, lake: LakeResourc
     lake_obj = lake.lake()
     with duckdb.connect() as con:
         create_views(con, lake_obj.root, [AUTOINTERP, INTERPRETABILITY])
-        rows = con.sql(query_text(REPORT_TABLE)).arrow().read_all().to_pylist()
+        rows = con.sql(query_text(REPORT_TABLE)).pl().to_dicts()
         truth = con.sql("SELECT model, detection_score, concept_purity FROM autointerp "
                         "WHERE concept_purity IS NOT NULL").pl()
     for row in rows:

@@ -172,9 +172,15 @@ class AutointerpSection(_Strict):
     score_top: int = Field(2, ge=1)
     score_importance: int = Field(2, ge=0)
     score_random: int = Field(10, ge=0)
+    sim_explain_top: int = Field(5, ge=1)  # [C23]: explanation from 5 top windows,
+    sim_top: int = Field(5, ge=1)  # simulated on 5 held-out top windows
+    sim_random: int = Field(5, ge=0)  # and 5 random ones
 
     @model_validator(mode="after")
     def _fits(self) -> AutointerpSection:
+        if self.sim_explain_top + self.sim_top > self.n_top or self.sim_random > self.n_random:
+            raise ValueError("the [C23] simulation windows (sim_explain_top + sim_top, sim_random) exceed n_top "
+                             "or n_random")
         if self.explain_top + self.score_top > self.n_top:
             raise ValueError(f"explain_top + score_top ({self.explain_top + self.score_top}) exceeds n_top "
                              f"({self.n_top})")

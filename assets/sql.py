@@ -34,7 +34,7 @@ def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[s
     for table in tables:
         glob = (lake_root / table / "**" / "*.parquet").as_posix().replace("'", "''")
         con.execute(query_text("catalog_view", table=table, glob=glob))
-        counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
     return counts
 
 

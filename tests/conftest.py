@@ -34,6 +34,22 @@ baseline_fit_tokens = 500
 metric_docs = 8
 min_explained_variance = -100.0
 
+[autointerp]
+n_latents = 24
+n_concept = 6
+half_window = 3
+n_top = 5
+n_importance = 2
+n_random = 4
+explain_top = 4
+explain_importance = 1
+score_top = 1
+score_importance = 1
+score_random = 4
+sim_explain_top = 3
+sim_top = 2
+sim_random = 2
+
 [sweep.train]
 steps = 20
 batch_size = 128

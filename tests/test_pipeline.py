@@ -30,12 +30,14 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"corpus", "language_model", "activations", "sae", "sae_metrics", "latent_stats",
-                    "concept_recovery", "catalog"}
+                    "concept_recovery", "latent_examples", "autointerp", "interpretability",
+                    "interpretability_report", "catalog"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
     assert check_names == {"activations_finite", "activations_width", "activations_row_count",
-                           "sae_metrics_finite", "sae_l0_near_target", "sae_explained_variance"}
+                           "sae_metrics_finite", "sae_l0_near_target", "sae_explained_variance",
+                           "autointerp_scores_in_range", "autointerp_concept_subset_complete"}
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 
@@ -67,7 +69,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
         assert all(r.is_success for r in runs)
         evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert len(evaluations) == 3 * 2 + 3 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
+        assert len(evaluations) == 3 * 2 + 5 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")
@@ -84,6 +86,8 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert json.loads(capsys.readouterr().out) == [{"n": 2, "d": 32}]
     assert cli(["sql", "create table x as select 1"]) == 1  # the catalog is read-only
     assert "read-only" in capsys.readouterr().err
+
+    _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
     before = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
@@ -106,6 +110,46 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert not result.success
     after = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
     assert after == before
+
+
+def _check_interpretability(lake: Lake, config) -> None:
+    """Every SAE and baseline has scores and a mu; a rerun asks the judge nothing new; a dead endpoint fails
+    the step with one clear line and leaves the scores as they were."""
+    variants = ["relu-0.1", "topk-k4", "gated-0.1", "pca", "neuron"]
+    for slug in ("toy-gemma2", "toy-qwen2"):
+        for name in variants:
+            scores = lake.read_table("autointerp", model=slug, sae=name)
+            (row,) = lake.read_table("interpretability", model=slug, sae=name).to_pylist()
+            assert scores.num_rows == row["n_scored"] > 0 and row["n_concept"] == min(6, row["n_scored"])
+            assert 0 <= row["mu"] <= 1 and row["judge"] == "toyworld:toyworld-reader-v1"
+    report = lake.read_table("interpretability_by_kind")
+    assert set(report.column("kind").to_pylist()) == {"relu", "topk", "gated", "pca", "neuron"}
+    assert (lake.root / "reports" / "interpretability_by_kind.png").read_bytes()[:4] == b"\x89PNG"
+
+    key = dg.MultiPartitionKey({"model": "toy-gemma2", "sae": "topk-k4"})
+    before = lake.read_table("autointerp", model="toy-gemma2", sae="topk-k4")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("models", ["toy-gemma2"])
+        instance.add_dynamic_partitions("saes", ["topk-k4"])
+        rerun = _run_autointerp(instance, key)
+        assert rerun.success
+        (row,) = lake.read_table("interpretability", model="toy-gemma2", sae="topk-k4").to_pylist()
+        assert row["judge_calls"] == 0 and row["judge_cached"] > 0  # all answers from lake/judge_cache
+        assert lake.read_table("autointerp", model="toy-gemma2", sae="topk-k4").equals(before)
+
+        config.write_text(config.read_text() + '\n[judge]\nbackend = "openai"\nmodel = "m"\n'
+                          'base_url = "http://127.0.0.1:9/v1"\nmax_retries = 1\ntimeout_s = 2\n')
+        down = _run_autointerp(instance, key)
+    assert not down.success
+    (message,) = _failure_messages(down)
+    assert "toy-gemma2 / topk-k4: judge endpoint http://127.0.0.1:9/v1" in message and "after 1 retries" in message
+    assert lake.read_table("autointerp", model="toy-gemma2", sae="topk-k4").equals(before)
+
+
+def _run_autointerp(instance, key):
+    return defs.resolve_job_def("sae_sweep").execute_in_process(
+        instance=instance, partition_key=key, raise_on_error=False,
+        asset_selection=[dg.AssetKey("autointerp"), dg.AssetKey("interpretability")])
 
 
 def _single_model_config(tiny_config, source: str, layer: int = 1) -> None:

@@ -24,6 +24,11 @@ TOKENIZER_CONFIG = {
 }
 
 
+# The toy models are not chat models; this template only lets them stand behind a chat endpoint
+# (`transformers serve`) or the local judge backend, where their answers exercise the protocol, not judgment.
+CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }} {% endfor %}"
+
+
 def build_tokenizer() -> Tokenizer:
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + lexicon())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -35,7 +40,8 @@ def build_tokenizer() -> Tokenizer:
 
 
 def save_tokenizer(directory: Path) -> None:
-    """Write tokenizer.json and tokenizer_config.json into ``directory``."""
+    """Write tokenizer.json, tokenizer_config.json and chat_template.jinja into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     build_tokenizer().save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2))
+    (directory / "chat_template.jinja").write_text(CHAT_TEMPLATE)
