@@ -1,0 +1,96 @@
+"""Autointerp scores on a toy corpus with latents of known meaning, scored by the toy-world reader."""
+
+import numpy as np
+import pytest
+import torch
+
+from sae_models.evals.autointerp import (
+    AutointerpConfig,
+    TokenText,
+    concept_subset,
+    score_latents,
+    too_few_activations,
+)
+from sae_models.evals.examples import ExampleConfig, from_arrow, gather_examples, to_arrow
+from sae_models.judges import Judge
+from sae_models.judges.toyworld import ToyworldBackend
+from sae_models.toyworld import ToyWorld, build_tokenizer
+from sae_models.toyworld.grammar import TOPICS
+from sae_models.toyworld.truth import latent_purity
+
+CFG = ExampleConfig(n_top=12, n_importance=7, n_random=10, half_window=5)
+FARMING = {w for pos in TOPICS["farming"].values() for w in pos}
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """Rows of 300 toy documents; three latents: 0 fires on farming words (strength varies), 1 fires on 30%
+    of all tokens at random, 2 fires only in two documents."""
+    tok = build_tokenizer()
+    rng = np.random.default_rng(0)
+    ids, docs, pos, acts = [], [], [], []
+    for d, doc in enumerate(ToyWorld(3).documents(300)):
+        words = doc.text.split()
+        for i, word in enumerate(words):
+            ids.append(tok.token_to_id(word))
+            docs.append(d)
+            pos.append(i + 1)
+            acts.append([float(word in FARMING) * rng.uniform(1, 3), float(rng.random() < 0.3) * rng.uniform(1, 3),
+                         float(d in (5, 9) and i == 2)])
+    keys = {"doc_id": np.array(docs), "pos": np.array(pos), "token_id": np.array(ids)}
+    return keys, torch.tensor(acts), tok
+
+
+def _examples(corpus):
+    keys, acts, _ = corpus
+    return gather_examples(torch.relu, [(keys, acts)], np.array([0, 1, 2]), CFG)
+
+
+def test_a_word_group_latent_scores_high_and_a_random_one_low(corpus):
+    from transformers import PreTrainedTokenizerFast
+
+    examples = _examples(corpus)
+    few = too_few_activations(examples, AutointerpConfig())
+    assert few.tolist() == [False, False, True]
+    keep = to_arrow(examples, keep=~few)
+    scored = from_arrow(keep, CFG)
+    assert scored.latents.tolist() == [0, 1]
+    text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
+    judge = Judge(ToyworldBackend())
+    farming, noise = score_latents(scored, text, judge)
+    assert farming.explanation.startswith("concept farming")
+    assert farming.detection_score >= 0.9 and farming.simulation_score > 0.8
+    assert noise.detection_score < 0.6 and noise.simulation_score < 0.3
+    assert judge.stats.calls == 8 and judge.stats.unparseable == 0  # 2 explanations, detect, simulate per latent
+
+
+def test_examples_round_trip_through_arrow(corpus):
+    examples = _examples(corpus)
+    back = from_arrow(to_arrow(examples), CFG)
+    for kind in ("top", "importance", "random"):
+        a, b = getattr(examples, kind), getattr(back, kind)
+        for name in ("tokens", "doc", "pos"):
+            filled = a.doc >= 0
+            assert np.array_equal(np.sort(getattr(a, name)[filled], axis=0), np.sort(getattr(b, name)[filled], axis=0))
+        assert np.allclose(np.sort(a.score, 1), np.sort(b.score, 1))
+
+
+def test_concept_subset_is_fixed_by_seed():
+    latents = np.arange(1000)
+    first = concept_subset(latents, 100, seed=0)
+    assert np.array_equal(first, concept_subset(latents, 100, seed=0)) and len(set(first)) == 100
+    assert not np.array_equal(first, concept_subset(latents, 100, seed=1))
+    assert np.array_equal(concept_subset(np.arange(7), 100, seed=0), np.arange(7))
+
+
+def test_purity_rewards_a_rare_pure_latent_over_a_common_or_mixed_one():
+    features = torch.zeros(100, 2, dtype=torch.bool)
+    features[:10, 0] = True  # a rare concept
+    features[:90, 1] = True  # a concept on nearly every token
+    codes = torch.zeros(100, 3)
+    codes[:10, 0] = 1.0  # exactly the rare concept
+    codes[:90, 1] = 1.0  # exactly the common one
+    codes[::2, 2] = 1.0  # every other token
+    purity, best = latent_purity(codes, features)
+    assert purity[0] == pytest.approx(0.9) and best[0] == 0
+    assert purity[1] == pytest.approx(0.1) and purity[2] < 0.1

@@ -1,0 +1,232 @@
+"""The judge protocol: prompts and parsers, the call cache, the toy-world reader, and the OpenAI-compatible and
+local transformers backends against real models (``transformers serve`` on loopback)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from sae_models.judges import Completion, Judge, JudgeCache, JudgeError, Prices, Window, prompts
+from sae_models.judges.openai_compat import OpenAICompatibleBackend
+from sae_models.judges.toyworld import ToyworldBackend
+
+
+def _win(text: str, acts: list[float] | None = None) -> Window:
+    tokens = tuple(" " + w for w in text.split())
+    return Window(tokens, tuple(acts) if acts is not None else ())
+
+
+# --- prompts and parsers -------------------------------------------------------------------------------
+
+
+def test_marked_runs_and_parsers():
+    w = _win("the puppy chased a kitten .", [0, 2, 3, 0, 5, 0])
+    assert prompts.render(w, threshold=1) == "the <<puppy chased>> a <<kitten>> ."
+    assert prompts.parse_detection("2, 5", 5) == [False, True, False, False, True]
+    assert prompts.parse_detection("None.", 3) == [False, False, False]
+    assert prompts.parse_detection("windows 2 and 5", 5) is None
+    assert prompts.parse_detection("2, 9", 5) is None
+    assert prompts.parse_simulation("1: 0 10 5\n2: 0", [3, 1]) == [[0, 1, 0.5], [0]]
+    assert prompts.parse_simulation("1: 0 10\n2: 0", [3, 1]) is None  # wrong token count
+    assert prompts.parse_rating("Fluent enough. Rating: [[2]]") == 2
+    assert prompts.parse_rating("Rating: [[7]]") is None
+    assert prompts.parse_explanation("Explanation: the words 'a' and '.'.") == "the words 'a' and '.'"
+    assert prompts.parse_explanation("   ") is None
+
+
+def test_detection_and_simulation_requests_carry_no_activations():
+    windows = [_win("the cow", [0, 3]), _win("a song", [0, 0])]
+    for request in (prompts.detect_request("farming", windows), prompts.simulate_request("farming", windows)):
+        assert set(request.payload) == {"explanation", "windows"}
+        assert request.payload["windows"] == [[" the", " cow"], [" a", " song"]]
+        assert "3" not in json.dumps(request.messages[1]["content"])
+
+
+# --- the cache -----------------------------------------------------------------------------------------
+
+
+class Counting:
+    """A backend that echoes the task and counts its calls; fails from call ``fail_at`` on."""
+
+    name, model, max_concurrency = "counting", "echo/v1", 2
+
+    def __init__(self, fail_at: int | None = None):
+        self.calls, self.fail_at, self._lock = 0, fail_at, threading.Lock()
+
+    def complete(self, request):
+        with self._lock:
+            self.calls += 1
+            if self.fail_at is not None and self.calls >= self.fail_at:
+                raise JudgeError("counting: endpoint down")
+        return Completion("Rating: [[1]]", prompt_tokens=10, completion_tokens=3)
+
+
+def _rate(judge: Judge, n: int) -> list:
+    return judge.rate("fluency", [""] * n, [""] * n, [f"text {i}" for i in range(n)])
+
+
+def test_a_rerun_makes_zero_new_calls_and_a_failure_keeps_finished_calls(tmp_path):
+    backend = Counting()
+    judge = Judge(backend, JudgeCache(tmp_path, backend.name, backend.model), prices=Prices(prompt=1.0, completion=2.0))
+    assert _rate(judge, 20) == [1] * 20
+    assert backend.calls == 20 and judge.stats.prompt_tokens == 200 and judge.stats.cost_usd == pytest.approx(320e-6)
+
+    again = Counting()
+    rerun = Judge(again, JudgeCache(tmp_path, again.name, again.model))
+    assert _rate(rerun, 20) == [1] * 20
+    assert again.calls == 0 and rerun.stats.cached == 20
+
+    failing = Counting(fail_at=6)
+    partial = Judge(failing, JudgeCache(tmp_path, failing.name, failing.model))
+    with pytest.raises(JudgeError, match="endpoint down"):
+        _rate(partial, 40)  # 20 cached, then the 6th new call fails
+    finished = partial.stats.calls
+    assert finished >= 4
+    resumed_backend = Counting()
+    resumed = Judge(resumed_backend, JudgeCache(tmp_path, resumed_backend.name, resumed_backend.model))
+    _rate(resumed, 40)
+    assert resumed_backend.calls == 20 - finished  # only what had not finished before
+    assert list(tmp_path.rglob(".*.tmp")) == []
+
+
+# --- the toy-world reader ------------------------------------------------------------------------------
+
+
+def test_toyworld_reader_names_a_topic_and_detects_by_the_explanation_alone():
+    judge = Judge(ToyworldBackend())
+    farming = [_win("the farmer plowed a muddy field .", [0, 4, 3, 0, 2, 5, 0]),
+               _win("a cow near the barn .", [0, 6, 0, 0, 3, 0])]
+    (explanation,) = judge.explain([farming], [0.05])
+    assert explanation.startswith("concept farming")
+    windows = [_win("that tractor won"), _win("the kind teacher sang"), _win("a wheat field")]
+    assert judge.detect([explanation], [windows]) == [[True, False, True]]
+    (simulated,) = judge.simulate([explanation], [windows[:1]])
+    assert simulated == [[0.0, 1.0, 0.0]]
+    (words,) = judge.explain([[_win("alice gave , bob", [0, 0, 3, 0])] * 2], [0.05])
+    assert words == "tokens ','"
+    assert judge.rate("concept", [explanation], [""], ["the cow ate wheat"]) == [2]
+    assert judge.rate("instruct", [""], ["tell me about music"], ["the cow ate wheat"]) == [0]
+
+
+# --- OpenAI-compatible endpoints -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_toy_model(trained_toy_lm):
+    """`transformers serve` on loopback, serving the trained toy model (its answers are nonsense)."""
+    cli = shutil.which("transformers", path=str(Path(sys.executable).parent))
+    if cli is None:
+        pytest.skip("transformers[serving] is not installed")
+    port = _free_port()
+    proc = subprocess.Popen([cli, "serve", str(trained_toy_lm), "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("transformers serve did not come up")
+        yield f"{url}/v1", str(trained_toy_lm)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_openai_backend_against_transformers_serve(served_toy_model, tmp_path):
+    base_url, model = served_toy_model
+    backend = OpenAICompatibleBackend(base_url, model, max_concurrency=4, max_retries=1, timeout_s=60)
+    judge = Judge(backend, JudgeCache(tmp_path, backend.name, backend.model))
+    windows = [[_win("the cow ate"), _win("a song"), _win("the storm blew")]] * 3
+    picks = judge.detect(["farming words", "music", "weather"], windows)
+    assert judge.stats.calls == 3 and judge.stats.prompt_tokens > 0 and judge.stats.completion_tokens > 0
+    # The toy LM answers in toy-world words, never a list of numbers: counted as unparseable.
+    assert judge.stats.unparseable == sum(p is None for p in picks) == 3
+    judge.detect(["farming words", "music", "weather"], windows)
+    assert judge.stats.calls == 3 and judge.stats.cached == 3
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers 429 twice, then a chat completion; or always ``status`` when set."""
+
+    hits = 0
+    status: int | None = None
+
+    def do_POST(self):
+        type(self).hits += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        code = type(self).status or (429 if type(self).hits <= 2 else 200)
+        body = {"error": {"message": "slow down"}} if code != 200 else {
+            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "2, 3"}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    _Flaky.hits, _Flaky.status = 0, None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_retries_on_429_then_answers(flaky_server):
+    judge = Judge(OpenAICompatibleBackend(flaky_server, "m", max_retries=3, timeout_s=5))
+    assert judge.detect(["x"], [[_win("a"), _win("b"), _win("c")]]) == [[False, True, True]]
+    assert _Flaky.hits == 3 and judge.stats.prompt_tokens == 7
+
+
+def test_auth_failure_and_dead_endpoint_are_one_clear_line(flaky_server, monkeypatch):
+    monkeypatch.setenv("JUDGE_KEY", "sk-secret-value")
+    _Flaky.status = 401
+    with pytest.raises(JudgeError) as err:
+        OpenAICompatibleBackend(flaky_server, "m", api_key_env="JUDGE_KEY", max_retries=2).complete(
+            prompts.rate_request("fluency", "", "", "text"))
+    assert "authentication refused (HTTP 401); check $JUDGE_KEY" in str(err.value)
+    assert "sk-secret" not in str(err.value) and _Flaky.hits == 1  # no retry on 401
+    _Flaky.status, _Flaky.hits = 503, 0
+    with pytest.raises(JudgeError, match="HTTP 503 for model 'm' after 2 retries"):
+        OpenAICompatibleBackend(flaky_server, "m", max_retries=2).complete(prompts.rate_request("fluency", "", "", "t"))
+    assert _Flaky.hits == 3
+    with pytest.raises(JudgeError, match=r"judge endpoint http://127.0.0.1:9/v1: Connection\w* after 1 retries"):
+        OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m", max_retries=1, timeout_s=2).complete(
+            prompts.rate_request("fluency", "", "", "t"))
+
+
+def test_local_transformers_chat_backend(trained_toy_lm):
+    from sae_models.judges.local import TransformersChatBackend
+
+    judge = Judge(TransformersChatBackend(str(trained_toy_lm)))
+    (rating,) = judge.rate("fluency", [""], [""], ["the cow ate"])
+    assert judge.stats.calls == 1 and judge.stats.completion_tokens > 0
+    assert rating is None and judge.stats.unparseable == 1  # a toy LM does not answer "Rating: [[n]]"
