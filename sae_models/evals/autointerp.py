@@ -84,7 +84,7 @@ def concept_subset(latents: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 @dataclass
-class _Plan:
+class LatentPlan:
     """Windows of one latent for each judge call, and the truth to score against."""
 
     tau: float
@@ -109,7 +109,7 @@ def _acts(ws: WindowSet, latent: int, slots: Sequence[int]) -> list[np.ndarray]:
     return [ws.acts[latent, s][ws.tokens[latent, s] != PAD_TOKEN] for s in slots]
 
 
-def _plan(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfig) -> _Plan:
+def plan_latent(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfig) -> LatentPlan:
     rng = np.random.default_rng([cfg.seed, int(ex.latents[i])])
     top, imp, rnd = ex.top.filled(i), ex.importance.filled(i), ex.random.filled(i)
     tau = cfg.threshold * float(ex.top.score[i, top[0]])
@@ -124,7 +124,7 @@ def _plan(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfig) -> 
     # [C23]: explain from every other top window, simulate the ones in between plus random windows.
     sim_explain, sim_top = top[0::2][:cfg.sim_explain_top], top[1::2][:cfg.sim_top]
     sim_rnd = rnd[:cfg.sim_random]
-    return _Plan(
+    return LatentPlan(
         tau=tau,
         explain=(_windows(ex.top, i, explain_top, text, True) + _windows(ex.importance, i, imp_explain, text, True)),
         detect=[_windows(ws, i, [s], text, False)[0] for ws, s in scoring],
@@ -152,7 +152,7 @@ def score_latents(examples: LatentExamples, text: Callable[[Sequence[int]], list
                   cfg: AutointerpConfig = AutointerpConfig()) -> list[LatentScore]:
     """Detection and simulation scores for every latent of ``examples`` (which must all have enough
     activations, see ``too_few_activations``). Judge calls go out task by task, in batches."""
-    plans = [_plan(examples, i, text, cfg) for i in range(len(examples.latents))]
+    plans = [plan_latent(examples, i, text, cfg) for i in range(len(examples.latents))]
     explanations = judge.explain([p.explain for p in plans], [p.tau for p in plans])
     sim_explanations = judge.explain([p.sim_explain for p in plans], [p.tau for p in plans])
     usable = [i for i, e in enumerate(explanations) if e is not None]
