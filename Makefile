@@ -32,6 +32,7 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/autointerp.py   # needs the demo's lake
 
 clean:
 	rm -rf lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules

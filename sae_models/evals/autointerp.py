@@ -110,11 +110,13 @@ def _acts(ws: WindowSet, latent: int, slots: Sequence[int]) -> list[np.ndarray]:
 
 
 def plan_latent(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfig) -> LatentPlan:
+    """The windows of latent ``i`` for each call: SAEBench splits the top and importance-weighted windows at
+    random (seeded per latent) between explaining and scoring, and shuffles the scoring windows."""
     rng = np.random.default_rng([cfg.seed, int(ex.latents[i])])
     top, imp, rnd = ex.top.filled(i), ex.importance.filled(i), ex.random.filled(i)
     tau = cfg.threshold * float(ex.top.score[i, top[0]])
     held = rng.choice(len(top), size=cfg.score_top, replace=False)
-    explain_top = [s for j, s in enumerate(top) if j not in set(held)][:cfg.explain_top]
+    explain_top = [s for j, s in enumerate(top) if j not in set(held.tolist())][:cfg.explain_top]
     imp = imp[rng.permutation(len(imp))]
     imp_explain = sorted(imp[:cfg.explain_importance], key=lambda s: -ex.importance.score[i, s])
     scoring = ([(ex.top, s) for s in top[held]] + [(ex.importance, s) for s in imp[cfg.explain_importance:]
