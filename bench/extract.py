@@ -74,7 +74,7 @@ def main() -> None:
     world = ToyWorld(0)
     # long documents (several stories joined) so every batch is near the context length
     docs = [(i, " ".join(world.story().text for _ in range(4))) for i in range(args.docs)]
-    cfg = ExtractionConfig(layer=layer, batch_size=args.batch, context=args.context)
+    cfg = ExtractionConfig(batch_size=args.batch, context=args.context)
     encoded = [lm.tokenizer([t for _, t in docs[i:i + args.batch]], return_tensors="pt", padding=True,
                             truncation=True, max_length=args.context).to(device)
                for i in range(0, len(docs), args.batch)]
@@ -98,12 +98,12 @@ def main() -> None:
                 lm.model(input_ids=e["input_ids"], attention_mask=e["attention_mask"], use_cache=False)
 
     def extraction():
-        for _ in iter_activations(lm, docs, cfg):
+        for _ in iter_activations(lm, docs, cfg, layer=layer):
             pass
 
     def extraction_to_parquet():
         with tempfile.TemporaryDirectory() as out:
-            write_shards(iter_activations(lm, docs, cfg), Path(out), lm.d_model, "float16")
+            write_shards(iter_activations(lm, docs, cfg, layer=layer), Path(out), lm.d_model, "float16")
 
     assert len(decoder_layers(lm.model)) == lm.n_layers
     runs = {"forward_to_L": forward_to_layer, "full_forward": full_forward,

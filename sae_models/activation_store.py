@@ -166,6 +166,16 @@ class ActivationReader:
             raise ActivationStoreError(f"{self.shards[shard]}: row group {group} unreadable ({exc})") from exc
         return col.values.to_numpy(zero_copy_only=False).reshape(-1, self.d_model)
 
+    def sample(self, tokens: int, seed: int = 0) -> torch.Tensor:
+        """``tokens`` shuffled rows [tokens, d] (all rows when there are fewer): what a baseline is fit on."""
+        rows, total = [], 0
+        for batch in self.batches(min(4096, tokens), seed=seed):
+            rows.append(batch)
+            total += len(batch)
+            if total >= tokens:
+                break
+        return torch.cat(rows)[:tokens]
+
     def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, buffer_units: int = 4,
                 dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
         """One epoch of [batch_size, d] batches: row groups in a seeded random order, read ``buffer_units``

@@ -1,6 +1,6 @@
 import pytest
 
-from assets.config import ConfigError, lake_root, load_settings
+from assets.lakehouse.config import ConfigError, lake_root, load_settings
 from tests.conftest import TINY_TOML
 
 

@@ -43,6 +43,6 @@ def test_top_windows_are_the_highest_peaks_centred_and_padded():
 def test_importance_sampling_prefers_strong_windows():
     cfg = ExampleConfig(n_top=1, n_importance=5, n_random=1, half_window=1)
     picked = np.concatenate([gather_examples(torch.relu, _rows(n_docs=60), np.array([0]),
-                                             ExampleConfig(**{**cfg.__dict__, "seed": s})).importance.doc[0]
+                                             cfg.model_copy(update={"seed": s})).importance.doc[0]
                              for s in range(20)])
     assert picked.mean() > 35  # weights ~ doc index: the mean of uniform picks would be ~29

@@ -24,7 +24,7 @@ DOCS = [
 @pytest.mark.parametrize("family", FAMILIES)
 def test_resid_post_equals_the_hidden_state_after_the_block(random_models, family):
     lm = load_lm(str(random_models[family]))
-    batch = next(iter_activations(lm, DOCS[:1], ExtractionConfig(layer=1, act_dtype="float32")))
+    batch = next(iter_activations(lm, DOCS[:1], ExtractionConfig(act_dtype="float32"), layer=1))
     ids = lm.tokenizer(DOCS[0][1], return_tensors="pt")["input_ids"]
     hidden = lm.model(input_ids=ids, output_hidden_states=True).hidden_states[2][0]
     assert batch.act.shape == (ids.shape[1] - 1, lm.d_model)  # BOS masked
@@ -41,7 +41,7 @@ def test_sublayer_sites_capture_what_is_added_to_the_stream(random_models, famil
     with capture(module) as store:
         lm.model(input_ids=ids)
     assert store[0].shape == (1, ids.shape[1], lm.d_model)
-    batch = next(iter_activations(lm, DOCS[:1], ExtractionConfig(layer=1, site=site, act_dtype="float32")))
+    batch = next(iter_activations(lm, DOCS[:1], ExtractionConfig(act_dtype="float32"), layer=1, site=site))
     np.testing.assert_allclose(batch.act, store[0][0, 1:].numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -51,7 +51,7 @@ def test_extraction_never_runs_the_layers_above(random_models):
     handles = [layer.register_forward_hook(lambda *_, i=i: calls.append(i))
                for i, layer in enumerate(decoder_layers(lm.model))]
     handles.append(lm.model.lm_head.register_forward_hook(lambda *_: calls.append("lm_head")))
-    list(iter_activations(lm, DOCS, ExtractionConfig(layer=0)))
+    list(iter_activations(lm, DOCS, ExtractionConfig(), layer=0))
     for h in handles:
         h.remove()
     assert calls == [0]
@@ -60,11 +60,11 @@ def test_extraction_never_runs_the_layers_above(random_models):
 def test_bos_pad_eos_are_masked_and_budget_is_exact(random_models):
     lm = load_lm(str(random_models["gemma2"]))
     docs = [(0, "a puppy . <eos>"), (1, "the furry puppy chased a cake near the barn .")]
-    batches = list(iter_activations(lm, docs, ExtractionConfig(layer=0, batch_size=2)))
+    batches = list(iter_activations(lm, docs, ExtractionConfig(batch_size=2), layer=0))
     masked = {lm.tokenizer.bos_token_id, lm.tokenizer.eos_token_id, lm.tokenizer.pad_token_id}
     assert not masked & set(np.concatenate([b.token_id for b in batches]).tolist())
     assert sum(len(b) for b in batches) == 3 + 10
-    capped = list(iter_activations(lm, docs * 5, ExtractionConfig(layer=0, batch_size=2, max_tokens=17)))
+    capped = list(iter_activations(lm, docs * 5, ExtractionConfig(batch_size=2), layer=0, max_tokens=17))
     assert sum(len(b) for b in capped) == 17
 
 
@@ -78,7 +78,7 @@ def test_outlier_tokens_above_the_norm_multiple_are_dropped(random_models):
         return h
 
     with edit_output(module, spike):
-        kept = list(iter_activations(lm, DOCS, ExtractionConfig(layer=0, drop_outlier_norm=10.0)))
+        kept = list(iter_activations(lm, DOCS, ExtractionConfig(drop_outlier_norm=10.0), layer=0))
     assert sum(b.dropped_outliers for b in kept) == 2
     assert 2 not in set(np.concatenate([b.pos for b in kept]).tolist())
 

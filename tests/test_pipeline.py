@@ -6,13 +6,13 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets.activations import _shards
-from assets.cli import main as cli
-from assets.config import load_settings
 from assets.definitions import defs
-from assets.demo import run_demo
-from assets.lake import Lake
-from assets.registry import diff_registry, model_registry_sensor
+from assets.defs.activations.checks import _shards
+from assets.defs.models.registry_sensor import diff_registry, model_registry_sensor
+from assets.lakehouse.cli import main as cli
+from assets.lakehouse.config import load_settings
+from assets.lakehouse.demo import run_demo
+from assets.lakehouse.lake import Lake
 from tests.conftest import TINY_TOML
 
 
@@ -29,9 +29,9 @@ def _run(instance, job, partition=None):
 def test_definitions_load_with_partitions_checks_and_gpu_pool():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"corpus", "language_model", "activations", "sae", "sae_metrics", "latent_stats",
-                    "concept_recovery", "latent_examples", "autointerp", "interpretability",
-                    "interpretability_report", "catalog"}
+    assert keys == {"corpus", "language_model", "lm_eval", "activations", "sae", "sae_training", "sae_metrics",
+                    "latent_stats", "concept_recovery", "latent_purity", "latent_examples", "autointerp",
+                    "interpretability", "interpretability_by_kind", "judge_cache", "catalog"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
@@ -177,7 +177,7 @@ def test_layer_out_of_range_for_a_local_model_is_a_config_error(tiny_config, ran
     _single_model_config(tiny_config, str(random_models["gpt2"]), layer=1)
     cfg = tiny_config.read_text().replace("layer = 1", "layer = 5")
     tiny_config.write_text(cfg)
-    from assets.config import ConfigError
+    from assets.lakehouse.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"layer 5 is out of range for ext \(3 layers"):
         load_settings()
@@ -216,7 +216,10 @@ def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_
         assert "sae_sweep[toy-gemma2|scope-like]" in timings and "sae_sweep[toy-qwen2|scope-like]" not in timings
         instance.add_dynamic_partitions("saes", ["scope-like"])
         other = _run(instance, "sae_sweep", dg.MultiPartitionKey({"model": "toy-qwen2", "sae": "scope-like"}))
-        assert other.success  # another model's external SAE: nothing materialized, nothing failed
+    # another model's external SAE is never requested; run by hand, it fails with one line, writing nothing
+    assert not other.success
+    (message,) = _failure_messages(other)
+    assert "toy-qwen2 / scope-like: SAE variant 'scope-like' is an external SAE of 'toy-gemma2'" in message
     lake = Lake(tiny_config.parent / "lake")
     (row,) = lake.read_table("sae_metrics", model="toy-gemma2", sae="scope-like").to_pylist()
     assert row["architecture"] == "external" and row["l0"] == pytest.approx(4.0)

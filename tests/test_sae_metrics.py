@@ -11,7 +11,7 @@ TEXTS = ["the furry puppy chased a cake near the barn .", "question : tell me ab
 @pytest.fixture(scope="module")
 def lm_and_acts(trained_toy_lm):
     lm = load_lm(str(trained_toy_lm))
-    batches = list(iter_activations(lm, enumerate(TEXTS), ExtractionConfig(layer=1, act_dtype="float32")))
+    batches = list(iter_activations(lm, enumerate(TEXTS), ExtractionConfig(act_dtype="float32"), layer=1))
     return lm, torch.cat([torch.from_numpy(b.act) for b in batches])
 
 

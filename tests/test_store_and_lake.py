@@ -1,10 +1,16 @@
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from assets.lake import Lake, restore_interrupted
+from assets.lakehouse.lake import Lake, restore_interrupted
 from sae_models.activation_store import ActivationReader, ActivationStoreError, write_shards
 from sae_models.lm.extract import ActivationBatch
+from sae_models.sae.metrics import DownstreamMetrics, ReconstructionMetrics
+
+METRICS = [f.name for cls in (ReconstructionMetrics, DownstreamMetrics) for f in dataclasses.fields(cls)]
 
 
 def _batches(n_batches=6, rows=500, d=8, seed=0):
@@ -49,24 +55,47 @@ def test_corrupt_shard_is_named(tmp_path):
         ActivationReader(tmp_path)
 
 
+def _lm_rows(*d_models: int) -> list[dict]:
+    return [{"source": "toyworld", "family": "gemma2", "n_layers": 2, "d_model": d} for d in d_models]
+
+
 def test_replace_is_atomic_and_reruns_do_not_duplicate(tmp_path):
     lake = Lake(tmp_path)
-    table = pa.table({"x": [1, 2, 3]})
-    lake.write_table("t", table, model="m")
-    lake.write_table("t", table, model="m")
-    assert lake.read_table("t", model="m").num_rows == 3
-    with pytest.raises(RuntimeError), lake.replace("t", model="m") as staging:
+    lake.write_table("lm_eval", _lm_rows(1, 2, 3), model="m")
+    lake.write_table("lm_eval", _lm_rows(1, 2, 3), model="m")
+    assert lake.read_table("lm_eval", model="m").num_rows == 3
+    with pytest.raises(RuntimeError), lake.replace("lm_eval", model="m") as staging:
         (staging / "part-00000.parquet").write_bytes(b"half written")
         raise RuntimeError("crash mid-write")
-    assert lake.read_table("t", model="m").column("x").to_pylist() == [1, 2, 3]
+    assert lake.read_table("lm_eval", model="m").column("d_model").to_pylist() == [1, 2, 3]
     assert not any((tmp_path / "_staging").iterdir())
-    assert lake.tables() == ["t"] and lake.partitions("t", "model") == ["m"]
+    assert lake.tables() == ["lm_eval"] and lake.partitions("lm_eval", "model") == ["m"]
 
 
 def test_a_swap_interrupted_between_renames_is_restored(tmp_path):
     lake = Lake(tmp_path)
-    lake.write_table("t", pa.table({"x": [7]}), model="m")
-    target = lake.path("t", model="m")
+    lake.write_table("lm_eval", _lm_rows(7), model="m")
+    target = lake.path("lm_eval", model="m")
     target.rename(target.with_name(".model=m.old-deadbeef"))  # crash right after the first rename
     assert restore_interrupted(target)
-    assert lake.read_table("t", model="m").column("x").to_pylist() == [7]
+    assert lake.read_table("lm_eval", model="m").column("d_model").to_pylist() == [7]
+
+
+def test_writes_take_the_declared_schema_whatever_the_rows_hold(tmp_path):
+    """An int k in one partition and a float L1 weight in another land as the same float64 column; missing
+    report columns are null; undeclared tables, wrong keys and impossible casts are refused by name."""
+    lake = Lake(tmp_path)
+    row = {"architecture": "topk", "level": 4, "target_l0": 4, "d_sae": 64}
+    lake.write_table("sae_metrics", [row | dict.fromkeys(METRICS, 1)], model="m", sae="topk-k4")
+    lake.write_table("sae_metrics", [row | {"level": 0.25, "target_l0": None} | dict.fromkeys(METRICS, 0.5)],
+                     model="m", sae="relu-0.25")
+    schemas = {pq.read_schema(f).field("level").type for f in lake.path("sae_metrics").rglob("*.parquet")}
+    assert schemas == {pa.float64()}
+    lake.write_table("lm_eval", _lm_rows(8), model="x")
+    assert lake.read_table("lm_eval", model="x").column("held_out_loss").to_pylist() == [None]
+    with pytest.raises(KeyError, match="lake table 'nope' is not declared"):
+        lake.write_table("nope", pa.table({"x": [1]}))
+    with pytest.raises(ValueError, match=r"lake table lm_eval: partition keys \(\) != declared \('model',\)"):
+        lake.write_table("lm_eval", _lm_rows(1))
+    with pytest.raises(ValueError, match="lake table lm_eval: does not fit its declared schema"):
+        lake.write_table("lm_eval", [_lm_rows(1)[0] | {"d_model": "wide"}], model="m")

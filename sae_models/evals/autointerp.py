@@ -14,40 +14,62 @@ Config, run, typed output, like every evaluation here: ``AutointerpConfig`` -> `
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 from scipy.stats import pearsonr
 
+from sae_models.arrow import schema_of
+from sae_models.evals.config import AutointerpConfig
 from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet
 from sae_models.judges import Judge, Window
-
-
-@dataclass(frozen=True)
-class AutointerpConfig:
-    n_latents: int = 1000  # scored latents per SAE (all live ones when fewer)
-    n_concept: int = 100  # CONCEPT100: the fixed random subset whose mean is mu
-    explain_top: int = 10
-    explain_importance: int = 5
-    score_top: int = 2
-    score_importance: int = 2
-    score_random: int = 10
-    threshold: float = 0.01  # tau = threshold x max activation
-    random_negative: bool = True  # SAEBench: random windows count as non-activating whatever their activations
-    sim_explain_top: int = 5
-    sim_top: int = 5
-    sim_random: int = 5
-    seed: int = 0
+from sae_models.stats import spearman
 
 
 @dataclass
 class LatentScore:
-    latent: int
+    """One row of the ``autointerp`` table."""
+
+    latent: int = field(metadata={"arrow": pa.int32()})
     explanation: str
     detection_score: float
     simulation_explanation: str
     simulation_score: float
-    unparseable: int  # judge answers for this latent that did not follow the format (scored 0)
+    unparseable: int = field(metadata={"arrow": pa.int32()})  # judge answers that did not follow the format
+    concept100: bool = False  # in the CONCEPT100 subset whose mean is mu
+    concept_purity: float | None = None  # toy world: ground-truth purity on held-out tokens
+    purity_feature: str | None = None
+
+
+@dataclass
+class AutointerpSummary:
+    """One row of the ``interpretability`` table: mu and its companions for one SAE, and the judge's usage."""
+
+    judge: str
+    judge_model: str
+    architecture: str
+    is_baseline: bool
+    level: float | None
+    target_l0: float | None
+    l0: float
+    mu: float | None  # mean detection score over CONCEPT100
+    mu_simulation: float | None  # mean [C23] simulation score over CONCEPT100
+    mu_all: float | None  # mean detection score over every scored latent
+    n_scored: int
+    n_concept: int
+    n_too_few: int  # sampled latents that fired in too few documents to be scored
+    purity_spearman: float | None  # toy world: Spearman(detection score, ground-truth purity)
+    judge_calls: int
+    judge_cached: int
+    judge_unparseable: int
+    judge_prompt_tokens: int
+    judge_completion_tokens: int
+    judge_cost_usd: float
+
+
+AUTOINTERP_SCHEMA = schema_of(LatentScore)
+INTERPRETABILITY_SCHEMA = schema_of(AutointerpSummary)
 
 
 class TokenText:
@@ -75,6 +97,11 @@ def too_few_activations(examples: LatentExamples, cfg: AutointerpConfig) -> np.n
     """Latents [L] bool that fired in too few documents to fill the explanation and held-out top windows."""
     need = max(cfg.explain_top + cfg.score_top, cfg.sim_explain_top + cfg.sim_top)
     return (examples.top.doc >= 0).sum(1) < need
+
+
+def scored_latents(live: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The latents autointerp scores: a fixed random sample of ``n`` live latents (all when fewer), sorted."""
+    return np.sort(np.random.default_rng(seed).choice(live, size=min(n, len(live)), replace=False))
 
 
 def concept_subset(latents: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -175,3 +202,33 @@ def score_latents(examples: LatentExamples, text: Callable[[Sequence[int]], list
             unparseable=_failures(explanations[i], pick) + _failures(sim_explanations[i], sim),
         ))
     return rows
+
+
+def mark_concept_and_purity(rows: list[LatentScore], cfg: AutointerpConfig, purity: dict[int, tuple[float, str]]
+                            ) -> list[LatentScore]:
+    """Flag the CONCEPT100 rows and attach each latent's ground-truth purity (toy world; empty elsewhere)."""
+    concept = set(concept_subset(np.array([r.latent for r in rows]), cfg.n_concept, cfg.seed).tolist())
+    for r in rows:
+        r.concept100 = r.latent in concept
+        r.concept_purity, r.purity_feature = purity.get(r.latent, (None, None))
+    return rows
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: dict) -> AutointerpSummary:
+    """mu and its companions; ``sae`` gives the SAE's architecture, is_baseline, level, target_l0 and l0."""
+    det = np.array([r.detection_score for r in rows])
+    sim = np.array([r.simulation_score for r in rows])
+    concept = np.array([r.concept100 for r in rows], bool)
+    purity = [r.concept_purity for r in rows]
+    has_purity = bool(rows) and all(p is not None for p in purity)
+    return AutointerpSummary(
+        judge=judge.name, judge_model=judge.backend.model, **sae,
+        mu=_mean(det[concept]), mu_simulation=_mean(sim[concept]), mu_all=_mean(det),
+        n_scored=len(rows), n_concept=int(concept.sum()), n_too_few=n_sampled - len(rows),
+        purity_spearman=spearman(det, purity) if has_purity else None,
+        **{f"judge_{k}": v for k, v in judge.stats.as_dict().items()},
+    )

@@ -15,20 +15,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from sae_models.evals.config import ExampleConfig
+
 PAD_TOKEN = -1  # window positions outside the document
-
-
-@dataclass(frozen=True)
-class ExampleConfig:
-    n_top: int = 12
-    n_importance: int = 7
-    n_random: int = 10
-    half_window: int = 10
-    seed: int = 0
-
-    @property
-    def width(self) -> int:
-        return 2 * self.half_window + 1
 
 
 @dataclass
@@ -147,6 +136,14 @@ def gather_examples(encode, rows: Iterable[tuple[dict, torch.Tensor]], latents: 
                           random=reservoirs["random"].windows())
 
 
+def gather_sae_examples(sae, rows: Iterable[tuple[dict, torch.Tensor]], latents: np.ndarray,
+                        cfg: ExampleConfig = ExampleConfig(), device: str = "cpu") -> LatentExamples:
+    """``gather_examples`` with the codes of ``sae`` (encoded on ``device``)."""
+    sae = sae.to(device)
+    with torch.no_grad():
+        return gather_examples(lambda x: sae.encode(x.to(device)).cpu(), rows, latents, cfg)
+
+
 def _offer_batch(batch, encode, lat, reservoirs, cfg: ExampleConfig, gen) -> None:
     n_docs, longest = len(batch), max(len(b[1]) for b in batch)
     tokens = torch.full((n_docs, longest), PAD_TOKEN, dtype=torch.int32)
@@ -192,6 +189,10 @@ def _excluding(pool: WindowSet, top: WindowSet, n: int) -> WindowSet:
 
 
 KINDS = ("top", "importance", "random")
+EXAMPLES_SCHEMA = pa.schema([  # tokens and acts are windows of the configured width
+    ("latent", pa.int32()), ("kind", pa.string()), ("rank", pa.int16()), ("doc_id", pa.int64()), ("pos", pa.int32()),
+    ("score", pa.float32()), ("tokens", pa.list_(pa.int32(), 1)), ("acts", pa.list_(pa.float32(), 1)),
+])
 
 
 def to_arrow(examples: LatentExamples, keep: np.ndarray | None = None) -> pa.Table:

@@ -1,8 +1,10 @@
 """One judge protocol (explain, detect, simulate, rate) over pluggable backends, with a call cache."""
 
-from sae_models.judges.cache import JudgeCache
-from sae_models.judges.judge import Judge, JudgeStats, Prices
-from sae_models.judges.protocol import Backend, Completion, JudgeError, JudgeRequest, Window
+from sae_models._lazy import lazy_exports
 
-__all__ = ["Backend", "Completion", "Judge", "JudgeCache", "JudgeError", "JudgeRequest", "JudgeStats", "Prices",
-           "Window"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "JudgeCache": "cache", "JudgeConfig": "config",
+    "Judge": "judge", "JudgeStats": "judge", "Prices": "judge", "build_judge": "judge",
+    "Backend": "protocol", "Completion": "protocol", "JudgeError": "protocol", "JudgeRequest": "protocol",
+    "Window": "protocol",
+})

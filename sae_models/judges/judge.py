@@ -9,9 +9,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from sae_models.judges import prompts
 from sae_models.judges.cache import JudgeCache, request_key
+from sae_models.judges.config import JudgeConfig
 from sae_models.judges.protocol import Backend, Completion, JudgeRequest, Window
 
 
@@ -136,3 +138,23 @@ class Judge:
         if value is None:
             self.stats.unparseable += 1
         return value
+
+
+def build_judge(cfg: JudgeConfig, cache_dir: Path | None, device: str = "cpu",
+                progress: Callable[[str], None] | None = None) -> Judge:
+    """The configured judge, answering from (and filling) the call cache under ``cache_dir``."""
+    if cfg.backend == "toyworld":
+        from sae_models.judges.toyworld import ToyworldBackend
+
+        backend = ToyworldBackend()
+    elif cfg.backend == "openai":
+        from sae_models.judges.openai_compat import OpenAICompatibleBackend
+
+        backend = OpenAICompatibleBackend(cfg.base_url, cfg.model, cfg.api_key_env, cfg.max_concurrency,
+                                          cfg.max_retries, cfg.timeout_s)
+    else:
+        from sae_models.judges.local import TransformersChatBackend
+
+        backend = TransformersChatBackend(cfg.model, device=device)
+    cache = JudgeCache(cache_dir, backend.name, backend.model) if cache_dir is not None else None
+    return Judge(backend, cache, Prices(cfg.price_prompt_per_m, cfg.price_completion_per_m), progress=progress)

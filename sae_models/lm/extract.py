@@ -14,27 +14,11 @@ from itertools import islice
 import numpy as np
 import torch
 
+from sae_models.lm.config import ExtractionConfig
 from sae_models.lm.hooks import StopForward, capture, hook_module
 from sae_models.lm.loading import LoadedLM
 
 ACT_DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class ExtractionConfig:
-    layer: int
-    site: str = "resid_post"
-    batch_size: int = 32
-    context: int = 128
-    max_tokens: int | None = None
-    act_dtype: str = "float16"
-    drop_outlier_norm: float = 0.0  # 0 keeps every token; e.g. 10 drops tokens above 10x the median norm
-
-    def __post_init__(self) -> None:
-        if self.act_dtype not in ACT_DTYPES:
-            raise ValueError(f"act_dtype {self.act_dtype!r}: expected one of {sorted(ACT_DTYPES)}")
-        if self.batch_size < 1 or self.context < 2:
-            raise ValueError("batch_size must be >= 1 and context >= 2")
 
 
 @dataclass
@@ -84,11 +68,12 @@ def _batches(docs: Iterable[tuple[int, str]], size: int) -> Iterator[list[tuple[
 
 
 @torch.inference_mode()
-def iter_activations(lm: LoadedLM, docs: Iterable[tuple[int, str]], cfg: ExtractionConfig) -> Iterator[ActivationBatch]:
-    """Activations of ``docs`` (doc_id, text) at ``cfg``'s hook point, until ``cfg.max_tokens`` are out."""
-    module = hook_module(lm.model, cfg.layer, cfg.site)
+def iter_activations(lm: LoadedLM, docs: Iterable[tuple[int, str]], cfg: ExtractionConfig, *, layer: int,
+                     site: str = "resid_post", max_tokens: int | None = None) -> Iterator[ActivationBatch]:
+    """Activations of ``docs`` (doc_id, text) at the hook point (layer, site), until ``max_tokens`` are out."""
+    module = hook_module(lm.model, layer, site)
     masked_ids = _masked_ids(lm.tokenizer).to(lm.device)
-    remaining = cfg.max_tokens if cfg.max_tokens is not None else float("inf")
+    remaining = max_tokens if max_tokens is not None else float("inf")
     for chunk in _batches(docs, cfg.batch_size):
         if remaining <= 0:
             return

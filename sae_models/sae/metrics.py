@@ -14,11 +14,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import torch
 
+from sae_models.arrow import schema_of
 from sae_models.lm.hooks import edit_output, hook_module
 from sae_models.lm.loading import LoadedLM
 from sae_models.sae.base import SparseAutoencoder
+
+
+@dataclass
+class SAEIdentity:
+    """The columns that name an SAE's kind in every per-SAE summary table."""
+
+    architecture: str
+    level: float | None  # k, target L0 or L1 weight; None for baselines and external SAEs
+    target_l0: float | None
+    d_sae: int
 
 
 @dataclass
@@ -29,7 +41,12 @@ class ReconstructionMetrics:
     cossim: float
     l2_ratio: float
     frac_alive: float
+    dead_fraction: float
     tokens: int
+
+
+LATENT_STATS_SCHEMA = pa.schema([("latent", pa.int32()), ("firing_frequency", pa.float64()),
+                                 ("max_activation", pa.float32()), ("mean_activation", pa.float64())])
 
 
 @dataclass
@@ -37,6 +54,12 @@ class LatentStats:
     firing_frequency: np.ndarray  # [d_sae] fraction of tokens on which the latent is > 0
     max_activation: np.ndarray  # [d_sae]
     mean_activation: np.ndarray  # [d_sae] mean over the tokens where it fires (0 if never)
+
+    def to_arrow(self) -> pa.Table:
+        """One row per latent (the ``latent_stats`` table)."""
+        return pa.table({"latent": np.arange(len(self.firing_frequency), dtype=np.int32),
+                         "firing_frequency": self.firing_frequency, "max_activation": self.max_activation,
+                         "mean_activation": self.mean_activation}, schema=LATENT_STATS_SCHEMA)
 
 
 @torch.no_grad()
@@ -68,10 +91,11 @@ def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[torch.Tenso
         raise ValueError("reconstruction metrics: no held-out tokens")
     var_err = (err_sq / n - (err_sum / n).pow(2)).sum().item()
     var_x = (x_sq / n - (x_sum / n).pow(2)).sum().item()
+    frac_alive = (fires > 0).double().mean().item()
     metrics = ReconstructionMetrics(
         l0=sums["l0"] / n, mse=sums["sq_err"] / (n * sae.cfg.d_in),
         explained_variance=1 - var_err / max(var_x, 1e-12), cossim=sums["cos"] / n, l2_ratio=sums["ratio"] / n,
-        frac_alive=(fires > 0).double().mean().item(), tokens=n,
+        frac_alive=frac_alive, dead_fraction=1 - frac_alive, tokens=n,
     )
     stats = LatentStats((fires / n).numpy(), act_max.numpy(),
                         (act_sum / fires.clamp_min(1)).numpy())
@@ -87,6 +111,9 @@ class DownstreamMetrics:
     ce_zero: float
     kl_sae: float
     kl_zero: float
+
+
+SAE_METRICS_SCHEMA = schema_of(SAEIdentity, ReconstructionMetrics, DownstreamMetrics)
 
 
 def _splice(replace):

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from sae_models.activation_store import ActivationReader
 from sae_models.sae.base import SparseAutoencoder
+from sae_models.sae.config import TrainConfig
 
 CHECKPOINT = "checkpoint.safetensors"  # tensors, plus the loop state as JSON in its metadata: one atomic file
 
@@ -29,20 +30,17 @@ class TrainingError(RuntimeError):
     """Training cannot go on (non-finite activations or loss); the message gives the step."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 1024
-    lr: float = 3e-4
-    lr_warmup_steps: int = 100
-    decay_start: float = 0.8
-    sparsity_warmup_steps: int = 500
-    grad_clip: float = 1.0
-    seed: int = 0
-    normalize_activations: bool = True
-    checkpoint_every: int = 0  # steps; 0 = no checkpoints
-    log_every: int = 100
-    device: str = "cpu"
+@dataclass
+class HistoryRow:
+    """One logged training step (the ``sae_training`` table)."""
+
+    step: int
+    loss: float
+    mse: float
+    l0: float
+    aux: float
+    lr: float
+    dead_fraction: float
 
 
 @dataclass
@@ -87,13 +85,13 @@ def _stream(reader: ActivationReader, cfg: TrainConfig, epoch: int, skip: int) -
 
 class Trainer:
     def __init__(self, sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
-                 checkpoint_dir: Path | None = None, log: Callable[[str], None] = print):
-        self.sae = sae.to(cfg.device)
-        self.reader, self.cfg, self.log = reader, cfg, log
+                 checkpoint_dir: Path | None = None, log: Callable[[str], None] = print, device: str = "cpu"):
+        self.sae = sae.to(device)
+        self.reader, self.cfg, self.log, self.device = reader, cfg, log, device
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         betas = getattr(sae, "adam_betas", (0.9, 0.999))
         self.opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=cfg.lr, betas=betas)
-        self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
+        self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
         self.step, self.epoch, self.cursor = 0, 0, 0
         self.result = TrainResult()
 
@@ -115,7 +113,7 @@ class Trainer:
 
     def _fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the SAE config and the schedule."""
-        schedule = {k: v for k, v in asdict(self.cfg).items() if k not in ("log_every", "checkpoint_every", "device")}
+        schedule = self.cfg.model_dump(exclude={"log_every", "checkpoint_every"})
         return json.dumps([self.sae.cfg.to_dict(), schedule], sort_keys=True, default=str)
 
     def _resume(self) -> bool:
@@ -153,7 +151,7 @@ class Trainer:
         while self.step < cfg.steps:
             self.epoch, index, batch = next(stream)
             self.cursor = index + 1
-            x = batch.to(cfg.device) * scale
+            x = batch.to(self.device) * scale
             if not torch.isfinite(x).all():
                 raise TrainingError(f"step {self.step}: the activation batch contains NaN or Inf; stopping "
                                     "before any weights are updated or saved")
@@ -177,7 +175,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, cfg)
         dead = self.since_fired >= sae.cfg.dead_tokens
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.device.startswith("cuda")):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
             loss = sae.training_loss(x, sparsity_scale_at(self.step, cfg), dead)
         if not torch.isfinite(loss.total):
             raise TrainingError(f"step {self.step}: loss is {loss.total.item()} (mse {loss.mse.item():.4g}); "
@@ -193,7 +191,7 @@ class Trainer:
         self.since_fired += x.shape[0]
         self.since_fired[loss.fired] = 0
         self.result.tokens += x.shape[0]
-        if self.step % cfg.log_every == 0 or self.step == cfg.steps - 1:
+        if self.step % cfg.log_interval == 0 or self.step == cfg.steps - 1:
             row = {"step": self.step, "loss": loss.total.item(), "mse": loss.mse.item(), "l0": loss.l0,
                    "aux": loss.aux.item(), "lr": lr_at(self.step, cfg), "dead_fraction": dead.float().mean().item()}
             self.result.history.append(row)
@@ -201,6 +199,7 @@ class Trainer:
 
 
 def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
-              checkpoint_dir: Path | None = None, log: Callable[[str], None] = print) -> TrainResult:
+              checkpoint_dir: Path | None = None, log: Callable[[str], None] = print,
+              device: str = "cpu") -> TrainResult:
     """Train ``sae`` in place on batches from ``reader``; resumes from ``checkpoint_dir`` if one is there."""
-    return Trainer(sae, reader, cfg, checkpoint_dir, log).run()
+    return Trainer(sae, reader, cfg, checkpoint_dir, log, device).run()

@@ -19,36 +19,11 @@ import torch
 from transformers import Gemma2Config, PretrainedConfig, Qwen2Config
 
 from sae_models.lm.loading import load_tokenizer
+from sae_models.toyworld.config import ToyModelConfig
 from sae_models.toyworld.grammar import NAMES, ToyWorld, ioi_prompt_pair, word_topics
 from sae_models.toyworld.tokenizer import save_tokenizer
 
-FAMILIES = ("gemma2", "qwen2")
 REPORT_FILE = "toyworld_report.json"
-
-
-@dataclass(frozen=True)
-class ToyModelConfig:
-    """Size and optimisation of a toy LM. Defaults train in about a minute on 2 CPU cores."""
-
-    family: str = "gemma2"
-    hidden: int = 64
-    layers: int = 4
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate: int = 256
-    context: int = 96
-    steps: int = 1200
-    batch: int = 32
-    lr: float = 3e-3
-    warmup: int = 100
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"toy model family {self.family!r}: expected one of {FAMILIES}")
-        if self.hidden % self.heads or self.heads % self.kv_heads:
-            raise ValueError(f"toy model: hidden ({self.hidden}) must split into heads ({self.heads}), "
-                             f"and heads into kv_heads ({self.kv_heads})")
 
 
 @dataclass(frozen=True)

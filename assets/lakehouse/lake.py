@@ -65,8 +65,15 @@ class Lake:
             raise
         swap_in(staging, target)
 
-    def write_table(self, table: str, data: pa.Table, **keys: str) -> Path:
-        """Atomically (re)write one partition as a single Parquet file."""
+    def write_table(self, table: str, data: pa.Table | list, **keys: str) -> Path:
+        """Atomically (re)write one partition as a single Parquet file, in the table's declared schema
+        (``data``: a table, or rows as dataclasses or dicts)."""
+        from assets.lakehouse.tables import spec
+
+        declared = spec(table)
+        if tuple(keys) != declared.keys:
+            raise ValueError(f"lake table {table}: partition keys {tuple(keys)} != declared {declared.keys}")
+        data = declared.conform(data)
         with self.replace(table, **keys) as staging:
             pq.write_table(data, staging / "part-00000.parquet", compression="zstd")
         return self.path(table, **keys)
@@ -79,6 +86,13 @@ class Lake:
         tmp.write_bytes(data)
         os.replace(tmp, target)
         return target
+
+    def read_split(self, split: str) -> pa.Table:
+        """Documents of one corpus split (doc_id, text, labels...): lm_train, lm_eval or activation."""
+        import pyarrow.compute as pc
+
+        corpus = self.read_table("corpus")
+        return corpus.filter(pc.equal(corpus.column("split"), split))
 
     def read_table(self, table: str, **keys: str) -> pa.Table:
         path = self.path(table, **keys)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 
 def query_text(name: str, **params: str) -> str:
@@ -18,14 +18,24 @@ def query_text(name: str, **params: str) -> str:
     return text.format(**params) if params else text
 
 
-def build_catalog(lake_root: Path, tables: list[str], target: Path) -> dict[str, int]:
-    """(Re)create ``target`` with one view per table; returns row counts. Written aside, then renamed."""
+def build_catalog(lake_root: Path, tables: list[str], target: Path, variants: list[tuple[str, str, bool, bool]]
+                  ) -> dict[str, int]:
+    """(Re)create ``target`` with one view per table, and ``sae_variants`` from ``variants`` (model, sae,
+    in_config, materialized); returns row counts. Written aside, then renamed."""
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     with duckdb.connect(str(tmp)) as con:
         counts = create_views(con, lake_root, tables)
+        if variants:
+            values = ", ".join(f"({_literal(m)}, {_literal(s)}, {i}, {d})" for m, s, i, d in variants)
+            con.execute(query_text("sae_variants_view", values=values))
+            counts["sae_variants"] = len(variants)
     os.replace(tmp, target)
     return counts
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str]) -> dict[str, int]:

@@ -1,25 +1,15 @@
-"""The ``corpus`` asset: documents for training toy LMs and for caching activations."""
+"""``corpus``: documents for training toy LMs and for caching activations; and the ``world`` job."""
 
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assets.config import CorpusSection
-from assets.metadata import table_metadata
-from assets.resources import LakeResource
-
-CORPUS_SCHEMA = pa.schema([
-    ("doc_id", pa.int64()),
-    ("split", pa.string()),  # lm_train | lm_eval | activation
-    ("kind", pa.string()),
-    ("topic", pa.string()),
-    ("sentiment", pa.string()),
-    ("text", pa.string()),
-    ("labels", pa.list_(pa.list_(pa.string()))),  # per word: the ground-truth concepts (toy world only)
-])
+from assets.lakehouse.config import CorpusSection
+from assets.lakehouse.tables import spec
+from assets.shared.metadata import table_metadata
+from assets.shared.resources import LakeResource
 
 
 class CorpusError(ValueError):
@@ -36,7 +26,7 @@ def toyworld_corpus(cfg: CorpusSection) -> pa.Table:
         for doc in world.documents(n):
             rows.append({"doc_id": len(rows), "split": split, "kind": doc.kind, "topic": doc.topic,
                          "sentiment": doc.sentiment, "text": doc.text, "labels": doc.labels})
-    return pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=spec("corpus").schema)
 
 
 def file_corpus(path: Path, cfg: CorpusSection) -> pa.Table:
@@ -51,12 +41,12 @@ def file_corpus(path: Path, cfg: CorpusSection) -> pa.Table:
     else:
         texts = path.read_text(encoding="utf-8", errors="replace").splitlines()
     texts = [t.strip() for t in texts if t and t.strip()][: cfg.activation_docs]
-    n = len(texts)
+    n, schema = len(texts), spec("corpus").schema
     return pa.table({
         "doc_id": pa.array(range(n), pa.int64()), "split": ["activation"] * n, "kind": ["text"] * n,
         "topic": pa.nulls(n, pa.string()), "sentiment": pa.nulls(n, pa.string()), "text": texts,
-        "labels": pa.nulls(n, CORPUS_SCHEMA.field("labels").type),
-    }, schema=CORPUS_SCHEMA)
+        "labels": pa.nulls(n, schema.field("labels").type),
+    }, schema=schema)
 
 
 def build_corpus(cfg: CorpusSection) -> pa.Table:
@@ -82,7 +72,4 @@ def corpus(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
                                           **{f"docs_{k}": v for k, v in splits.items()}})
 
 
-def read_split(lake_obj, split: str) -> pa.Table:
-    """Documents of one split (doc_id, text, ...) from the materialized corpus."""
-    table = lake_obj.read_table("corpus")
-    return table.filter(pc.equal(table.column("split"), split))
+world_job = dg.define_asset_job("world", selection=[corpus])

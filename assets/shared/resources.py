@@ -1,11 +1,11 @@
-"""Dagster resources: the lake (root folder + registry settings from lake.toml)."""
+"""Dagster resources: the lake (root folder + registry settings from lake.toml), and where GPU steps run."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets.config import Settings, lake_root, load_settings
-from assets.lake import Lake
+from assets.lakehouse.config import Settings, lake_root, load_settings
+from assets.lakehouse.lake import Lake
 
 # Op tags that a Kubernetes executor reads to request an accelerator for GPU steps.
 GPU_OP_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}

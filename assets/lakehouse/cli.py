@@ -10,9 +10,9 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from assets.config import lake_root, load_settings
-    from assets.lake import Lake
-    from assets.sql import connect_catalog
+    from assets.lakehouse.config import lake_root, load_settings
+    from assets.lakehouse.lake import Lake
+    from assets.lakehouse.sql import connect_catalog
 
     catalog = Path(args.catalog) if args.catalog else Lake(lake_root(load_settings())).catalog_path
     import duckdb
@@ -42,17 +42,17 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(_args: argparse.Namespace) -> int:
-    from assets.demo import print_summary, run_demo
+def _demo(args: argparse.Namespace) -> int:
+    from assets.lakehouse.demo import print_summary, run_demo
 
-    timings = run_demo()
+    timings = run_demo(verbose=args.verbose)
     print_summary()
     print(f"\ndemo: {len(timings)} runs in {sum(timings.values()):.0f}s; `make ui` shows them")
     return 0
 
 
 def _check_config(_args: argparse.Namespace) -> int:
-    from assets.config import lake_root, load_settings
+    from assets.lakehouse.config import lake_root, load_settings
 
     settings = load_settings()
     print(f"lake: {lake_root(settings)}")
@@ -62,7 +62,7 @@ def _check_config(_args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assets.config import ConfigError
+    from assets.lakehouse.config import ConfigError
 
     parser = argparse.ArgumentParser(prog="sae-lake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("--max-rows", type=int, default=40)
     sql.add_argument("--catalog", help="catalog file (default: the lake's catalog.duckdb)")
     sql.set_defaults(fn=_sql)
-    sub.add_parser("demo", help="materialize the toy-world graph and print the result tables").set_defaults(fn=_demo)
+    demo = sub.add_parser("demo", help="materialize the toy-world graph and print the result tables")
+    demo.add_argument("-v", "--verbose", action="store_true", help="stream every Dagster event")
+    demo.set_defaults(fn=_demo)
     sub.add_parser("config", help="validate lake.toml and list the registry").set_defaults(fn=_check_config)
     args = parser.parse_args(argv)
     try:

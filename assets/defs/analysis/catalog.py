@@ -1,0 +1,34 @@
+"""``catalog``: lake/catalog.duckdb with one view per lake table (and ``sae_variants``), for ad hoc SQL;
+and the ``catalog_refresh`` job."""
+
+import dagster as dg
+
+from assets.lakehouse.registry import valid_pairs
+from assets.lakehouse.sql import build_catalog
+from assets.lakehouse.tables import TABLES
+from assets.shared.automation import EAGER
+from assets.shared.metadata import markdown_table
+from assets.shared.resources import LakeResource
+
+
+@dg.asset(deps=[*TABLES, "sae", "language_model"],
+          group_name="analysis", kinds={"duckdb"}, automation_condition=EAGER)
+def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Views over every table in the lake, and ``sae_variants``: each (model, variant) pair with results or in
+    lake.toml, marked current or retired. Attach it read-only (``sae-lake sql`` does)."""
+    lake_obj = lake.lake()
+    current = set(valid_pairs(lake.settings()))
+    present = {(m, s) for m in lake_obj.partitions("saes", "model")
+               for s in lake_obj.partitions(f"saes/model={m}", "sae")}
+    variants = [(m, s, (m, s) in current, (m, s) in present) for m, s in sorted(current | present)]
+    counts = build_catalog(lake_obj.root, lake_obj.tables(), lake_obj.catalog_path, variants)
+    retired = sorted(f"{m}|{s}" for m, s in present - current)
+    context.log.info(f"catalog: {len(counts)} views {counts}; retired variants with results: {retired}")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(lake_obj.catalog_path)),
+        "views": dg.MetadataValue.md(markdown_table([{"view": k, "rows": v} for k, v in counts.items()])),
+        "retired": ", ".join(retired) or "none",
+    })
+
+
+catalog_refresh_job = dg.define_asset_job("catalog_refresh", selection=["interpretability_by_kind", "catalog"])

@@ -1,0 +1,72 @@
+"""``latent_examples`` per (model, variant): top, importance-weighted and random windows of the scored
+latents, with tokens and per-token activations, gathered in one streaming pass over the activations."""
+
+import resource
+import sys
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.shared.automation import SWEEP_EAGER
+from assets.shared.metadata import table_metadata
+from assets.shared.partitions import model_sae_partitions, sweep_partition
+from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
+
+GROUP = "interpretability"
+LOG_EVERY_S = 10.0
+
+
+def live_latents(lake, model: str, name: str):
+    """Latents that fired on held-out tokens (from ``latent_stats``)."""
+    stats = lake.read_table("latent_stats", model=model, sae=name)
+    return stats.column("latent").to_numpy()[stats.column("firing_frequency").to_numpy() > 0]
+
+
+def _logged(rows: Iterator, total: int, log) -> Iterator:
+    seen, start, last = 0, time.perf_counter(), time.perf_counter()
+    for keys, acts in rows:
+        seen += len(acts)
+        if time.perf_counter() - last > LOG_EVERY_S:
+            last = time.perf_counter()
+            log(f"latent examples: {seen:,}/{total:,} tokens ({seen / (last - start):,.0f} tokens/s)")
+        yield keys, acts
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+@dg.asset(
+    partitions_def=model_sae_partitions, deps=["sae", "latent_stats"], group_name=GROUP, kinds={"parquet"},
+    pool="gpu", op_tags=GPU_OP_TAGS, automation_condition=SWEEP_EAGER,
+)
+def latent_examples(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Per scored latent (a seeded sample of ``[autointerp] n_latents`` live latents), 12 top, 7
+    importance-weighted and 10 random windows. Latents that fired in too few documents to explain and score
+    are dropped and counted."""
+    from sae_models.activation_store import ActivationReader
+    from sae_models.evals.autointerp import scored_latents, too_few_activations
+    from sae_models.evals.examples import gather_sae_examples, to_arrow
+
+    p = sweep_partition(context, lake)
+    cfg = p.settings.autointerp
+    live = live_latents(p.lake, p.model, p.name)
+    latents = scored_latents(live, cfg.n_latents, cfg.seed)
+    reader = ActivationReader(p.lake.path("activations", model=p.model))
+    start = time.perf_counter()
+    rows = _logged(reader.rows(("doc_id", "pos", "token_id")), reader.n_rows, context.log.info)
+    examples = gather_sae_examples(p.load_sae(), rows, latents, cfg, device=torch_device())
+    seconds = time.perf_counter() - start
+    few = too_few_activations(examples, cfg)
+    table = to_arrow(examples, keep=~few)
+    p.lake.write_table("latent_examples", table, model=p.model, sae=p.name)
+    context.log.info(f"{p.name}: {len(latents)} latents over {reader.n_rows:,} tokens in {seconds:.1f}s; "
+                     f"{int(few.sum())} with too few activations")
+    return dg.MaterializeResult(metadata={
+        **table_metadata(table.drop_columns(["tokens", "acts"])),
+        "live_latents": len(live), "scored_latents": int((~few).sum()), "too_few_activations": int(few.sum()),
+        "seconds": seconds, "latents_per_s": len(latents) / seconds, "tokens_per_s": reader.n_rows / seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+    })

@@ -1,0 +1,69 @@
+"""``language_model`` and ``lm_eval`` per model: a toy LM trained on the corpus (or a hub / local model
+checked for use), and one row on how well it knows its world; and the ``model_chain`` job."""
+
+from dataclasses import asdict
+
+import dagster as dg
+
+from assets.lakehouse.config import ModelEntry
+from assets.lakehouse.lake import Lake
+from assets.shared.metadata import markdown_table
+from assets.shared.partitions import models_partitions
+from assets.shared.resources import GPU_OP_TAGS, LakeResource
+
+GROUP = "models"
+MODEL_CHAIN = "model_chain"
+
+
+def model_location(entry: ModelEntry, lake: Lake) -> str:
+    """Where the weights load from: the lake for toy models, else the registry's source."""
+    return str(lake.path("models", model=entry.slug)) if entry.is_toy else entry.source
+
+
+def _train_toy(context: dg.AssetExecutionContext, entry: ModelEntry, lake: Lake) -> dict:
+    from sae_models.toyworld import train_toy_lm
+
+    texts = {s: lake.read_split(s).column("text").to_pylist() for s in ("lm_train", "lm_eval")}
+    with lake.replace("models", model=entry.slug) as staging:
+        report = train_toy_lm(texts["lm_train"], texts["lm_eval"], entry.toy, staging, log=context.log.info)
+    return {"family": entry.toy.family, "n_layers": entry.toy.layers, "d_model": entry.toy.hidden, **asdict(report)}
+
+
+def _check_external(entry: ModelEntry) -> dict:
+    """Hub / local models are not copied: resolve the config (offline cache or directory) and the layer."""
+    from sae_models.lm.loading import ModelLoadError, d_model_of, load_config, n_layers_of
+
+    try:
+        config = load_config(entry.source, entry.revision, entry.trust_remote_code)
+    except ModelLoadError as exc:
+        raise dg.Failure(str(exc)) from None
+    n_layers = n_layers_of(config)
+    if entry.layer >= n_layers:
+        raise dg.Failure(f"model {entry.slug}: layer {entry.layer} is out of range ({n_layers} layers)")
+    return {"family": config.model_type, "n_layers": n_layers, "d_model": d_model_of(config)}
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("language_model", deps=["corpus"], group_name=GROUP, kinds={"pytorch"},
+                        description="Toy models: trained on the corpus and saved as a Hugging Face directory in "
+                                    "lake/models/; hub and local models: resolved (offline) and their layer checked."),
+           dg.AssetSpec("lm_eval", deps=["language_model"], group_name=GROUP, kinds={"parquet"},
+                        description="One row per model: held-out loss, topic consistency, IOI accuracy (toy world).")],
+    partitions_def=models_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
+)
+def language_model_and_lm_eval(context: dg.AssetExecutionContext, lake: LakeResource):
+    entry = lake.settings().model(context.partition_key)
+    lake_obj = lake.lake()
+    info = _train_toy(context, entry, lake_obj) if entry.is_toy else _check_external(entry)
+    row = {"source": entry.source, **info}
+    table = lake_obj.write_table("lm_eval", [row], model=entry.slug)
+    yield dg.MaterializeResult(asset_key="language_model", metadata={
+        "location": dg.MetadataValue.path(model_location(entry, lake_obj))})
+    yield dg.MaterializeResult(asset_key="lm_eval", metadata={
+        "report": dg.MetadataValue.md(markdown_table([row])), "path": dg.MetadataValue.path(str(table)),
+        **{k: v for k, v in row.items() if isinstance(v, int | float)},
+    })
+
+
+model_chain_job = dg.define_asset_job(MODEL_CHAIN, selection=["language_model", "lm_eval", "activations"],
+                                      partitions_def=models_partitions)

@@ -1,0 +1,99 @@
+"""``sae`` and ``sae_training`` per (model, variant): a trained SAE, fitted baseline or imported external SAE
+in the SAELens layout at lake/saes/model=/sae=/, with its training curve; and the ``sae_sweep`` job."""
+
+import shutil
+
+import dagster as dg
+
+from assets.shared.automation import SWEEP_EAGER
+from assets.shared.metadata import curves_md
+from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
+from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
+
+GROUP = "saes"
+SAE_SWEEP = "sae_sweep"
+
+
+def _build(p: SweepPartition, d_model: int):
+    import torch
+
+    from sae_models.lm.hooks import sae_lens_hook_name
+    from sae_models.sae import SAEConfigError, build_sae
+    from sae_models.sae.sweep import sae_config
+
+    meta = {"model_name": p.entry.source, "hook_name": sae_lens_hook_name(p.entry.layer, p.entry.hook),
+            "hook_layer": p.entry.layer, "sae_lake_variant": p.name}
+    try:
+        torch.manual_seed(p.settings.sweep.train.seed)
+        return build_sae(sae_config(p.variant, d_model, p.settings.sweep, meta))
+    except SAEConfigError as exc:
+        raise dg.Failure(f"SAE variant {p.name} (d_model {d_model}): {exc}") from None
+
+
+def _import_external(p: SweepPartition, d_model: int):
+    from sae_models.sae import SAECheckpointError, load_sae
+
+    try:
+        sae_model = load_sae(p.variant.path)
+    except SAECheckpointError as exc:
+        raise dg.Failure(f"external SAE {p.name}: {exc}") from None
+    if sae_model.cfg.d_in != d_model:
+        raise dg.Failure(f"external SAE {p.name}: d_in {sae_model.cfg.d_in} does not match the "
+                         f"activations of {p.model} (d_model {d_model})")
+    return sae_model
+
+
+def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
+    """Fit a baseline or train an SAE (resuming from lake/_checkpoints); returns the logged history."""
+    from sae_models.sae.train import TrainingError, train_sae
+
+    sweep = p.settings.sweep
+    if p.variant.is_baseline:
+        sae_model.fit(train_reader.sample(sweep.baseline_fit_tokens, sweep.train.seed))
+        return []
+    ckpt = p.lake.root / "_checkpoints" / f"model={p.model}" / f"sae={p.name}"
+    try:
+        result = train_sae(sae_model, train_reader, sweep.train, ckpt, log=context.log.info, device=torch_device())
+    except TrainingError as exc:
+        raise dg.Failure(f"{p.model} / {p.name}: {exc}") from None
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return result.history
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("sae", deps=["activations"], group_name=GROUP, kinds={"pytorch"},
+                        automation_condition=SWEEP_EAGER,
+                        description="A trained SAE, fitted baseline or imported external SAE, in the SAELens "
+                                    "layout at lake/saes/model=/sae=/."),
+           dg.AssetSpec("sae_training", deps=["sae"], group_name=GROUP, kinds={"parquet"},
+                        automation_condition=SWEEP_EAGER, skippable=True,
+                        description="One row per logged training step (trained SAEs only: a baseline or an "
+                                    "external SAE has no training curve).")],
+    partitions_def=model_sae_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
+)
+def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
+    from sae_models.sae import save_sae
+
+    p = sweep_partition(context, lake)
+    train_reader, _ = p.readers()
+    if p.variant.is_external:
+        sae_model, history = _import_external(p, train_reader.d_model), []
+    else:
+        sae_model = _build(p, train_reader.d_model)
+        history = _train(context, p, sae_model, train_reader)
+    with p.lake.replace("saes", model=p.model, sae=p.name) as staging:
+        save_sae(sae_model.cpu(), staging)
+    yield dg.MaterializeResult(asset_key="sae", metadata={"architecture": sae_model.cfg.architecture,
+                                                          "d_sae": sae_model.cfg.d_sae})
+    if history:
+        p.lake.write_table("sae_training", history, model=p.model, sae=p.name)
+        yield dg.MaterializeResult(asset_key="sae_training", metadata={
+            "dagster/row_count": len(history), "curves": curves_md(history, ["loss", "l0"], p.name)})
+
+
+# One run per (model, variant): the SAE, its evaluation and its interpretability.
+sae_sweep_job = dg.define_asset_job(
+    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability")
+    - dg.AssetSelection.assets("interpretability_by_kind", "judge_cache"),
+    partitions_def=model_sae_partitions,
+)

@@ -1,0 +1,59 @@
+"""``sae_metrics`` and ``latent_stats`` per (model, variant): SAEBench core metrics on held-out tokens (one
+row per SAE), and firing frequency, max and mean activation per latent, from one pass."""
+
+from dataclasses import asdict
+
+import dagster as dg
+import numpy as np
+
+from assets.defs.models.language_model import model_location
+from assets.shared.automation import SWEEP_EAGER
+from assets.shared.metadata import markdown_table
+from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
+from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
+
+GROUP = "saes"
+
+
+def held_out_texts(p: SweepPartition, eval_reader, n_docs: int) -> list[str]:
+    """The first ``n_docs`` documents whose tokens are in the held-out activation rows."""
+    docs = p.lake.read_split("activation")
+    held = set()
+    for keys, _ in eval_reader.rows(("doc_id",)):
+        held.update(np.unique(keys["doc_id"]).tolist())
+    ids, texts = docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()
+    return [t for d, t in zip(ids, texts, strict=True) if d in held][:n_docs]
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("sae_metrics", deps=["sae"], group_name=GROUP, kinds={"parquet"},
+                        automation_condition=SWEEP_EAGER,
+                        description="One row per SAE: SAEBench core metrics on held-out tokens."),
+           dg.AssetSpec("latent_stats", deps=["sae"], group_name=GROUP, kinds={"parquet"},
+                        automation_condition=SWEEP_EAGER,
+                        description="One row per latent: firing frequency, max and mean activation.")],
+    partitions_def=model_sae_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
+)
+def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeResource):
+    from sae_models.lm import load_lm
+    from sae_models.sae.metrics import SAEIdentity, downstream_metrics, reconstruction_metrics
+
+    p = sweep_partition(context, lake)
+    _, eval_reader = p.readers()
+    sae_model = p.load_sae()
+    recon, stats = reconstruction_metrics(sae_model, (acts for _, acts in eval_reader.rows(())))
+    lm = load_lm(model_location(p.entry, p.lake), revision=p.entry.revision, dtype=p.entry.dtype,
+                 device=torch_device(), trust_remote_code=p.entry.trust_remote_code)
+    texts = held_out_texts(p, eval_reader, p.settings.sweep.metric_docs)
+    down = downstream_metrics(sae_model.to(lm.device), lm, texts, p.entry.layer, p.entry.hook,
+                              context=p.settings.extraction.context)
+    identity = SAEIdentity(p.variant.architecture, p.variant.level, p.variant.target_l0, sae_model.cfg.d_sae)
+    row = asdict(identity) | asdict(recon) | asdict(down)
+    p.lake.write_table("sae_metrics", [row], model=p.model, sae=p.name)
+    latents = stats.to_arrow()
+    p.lake.write_table("latent_stats", latents, model=p.model, sae=p.name)
+    yield dg.MaterializeResult(asset_key="sae_metrics", metadata={
+        "metrics": dg.MetadataValue.md(markdown_table([row])),
+        **{k: float(row[k]) for k in ("l0", "explained_variance", "ce_loss_score", "kl_div_score", "dead_fraction")},
+    })
+    yield dg.MaterializeResult(asset_key="latent_stats", metadata={"dagster/row_count": latents.num_rows})

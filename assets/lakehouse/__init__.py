@@ -1,0 +1,1 @@
+"""Everything outside Dagster: lake.toml, lake I/O, the declared tables, the SQL catalog, the CLI and the demo."""

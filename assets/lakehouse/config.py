@@ -1,0 +1,182 @@
+"""lake.toml: the lake root, the corpus, the model registry, and the settings of every stage, validated on load.
+
+Each stage's section is the config class its science code takes (``[sweep]`` is ``SweepConfig``,
+``[autointerp]`` is ``AutointerpConfig``, ...), declared once in ``sae_models``.
+
+Every problem is reported as one ``ConfigError`` line naming the field, e.g.
+``lake.toml: models[1].layer: layer 9 is out of range for toy-qwen2 (4 layers: 0..3)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from sae_models.config import Config
+from sae_models.evals.config import AutointerpConfig
+from sae_models.judges.config import JudgeConfig
+from sae_models.lm.config import ExtractionConfig
+from sae_models.sae.config import SweepConfig
+from sae_models.toyworld.config import ToyModelConfig
+
+CONFIG_ENV = "SAE_LAKE_CONFIG"
+ROOT_ENV = "SAE_LAKE_ROOT"
+SLUG = re.compile(r"^[a-z0-9._-]+$")
+TOYWORLD = "toyworld"
+
+
+def _check_slug(value: str, field: str) -> str:
+    if not SLUG.match(value):
+        raise ValueError(f"{field} {value!r} must match [a-z0-9._-]+ (e.g. gemma-2-2b for google/gemma-2-2b)")
+    return value
+
+
+class ConfigError(ValueError):
+    """lake.toml is missing, unparsable or invalid; the message names the field."""
+
+
+_Strict = Config
+
+
+class LakeSection(_Strict):
+    root: str = "lake"
+
+
+class CorpusSection(_Strict):
+    source: str = TOYWORLD  # "toyworld", or a local .txt (one document per line) / .parquet (column `text`)
+    seed: int = 0
+    lm_train_docs: int = Field(12000, ge=1)
+    lm_eval_docs: int = Field(1000, ge=1)
+    activation_docs: int = Field(6000, ge=1)
+
+
+class ModelEntry(_Strict):
+    slug: str
+    source: str  # "toyworld", a hub id (google/gemma-2-2b) or a local directory
+    revision: str | None = None
+    layer: int = Field(ge=0)
+    hook: Literal["resid_post", "mlp_out", "attn_out"] = "resid_post"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tokens: int = Field(ge=1)  # activation token budget
+    trust_remote_code: bool = False
+    toy: ToyModelConfig | None = None
+
+    _slug = field_validator("slug")(lambda v: _check_slug(v, "slug"))
+
+    @model_validator(mode="after")
+    def _layer_in_range(self) -> ModelEntry:
+        if self.is_toy and self.toy is None:
+            object.__setattr__(self, "toy", ToyModelConfig())
+        if not self.is_toy and self.toy is not None:
+            raise ValueError(f"{self.slug}: a [models.toy] table is only for source = {TOYWORLD!r}")
+        n_layers = self.known_n_layers()
+        if n_layers is not None and self.layer >= n_layers:
+            raise ValueError(f"layer {self.layer} is out of range for {self.slug} "
+                             f"({n_layers} layers: 0..{n_layers - 1})")
+        return self
+
+    @property
+    def is_toy(self) -> bool:
+        return self.source == TOYWORLD
+
+    def known_n_layers(self) -> int | None:
+        """Layer count when it is known without loading anything (toy, or a local dir's config.json)."""
+        if self.toy is not None:
+            return self.toy.layers
+        cfg = Path(self.source).expanduser() / "config.json"
+        if cfg.is_file():
+            raw = json.loads(cfg.read_text())
+            raw = raw.get("text_config", raw)
+            return raw.get("num_hidden_layers", raw.get("n_layer"))
+        return None
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that shapes this model's data changes."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class ExternalSAE(_Strict):
+    """An SAE trained elsewhere, in the SAELens layout (e.g. a downloaded Gemma Scope SAE), evaluated as
+    one more variant of ``model``."""
+
+    name: str
+    model: str
+    path: str
+
+    _name = field_validator("name")(lambda v: _check_slug(v, "name"))
+
+
+class Settings(_Strict):
+    lake: LakeSection = LakeSection()
+    corpus: CorpusSection = CorpusSection()
+    extraction: ExtractionConfig = ExtractionConfig()
+    sweep: SweepConfig = SweepConfig()
+    autointerp: AutointerpConfig = AutointerpConfig()
+    judge: JudgeConfig = JudgeConfig()
+    models: list[ModelEntry] = Field(default_factory=list)
+    external_saes: list[ExternalSAE] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_slugs(self) -> Settings:
+        slugs = [m.slug for m in self.models]
+        dupes = sorted({s for s in slugs if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model slugs {dupes}")
+        for ext in self.external_saes:
+            if ext.model not in slugs:
+                raise ValueError(f"external SAE {ext.name!r}: model {ext.model!r} is not in the registry")
+        return self
+
+    def model(self, slug: str) -> ModelEntry:
+        for m in self.models:
+            if m.slug == slug:
+                return m
+        raise ConfigError(f"model {slug!r} is not in the registry (known: {[m.slug for m in self.models]})")
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _one_line(err: dict) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return msg
+
+
+def config_path(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get(CONFIG_ENV) or "lake.toml").expanduser().resolve()
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Parse and validate lake.toml (``SAE_LAKE_CONFIG`` or ./lake.toml by default)."""
+    file = config_path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: configuration file not found (set {CONFIG_ENV} or run from the repo root)")
+    try:
+        raw = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file.name}: not valid TOML ({exc})") from exc
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _field_path(err["loc"]) or "(top level)"
+        raise ConfigError(f"{file.name}: {where}: {_one_line(err)}") from None
+
+
+def lake_root(settings: Settings, path: str | os.PathLike | None = None) -> Path:
+    """The lake folder: ``SAE_LAKE_ROOT`` if set, else ``[lake].root`` relative to lake.toml's folder."""
+    root = os.environ.get(ROOT_ENV) or settings.lake.root
+    return (config_path(path).parent / Path(root).expanduser()).resolve()

@@ -1,0 +1,93 @@
+"""``sae-lake demo``: materialize the whole asset graph on the embedded toy world, in DAGSTER_HOME.
+
+The runs are ordinary Dagster runs of the code location's jobs, so ``make ui`` shows them afterwards with
+every event. The terminal gets one line per run (``[23/72] sae_sweep[toy-gemma2|topk-k4] 9.2 s, about 7 min
+left``), warnings and failures in full, and the result tables at the end; ``-v`` streams every event.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from assets.lakehouse.config import load_settings
+
+SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery", "interpretability",
+                   "interpretability_mu")
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.get()
+
+
+def demo_plan(settings) -> list[tuple[str, str | None]]:
+    """(job, partition key) in order: the world, each model's chain, each valid (model, variant), the catalog."""
+    from assets.lakehouse.registry import valid_pairs
+    from assets.shared.partitions import pair_key
+
+    return ([("world", None)] + [("model_chain", m.slug) for m in settings.models]
+            + [("sae_sweep", pair_key(m, v)) for m, v in valid_pairs(settings)] + [("catalog_refresh", None)])
+
+
+def _add_partitions(instance, settings) -> None:
+    from assets.defs.models.registry_sensor import missing_variants
+    from assets.shared.partitions import models_partitions, saes_partitions
+
+    existing = set(instance.get_dynamic_partitions(models_partitions.name))
+    new = [m.slug for m in settings.models if m.slug not in existing]
+    if new:
+        instance.add_dynamic_partitions(models_partitions.name, new)
+    variants = missing_variants(settings, set(instance.get_dynamic_partitions(saes_partitions.name)))
+    if variants:
+        instance.add_dynamic_partitions(saes_partitions.name, variants)
+
+
+def _eta(timings: dict[str, float], plan: list, done: int) -> str:
+    """Time left, from the mean of the runs so far of each job still to come (or of all runs)."""
+    by_job: dict[str, list[float]] = {}
+    for (job, _), seconds in zip(plan, timings.values(), strict=False):
+        by_job.setdefault(job, []).append(seconds)
+    overall = sum(timings.values()) / max(len(timings), 1)
+    left = sum(sum(by_job[job]) / len(by_job[job]) if job in by_job else overall for job, _ in plan[done:])
+    return f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+
+
+def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bool = False) -> dict[str, float]:
+    """Run every job of ``demo_plan``; returns the wall time of each run in seconds."""
+    from assets.definitions import defs
+
+    settings = load_settings()
+    instance = instance or _instance()
+    _add_partitions(instance, settings)
+    plan = demo_plan(settings)
+    quiet = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    timings: dict[str, float] = {}
+    for i, (job, partition) in enumerate(plan, start=1):
+        label = f"{job}[{partition}]" if partition else job
+        start = time.perf_counter()
+        result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition,
+                                                              run_config=quiet, raise_on_error=False)
+        timings[label] = time.perf_counter() - start
+        if not result.success:
+            raise SystemExit(f"demo: run {label} failed (run {result.run_id}; `make ui` shows its events)")
+        left = _eta(timings, plan, i) if i < len(plan) else "done"
+        print_fn(f"[{i}/{len(plan)}] {label} {timings[label]:.1f} s, {left}")
+    return timings
+
+
+def print_summary(print_fn: Callable[[str], None] = print) -> None:
+    from assets.lakehouse.config import lake_root
+    from assets.lakehouse.lake import Lake
+    from assets.lakehouse.sql import connect_catalog, query_text
+
+    lake = Lake(lake_root(load_settings()))
+    with connect_catalog(lake.catalog_path) as con:
+        for name in SUMMARY_QUERIES:
+            print_fn(f"\n-- sql/{name}.sql")
+            con.sql(query_text(name)).show(max_width=240)

@@ -1,0 +1,185 @@
+"""Every lake table, declared once: its name (= the asset that writes it), its partition keys, its Arrow
+schema. ``Lake.write_table`` casts to the schema, so a column has the same type in every partition.
+
+Several schemas are derived from the typed rows of ``sae_models`` (resolved on first use, so loading the
+code location does not import torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import pyarrow as pa
+
+MODEL = ("model",)
+MODEL_SAE = ("model", "sae")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    keys: tuple[str, ...]  # Hive partition keys in the path
+    schema_fn: Callable[[], pa.Schema]
+    doc: str
+    vector_columns: tuple[str, ...] = ()  # fixed-size lists whose width depends on the model or the config
+
+    @property
+    def schema(self) -> pa.Schema:
+        return _resolved(self.schema_fn)
+
+    def mismatches(self, actual: pa.Schema) -> list[str]:
+        """Columns whose name or type differ from the declaration (empty when the file conforms)."""
+        declared = self.schema
+        if actual.names != declared.names:
+            return [f"columns {actual.names} != declared {declared.names}"]
+        bad = []
+        for field in declared:
+            got = actual.field(field.name).type
+            if field.name in self.vector_columns:
+                ok = pa.types.is_fixed_size_list(got) and (got.value_type == field.type.value_type or (
+                    pa.types.is_floating(got.value_type) and pa.types.is_floating(field.type.value_type)))
+            else:
+                ok = got == field.type
+            if not ok:
+                bad.append(f"{field.name}: {got} != declared {field.type}")
+        return bad
+
+    def conform(self, data: pa.Table | list) -> pa.Table:
+        """``data`` (a table, or rows as dataclasses or dicts) with the declared columns, in order, cast to
+        the declared types (vector columns as they are); a missing column or an impossible cast is one error
+        naming the table."""
+        from sae_models.arrow import to_table
+
+        declared = self.schema
+        try:
+            table = data if isinstance(data, pa.Table) else to_table(data, declared)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(f"lake table {self.name}: does not fit its declared schema ({exc})") from exc
+        missing = [n for n in declared.names if n not in table.column_names]
+        if missing:
+            raise ValueError(f"lake table {self.name}: missing columns {missing}")
+        fields = [table.schema.field(f.name) if f.name in self.vector_columns else f for f in declared]
+        try:
+            return table.select(declared.names).cast(pa.schema(fields))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"lake table {self.name}: does not fit its declared schema ({exc})") from exc
+
+
+@cache
+def _resolved(schema_fn: Callable[[], pa.Schema]) -> pa.Schema:
+    return schema_fn()
+
+
+def _corpus() -> pa.Schema:
+    return pa.schema([
+        ("doc_id", pa.int64()), ("split", pa.string()),  # lm_train | lm_eval | activation
+        ("kind", pa.string()), ("topic", pa.string()), ("sentiment", pa.string()), ("text", pa.string()),
+        ("labels", pa.list_(pa.list_(pa.string()))),  # per word: the ground-truth concepts (toy world only)
+    ])
+
+
+def _lm_eval() -> pa.Schema:
+    from sae_models.arrow import schema_of
+    from sae_models.toyworld.train import ToyModelReport
+
+    head = pa.schema([("source", pa.string()), ("family", pa.string()), ("n_layers", pa.int64()),
+                      ("d_model", pa.int64())])
+    report = schema_of(ToyModelReport)
+    return pa.schema([*head, *(f.with_nullable(True) for f in report)])  # null for hub / local models
+
+
+def _activations() -> pa.Schema:
+    from sae_models.activation_store import activation_schema
+
+    return activation_schema(1, "float32")
+
+
+def _sae_training() -> pa.Schema:
+    from sae_models.arrow import schema_of
+    from sae_models.sae.train import HistoryRow
+
+    return schema_of(HistoryRow)
+
+
+def _sae_metrics() -> pa.Schema:
+    from sae_models.sae.metrics import SAE_METRICS_SCHEMA
+
+    return SAE_METRICS_SCHEMA
+
+
+def _latent_stats() -> pa.Schema:
+    from sae_models.sae.metrics import LATENT_STATS_SCHEMA
+
+    return LATENT_STATS_SCHEMA
+
+
+def _concept_recovery() -> pa.Schema:
+    from sae_models.toyworld.truth import CONCEPT_RECOVERY_SCHEMA
+
+    return CONCEPT_RECOVERY_SCHEMA
+
+
+def _latent_purity() -> pa.Schema:
+    from sae_models.toyworld.truth import LATENT_PURITY_SCHEMA
+
+    return LATENT_PURITY_SCHEMA
+
+
+def _latent_examples() -> pa.Schema:
+    from sae_models.evals.examples import EXAMPLES_SCHEMA
+
+    return EXAMPLES_SCHEMA
+
+
+def _autointerp() -> pa.Schema:
+    from sae_models.evals.autointerp import AUTOINTERP_SCHEMA
+
+    return AUTOINTERP_SCHEMA
+
+
+def _interpretability() -> pa.Schema:
+    from sae_models.evals.autointerp import INTERPRETABILITY_SCHEMA
+
+    return INTERPRETABILITY_SCHEMA
+
+
+def _interpretability_by_kind() -> pa.Schema:
+    return pa.schema([("model", pa.string()), ("kind", pa.string()), ("is_baseline", pa.bool_()), ("n", pa.int64()),
+                      *[(f"{score}{suffix}", pa.float64()) for score in ("detection", "simulation")
+                        for suffix in ("", "_se", "_ci")]])
+
+
+def _judge_cache() -> pa.Schema:
+    from sae_models.judges.cache import SCHEMA
+
+    return SCHEMA
+
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in [
+    TableSpec("corpus", (), _corpus, "documents with split, kind, topic, sentiment, per-word concept labels"),
+    TableSpec("lm_eval", MODEL, _lm_eval, "one row per model: how well it knows its world"),
+    TableSpec("activations", MODEL, _activations, "one row per token: doc_id, pos, token_id, act",
+              vector_columns=("act",)),
+    TableSpec("sae_training", MODEL_SAE, _sae_training, "one row per logged training step: loss, L0, lr"),
+    TableSpec("sae_metrics", MODEL_SAE, _sae_metrics, "one row per SAE: SAEBench core metrics, held out"),
+    TableSpec("latent_stats", MODEL_SAE, _latent_stats, "one row per latent: firing frequency, max and mean"),
+    TableSpec("concept_recovery", MODEL_SAE, _concept_recovery, "per toy-world concept: the best latent's F1"),
+    TableSpec("latent_purity", MODEL_SAE, _latent_purity, "per latent: toy-world ground-truth purity"),
+    TableSpec("latent_examples", MODEL_SAE, _latent_examples, "per scored latent: top, importance, random windows",
+              vector_columns=("tokens", "acts")),
+    TableSpec("autointerp", MODEL_SAE, _autointerp, "per scored latent: explanations, detection, simulation"),
+    TableSpec("interpretability", MODEL_SAE, _interpretability, "per SAE: mu, mu_simulation, judge usage"),
+    TableSpec("interpretability_by_kind", (), _interpretability_by_kind,
+              "per model and dictionary kind: mean CONCEPT100 scores with 95% CIs ([C23] Figure 2)"),
+    TableSpec("judge_cache", ("backend", "model"), _judge_cache,
+              "every judge call, appended by the judge as it goes (an external asset: autointerp reads and "
+              "extends it)"),
+]}
+
+
+def spec(name: str) -> TableSpec:
+    if name not in TABLES:
+        raise KeyError(f"lake table {name!r} is not declared in assets/lakehouse/tables.py")
+    return TABLES[name]

@@ -1,0 +1,1 @@
+"""The Dagster pieces every domain shares: the lake resource, partitions, automation conditions, metadata."""

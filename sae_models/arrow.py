@@ -1,0 +1,42 @@
+"""Arrow schemas derived from typed rows: an evaluation declares its rows and summary as dataclasses, and the
+table that stores them gets its column types from the annotations, the same in every partition.
+
+``int`` is int64, ``float`` float64, ``str`` string, ``bool`` bool; ``X | None`` is nullable. A field can
+pin a narrower type with ``field(metadata={"arrow": pa.int32()})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+_SCALARS = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+
+
+def _arrow_type(hint) -> tuple[pa.DataType, bool]:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _SCALARS[inner], True
+    return _SCALARS[hint], False
+
+
+def schema_of(*row_types: type) -> pa.Schema:
+    """The Arrow schema of rows made by concatenating the fields of ``row_types`` in order."""
+    fields = []
+    for row_type in row_types:
+        hints = typing.get_type_hints(row_type)
+        for f in dataclasses.fields(row_type):
+            dtype, nullable = _arrow_type(hints[f.name])
+            fields.append(pa.field(f.name, f.metadata.get("arrow", dtype), nullable=nullable))
+    return pa.schema(fields)
+
+
+def to_table(rows: Iterable, schema: pa.Schema) -> pa.Table:
+    """Dataclass instances (or dicts) as a table of exactly ``schema``."""
+    dicts = [r if isinstance(r, dict) else dataclasses.asdict(r) for r in rows]
+    return pa.Table.from_pylist(dicts, schema=schema)

@@ -1,0 +1,54 @@
+"""Settings of every evaluation, one class each (lake.toml's section of the same name); SAEBench's and the
+papers' values by default."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from sae_models.config import Config
+
+
+class ExampleConfig(Config):
+    """Which windows are gathered per latent (SAEBench's counts by default)."""
+
+    n_top: int = Field(12, ge=1)
+    n_importance: int = Field(7, ge=0)
+    n_random: int = Field(10, ge=1)
+    half_window: int = Field(10, ge=1)  # windows of 2 x half_window + 1 tokens
+    seed: int = 0
+
+    @property
+    def width(self) -> int:
+        return 2 * self.half_window + 1
+
+
+class AutointerpConfig(ExampleConfig):
+    """lake.toml's ``[autointerp]``: the windows gathered (``ExampleConfig``), how they are split between
+    explaining and scoring, and the scored set; SAEBench's values by default (SPEC §3)."""
+
+    n_latents: int = Field(1000, ge=1)  # scored live latents per SAE (all live ones when fewer)
+    n_concept: int = Field(100, ge=1)  # CONCEPT100: the fixed random subset whose mean is mu
+    threshold: float = Field(0.01, gt=0, lt=1)  # tau = threshold x the latent's max activation
+    random_negative: bool = True  # SAEBench: random windows count as non-activating whatever their activations
+    explain_top: int = Field(10, ge=1)
+    explain_importance: int = Field(5, ge=0)
+    score_top: int = Field(2, ge=1)
+    score_importance: int = Field(2, ge=0)
+    score_random: int = Field(10, ge=0)
+    sim_explain_top: int = Field(5, ge=1)  # [C23]: explanation from 5 top windows,
+    sim_top: int = Field(5, ge=1)  # simulated on 5 held-out top windows
+    sim_random: int = Field(5, ge=0)  # and 5 random ones
+
+    @model_validator(mode="after")
+    def _fits(self) -> AutointerpConfig:
+        if self.sim_explain_top + self.sim_top > self.n_top or self.sim_random > self.n_random:
+            raise ValueError("the [C23] simulation windows (sim_explain_top + sim_top, sim_random) exceed n_top "
+                             "or n_random")
+        if self.explain_top + self.score_top > self.n_top:
+            raise ValueError(f"explain_top + score_top ({self.explain_top + self.score_top}) exceeds n_top "
+                             f"({self.n_top})")
+        if self.explain_importance + self.score_importance > self.n_importance:
+            raise ValueError(f"explain_importance + score_importance exceeds n_importance ({self.n_importance})")
+        if self.score_random > self.n_random:
+            raise ValueError(f"score_random ({self.score_random}) exceeds n_random ({self.n_random})")
+        return self

@@ -1,0 +1,34 @@
+"""Settings of the judge (lake.toml's ``[judge]``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from sae_models.config import Config
+
+
+class JudgeConfig(Config):
+    """Who explains and scores: the toy world's reader, an OpenAI-compatible endpoint or a local transformers
+    chat model. The API key is read from the environment variable named here, never stored."""
+
+    backend: Literal["toyworld", "openai", "transformers"] = "toyworld"
+    model: str = ""  # e.g. "gpt-4o-mini"; for "transformers" a local directory or hub id
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(4, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    price_prompt_per_m: float = Field(0.0, ge=0)  # USD per million prompt tokens, for the cost column
+    price_completion_per_m: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _model_named(self) -> JudgeConfig:
+        if self.backend != "toyworld" and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs a model")
+        return self
+
+    def identity(self) -> dict:
+        """What decides the judge's answers (not its speed, retries or prices): a fingerprint input."""
+        return self.model_dump(include={"backend", "model", "base_url"})

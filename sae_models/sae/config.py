@@ -1,0 +1,52 @@
+"""Settings of the SAE sweep (lake.toml's ``[sweep]``) and of its trainer (``[sweep.train]``). The defaults
+are the paper's (SPEC §1-2)."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from sae_models.config import Config
+
+
+class TrainConfig(Config):
+    """SAE training schedule (lake.toml's ``[sweep.train]``); SPEC §2 gives the paper's values."""
+
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(1024, ge=1)  # paper: 2048 (4096 in the GPU benchmark)
+    lr: float = Field(3e-4, gt=0)
+    lr_warmup_steps: int = Field(100, ge=0)  # paper: 1000
+    decay_start: float = Field(0.8, ge=0, le=1)  # fraction of the steps after which lr decays to zero
+    sparsity_warmup_steps: int = Field(500, ge=0)  # paper: 5000
+    grad_clip: float = Field(1.0, ge=0)
+    seed: int = 0
+    normalize_activations: bool = True
+    dead_tokens: int = Field(10_000_000, ge=1)  # a latent silent this long is dead (AuxK); scale down for small runs
+    threshold_ema_start: int = Field(1000, ge=0)  # BatchTopK: first step of the threshold EMA
+    checkpoint_every: int = Field(0, ge=0)  # steps; 0 = no checkpoints
+    log_every: int | None = Field(None, ge=1)  # None: 50 log rows per run
+
+    @property
+    def log_interval(self) -> int:
+        return self.log_every or max(1, self.steps // 50)
+
+
+class SweepConfig(Config):
+    """The SAE variants trained for every model, and what their evaluation reads."""
+
+    architectures: list[Literal["relu", "topk", "batchtopk", "jumprelu", "gated", "tied"]] = Field(
+        default_factory=lambda: ["relu", "topk", "batchtopk", "jumprelu", "gated"])
+    width_multiple: int = Field(8, ge=1)  # d_sae = width_multiple * d_model
+    target_l0: list[int] = Field(default_factory=lambda: [50, 80, 160, 320, 520, 820])  # TopK k, JumpReLU target
+    relu_l1: list[float] = Field(default_factory=lambda: [0.012, 0.015, 0.02, 0.03, 0.04, 0.06])
+    gated_l1: list[float] = Field(default_factory=lambda: [0.012, 0.018, 0.024, 0.04, 0.06, 0.08])
+    tied_l1: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.1])
+    jumprelu_sparsity: float = Field(1.0, gt=0)
+    jumprelu_bandwidth: float = Field(0.001, gt=0)
+    jumprelu_init_threshold: float = Field(0.001, gt=0)
+    baselines: list[Literal["neuron", "random", "pca", "ica"]] = Field(
+        default_factory=lambda: ["neuron", "random", "pca", "ica"])
+    baseline_fit_tokens: int = Field(50_000, ge=1)
+    holdout_fraction: float = Field(0.1, gt=0, lt=1)  # last row groups of the activations, by document
+    metric_docs: int = Field(200, ge=1)  # documents for the CE / KL scores
+    min_explained_variance: float = Field(0.5, le=1)  # check floor
+    train: TrainConfig = TrainConfig()

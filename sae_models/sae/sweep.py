@@ -1,0 +1,86 @@
+"""The SAE sweep of [W25] as named variants: ``topk-k8``, ``relu-0.03``, ``jumprelu-t16``, ``pca``...
+
+``SweepConfig`` (lake.toml's ``[sweep]``) names architectures x sparsity levels plus the [C23] baseline
+dictionaries. Each variant name is a partition key and maps to an ``SAEConfig`` once the model's width is
+known. (Light: reading the sweep imports no torch.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sae_models.sae.config import SweepConfig
+
+EXTERNAL = "external"
+TARGET_L0_ARCHITECTURES = ("topk", "batchtopk", "jumprelu")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    architecture: str
+    level: float | None = None  # k (TopK/BatchTopK), target L0 (JumpReLU), L1 weight (ReLU/Gated/tied)
+    path: str | None = None  # external SAEs: their SAELens directory
+    model: str | None = None  # external SAEs: the one model they belong to
+
+    @property
+    def is_external(self) -> bool:
+        return self.architecture == EXTERNAL
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.level is None and not self.is_external
+
+    @property
+    def target_l0(self) -> float | None:
+        return self.level if self.architecture in TARGET_L0_ARCHITECTURES else None
+
+
+def sweep_variants(sweep: SweepConfig) -> list[Variant]:
+    out: list[Variant] = []
+    for arch in sweep.architectures:
+        if arch in ("topk", "batchtopk"):
+            out += [Variant(f"{arch}-k{k}", arch, k) for k in sweep.target_l0]
+        elif arch == "jumprelu":
+            out += [Variant(f"jumprelu-t{t}", arch, t) for t in sweep.target_l0]
+        else:
+            grid = {"relu": sweep.relu_l1, "gated": sweep.gated_l1, "tied": sweep.tied_l1}[arch]
+            out += [Variant(f"{arch}-{c:g}", arch, c) for c in grid]
+    return out + [Variant(name, name) for name in sweep.baselines]
+
+
+def external_variant(name: str, model: str, path: str) -> Variant:
+    return Variant(name, EXTERNAL, path=path, model=model)
+
+
+def sae_config(variant: Variant, d_model: int, sweep: SweepConfig, metadata: dict):
+    """The ``SAEConfig`` of a sweep variant for a model of width ``d_model``."""
+    from sae_models.sae.base import SAEConfig  # torch: only once an SAE is built
+
+    if variant.is_baseline:
+        return SAEConfig(variant.architecture, d_model, 2 * d_model, metadata=metadata)
+    level = variant.level
+    common = dict(d_in=d_model, d_sae=sweep.width_multiple * d_model, metadata=metadata,
+                  dead_tokens=sweep.train.dead_tokens, threshold_ema_start=sweep.train.threshold_ema_start)
+    if variant.architecture in ("topk", "batchtopk"):
+        return SAEConfig(variant.architecture, k=int(level), **common)
+    if variant.architecture == "jumprelu":
+        return SAEConfig("jumprelu", target_l0=level, sparsity_coefficient=sweep.jumprelu_sparsity,
+                         jumprelu_bandwidth=sweep.jumprelu_bandwidth,
+                         jumprelu_init_threshold=sweep.jumprelu_init_threshold, **common)
+    return SAEConfig(variant.architecture, sparsity_coefficient=level, **common)
+
+
+def variant_settings(variant: Variant, sweep: SweepConfig) -> dict:
+    """The settings that shape this variant's SAE (its fingerprint's input): a baseline ignores the training
+    schedule, an external SAE everything but its path."""
+    if variant.is_external:
+        return {"path": variant.path}
+    if variant.is_baseline:
+        return {"architecture": variant.architecture, "baseline_fit_tokens": sweep.baseline_fit_tokens,
+                "seed": sweep.train.seed, "holdout_fraction": sweep.holdout_fraction}
+    grid = {**sweep.model_dump(include={"width_multiple", "holdout_fraction"}),
+            "train": sweep.train.model_dump(exclude={"log_every", "checkpoint_every"})}
+    if variant.architecture == "jumprelu":
+        grid |= sweep.model_dump(include={"jumprelu_sparsity", "jumprelu_bandwidth", "jumprelu_init_threshold"})
+    return {"architecture": variant.architecture, "level": variant.level, **grid}
