@@ -36,9 +36,18 @@ class InCurrentSweep(dg.AutomationCondition):
         return dg.AutomationResult(context, true_subset=true_subset)
 
 
-# Per-SAE assets: eager, restricted to the valid pairs. Cross-model assets: eager.
-SWEEP_EAGER = dg.AutomationCondition.eager() & InCurrentSweep()
-EAGER = dg.AutomationCondition.eager()
+# Eager: run once the inputs land. judge_cache is an external asset that the judge appends to as it goes: it
+# is never "materialized", so it must not count as a missing input.
+EAGER = dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets("judge_cache"))
+# Per-SAE assets: eager, for the valid (model, variant) pairs only.
+SWEEP_EAGER = EAGER & InCurrentSweep()
+# Cross-model assets (reports, the catalog): rerun when any input partition updates, once nothing upstream is
+# running. Unlike eager they do not wait for every upstream partition: the (model x variant) product always
+# holds pairs that are never materialized (a retired variant of a newer model).
+ON_ANY_UPDATE = (
+    (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
+).with_label("on_any_update")
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,

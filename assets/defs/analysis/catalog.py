@@ -6,13 +6,13 @@ import dagster as dg
 from assets.lakehouse.registry import valid_pairs
 from assets.lakehouse.sql import build_catalog
 from assets.lakehouse.tables import TABLES
-from assets.shared.automation import EAGER
+from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import markdown_table
 from assets.shared.resources import LakeResource
 
 
 @dg.asset(deps=[*TABLES, "sae", "language_model"],
-          group_name="analysis", kinds={"duckdb"}, automation_condition=EAGER)
+          group_name="analysis", kinds={"duckdb"}, automation_condition=ON_ANY_UPDATE)
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Views over every table in the lake, and ``sae_variants``: each (model, variant) pair with results or in
     lake.toml, marked current or retired. Attach it read-only (``sae-lake sql`` does)."""

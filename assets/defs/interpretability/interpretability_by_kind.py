@@ -6,7 +6,7 @@ the truth check, Spearman of detection score vs ground-truth purity per model.""
 import dagster as dg
 
 from assets.lakehouse.sql import create_views, query_text
-from assets.shared.automation import EAGER
+from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import image_md, kind_bars, markdown_table
 from assets.shared.resources import LakeResource
 
@@ -15,7 +15,7 @@ SHOWN = ("model", "kind", "n", "detection", "detection_ci", "simulation", "simul
 
 
 @dg.asset(deps=["autointerp", "interpretability"], group_name="interpretability", kinds={"duckdb", "parquet"},
-          automation_condition=EAGER)
+          automation_condition=ON_ANY_UPDATE)
 def interpretability_by_kind(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     import duckdb
 
