@@ -5,12 +5,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Config(BaseModel):
-    """Strict and immutable: an unknown key is an error naming the field; a config can key a cache."""
+    """Strict and immutable: an unknown key is an error naming the field."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def fingerprint(self) -> str:
-        """A short content hash of every field (what shaped an output built from this config)."""
-        import hashlib
-
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

@@ -41,7 +41,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 
-def test_registry_sensor_adds_new_models_reruns_changed_and_reports_removed(tiny_config):
+def test_registry_sensor_adds_new_models_and_variants_and_reports_removed(tiny_config):
     with dg.instance_for_test() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"lake": defs.resources["lake"]})
         first = model_registry_sensor(ctx)
@@ -51,14 +51,16 @@ def test_registry_sensor_adds_new_models_reruns_changed_and_reports_removed(tiny
         assert saes_req.partition_keys == ["relu-0.1", "topk-k4", "gated-0.1", "pca", "neuron"]
         instance.add_dynamic_partitions("models", ["toy-gemma2", "toy-qwen2", "retired"])
         instance.add_dynamic_partitions("saes", saes_req.partition_keys)
-        tiny_config.write_text(TINY_TOML.replace("tokens = 1500", "tokens = 999", 1))
+        # a changed entry is left to the automation (SettingsChanged); a new variant refreshes the catalog
+        tiny_config.write_text(TINY_TOML.replace("tokens = 1500", "tokens = 999", 1).replace("[4]", "[4, 8]"))
         ctx = dg.build_sensor_context(instance=instance, cursor=first.cursor,
                                       resources={"lake": defs.resources["lake"]})
         second = model_registry_sensor(ctx)
-        assert [r.partition_key for r in second.run_requests] == ["toy-gemma2"]
-        assert not second.dynamic_partitions_requests
-    diff = diff_registry(load_settings(), {"toy-gemma2", "toy-qwen2", "retired"}, json.loads(second.cursor))
-    assert diff.removed == ["retired"] and not diff.added and not diff.changed
+        assert [(r.job_name, r.partition_key) for r in second.run_requests] == [("catalog_refresh", None)]
+        (saes_req,) = second.dynamic_partitions_requests
+        assert saes_req.partition_keys == ["topk-k8"]
+    diff = diff_registry(load_settings(), {"toy-gemma2", "toy-qwen2", "retired"})
+    assert diff.removed == ["retired"] and not diff.added
 
 
 def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_config, capsys):

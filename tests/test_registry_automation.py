@@ -82,3 +82,37 @@ def test_retired_variant_is_never_requested_for_a_new_model_and_stays_queryable(
         _sensor_tick(instance, second.cursor)
         done, _ = _automate(instance, cursor)
         assert {p for _, p in done if "|" in p} == {"toy-qwen2|topk-k6"}
+
+
+def _requested(instance, cursor) -> tuple[set[tuple[str, str]], object]:
+    result = dg.evaluate_automation_conditions(defs, instance, cursor=cursor)
+    keys = defs.get_repository_def().asset_graph.get_all_asset_keys()
+    return {(k.to_user_string(), str(p)) for k in keys for p in result.get_requested_partitions(k)}, result.cursor
+
+
+def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(tiny_config):
+    """Every partition records the fingerprint of the settings it was built from; editing a section makes the
+    automation request the partitions whose fingerprint changed, and no others (a differently partitioned
+    consumer, e.g. the sweep of new activations, follows once they land)."""
+    base = ONE_MODEL.replace(*SWEEP).replace('baselines = ["pca", "neuron"]', 'baselines = ["pca"]')
+    tiny_config.write_text(base)
+    with dg.instance_for_test() as instance:
+        run_demo(instance=instance, print_fn=lambda _: None)
+        requested, cursor = _requested(instance, None)
+        assert not {r for r in requested if r[0] not in ("catalog", "interpretability_by_kind")}
+
+        def after_edit(text: str) -> set[tuple[str, str]]:  # each edit against the same, unedited state
+            tiny_config.write_text(text)
+            return _requested(instance, cursor)[0]
+
+        # [sweep.train]: the trained SAE and, in the same run, all it feeds; not the PCA baseline
+        per_sae = {"sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
+                   "latent_examples", "autointerp", "interpretability"}
+        assert after_edit(base.replace("steps = 20", "steps = 25")) == {(a, "toy-gemma2|topk-k4") for a in per_sae}
+        # the judge: the scores of every SAE, nothing else
+        assert after_edit(base + '\n[judge]\nmodel = "reader-v2"\n') == {
+            (a, f"toy-gemma2|{v}") for a in ("autointerp", "interpretability") for v in ("topk-k4", "pca")}
+        # a model's token budget: its activations (the sweep follows once they land), not the LM
+        assert after_edit(base.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
+        # unchanged settings: nothing
+        assert not {r for r in after_edit(base) if r[0] not in ("catalog", "interpretability_by_kind")}

@@ -9,7 +9,6 @@ Every problem is reported as one ``ConfigError`` line naming the field, e.g.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -96,10 +95,6 @@ class ModelEntry(_Strict):
             raw = raw.get("text_config", raw)
             return raw.get("num_hidden_layers", raw.get("n_layer"))
         return None
-
-    def fingerprint(self) -> str:
-        """Changes whenever anything that shapes this model's data changes."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
 class ExternalSAE(_Strict):

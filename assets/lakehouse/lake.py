@@ -7,6 +7,7 @@ rerun replaces the partition instead of adding to it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 STAGING = "_staging"
+SETTINGS_RECORD = "_settings.json"  # what a partition was built from (see assets/lakehouse/fingerprints.py)
 CATALOG = "catalog.duckdb"
 NON_TABLES = {STAGING, "models", "saes", "reports"}  # folders that hold files other than tables
 
@@ -51,9 +53,10 @@ class Lake:
         return sorted(p.name.split("=", 1)[1] for p in base.glob(f"{key}=*")) if base.is_dir() else []
 
     @contextmanager
-    def replace(self, table: str, **keys: str) -> Iterator[Path]:
+    def replace(self, table: str, record: dict | None = None, **keys: str) -> Iterator[Path]:
         """Yield an empty staging folder; on success it becomes ``path(table, **keys)``, replacing what
-        was there. On an exception the staging folder is removed and the lake is unchanged."""
+        was there, with ``record`` (the settings it was built from) as ``_settings.json``. On an exception
+        the staging folder is removed and the lake is unchanged."""
         target = self.path(table, **keys)
         restore_interrupted(target)
         staging = self.root / STAGING / uuid.uuid4().hex
@@ -63,18 +66,20 @@ class Lake:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        if record is not None:
+            (staging / SETTINGS_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
         swap_in(staging, target)
 
-    def write_table(self, table: str, data: pa.Table | list, **keys: str) -> Path:
+    def write_table(self, table: str, data: pa.Table | list, record: dict | None = None, **keys: str) -> Path:
         """Atomically (re)write one partition as a single Parquet file, in the table's declared schema
-        (``data``: a table, or rows as dataclasses or dicts)."""
+        (``data``: a table, or rows as dataclasses or dicts), with its settings ``record``."""
         from assets.lakehouse.tables import spec
 
         declared = spec(table)
         if tuple(keys) != declared.keys:
             raise ValueError(f"lake table {table}: partition keys {tuple(keys)} != declared {declared.keys}")
         data = declared.conform(data)
-        with self.replace(table, **keys) as staging:
+        with self.replace(table, record, **keys) as staging:
             pq.write_table(data, staging / "part-00000.parquet", compression="zstd")
         return self.path(table, **keys)
 

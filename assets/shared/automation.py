@@ -36,11 +36,73 @@ class InCurrentSweep(dg.AutomationCondition):
         return dg.AutomationResult(context, true_subset=true_subset)
 
 
+class SettingsChanged(dg.AutomationCondition):
+    """True for the partitions whose data was built from other settings than lake.toml's current ones (the
+    fingerprint stored with the data differs from the one the current settings give; see
+    assets/lakehouse/fingerprints.py). Missing partitions and pairs no longer in lake.toml are not."""
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return "settings_changed"
+
+    @property
+    def description(self) -> str:
+        return "built from other settings than lake.toml's current ones"
+
+    def evaluate(self, context) -> dg.AutomationResult:
+        from assets.lakehouse.config import ConfigError, lake_root, load_settings
+        from assets.lakehouse.lake import Lake
+
+        asset = context.key.to_user_string()
+        try:
+            settings = load_settings()
+        except ConfigError:
+            return dg.AutomationResult(context, true_subset=context.get_empty_subset())
+        lake = Lake(lake_root(settings))
+        candidates = context.candidate_subset
+        if context.partitions_def is None:
+            stale = not candidates.is_empty and _changed(lake, settings, asset, None, None)
+            return dg.AutomationResult(context, true_subset=candidates if stale else context.get_empty_subset())
+        changed = set()
+        for key in candidates.expensively_compute_partition_keys():
+            model, _, variant = key.partition("|")
+            if _changed(lake, settings, asset, model, variant or None):
+                changed.add(key)
+        return dg.AutomationResult(context, true_subset=candidates.compute_intersection_with_partition_keys(changed))
+
+
+def _changed(lake, settings, asset: str, model: str | None, variant: str | None) -> bool:
+    from assets.lakehouse.config import ConfigError
+    from assets.lakehouse.fingerprints import STAGE, fingerprint, recorded_fingerprint, settings_of
+
+    if asset not in STAGE:
+        return False  # the judge cache, the catalog, reports: built from their inputs alone
+    recorded = recorded_fingerprint(lake, asset, model, variant)
+    try:
+        current = fingerprint(settings_of(asset, settings, model, variant))
+    except (ConfigError, KeyError):
+        return False  # a model or variant no longer in lake.toml: retired, not stale
+    return recorded is not None and recorded != current
+
+
+# Rerun a partition when lake.toml's settings for it changed: once everything upstream is current again (the
+# stale partitions nearest the root run first; the rest follow as their inputs land), not while it or an
+# input runs, and not again after a failed attempt (a manual run clears that).
+SETTINGS_CHANGED = (
+    SettingsChanged() & ~dg.AutomationCondition.any_deps_match(SettingsChanged())
+    & ~dg.AutomationCondition.in_progress() & ~dg.AutomationCondition.newly_requested()
+    & ~dg.AutomationCondition.execution_failed() & ~dg.AutomationCondition.any_deps_in_progress()
+).with_label("settings_changed")
+
 # Eager: run once the inputs land. judge_cache is an external asset that the judge appends to as it goes: it
 # is never "materialized", so it must not count as a missing input.
 EAGER = dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets("judge_cache"))
 # Per-SAE assets: eager, for the valid (model, variant) pairs only.
-SWEEP_EAGER = EAGER & InCurrentSweep()
+SWEEP_EAGER = (EAGER | SETTINGS_CHANGED) & InCurrentSweep()
 # Cross-model assets (reports, the catalog): rerun when any input partition updates, once nothing upstream is
 # running. Unlike eager they do not wait for every upstream partition: the (model x variant) product always
 # holds pairs that are never materialized (a retired variant of a newer model).

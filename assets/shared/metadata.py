@@ -97,3 +97,13 @@ def kind_bars(rows: list[dict], panels: list[tuple[str, str]], title: str):
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     return _png(plt, fig)
+
+
+def materialized(record: dict, metadata: dict | None = None, asset_key: str | None = None) -> dg.MaterializeResult:
+    """A materialization that carries what it was built from: the settings fingerprint as its data version
+    (so downstream partitions built on an older one show as stale) and the settings as metadata."""
+    return dg.MaterializeResult(
+        asset_key=asset_key, data_version=dg.DataVersion(record["fingerprint"]),
+        metadata={**(metadata or {}), "config_fingerprint": record["fingerprint"],
+                  "settings": dg.MetadataValue.json(record["settings"])},
+    )

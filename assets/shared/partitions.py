@@ -54,6 +54,12 @@ class SweepPartition:
         except ActivationStoreError as exc:
             raise dg.Failure(f"activations of {self.model}: {exc}") from None
 
+    def record(self, asset: str) -> dict:
+        """The settings ``asset``'s partition is built from, with their fingerprint."""
+        from assets.lakehouse.fingerprints import record
+
+        return record(asset, self.settings, self.model, self.name)
+
     def load_sae(self, device: str = "cpu"):
         from sae_models.sae import load_sae
 

@@ -9,8 +9,10 @@ import numpy as np
 
 from assets.defs.models.language_model import model_location
 from assets.lakehouse.config import ModelEntry, Settings
+from assets.lakehouse.fingerprints import record
 from assets.lakehouse.lake import Lake
-from assets.shared.metadata import histogram_md
+from assets.shared.automation import SETTINGS_CHANGED
+from assets.shared.metadata import histogram_md, materialized
 from assets.shared.partitions import models_partitions
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
@@ -44,7 +46,7 @@ def extract_to_lake(context, entry: ModelEntry, settings: Settings, lake: Lake) 
     pairs = zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True)
     norms: list[np.ndarray] = []
     start = last_log = time.perf_counter()
-    with lake.replace("activations", model=entry.slug) as staging:
+    with lake.replace("activations", record("activations", settings, entry.slug), model=entry.slug) as staging:
         writer = ShardWriter(staging, lm.d_model, cfg.act_dtype, cfg.row_group_mb)
         for batch in iter_activations(lm, pairs, cfg, layer=entry.layer, site=entry.hook, max_tokens=entry.tokens):
             writer.write(batch)
@@ -68,7 +70,7 @@ def extract_to_lake(context, entry: ModelEntry, settings: Settings, lake: Lake) 
 
 @dg.asset(
     partitions_def=models_partitions, deps=["language_model", "corpus"], group_name="activations",
-    kinds={"parquet"}, pool="gpu", op_tags=GPU_OP_TAGS,
+    kinds={"parquet"}, pool="gpu", op_tags=GPU_OP_TAGS, automation_condition=SETTINGS_CHANGED,
 )
 def activations(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Residual-stream (or MLP / attention output) activations at the registry's layer, one row per token."""
@@ -78,7 +80,7 @@ def activations(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     stats, seconds = out["stats"], out["seconds"]
     if out["manifest"]["exhausted"]:
         context.log.warning(f"{entry.slug}: corpus ran out at {stats.rows} of {entry.tokens} budgeted tokens")
-    return dg.MaterializeResult(metadata={
+    return materialized(record("activations", settings, entry.slug), {
         "dagster/row_count": stats.rows,
         "bytes": stats.bytes,
         "shards": stats.shards,

@@ -7,7 +7,7 @@ import dagster as dg
 from assets.defs.interpretability.latent_examples import live_latents
 from assets.defs.models.language_model import model_location
 from assets.shared.automation import SWEEP_EAGER
-from assets.shared.metadata import markdown_table, table_metadata
+from assets.shared.metadata import markdown_table, materialized, table_metadata
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import LakeResource, torch_device
 
@@ -77,15 +77,16 @@ def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: Lak
            "target_l0": p.variant.target_l0, "l0": metrics["l0"]}
     n_sampled = min(cfg.n_latents, len(live_latents(p.lake, p.model, p.name)))
     summary = summarize(rows, n_sampled, judge, sae)
-    table = p.lake.write_table("autointerp", rows, model=p.model, sae=p.name)
-    p.lake.write_table("interpretability", [summary], model=p.model, sae=p.name)
+    rec = p.record("autointerp")
+    table = p.lake.write_table("autointerp", rows, rec, model=p.model, sae=p.name)
+    p.lake.write_table("interpretability", [summary], rec, model=p.model, sae=p.name)
     context.log.info(f"{p.name}: mu {summary.mu}, judge {judge.stats}")
     scores = p.lake.read_table("autointerp", model=p.model, sae=p.name)
-    yield dg.MaterializeResult(asset_key="autointerp", metadata={
+    yield materialized(rec, {
         "path": dg.MetadataValue.path(str(table)),
-        **table_metadata(scores.select(["latent", "explanation", "detection_score", "simulation_score"]), 8)})
+        **table_metadata(scores.select(["latent", "explanation", "detection_score", "simulation_score"]), 8)},
+        "autointerp")
     values = vars(summary)
-    yield dg.MaterializeResult(asset_key="interpretability", metadata={
-        "summary": dg.MetadataValue.md(markdown_table([values])),
-        **{k: float(values[k]) for k in SUMMARY_METADATA if values[k] is not None},
-    })
+    yield materialized(rec, {"summary": dg.MetadataValue.md(markdown_table([values])),
+                             **{k: float(values[k]) for k in SUMMARY_METADATA if values[k] is not None}},
+                       "interpretability")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.shared.automation import SWEEP_EAGER
-from assets.shared.metadata import table_metadata
+from assets.shared.metadata import materialized, table_metadata
 from assets.shared.partitions import model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
@@ -61,10 +61,11 @@ def latent_examples(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     seconds = time.perf_counter() - start
     few = too_few_activations(examples, cfg)
     table = to_arrow(examples, keep=~few)
-    p.lake.write_table("latent_examples", table, model=p.model, sae=p.name)
+    rec = p.record("latent_examples")
+    p.lake.write_table("latent_examples", table, rec, model=p.model, sae=p.name)
     context.log.info(f"{p.name}: {len(latents)} latents over {reader.n_rows:,} tokens in {seconds:.1f}s; "
                      f"{int(few.sum())} with too few activations")
-    return dg.MaterializeResult(metadata={
+    return materialized(rec, {
         **table_metadata(table.drop_columns(["tokens", "acts"])),
         "live_latents": len(live), "scored_latents": int((~few).sum()), "too_few_activations": int(few.sum()),
         "seconds": seconds, "latents_per_s": len(latents) / seconds, "tokens_per_s": reader.n_rows / seconds,

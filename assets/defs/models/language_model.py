@@ -6,8 +6,10 @@ from dataclasses import asdict
 import dagster as dg
 
 from assets.lakehouse.config import ModelEntry
+from assets.lakehouse.fingerprints import record
 from assets.lakehouse.lake import Lake
-from assets.shared.metadata import markdown_table
+from assets.shared.automation import SETTINGS_CHANGED
+from assets.shared.metadata import markdown_table, materialized
 from assets.shared.partitions import models_partitions
 from assets.shared.resources import GPU_OP_TAGS, LakeResource
 
@@ -20,11 +22,11 @@ def model_location(entry: ModelEntry, lake: Lake) -> str:
     return str(lake.path("models", model=entry.slug)) if entry.is_toy else entry.source
 
 
-def _train_toy(context: dg.AssetExecutionContext, entry: ModelEntry, lake: Lake) -> dict:
+def _train_toy(context: dg.AssetExecutionContext, entry: ModelEntry, lake: Lake, rec: dict) -> dict:
     from sae_models.toyworld import train_toy_lm
 
     texts = {s: lake.read_split(s).column("text").to_pylist() for s in ("lm_train", "lm_eval")}
-    with lake.replace("models", model=entry.slug) as staging:
+    with lake.replace("models", rec, model=entry.slug) as staging:
         report = train_toy_lm(texts["lm_train"], texts["lm_eval"], entry.toy, staging, log=context.log.info)
     return {"family": entry.toy.family, "n_layers": entry.toy.layers, "d_model": entry.toy.hidden, **asdict(report)}
 
@@ -45,24 +47,26 @@ def _check_external(entry: ModelEntry) -> dict:
 
 @dg.multi_asset(
     specs=[dg.AssetSpec("language_model", deps=["corpus"], group_name=GROUP, kinds={"pytorch"},
+                        automation_condition=SETTINGS_CHANGED,
                         description="Toy models: trained on the corpus and saved as a Hugging Face directory in "
                                     "lake/models/; hub and local models: resolved (offline) and their layer checked."),
            dg.AssetSpec("lm_eval", deps=["language_model"], group_name=GROUP, kinds={"parquet"},
+                        automation_condition=SETTINGS_CHANGED,
                         description="One row per model: held-out loss, topic consistency, IOI accuracy (toy world).")],
     partitions_def=models_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
 )
 def language_model_and_lm_eval(context: dg.AssetExecutionContext, lake: LakeResource):
-    entry = lake.settings().model(context.partition_key)
+    settings = lake.settings()
+    entry = settings.model(context.partition_key)
     lake_obj = lake.lake()
-    info = _train_toy(context, entry, lake_obj) if entry.is_toy else _check_external(entry)
+    rec = record("language_model", settings, entry.slug)
+    info = _train_toy(context, entry, lake_obj, rec) if entry.is_toy else _check_external(entry)
     row = {"source": entry.source, **info}
-    table = lake_obj.write_table("lm_eval", [row], model=entry.slug)
-    yield dg.MaterializeResult(asset_key="language_model", metadata={
-        "location": dg.MetadataValue.path(model_location(entry, lake_obj))})
-    yield dg.MaterializeResult(asset_key="lm_eval", metadata={
-        "report": dg.MetadataValue.md(markdown_table([row])), "path": dg.MetadataValue.path(str(table)),
-        **{k: v for k, v in row.items() if isinstance(v, int | float)},
-    })
+    table = lake_obj.write_table("lm_eval", [row], rec, model=entry.slug)
+    yield materialized(rec, {"location": dg.MetadataValue.path(model_location(entry, lake_obj))}, "language_model")
+    yield materialized(rec, {"report": dg.MetadataValue.md(markdown_table([row])),
+                             "path": dg.MetadataValue.path(str(table)),
+                             **{k: v for k, v in row.items() if isinstance(v, int | float)}}, "lm_eval")
 
 
 model_chain_job = dg.define_asset_job(MODEL_CHAIN, selection=["language_model", "lm_eval", "activations"],

@@ -1,7 +1,8 @@
 """Keeps the ``models`` and ``saes`` partitions in step with lake.toml.
 
-A model added to the file gets its partition and a run of its chain; a model whose entry changed is
-rerun; a model removed from the file is reported, and its partition and data are left alone. New SAE
+A model added to the file gets its partition and a run of its chain; a model removed from the file is
+reported, and its partition and data are left alone (a changed entry is the automation's: ``SettingsChanged``
+reruns exactly what the edit shapes). New SAE
 variants get their partitions; the per-SAE assets' automation then requests exactly the (model, variant)
 pairs that lake.toml asks for (``InCurrentSweep``). When that set of pairs changes (a variant added, retired
 or put back), the catalog is refreshed so its ``sae_variants`` view says which results are retired.
@@ -28,18 +29,12 @@ PAIRS = "_pairs"  # cursor entry: hash of the valid (model, variant) pairs last 
 @dataclass(frozen=True)
 class RegistryDiff:
     added: list[str]
-    changed: list[str]
     removed: list[str]
 
 
-def diff_registry(settings: Settings, existing: set[str], seen: dict[str, str]) -> RegistryDiff:
-    """``seen`` maps slugs to the fingerprint last acted upon (empty for a model never seen changing)."""
-    prints = {m.slug: m.fingerprint() for m in settings.models}
-    return RegistryDiff(
-        added=[s for s in prints if s not in existing],
-        changed=[s for s in prints if s in existing and seen.get(s, prints[s]) != prints[s]],
-        removed=sorted(existing - set(prints)),
-    )
+def diff_registry(settings: Settings, existing: set[str]) -> RegistryDiff:
+    slugs = [m.slug for m in settings.models]
+    return RegistryDiff(added=[s for s in slugs if s not in existing], removed=sorted(existing - set(slugs)))
 
 
 def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
@@ -60,16 +55,15 @@ def model_registry_sensor(context: dg.SensorEvaluationContext, lake: LakeResourc
         return dg.SkipReason(f"lake.toml is invalid, nothing requested: {exc}")
     existing = set(context.instance.get_dynamic_partitions(models_partitions.name))
     seen = json.loads(context.cursor) if context.cursor else {}
-    diff = diff_registry(settings, existing, seen)
+    diff = diff_registry(settings, existing)
     if diff.removed:
         context.log.warning(f"models no longer in lake.toml (partitions and data kept): {diff.removed}")
-    cursor = {m.slug: m.fingerprint() for m in settings.models} | {PAIRS: pairs_hash(settings)}
+    cursor = {PAIRS: pairs_hash(settings)}
     partition_requests = [models_partitions.build_add_request(diff.added)] if diff.added else []
     new_variants = missing_variants(settings, set(context.instance.get_dynamic_partitions(saes_partitions.name)))
     if new_variants:
         partition_requests.append(saes_partitions.build_add_request(new_variants))
-    runs = [dg.RunRequest(job_name=MODEL_CHAIN, partition_key=s, run_key=f"{s}:{cursor[s]}")
-            for s in diff.added + diff.changed]
+    runs = [dg.RunRequest(job_name=MODEL_CHAIN, partition_key=s, run_key=f"{s}:new") for s in diff.added]
     if seen and seen.get(PAIRS) != cursor[PAIRS]:
         runs.append(dg.RunRequest(job_name=CATALOG_REFRESH, run_key=f"pairs:{cursor[PAIRS]}"))
     return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=partition_requests,

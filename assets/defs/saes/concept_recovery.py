@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.defs.models.language_model import model_location
 from assets.shared.automation import SWEEP_EAGER
-from assets.shared.metadata import markdown_table
+from assets.shared.metadata import markdown_table, materialized
 from assets.shared.partitions import model_sae_partitions, sweep_partition
 from assets.shared.resources import LakeResource
 
@@ -42,9 +42,11 @@ def concept_recovery_and_latent_purity(context: dg.AssetExecutionContext, lake: 
     else:
         context.log.info("corpus has no ground-truth labels (not the toy world): nothing to recover")
         recovery, purity = [], []
-    p.lake.write_table("concept_recovery", recovery, model=p.model, sae=p.name)
-    p.lake.write_table("latent_purity", purity, model=p.model, sae=p.name)
+    rec = p.record("concept_recovery")
+    p.lake.write_table("concept_recovery", recovery, rec, model=p.model, sae=p.name)
+    p.lake.write_table("latent_purity", purity, rec, model=p.model, sae=p.name)
     mean_f1 = float(recovery.column("best_f1").to_numpy().mean()) if labels else 0.0
-    yield dg.MaterializeResult(asset_key="concept_recovery", metadata={
-        "mean_best_f1": mean_f1, "table": dg.MetadataValue.md(markdown_table(recovery.to_pylist() if labels else []))})
-    yield dg.MaterializeResult(asset_key="latent_purity", metadata={"dagster/row_count": len(purity)})
+    yield materialized(rec, {"mean_best_f1": mean_f1,
+                             "table": dg.MetadataValue.md(markdown_table(recovery.to_pylist() if labels else []))},
+                       "concept_recovery")
+    yield materialized(rec, {"dagster/row_count": len(purity)}, "latent_purity")

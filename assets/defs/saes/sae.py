@@ -6,7 +6,7 @@ import shutil
 import dagster as dg
 
 from assets.shared.automation import SWEEP_EAGER
-from assets.shared.metadata import curves_md
+from assets.shared.metadata import curves_md, materialized
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
@@ -81,14 +81,14 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
     else:
         sae_model = _build(p, train_reader.d_model)
         history = _train(context, p, sae_model, train_reader)
-    with p.lake.replace("saes", model=p.model, sae=p.name) as staging:
+    rec = p.record("sae")
+    with p.lake.replace("saes", rec, model=p.model, sae=p.name) as staging:
         save_sae(sae_model.cpu(), staging)
-    yield dg.MaterializeResult(asset_key="sae", metadata={"architecture": sae_model.cfg.architecture,
-                                                          "d_sae": sae_model.cfg.d_sae})
+    yield materialized(rec, {"architecture": sae_model.cfg.architecture, "d_sae": sae_model.cfg.d_sae}, "sae")
     if history:
-        p.lake.write_table("sae_training", history, model=p.model, sae=p.name)
-        yield dg.MaterializeResult(asset_key="sae_training", metadata={
-            "dagster/row_count": len(history), "curves": curves_md(history, ["loss", "l0"], p.name)})
+        p.lake.write_table("sae_training", history, rec, model=p.model, sae=p.name)
+        yield materialized(rec, {"dagster/row_count": len(history),
+                                 "curves": curves_md(history, ["loss", "l0"], p.name)}, "sae_training")
 
 
 # One run per (model, variant): the SAE, its evaluation and its interpretability.

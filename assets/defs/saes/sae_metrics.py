@@ -8,7 +8,7 @@ import numpy as np
 
 from assets.defs.models.language_model import model_location
 from assets.shared.automation import SWEEP_EAGER
-from assets.shared.metadata import markdown_table
+from assets.shared.metadata import markdown_table, materialized
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
@@ -49,11 +49,12 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
                               context=p.settings.extraction.context)
     identity = SAEIdentity(p.variant.architecture, p.variant.level, p.variant.target_l0, sae_model.cfg.d_sae)
     row = asdict(identity) | asdict(recon) | asdict(down)
-    p.lake.write_table("sae_metrics", [row], model=p.model, sae=p.name)
+    rec = p.record("sae_metrics")
+    p.lake.write_table("sae_metrics", [row], rec, model=p.model, sae=p.name)
     latents = stats.to_arrow()
-    p.lake.write_table("latent_stats", latents, model=p.model, sae=p.name)
-    yield dg.MaterializeResult(asset_key="sae_metrics", metadata={
+    p.lake.write_table("latent_stats", latents, rec, model=p.model, sae=p.name)
+    yield materialized(rec, {
         "metrics": dg.MetadataValue.md(markdown_table([row])),
         **{k: float(row[k]) for k in ("l0", "explained_variance", "ce_loss_score", "kl_div_score", "dead_fraction")},
-    })
-    yield dg.MaterializeResult(asset_key="latent_stats", metadata={"dagster/row_count": latents.num_rows})
+    }, "sae_metrics")
+    yield materialized(rec, {"dagster/row_count": latents.num_rows}, "latent_stats")

@@ -7,8 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.lakehouse.config import CorpusSection
+from assets.lakehouse.fingerprints import record
 from assets.lakehouse.tables import spec
-from assets.shared.metadata import table_metadata
+from assets.shared.automation import SETTINGS_CHANGED
+from assets.shared.metadata import materialized, table_metadata
 from assets.shared.resources import LakeResource
 
 
@@ -56,7 +58,7 @@ def build_corpus(cfg: CorpusSection) -> pa.Table:
     return table
 
 
-@dg.asset(group_name="world", kinds={"parquet"})
+@dg.asset(group_name="world", kinds={"parquet"}, automation_condition=SETTINGS_CHANGED)
 def corpus(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Documents, split for toy-LM training (lm_train / lm_eval) and for activation caching (activation)."""
     cfg = lake.settings().corpus
@@ -64,12 +66,13 @@ def corpus(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         table = build_corpus(cfg)
     except CorpusError as exc:
         raise dg.Failure(str(exc)) from None
-    lake.lake().write_table("corpus", table)
+    rec = record("corpus", lake.settings())
+    lake.lake().write_table("corpus", table, rec)
     splits = {s: int((table.column("split").to_numpy(zero_copy_only=False) == s).sum())
               for s in ("lm_train", "lm_eval", "activation")}
     context.log.info(f"corpus: {table.num_rows} documents {splits}")
-    return dg.MaterializeResult(metadata={**table_metadata(table.drop_columns(["labels"])),
-                                          **{f"docs_{k}": v for k, v in splits.items()}})
+    return materialized(rec, {**table_metadata(table.drop_columns(["labels"])),
+                              **{f"docs_{k}": v for k, v in splits.items()}})
 
 
 world_job = dg.define_asset_job("world", selection=[corpus])

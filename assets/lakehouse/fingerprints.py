@@ -1,0 +1,82 @@
+"""What shaped each output: per asset and partition, the settings it was built from (its own and those of
+everything upstream), hashed into a fingerprint.
+
+Every write records the fingerprint beside the data (``_settings.json`` in the partition folder, renamed
+into place with it) and on the materialization (metadata and data version). A settings edit changes the
+fingerprint of exactly the partitions it shapes: ``[sweep.train]`` those of trained SAEs but not of the
+baselines, ``[judge]`` only autointerp and interpretability. ``SettingsChanged`` (assets/shared/automation.py)
+reruns them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from assets.lakehouse.config import Settings
+from assets.lakehouse.lake import SETTINGS_RECORD, Lake
+from assets.lakehouse.registry import find_variant
+from assets.lakehouse.tables import spec
+from sae_models.sae.sweep import variant_settings
+
+# A registry entry's fields that shape the model itself; the others (layer, hook, dtype, tokens) its activations.
+MODEL_FIELDS = {"slug", "source", "revision", "trust_remote_code", "toy"}
+EXAMPLE_FIELDS = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents"}
+
+# The stage of each asset: its settings are those of its stage and of every stage before it.
+STAGE = {
+    "corpus": "world", "language_model": "model", "lm_eval": "model", "activations": "activations",
+    "sae": "sae", "sae_training": "sae",
+    "sae_metrics": "metrics", "latent_stats": "metrics", "concept_recovery": "metrics", "latent_purity": "metrics",
+    "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
+}
+# Where each asset's partition lives in the lake: (folder, partition keys).
+LOCATION = {"language_model": ("lm_eval", ("model",)), "sae": ("saes", ("model", "sae"))}
+
+
+def settings_of(asset: str, settings: Settings, model: str | None = None, variant: str | None = None) -> dict:
+    """The settings that shape ``asset``'s partition (model, variant), as plain JSON-able data."""
+    parts = {"corpus": settings.corpus.model_dump()}
+    stage = STAGE[asset]
+    if stage == "world":
+        return parts
+    entry = settings.model(model)
+    parts["model"] = entry.model_dump(include=MODEL_FIELDS)
+    if stage == "model":
+        return parts
+    parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS)
+    parts["extraction"] = settings.extraction.model_dump()
+    if stage == "activations":
+        return parts
+    parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)
+    if stage == "metrics":
+        parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
+    if stage in ("examples", "scores"):
+        parts["examples"] = settings.autointerp.model_dump(include=EXAMPLE_FIELDS)
+    if stage == "scores":
+        parts["autointerp"] = settings.autointerp.model_dump(exclude=EXAMPLE_FIELDS)
+        parts["judge"] = settings.judge.identity()
+    return parts
+
+
+def fingerprint(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def record(asset: str, settings: Settings, model: str | None = None, variant: str | None = None) -> dict:
+    """What a write stores beside the data: the fingerprint and the settings behind it."""
+    parts = settings_of(asset, settings, model, variant)
+    return {"asset": asset, "fingerprint": fingerprint(parts), "settings": parts}
+
+
+def partition_dir(lake: Lake, asset: str, model: str | None = None, variant: str | None = None) -> Path:
+    folder, keys = LOCATION[asset] if asset in LOCATION else (asset, spec(asset).keys)
+    values = {"model": model, "sae": variant}
+    return lake.path(folder, **{k: values[k] for k in keys})
+
+
+def recorded_fingerprint(lake: Lake, asset: str, model: str | None = None, variant: str | None = None) -> str | None:
+    """The fingerprint stored with the partition's data, or None when there is none."""
+    path = partition_dir(lake, asset, model, variant) / SETTINGS_RECORD
+    return json.loads(path.read_text())["fingerprint"] if path.is_file() else None
