@@ -32,7 +32,7 @@ gated_l1 = [0.1]
 baselines = ["pca", "neuron"]
 baseline_fit_tokens = 500
 metric_docs = 8
-min_explained_variance = -100.0
+min_explained_variance = 0.6
 
 [autointerp]
 n_latents = 24
@@ -51,10 +51,11 @@ sim_top = 2
 sim_random = 2
 
 [sweep.train]
-steps = 20
+steps = 80
 batch_size = 128
+lr = 0.005
 lr_warmup_steps = 5
-sparsity_warmup_steps = 5
+sparsity_warmup_steps = 20
 checkpoint_every = 10
 
 [[models]]

@@ -64,15 +64,23 @@ def test_a_word_group_latent_scores_high_and_a_random_one_low(corpus):
     assert judge.stats.calls == 8 and judge.stats.unparseable == 0  # 2 explanations, detect, simulate per latent
 
 
+def _windows_of(ws, i: int) -> list[tuple]:
+    """Latent ``i``'s filled windows as whole rows (doc, pos, score, tokens, acts), in a canonical order."""
+    return sorted((int(d), int(p), float(s), tuple(t), tuple(a)) for d, p, s, t, a in
+                  zip(ws.doc[i], ws.pos[i], ws.score[i], ws.tokens[i].tolist(), ws.acts[i].tolist(), strict=True)
+                  if d >= 0)
+
+
 def test_examples_round_trip_through_arrow(corpus):
+    """Each latent gets back exactly its own windows, whole (a swap between latents or columns would show)."""
     examples = _examples(corpus)
     back = from_arrow(to_arrow(examples), CFG)
+    assert back.latents.tolist() == examples.latents.tolist()
     for kind in ("top", "importance", "random"):
         a, b = getattr(examples, kind), getattr(back, kind)
-        for name in ("tokens", "doc", "pos"):
-            filled = a.doc >= 0
-            assert np.array_equal(np.sort(getattr(a, name)[filled], axis=0), np.sort(getattr(b, name)[filled], axis=0))
-        assert np.allclose(np.sort(a.score, 1), np.sort(b.score, 1))
+        assert _windows_of(a, 0) and _windows_of(a, 1)
+        for i in range(len(examples.latents)):
+            assert _windows_of(a, i) == _windows_of(b, i), (kind, i)
 
 
 def test_concept_subset_is_fixed_by_seed():

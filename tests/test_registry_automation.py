@@ -108,7 +108,7 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(tiny_config):
         # [sweep.train]: the trained SAE and, in the same run, all it feeds; not the PCA baseline
         per_sae = {"sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
                    "latent_examples", "autointerp", "interpretability"}
-        assert after_edit(base.replace("steps = 20", "steps = 25")) == {(a, "toy-gemma2|topk-k4") for a in per_sae}
+        assert after_edit(base.replace("steps = 80", "steps = 90")) == {(a, "toy-gemma2|topk-k4") for a in per_sae}
         # the judge: the scores of every SAE, nothing else
         assert after_edit(base + '\n[judge]\nmodel = "reader-v2"\n') == {
             (a, f"toy-gemma2|{v}") for a in ("autointerp", "interpretability") for v in ("topk-k4", "pca")}

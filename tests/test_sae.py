@@ -1,10 +1,10 @@
 """SAE library: hand-worked reference values, recovery of known directions, SAELens round trips, bad input."""
 
+import json
 import math
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -171,6 +171,9 @@ def test_checkpoint_loads_in_sae_lens_with_matching_codes(tmp_path, arch):
         assert (ours > 0).any()
         assert torch.allclose(sae(x), theirs.decode(codes), atol=1e-5)
         assert torch.equal(load_sae(tmp_path).encode(x), ours)
+    # the weights are stored once: the state file keeps only what the SAELens file lacks
+    extra = load_file(tmp_path / "sae_state.safetensors")
+    assert not {"W_enc", "W_dec"} & set(extra) or arch == "tied"
 
 
 def test_external_sae_lens_directory_is_imported(tmp_path):
@@ -184,6 +187,36 @@ def test_external_sae_lens_directory_is_imported(tmp_path):
     x = torch.randn(32, 8)
     with torch.no_grad():
         assert torch.allclose(ours.encode(x), theirs.encode(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["jumprelu", "topk", "gated"])
+def test_gemma_scope_flags_are_honoured_on_import(tmp_path, arch):
+    """Gemma Scope's SAEs set apply_b_dec_to_input: false; our codes must still equal sae_lens's."""
+    sae_lens = pytest.importorskip("sae_lens")
+    configs = {"jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig, {}),
+               "topk": (sae_lens.TopKSAE, sae_lens.TopKSAEConfig, {"k": 4}),
+               "gated": (sae_lens.GatedSAE, sae_lens.GatedSAEConfig, {})}
+    cls, cfg_cls, extra = configs[arch]
+    torch.manual_seed(2)
+    theirs = cls(cfg_cls(d_in=8, d_sae=16, apply_b_dec_to_input=False, normalize_activations="none", **extra))
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    theirs.save_model(tmp_path)
+    assert json.loads((tmp_path / "cfg.json").read_text())["apply_b_dec_to_input"] is False
+    x = torch.randn(64, 8) + 2.0
+    with torch.no_grad():
+        codes = theirs.encode(x)
+        assert (codes > 0).any()
+        assert torch.allclose(load_sae(tmp_path).encode(x), codes, atol=1e-5)
+
+
+def test_unsupported_sae_lens_flags_are_one_clear_error(tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    sae_lens.StandardSAE(sae_lens.StandardSAEConfig(d_in=8, d_sae=16, normalize_activations="layer_norm")
+                         ).save_model(tmp_path)
+    with pytest.raises(SAECheckpointError, match="cfg.json: normalize_activations 'layer_norm' is not supported"):
+        load_sae(tmp_path)
 
 
 def test_impossible_configs_fail_before_compute():
@@ -255,16 +288,21 @@ def test_truncated_and_mismatched_checkpoints_are_clear_errors(tmp_path):
 
 
 RESUME_SCRIPT = textwrap.dedent("""
-    import sys, torch
+    import os, signal, sys, torch
     from pathlib import Path
     from safetensors.torch import save_file
     from sae_models.activation_store import ActivationReader
     from sae_models.sae import SAEConfig, build_sae
     from sae_models.sae.train import TrainConfig, train_sae
-    data, ckpt, out, pause = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
+    data, ckpt, out, kill_at = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
     torch.manual_seed(0)
     sae = build_sae(SAEConfig("batchtopk", 32, 64, k=4, threshold_ema_start=20, dead_tokens=2000))
-    log = (lambda m: __import__("time").sleep(pause)) if pause else (lambda m: None)
+
+    def log(message):
+        print(message, flush=True)
+        if kill_at and f" step {kill_at}/" in message:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     cfg = TrainConfig(steps=120, batch_size=128, lr=1e-3, lr_warmup_steps=10, sparsity_warmup_steps=20,
                       checkpoint_every=10, log_every=1)
     train_sae(sae, ActivationReader(data), cfg, None if ckpt == "-" else Path(ckpt), log=log)
@@ -273,22 +311,20 @@ RESUME_SCRIPT = textwrap.dedent("""
 
 
 def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """SIGKILL at step 65 (its last checkpoint is step 60's), then a rerun: it must resume at step 60, not start
+    afresh (a fresh run would end identical too, from its seed), and end bit-identical to an unbroken run."""
     sparse_directions_data(tmp_path / "data", n=8000)
     script = tmp_path / "train.py"
     script.write_text(RESUME_SCRIPT)
     run = [sys.executable, str(script), str(tmp_path / "data")]
-    subprocess.run(run + ["-", str(tmp_path / "ref.safetensors"), "0"], check=True)
+    subprocess.run(run + ["-", str(tmp_path / "ref.safetensors"), "0"], check=True, capture_output=True)
 
     ckpt = tmp_path / "ckpt"
-    proc = subprocess.Popen(run + [str(ckpt), str(tmp_path / "out.safetensors"), "0.02"])
-    deadline = time.time() + 60
-    while not (ckpt / "checkpoint.safetensors").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.kill()  # SIGKILL
-    proc.wait()
-    assert not (tmp_path / "out.safetensors").exists(), "the run finished before it could be killed"
-    subprocess.run(run + [str(ckpt), str(tmp_path / "out.safetensors"), "0"], check=True)
+    killed = subprocess.run(run + [str(ckpt), str(tmp_path / "out.safetensors"), "65"], capture_output=True)
+    assert killed.returncode == -9 and not (tmp_path / "out.safetensors").exists()
+    resumed = subprocess.run(run + [str(ckpt), str(tmp_path / "out.safetensors"), "0"], check=True,
+                             capture_output=True, text=True)
+    assert resumed.stdout.splitlines()[0] == "resumed at step 60/120"
     ref, out = load_file(tmp_path / "ref.safetensors"), load_file(tmp_path / "out.safetensors")
     assert ref.keys() == out.keys()
     for key in ref:

@@ -1,9 +1,13 @@
 """Checkpoints in the SAELens layout: ``cfg.json`` + ``sae_weights.safetensors``.
 
 ``sae_lens.SAE.load_from_disk(dir)`` loads what ``save_sae`` writes (standard / topk / jumprelu / gated;
-BatchTopK as jumprelu with its global threshold; baselines and the tied SAE as standard). ``load_sae``
-reads our own directories back exactly, and SAELens-format directories written elsewhere (e.g. a
-downloaded Gemma Scope SAE) as external SAEs usable for inference and evaluation.
+BatchTopK as jumprelu with its global threshold; baselines and the tied SAE as standard). The weights are
+stored once, in the SAELens file; ``sae_state.safetensors`` holds only what SAELens does not (e.g. JumpReLU's
+log-threshold). ``load_sae`` reads our own directories back exactly, and SAELens-format directories written
+elsewhere (e.g. a downloaded Gemma Scope SAE) as external SAEs, their config flags honoured: with
+``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input; activation
+normalisation must be ``none`` or ``expected_average_only_in`` (which SAELens folds into the weights
+before saving); anything else is one clear error.
 """
 
 import json
@@ -18,7 +22,8 @@ from sae_models.sae.registry import build_sae
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-STATE_FILE = "sae_state.safetensors"  # our extra tensors (e.g. JumpReLU log-threshold), not for SAELens
+STATE_FILE = "sae_state.safetensors"  # our tensors that the SAELens file lacks (e.g. JumpReLU log-threshold)
+IDENTITY_NORMALISATIONS = ("none", "expected_average_only_in")  # SAELens applies neither at run time
 SAE_LENS_VERSION = "6.54.12"
 _EXTERNAL = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
 
@@ -38,9 +43,14 @@ def save_sae(sae: SparseAutoencoder, directory: Path) -> None:
         "sae_lake": sae.cfg.to_dict(),
     }
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in sae.sae_lens_tensors().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
     save_file(tensors, directory / WEIGHTS_FILE)
-    save_file({k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}, directory / STATE_FILE)
+    save_file({k: v for k, v in state.items() if not _same(tensors.get(k), v)}, directory / STATE_FILE)
     (directory / CFG_FILE).write_text(json.dumps(cfg, indent=2))
+
+
+def _same(stored: torch.Tensor | None, tensor: torch.Tensor) -> bool:
+    return stored is not None and stored.dtype == tensor.dtype and torch.equal(stored, tensor)
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -68,7 +78,9 @@ def load_sae(directory: Path) -> SparseAutoencoder:
     raw = _read_cfg(directory)
     if "sae_lake" in raw:
         sae = build_sae(SAEConfig(**raw["sae_lake"]))
-        state = _read_tensors(directory / STATE_FILE)
+        weights, extra = _read_tensors(directory / WEIGHTS_FILE), _read_tensors(directory / STATE_FILE)
+        state = {k: extra[k] if k in extra else weights.get(k) for k in sae.state_dict()}
+        state = {k: v for k, v in state.items() if v is not None}
     else:
         sae, state = _external(raw, _read_tensors(directory / WEIGHTS_FILE), directory)
     try:
@@ -80,6 +92,7 @@ def load_sae(directory: Path) -> SparseAutoencoder:
 
 
 def _external(raw: dict, tensors: dict[str, torch.Tensor], directory: Path):
+    _check_flags(raw, directory)
     arch = raw.get("architecture", "standard")
     if arch not in _EXTERNAL:
         raise SAECheckpointError(f"{directory / CFG_FILE}: SAELens architecture {arch!r} is not supported")
@@ -91,4 +104,27 @@ def _external(raw: dict, tensors: dict[str, torch.Tensor], directory: Path):
     state = dict(tensors)
     if ours == "jumprelu" and "threshold" in state:
         state["log_threshold"] = state.pop("threshold").clamp_min(1e-12).log()
+    if not raw.get("apply_b_dec_to_input", True):
+        _fold_b_dec_out_of_input(state, ours)
     return sae, state
+
+
+def _check_flags(raw: dict, directory: Path) -> None:
+    norm = raw.get("normalize_activations", "none") or "none"
+    if norm not in IDENTITY_NORMALISATIONS:
+        raise SAECheckpointError(f"{directory / CFG_FILE}: normalize_activations {norm!r} is not supported "
+                                 f"(supported: {', '.join(IDENTITY_NORMALISATIONS)})")
+    if raw.get("reshape_activations", "none") not in ("none", None):
+        raise SAECheckpointError(f"{directory / CFG_FILE}: reshape_activations "
+                                 f"{raw['reshape_activations']!r} is not supported (supported: none)")
+
+
+def _fold_b_dec_out_of_input(state: dict[str, torch.Tensor], architecture: str) -> None:
+    """Our encoders read x - b_dec; an SAE trained with ``apply_b_dec_to_input: false`` reads x. Adding
+    b_dec @ W_enc to the encoder biases makes ours compute exactly its pre-activations."""
+    shift = state["b_dec"] @ state["W_enc"]
+    if architecture == "gated":
+        state["b_gate"] = state["b_gate"] + shift
+        state["b_mag"] = state["b_mag"] + state["r_mag"].exp() * shift
+    else:
+        state["b_enc"] = state["b_enc"] + shift
