@@ -12,7 +12,9 @@ from assets.defs.models.registry_sensor import diff_registry, model_registry_sen
 from assets.lakehouse.cli import main as cli
 from assets.lakehouse.config import load_settings
 from assets.lakehouse.demo import run_demo
+from assets.lakehouse.fingerprints import STAGE
 from assets.lakehouse.lake import Lake
+from assets.lakehouse.tables import TABLES
 from tests.conftest import TINY_TOML
 
 
@@ -89,6 +91,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert cli(["sql", "create table x as select 1"]) == 1  # the catalog is read-only
     assert "read-only" in capsys.readouterr().err
 
+    _check_tables_are_declared_assets_with_their_schema(lake)
     _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
@@ -112,6 +115,23 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert not result.success
     after = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
     assert after == before
+
+
+def _check_tables_are_declared_assets_with_their_schema(lake: Lake) -> None:
+    """Every table in the lake is declared, written by the asset of its name, partitioned by its declared keys,
+    and every one of its files has the declared schema (the same column types in every partition)."""
+    asset_keys = {k.to_user_string() for k in defs.get_repository_def().asset_graph.get_all_asset_keys()}
+    tables = lake.tables()
+    assert set(tables) == set(TABLES)
+    for name in tables:
+        spec = TABLES[name]
+        assert name in asset_keys, f"lake table {name} has no asset"
+        for file in (lake.root / name).rglob("*.parquet"):
+            keys = tuple(p.split("=")[0] for p in file.relative_to(lake.root / name).parts[:-1])
+            assert keys == spec.keys, (name, file)
+            assert not spec.mismatches(pq.read_schema(file)), (name, file, spec.mismatches(pq.read_schema(file)))
+            if name in STAGE:  # built from settings: their fingerprint lies beside the data
+                assert json.loads((file.parent / "_settings.json").read_text())["fingerprint"]
 
 
 def _check_interpretability(lake: Lake, config) -> None:

@@ -22,7 +22,7 @@ from sae_models.judges.protocol import Completion, JudgeRequest
 
 SCHEMA = pa.schema([("key", pa.string()), ("task", pa.string()), ("text", pa.string()),
                     ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
-                    ("created", pa.timestamp("s"))])
+                    ("created", pa.timestamp("ms"))])  # Parquet stores no second-unit timestamps
 
 
 def request_key(backend: str, model: str, request: JudgeRequest) -> str:
@@ -61,7 +61,7 @@ class JudgeCache:
             self._pending.append({"key": key, "task": task, "text": completion.text,
                                   "prompt_tokens": completion.prompt_tokens,
                                   "completion_tokens": completion.completion_tokens,
-                                  "created": int(time.time())})
+                                  "created": int(time.time() * 1000)})
             if len(self._pending) >= self.flush_every:
                 self._flush_locked()
 

@@ -16,6 +16,7 @@ import torch
 
 from sae_models.lm.config import ExtractionConfig
 from sae_models.lm.hooks import StopForward, capture, hook_module
+from sae_models.lm.intervene import tokenize
 from sae_models.lm.loading import LoadedLM
 
 ACT_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -86,10 +87,8 @@ def iter_activations(lm: LoadedLM, docs: Iterable[tuple[int, str]], cfg: Extract
 
 def extract_batch(lm: LoadedLM, module: torch.nn.Module, chunk: Sequence[tuple[int, str]],
                   cfg: ExtractionConfig, masked_ids: torch.Tensor) -> ActivationBatch:
-    enc = lm.tokenizer([text for _, text in chunk], return_tensors="pt", padding=True,
-                       truncation=True, max_length=cfg.context)
-    input_ids = enc["input_ids"].to(lm.device)
-    attention_mask = enc["attention_mask"].to(lm.device)
+    enc = tokenize(lm, [text for _, text in chunk], padding_side="right", max_length=cfg.context)
+    input_ids, attention_mask = enc["input_ids"], enc["attention_mask"]
     acts = forward_to(lm, module, input_ids, attention_mask)
     keep, dropped = _keep_mask(input_ids, attention_mask, acts, masked_ids, cfg.drop_outlier_norm)
     rows, pos = keep.nonzero(as_tuple=True)

@@ -19,6 +19,7 @@ import torch
 
 from sae_models.arrow import schema_of
 from sae_models.lm.hooks import edit_output, hook_module
+from sae_models.lm.intervene import splice, tokenize
 from sae_models.lm.loading import LoadedLM
 from sae_models.sae.base import SparseAutoencoder
 
@@ -116,22 +117,11 @@ class DownstreamMetrics:
 SAE_METRICS_SCHEMA = schema_of(SAEIdentity, ReconstructionMetrics, DownstreamMetrics)
 
 
-def _splice(replace):
-    """Edit function: replace the activation at every position but the first (BOS)."""
-
-    def fn(h: torch.Tensor) -> torch.Tensor:
-        out = h.clone()
-        out[:, 1:] = replace(h[:, 1:]).to(h.dtype)
-        return out
-
-    return fn
-
-
 def _next_token_logprobs(lm: LoadedLM, module, ids, mask, edit=None) -> torch.Tensor:
     """Log-probabilities of the next token at every position but the last, with ``edit`` spliced in."""
     if edit is None:
         return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
-    with edit_output(module, _splice(edit)):
+    with edit_output(module, splice(edit)):
         return lm.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
 
 
@@ -143,8 +133,7 @@ def downstream_metrics(sae: SparseAutoencoder, lm: LoadedLM, texts: Sequence[str
     count = 0
     shape = (-1, sae.cfg.d_in)
     for start in range(0, len(texts), batch_size):
-        enc = lm.tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
-                           truncation=True, max_length=context).to(lm.device)
+        enc = tokenize(lm, texts[start:start + batch_size], padding_side="right", max_length=context)
         ids, mask = enc["input_ids"], enc["attention_mask"]
         target, valid = ids[:, 1:], mask[:, 1:].bool()
         logp_clean = _next_token_logprobs(lm, module, ids, mask)
