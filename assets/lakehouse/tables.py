@@ -7,6 +7,7 @@ code location does not import torch).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -21,13 +22,13 @@ MODEL_SAE = ("model", "sae")
 class TableSpec:
     name: str
     keys: tuple[str, ...]  # Hive partition keys in the path
-    schema_fn: Callable[[], pa.Schema]
+    schema_of: Callable[[], pa.Schema] | str  # a function, or "module:NAME" of a schema in sae_models
     doc: str
     vector_columns: tuple[str, ...] = ()  # fixed-size lists whose width depends on the model or the config
 
     @property
     def schema(self) -> pa.Schema:
-        return _resolved(self.schema_fn)
+        return _resolved(self.schema_of)
 
     def mismatches(self, actual: pa.Schema) -> list[str]:
         """Columns whose name or type differ from the declaration (empty when the file conforms)."""
@@ -68,8 +69,11 @@ class TableSpec:
 
 
 @cache
-def _resolved(schema_fn: Callable[[], pa.Schema]) -> pa.Schema:
-    return schema_fn()
+def _resolved(schema_of: Callable[[], pa.Schema] | str) -> pa.Schema:
+    if callable(schema_of):
+        return schema_of()
+    module, name = schema_of.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _corpus() -> pa.Schema:
@@ -96,65 +100,10 @@ def _activations() -> pa.Schema:
     return activation_schema(1, "float32")
 
 
-def _sae_training() -> pa.Schema:
-    from sae_models.arrow import schema_of
-    from sae_models.sae.train import HistoryRow
-
-    return schema_of(HistoryRow)
-
-
-def _sae_metrics() -> pa.Schema:
-    from sae_models.sae.metrics import SAE_METRICS_SCHEMA
-
-    return SAE_METRICS_SCHEMA
-
-
-def _latent_stats() -> pa.Schema:
-    from sae_models.sae.metrics import LATENT_STATS_SCHEMA
-
-    return LATENT_STATS_SCHEMA
-
-
-def _concept_recovery() -> pa.Schema:
-    from sae_models.toyworld.truth import CONCEPT_RECOVERY_SCHEMA
-
-    return CONCEPT_RECOVERY_SCHEMA
-
-
-def _latent_purity() -> pa.Schema:
-    from sae_models.toyworld.truth import LATENT_PURITY_SCHEMA
-
-    return LATENT_PURITY_SCHEMA
-
-
-def _latent_examples() -> pa.Schema:
-    from sae_models.evals.examples import EXAMPLES_SCHEMA
-
-    return EXAMPLES_SCHEMA
-
-
-def _autointerp() -> pa.Schema:
-    from sae_models.evals.autointerp import AUTOINTERP_SCHEMA
-
-    return AUTOINTERP_SCHEMA
-
-
-def _interpretability() -> pa.Schema:
-    from sae_models.evals.autointerp import INTERPRETABILITY_SCHEMA
-
-    return INTERPRETABILITY_SCHEMA
-
-
 def _interpretability_by_kind() -> pa.Schema:
     return pa.schema([("model", pa.string()), ("kind", pa.string()), ("is_baseline", pa.bool_()), ("n", pa.int64()),
                       *[(f"{score}{suffix}", pa.float64()) for score in ("detection", "simulation")
                         for suffix in ("", "_se", "_ci")]])
-
-
-def _judge_cache() -> pa.Schema:
-    from sae_models.judges.cache import SCHEMA
-
-    return SCHEMA
 
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in [
@@ -162,18 +111,25 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("lm_eval", MODEL, _lm_eval, "one row per model: how well it knows its world"),
     TableSpec("activations", MODEL, _activations, "one row per token: doc_id, pos, token_id, act",
               vector_columns=("act",)),
-    TableSpec("sae_training", MODEL_SAE, _sae_training, "one row per logged training step: loss, L0, lr"),
-    TableSpec("sae_metrics", MODEL_SAE, _sae_metrics, "one row per SAE: SAEBench core metrics, held out"),
-    TableSpec("latent_stats", MODEL_SAE, _latent_stats, "one row per latent: firing frequency, max and mean"),
-    TableSpec("concept_recovery", MODEL_SAE, _concept_recovery, "per toy-world concept: the best latent's F1"),
-    TableSpec("latent_purity", MODEL_SAE, _latent_purity, "per latent: toy-world ground-truth purity"),
-    TableSpec("latent_examples", MODEL_SAE, _latent_examples, "per scored latent: top, importance, random windows",
-              vector_columns=("tokens", "acts")),
-    TableSpec("autointerp", MODEL_SAE, _autointerp, "per scored latent: explanations, detection, simulation"),
-    TableSpec("interpretability", MODEL_SAE, _interpretability, "per SAE: mu, mu_simulation, judge usage"),
+    TableSpec("sae_training", MODEL_SAE, "sae_models.sae.train:HISTORY_SCHEMA",
+              "one row per logged training step: loss, L0, lr"),
+    TableSpec("sae_metrics", MODEL_SAE, "sae_models.sae.metrics:SAE_METRICS_SCHEMA",
+              "one row per SAE: SAEBench core metrics on held-out tokens"),
+    TableSpec("latent_stats", MODEL_SAE, "sae_models.sae.metrics:LATENT_STATS_SCHEMA",
+              "one row per latent: firing frequency, max and mean activation"),
+    TableSpec("concept_recovery", MODEL_SAE, "sae_models.toyworld.truth:CONCEPT_RECOVERY_SCHEMA",
+              "per toy-world concept: the best latent's F1"),
+    TableSpec("latent_purity", MODEL_SAE, "sae_models.toyworld.truth:LATENT_PURITY_SCHEMA",
+              "per latent: toy-world ground-truth purity"),
+    TableSpec("latent_examples", MODEL_SAE, "sae_models.evals.examples:EXAMPLES_SCHEMA",
+              "per scored latent: top, importance-weighted and random windows", vector_columns=("tokens", "acts")),
+    TableSpec("autointerp", MODEL_SAE, "sae_models.evals.autointerp:AUTOINTERP_SCHEMA",
+              "per scored latent: explanations, detection and simulation scores"),
+    TableSpec("interpretability", MODEL_SAE, "sae_models.evals.autointerp:INTERPRETABILITY_SCHEMA",
+              "per SAE: mu, mu_simulation, judge usage"),
     TableSpec("interpretability_by_kind", (), _interpretability_by_kind,
               "per model and dictionary kind: mean CONCEPT100 scores with 95% CIs ([C23] Figure 2)"),
-    TableSpec("judge_cache", ("backend", "model"), _judge_cache,
+    TableSpec("judge_cache", ("backend", "model"), "sae_models.judges.cache:SCHEMA",
               "every judge call, appended by the judge as it goes (an external asset: autointerp reads and "
               "extends it)"),
 ]}

@@ -20,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sae_models.activation_store import ActivationReader
+from sae_models.arrow import schema_of
 from sae_models.sae.base import SparseAutoencoder
 from sae_models.sae.config import TrainConfig
 
@@ -41,6 +42,9 @@ class HistoryRow:
     aux: float
     lr: float
     dead_fraction: float
+
+
+HISTORY_SCHEMA = schema_of(HistoryRow)
 
 
 @dataclass

@@ -66,9 +66,9 @@ def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
                         description="A trained SAE, fitted baseline or imported external SAE, in the SAELens "
                                     "layout at lake/saes/model=/sae=/."),
            dg.AssetSpec("sae_training", deps=["sae"], group_name=GROUP, kinds={"parquet"},
-                        automation_condition=SWEEP_EAGER, skippable=True,
-                        description="One row per logged training step (trained SAEs only: a baseline or an "
-                                    "external SAE has no training curve).")],
+                        automation_condition=SWEEP_EAGER,
+                        description="One row per logged training step (no rows for a fitted baseline or an "
+                                    "imported external SAE: they have no training curve).")],
     partitions_def=model_sae_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
 )
 def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -85,10 +85,9 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
     with p.lake.replace("saes", rec, model=p.model, sae=p.name) as staging:
         save_sae(sae_model.cpu(), staging)
     yield materialized(rec, {"architecture": sae_model.cfg.architecture, "d_sae": sae_model.cfg.d_sae}, "sae")
-    if history:
-        p.lake.write_table("sae_training", history, rec, model=p.model, sae=p.name)
-        yield materialized(rec, {"dagster/row_count": len(history),
-                                 "curves": curves_md(history, ["loss", "l0"], p.name)}, "sae_training")
+    p.lake.write_table("sae_training", history, rec, model=p.model, sae=p.name)
+    curves = {"curves": curves_md(history, ["loss", "l0"], p.name)} if history else {}
+    yield materialized(rec, {"dagster/row_count": len(history), **curves}, "sae_training")
 
 
 # One run per (model, variant): the SAE, its evaluation and its interpretability.
