@@ -30,6 +30,8 @@ def test_tiny_config_and_root_override(tiny_config, monkeypatch, tmp_path):
     (('slug = "toy-qwen2"', 'slug = "toy-gemma2"'), r"duplicate model slugs \['toy-gemma2'\]"),
     (('hook = "mlp_out"', 'hook = "resid_mid"'), r"models\[1\]\.hook: "),
     (("[extraction]", "[extraction]\nbatch = 3"), r"extraction\.batch: unknown key"),
+    (("[[models]]", '[[external_saes]]\nname = "pca"\nmodel = "toy-gemma2"\npath = "x"\n\n[[models]]'),
+     r"external SAE name 'pca' is already a \[sweep\] variant"),
 ])
 def test_bad_config_is_one_line_naming_the_field(tmp_path, edit, message):
     old, new = edit

@@ -109,9 +109,16 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(tiny_config):
         per_sae = {"sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
                    "latent_examples", "autointerp", "interpretability"}
         assert after_edit(base.replace("steps = 80", "steps = 90")) == {(a, "toy-gemma2|topk-k4") for a in per_sae}
-        # the judge: the scores of every SAE, nothing else
-        assert after_edit(base + '\n[judge]\nmodel = "reader-v2"\n') == {
-            (a, f"toy-gemma2|{v}") for a in ("autointerp", "interpretability") for v in ("topk-k4", "pca")}
+        # the judge, or how windows are scored: the scores of every SAE, nothing else
+        scores = {(a, f"toy-gemma2|{v}") for a in ("autointerp", "interpretability") for v in ("topk-k4", "pca")}
+        assert after_edit(base + '\n[judge]\nmodel = "reader-v2"\n') == scores
+        assert after_edit(base.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores
+        # which windows are gathered: the examples too
+        examples = {("latent_examples", f"toy-gemma2|{v}") for v in ("topk-k4", "pca")}
+        assert after_edit(base.replace("n_random = 4", "n_random = 5")) == scores | examples
+        # how fast activations are extracted: nothing
+        assert not {r for r in after_edit(base.replace("batch_size = 16", "batch_size = 8"))
+                    if r[0] not in ("catalog", "interpretability_by_kind")}
         # a model's token budget: its activations (the sweep follows once they land), not the LM
         assert after_edit(base.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
         # unchanged settings: nothing

@@ -211,11 +211,16 @@ def test_gemma_scope_flags_are_honoured_on_import(tmp_path, arch):
         assert torch.allclose(load_sae(tmp_path).encode(x), codes, atol=1e-5)
 
 
-def test_unsupported_sae_lens_flags_are_one_clear_error(tmp_path):
+@pytest.mark.parametrize(("flag", "value"), [("normalize_activations", "layer_norm"),
+                                           ("normalize_activations", "expected_average_only_in"),
+                                           ("rescale_acts_by_decoder_norm", True)])
+def test_unsupported_sae_lens_flags_are_one_clear_error(tmp_path, flag, value):
+    """Flags whose effect is not in the weights would give wrong codes: refused, naming the flag."""
     sae_lens = pytest.importorskip("sae_lens")
-    sae_lens.StandardSAE(sae_lens.StandardSAEConfig(d_in=8, d_sae=16, normalize_activations="layer_norm")
-                         ).save_model(tmp_path)
-    with pytest.raises(SAECheckpointError, match="cfg.json: normalize_activations 'layer_norm' is not supported"):
+    sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=8, d_sae=16, k=4)).save_model(tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg | {flag: value}))
+    with pytest.raises(SAECheckpointError, match=f"cfg.json: {flag} {value!r} is not supported"):
         load_sae(tmp_path)
 
 

@@ -124,9 +124,16 @@ class Settings(_Strict):
         dupes = sorted({s for s in slugs if slugs.count(s) > 1})
         if dupes:
             raise ValueError(f"duplicate model slugs {dupes}")
+        from sae_models.sae.sweep import sweep_variants
+
+        taken = {v.name for v in sweep_variants(self.sweep)}
         for ext in self.external_saes:
             if ext.model not in slugs:
                 raise ValueError(f"external SAE {ext.name!r}: model {ext.model!r} is not in the registry")
+            if ext.name in taken:
+                raise ValueError(f"external SAE name {ext.name!r} is already a [sweep] variant or another "
+                                 "external SAE's name")
+            taken.add(ext.name)
         return self
 
     def model(self, slug: str) -> ModelEntry:

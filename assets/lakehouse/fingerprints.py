@@ -22,31 +22,36 @@ from sae_models.sae.sweep import variant_settings
 
 # A registry entry's fields that shape the model itself; the others (layer, hook, dtype, tokens) its activations.
 MODEL_FIELDS = {"slug", "source", "revision", "trust_remote_code", "toy"}
-EXAMPLE_FIELDS = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents"}
+# [autointerp] settings that decide the windows gathered and which latents keep enough of them to be scored.
+EXAMPLE_FIELDS = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents", "explain_top",
+                  "score_top", "sim_explain_top", "sim_top"}
 
 # The stage of each asset: its settings are those of its stage and of every stage before it.
 STAGE = {
     "corpus": "world", "language_model": "model", "lm_eval": "model", "activations": "activations",
-    "sae": "sae", "sae_training": "sae",
-    "sae_metrics": "metrics", "latent_stats": "metrics", "concept_recovery": "metrics", "latent_purity": "metrics",
-    "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
+    "sae": "sae", "sae_training": "sae", "latent_stats": "sae", "concept_recovery": "sae", "latent_purity": "sae",
+    "sae_metrics": "metrics", "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
 }
+# Settings that change no output: how many documents a forward pass takes at once.
+EXTRACTION_SPEED = {"batch_size"}
+CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
 # Where each asset's partition lives in the lake: (folder, partition keys).
 LOCATION = {"language_model": ("lm_eval", ("model",)), "sae": ("saes", ("model", "sae"))}
 
 
 def settings_of(asset: str, settings: Settings, model: str | None = None, variant: str | None = None) -> dict:
     """The settings that shape ``asset``'s partition (model, variant), as plain JSON-able data."""
-    parts = {"corpus": settings.corpus.model_dump()}
     stage = STAGE[asset]
     if stage == "world":
-        return parts
+        return {"corpus": settings.corpus.model_dump()}
+    parts = {"corpus": settings.corpus.model_dump(exclude=CORPUS_FOR_ACTIVATIONS)}
     entry = settings.model(model)
     parts["model"] = entry.model_dump(include=MODEL_FIELDS)
     if stage == "model":
         return parts
     parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS)
-    parts["extraction"] = settings.extraction.model_dump()
+    parts["corpus_for_activations"] = settings.corpus.model_dump(include=CORPUS_FOR_ACTIVATIONS)
+    parts["extraction"] = settings.extraction.model_dump(exclude=EXTRACTION_SPEED)
     if stage == "activations":
         return parts
     parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)

@@ -26,6 +26,13 @@ def valid_pairs(settings: Settings) -> list[tuple[str, str]]:
     return [(m.slug, v.name) for m in settings.models for v in variants_for(settings, m.slug)]
 
 
+def variant_status(settings: Settings, lake) -> list[tuple[str, str, bool, bool]]:
+    """(model, variant, in lake.toml now, has an SAE in the lake) for every pair that is either."""
+    current = set(valid_pairs(settings))
+    present = {(m, s) for m in lake.partitions("saes", "model") for s in lake.partitions(f"saes/model={m}", "sae")}
+    return [(m, s, (m, s) in current, (m, s) in present) for m, s in sorted(current | present)]
+
+
 def find_variant(settings: Settings, model: str, name: str) -> Variant:
     """The variant ``name`` of ``model``; a KeyError that says why when the pair is not in lake.toml."""
     for v in all_variants(settings):

@@ -27,11 +27,16 @@ def build_catalog(lake_root: Path, tables: list[str], target: Path, variants: li
     with duckdb.connect(str(tmp)) as con:
         counts = create_views(con, lake_root, tables)
         if variants:
-            values = ", ".join(f"({_literal(m)}, {_literal(s)}, {i}, {d})" for m, s, i, d in variants)
-            con.execute(query_text("sae_variants_view", values=values))
+            create_sae_variants_view(con, variants)
             counts["sae_variants"] = len(variants)
     os.replace(tmp, target)
     return counts
+
+
+def create_sae_variants_view(con: duckdb.DuckDBPyConnection, variants: list[tuple[str, str, bool, bool]]) -> None:
+    """The ``sae_variants`` view: (model, sae, in_config, materialized) and a current / retired status."""
+    values = ", ".join(f"({_literal(m)}, {_literal(s)}, {i}, {d})" for m, s, i, d in variants)
+    con.execute(query_text("sae_variants_view", values=values))
 
 
 def _literal(text: str) -> str:

@@ -30,5 +30,6 @@ class JudgeConfig(Config):
         return self
 
     def identity(self) -> dict:
-        """What decides the judge's answers (not its speed, retries or prices): a fingerprint input."""
-        return self.model_dump(include={"backend", "model", "base_url"})
+        """What decides the judge's answers, as the call cache keys them (backend and model; not the endpoint,
+        speed, retries or prices): a fingerprint input."""
+        return self.model_dump(include={"backend", "model"})

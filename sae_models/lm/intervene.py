@@ -65,12 +65,13 @@ def _at(positions: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def add_vectors(vectors: torch.Tensor, positions: torch.Tensor | None = None) -> Edit:
-    """h <- h + vectors[row] at the chosen positions (a [batch, pos] bool mask; None: all). With a KV cache
-    each generation step sees only the new position, so None there steers every generated token."""
+    """h <- h + vectors[row] at the chosen positions (a [batch, pos] bool mask over the prompt; None: all).
+    With a KV cache each later generation step sees one new position: None steers it too (AxBench's
+    convention), a prompt mask leaves it alone."""
 
     def edit(hidden: torch.Tensor) -> torch.Tensor:
-        if positions is not None and positions.shape[1] != hidden.shape[1]:
-            return hidden  # a later generation step: the masked prompt positions are behind us
+        if positions is not None and hidden.shape[1] == 1 and positions.shape[1] != 1:
+            return hidden  # a generation step after the prompt: the masked positions are behind us
         return hidden + _at(positions, hidden) * vectors[:, None, :].to(hidden.dtype)
 
     return edit

@@ -3,11 +3,11 @@
 ``sae_lens.SAE.load_from_disk(dir)`` loads what ``save_sae`` writes (standard / topk / jumprelu / gated;
 BatchTopK as jumprelu with its global threshold; baselines and the tied SAE as standard). The weights are
 stored once, in the SAELens file; ``sae_state.safetensors`` holds only what SAELens does not (e.g. JumpReLU's
-log-threshold). ``load_sae`` reads our own directories back exactly, and SAELens-format directories written
+log-threshold; the tied SAE's raw decoder, whose normalised copy is what SAELens gets). ``load_sae`` reads our own directories back exactly, and SAELens-format directories written
 elsewhere (e.g. a downloaded Gemma Scope SAE) as external SAEs, their config flags honoured: with
-``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input; activation
-normalisation must be ``none`` or ``expected_average_only_in`` (which SAELens folds into the weights
-before saving); anything else is one clear error.
+``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input. Flags whose effect is
+not in the weights (activation normalisation other than ``none``, whose scaling factor lives outside
+cfg.json; TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
 """
 
 import json
@@ -23,7 +23,8 @@ from sae_models.sae.registry import build_sae
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 STATE_FILE = "sae_state.safetensors"  # our tensors that the SAELens file lacks (e.g. JumpReLU log-threshold)
-IDENTITY_NORMALISATIONS = ("none", "expected_average_only_in")  # SAELens applies neither at run time
+SUPPORTED_FLAGS = {"normalize_activations": ("none", None), "reshape_activations": ("none", None),
+                   "rescale_acts_by_decoder_norm": (False, None)}
 SAE_LENS_VERSION = "6.54.12"
 _EXTERNAL = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
 
@@ -110,13 +111,10 @@ def _external(raw: dict, tensors: dict[str, torch.Tensor], directory: Path):
 
 
 def _check_flags(raw: dict, directory: Path) -> None:
-    norm = raw.get("normalize_activations", "none") or "none"
-    if norm not in IDENTITY_NORMALISATIONS:
-        raise SAECheckpointError(f"{directory / CFG_FILE}: normalize_activations {norm!r} is not supported "
-                                 f"(supported: {', '.join(IDENTITY_NORMALISATIONS)})")
-    if raw.get("reshape_activations", "none") not in ("none", None):
-        raise SAECheckpointError(f"{directory / CFG_FILE}: reshape_activations "
-                                 f"{raw['reshape_activations']!r} is not supported (supported: none)")
+    for flag, supported in SUPPORTED_FLAGS.items():
+        if raw.get(flag) not in supported:
+            raise SAECheckpointError(f"{directory / CFG_FILE}: {flag} {raw[flag]!r} is not supported "
+                                     f"(supported: {supported[0]!r})")
 
 
 def _fold_b_dec_out_of_input(state: dict[str, torch.Tensor], architecture: str) -> None:

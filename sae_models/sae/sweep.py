@@ -71,11 +71,20 @@ def sae_config(variant: Variant, d_model: int, sweep: SweepConfig, metadata: dic
     return SAEConfig(variant.architecture, sparsity_coefficient=level, **common)
 
 
+def _content_stamp(path: str) -> str:
+    """Size and modification time of every file of an SAE directory: a new download at the same path shows."""
+    from pathlib import Path
+
+    files = sorted(p for p in Path(path).expanduser().glob("*") if p.is_file())
+    return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
 def variant_settings(variant: Variant, sweep: SweepConfig) -> dict:
     """The settings that shape this variant's SAE (its fingerprint's input): a baseline ignores the training
     schedule, an external SAE everything but its path."""
     if variant.is_external:
-        return {"path": variant.path}
+        return {"path": variant.path, "files": _content_stamp(variant.path),
+                "holdout_fraction": sweep.holdout_fraction}
     if variant.is_baseline:
         return {"architecture": variant.architecture, "baseline_fit_tokens": sweep.baseline_fit_tokens,
                 "seed": sweep.train.seed, "holdout_fraction": sweep.holdout_fraction}

@@ -3,7 +3,7 @@ and the ``catalog_refresh`` job."""
 
 import dagster as dg
 
-from assets.lakehouse.registry import valid_pairs
+from assets.lakehouse.registry import variant_status
 from assets.lakehouse.sql import build_catalog
 from assets.lakehouse.tables import TABLES
 from assets.shared.automation import ON_ANY_UPDATE
@@ -17,12 +17,9 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     """Views over every table in the lake, and ``sae_variants``: each (model, variant) pair with results or in
     lake.toml, marked current or retired. Attach it read-only (``sae-lake sql`` does)."""
     lake_obj = lake.lake()
-    current = set(valid_pairs(lake.settings()))
-    present = {(m, s) for m in lake_obj.partitions("saes", "model")
-               for s in lake_obj.partitions(f"saes/model={m}", "sae")}
-    variants = [(m, s, (m, s) in current, (m, s) in present) for m, s in sorted(current | present)]
+    variants = variant_status(lake.settings(), lake_obj)
     counts = build_catalog(lake_obj.root, lake_obj.tables(), lake_obj.catalog_path, variants)
-    retired = sorted(f"{m}|{s}" for m, s in present - current)
+    retired = [f"{m}|{s}" for m, s, current, present in variants if present and not current]
     context.log.info(f"catalog: {len(counts)} views {counts}; retired variants with results: {retired}")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(lake_obj.catalog_path)),

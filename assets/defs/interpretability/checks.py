@@ -29,5 +29,5 @@ def autointerp_concept_subset_complete(context: dg.AssetCheckExecutionContext,
     want = min(lake.settings().autointerp.n_concept, t.num_rows)
     concept = t.filter(t.column("concept100"))
     explained = sum(bool(e) for e in concept.column("explanation").to_pylist())
-    return dg.AssetCheckResult(passed=concept.num_rows == want and want > 0,
+    return dg.AssetCheckResult(passed=concept.num_rows == want and want > 0 and explained == want,
                                metadata={"concept100": concept.num_rows, "expected": want, "explained": explained})

@@ -5,7 +5,8 @@ the truth check, Spearman of detection score vs ground-truth purity per model.""
 
 import dagster as dg
 
-from assets.lakehouse.sql import create_views, query_text
+from assets.lakehouse.registry import variant_status
+from assets.lakehouse.sql import create_sae_variants_view, create_views, query_text
 from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import image_md, kind_bars, markdown_table
 from assets.shared.resources import LakeResource
@@ -22,11 +23,15 @@ def interpretability_by_kind(context: dg.AssetExecutionContext, lake: LakeResour
     from sae_models.stats import spearman, t_half_width
 
     lake_obj = lake.lake()
+    if "autointerp" not in lake_obj.tables():
+        lake_obj.write_table(TABLE, [])
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no autointerp scores yet"})
     with duckdb.connect() as con:
         create_views(con, lake_obj.root, ["autointerp", "interpretability"])
+        create_sae_variants_view(con, variant_status(lake.settings(), lake_obj))
         rows = con.sql(query_text(TABLE)).pl().to_dicts()
-        truth = con.sql("SELECT model, detection_score, concept_purity FROM autointerp "
-                        "WHERE concept_purity IS NOT NULL").pl()
+        truth = con.sql("SELECT model, detection_score, concept_purity FROM autointerp JOIN sae_variants "
+                        "USING (model, sae) WHERE in_config AND concept_purity IS NOT NULL").pl()
     for row in rows:
         row["detection_ci"] = t_half_width(row["detection_se"], row["n"])
         row["simulation_ci"] = t_half_width(row["simulation_se"], row["n"])

@@ -49,12 +49,12 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
                               context=p.settings.extraction.context)
     identity = SAEIdentity(p.variant.architecture, p.variant.level, p.variant.target_l0, sae_model.cfg.d_sae)
     row = asdict(identity) | asdict(recon) | asdict(down)
-    rec = p.record("sae_metrics")
+    rec, stats_rec = p.record("sae_metrics"), p.record("latent_stats")
     p.lake.write_table("sae_metrics", [row], rec, model=p.model, sae=p.name)
     latents = stats.to_arrow()
-    p.lake.write_table("latent_stats", latents, rec, model=p.model, sae=p.name)
+    p.lake.write_table("latent_stats", latents, stats_rec, model=p.model, sae=p.name)
     yield materialized(rec, {
         "metrics": dg.MetadataValue.md(markdown_table([row])),
         **{k: float(row[k]) for k in ("l0", "explained_variance", "ce_loss_score", "kl_div_score", "dead_fraction")},
     }, "sae_metrics")
-    yield materialized(rec, {"dagster/row_count": latents.num_rows}, "latent_stats")
+    yield materialized(stats_rec, {"dagster/row_count": latents.num_rows}, "latent_stats")
