@@ -49,13 +49,15 @@ def _add_partitions(instance, settings) -> None:
 
 
 def _eta(timings: dict[str, float], plan: list, done: int) -> str:
-    """Time left, from the mean of the runs so far of each job still to come (or of all runs)."""
+    """Time left, from the mean time of each job's runs so far; jobs not yet timed are named instead."""
     by_job: dict[str, list[float]] = {}
     for (job, _), seconds in zip(plan, timings.values(), strict=False):
         by_job.setdefault(job, []).append(seconds)
-    overall = sum(timings.values()) / max(len(timings), 1)
-    left = sum(sum(by_job[job]) / len(by_job[job]) if job in by_job else overall for job, _ in plan[done:])
-    return f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+    todo = [job for job, _ in plan[done:]]
+    left = sum(sum(by_job[job]) / len(by_job[job]) for job in todo if job in by_job)
+    untimed = sorted({job for job in todo if job not in by_job})
+    estimate = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+    return estimate + (f" (+ {', '.join(untimed)}, not timed yet)" if untimed else "")
 
 
 def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bool = False) -> dict[str, float]:
