@@ -279,9 +279,9 @@ def test_nan_activations_stop_training_without_touching_the_checkpoint(tmp_path)
 def test_truncated_and_mismatched_checkpoints_are_clear_errors(tmp_path):
     sae = build_sae(SAEConfig("topk", 8, 16, k=2))
     save_sae(sae, tmp_path / "a")
-    weights = tmp_path / "a" / "sae_state.safetensors"
+    weights = tmp_path / "a" / "sae_weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:50])
-    with pytest.raises(SAECheckpointError, match="sae_state.safetensors: unreadable or truncated"):
+    with pytest.raises(SAECheckpointError, match="sae_weights.safetensors: unreadable or truncated"):
         load_sae(tmp_path / "a")
     save_sae(sae, tmp_path / "b")
     cfg = (tmp_path / "b" / "cfg.json").read_text().replace('"d_sae": 16', '"d_sae": 32')

@@ -3,11 +3,13 @@
 ``sae_lens.SAE.load_from_disk(dir)`` loads what ``save_sae`` writes (standard / topk / jumprelu / gated;
 BatchTopK as jumprelu with its global threshold; baselines and the tied SAE as standard). The weights are
 stored once, in the SAELens file; ``sae_state.safetensors`` holds only what SAELens does not (e.g. JumpReLU's
-log-threshold; the tied SAE's raw decoder, whose normalised copy is what SAELens gets). ``load_sae`` reads our own directories back exactly, and SAELens-format directories written
-elsewhere (e.g. a downloaded Gemma Scope SAE) as external SAEs, their config flags honoured: with
-``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input. Flags whose effect is
-not in the weights (activation normalisation other than ``none``, whose scaling factor lives outside
-cfg.json; TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
+log-threshold; the tied SAE's raw decoder, whose normalised copy is what SAELens gets).
+
+``load_sae`` reads our own directories back exactly, and SAELens-format directories written elsewhere (e.g. a
+downloaded Gemma Scope SAE) as external SAEs, their config flags honoured: with ``apply_b_dec_to_input:
+false`` the decoder bias is folded out of the encoder's input. Flags whose effect is not in the weights
+(activation normalisation other than ``none``, whose scaling factor lives outside cfg.json; TopK's
+``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
 """
 
 import json
