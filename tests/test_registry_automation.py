@@ -1,7 +1,9 @@
-"""The partition set is exactly the valid (model, variant) pairs: automation evaluated for real (Dagster's
-``evaluate_automation_conditions``), a variant retired from the sweep, a model added afterwards."""
+"""Automation evaluated for real (Dagster's ``evaluate_automation_conditions``) on one swept toy lake: a
+settings edit reruns exactly the partitions it shapes; a variant retired from the sweep is never requested
+again, for old models or new ones, and stays queryable."""
 
 import dagster as dg
+import pytest
 
 from assets.definitions import defs
 from assets.defs.models.registry_sensor import model_registry_sensor
@@ -10,12 +12,34 @@ from assets.lakehouse.demo import run_demo
 from tests.conftest import TINY_TOML
 
 ONE_MODEL = TINY_TOML[:TINY_TOML.index("[[models]]\nslug = \"toy-qwen2\"")]
-SWEEP = ('architectures = ["relu", "topk", "gated"]', 'architectures = ["topk"]')
-BASELINES = ('baselines = ["pca", "neuron"]', "baselines = []")
 
 
-def _config(text: str, target_l0: str) -> str:
-    return text.replace(*SWEEP).replace(*BASELINES).replace("target_l0 = [4]", f"target_l0 = {target_l0}")
+def _sweep(text: str, target_l0: str) -> str:
+    return (text.replace('architectures = ["relu", "topk", "gated"]', 'architectures = ["topk"]')
+            .replace('baselines = ["pca", "neuron"]', 'baselines = ["pca"]')
+            .replace("target_l0 = [4]", f"target_l0 = {target_l0}"))
+
+
+BASE = _sweep(ONE_MODEL, "[4, 6]")
+NOT_SWEEP = ("catalog", "interpretability_by_kind")  # cross-model, rerun on any update
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """toy-gemma2 with topk-k4, topk-k6 and pca, materialized by the demo; the tests below share it in order."""
+    config = tmp_path_factory.mktemp("swept") / "lake.toml"
+    config.write_text(BASE)
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        mp.setenv("SAE_LAKE_CONFIG", str(config))
+        mp.delenv("SAE_LAKE_ROOT", raising=False)
+        run_demo(instance=instance, print_fn=lambda _: None)
+        yield config, instance
+
+
+def _requested(instance, cursor) -> tuple[set[tuple[str, str]], object]:
+    result = dg.evaluate_automation_conditions(defs, instance, cursor=cursor)
+    keys = defs.get_repository_def().asset_graph.get_all_asset_keys()
+    return {(k.to_user_string(), str(p)) for k in keys for p in result.get_requested_partitions(k)}, result.cursor
 
 
 def _automate(instance, cursor, max_ticks: int = 5) -> tuple[set[tuple[str, str]], object]:
@@ -52,74 +76,72 @@ def _sensor_tick(instance, cursor):
     return result
 
 
-def test_retired_variant_is_never_requested_for_a_new_model_and_stays_queryable(tiny_config, capsys):
-    tiny_config.write_text(_config(ONE_MODEL, "[4, 6]"))
-    with dg.instance_for_test() as instance:
-        run_demo(instance=instance, print_fn=lambda _: None)
-        first = _sensor_tick(instance, None)
-        _, cursor = _automate(instance, None)
-
-        # retire topk-k6, add a model: the sensor adds the model and runs its chain, automation does the rest
-        tiny_config.write_text(_config(TINY_TOML, "[4]"))
-        second = _sensor_tick(instance, first.cursor)
-        assert [r.partition_key for r in second.run_requests if r.job_name == "model_chain"] == ["toy-qwen2"]
-        done, cursor = _automate(instance, cursor)
-        sweep = {(a, p) for a, p in done if "|" in p}
-        assert {p for _, p in sweep} == {"toy-qwen2|topk-k4"}  # the current variants of the new model only
-        assert {"sae", "sae_metrics", "autointerp", "interpretability"} <= {a for a, _ in sweep}
-        assert ("catalog", "None") in done
-
-        # retired results stay in the lake and in SQL, marked as such
-        assert cli(["sql", "select model, sae, status from sae_variants order by all", "--format", "csv"]) == 0
-        assert capsys.readouterr().out.splitlines() == [
-            "model,sae,status", "toy-gemma2,topk-k4,current", "toy-gemma2,topk-k6,retired",
-            "toy-qwen2,topk-k4,current"]
-        assert cli(["sql", "select count(*) as n from sae_metrics where sae = 'topk-k6'", "--format", "csv"]) == 0
-        assert capsys.readouterr().out.splitlines() == ["n", "1"]
-
-        # putting it back brings the old results back without recomputation (the new model gets it, once)
-        tiny_config.write_text(_config(TINY_TOML, "[4, 6]"))
-        _sensor_tick(instance, second.cursor)
-        done, _ = _automate(instance, cursor)
-        assert {p for _, p in done if "|" in p} == {"toy-qwen2|topk-k6"}
-
-
-def _requested(instance, cursor) -> tuple[set[tuple[str, str]], object]:
-    result = dg.evaluate_automation_conditions(defs, instance, cursor=cursor)
-    keys = defs.get_repository_def().asset_graph.get_all_asset_keys()
-    return {(k.to_user_string(), str(p)) for k in keys for p in result.get_requested_partitions(k)}, result.cursor
-
-
-def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(tiny_config):
+def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
     """Every partition records the fingerprint of the settings it was built from; editing a section makes the
     automation request the partitions whose fingerprint changed, and no others (a differently partitioned
     consumer, e.g. the sweep of new activations, follows once they land)."""
-    base = ONE_MODEL.replace(*SWEEP).replace('baselines = ["pca", "neuron"]', 'baselines = ["pca"]')
-    tiny_config.write_text(base)
-    with dg.instance_for_test() as instance:
-        run_demo(instance=instance, print_fn=lambda _: None)
-        requested, cursor = _requested(instance, None)
-        assert not {r for r in requested if r[0] not in ("catalog", "interpretability_by_kind")}
+    config, instance = swept
+    requested, cursor = _requested(instance, None)
+    assert not {r for r in requested if r[0] not in NOT_SWEEP}
 
-        def after_edit(text: str) -> set[tuple[str, str]]:  # each edit against the same, unedited state
-            tiny_config.write_text(text)
-            return _requested(instance, cursor)[0]
+    def after_edit(text: str) -> set[tuple[str, str]]:  # each edit against the same, unedited state
+        config.write_text(text)
+        return {r for r in _requested(instance, cursor)[0] if r[0] not in NOT_SWEEP}
 
-        # [sweep.train]: the trained SAE and, in the same run, all it feeds; not the PCA baseline
-        per_sae = {"sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
-                   "latent_examples", "autointerp", "interpretability"}
-        assert after_edit(base.replace("steps = 80", "steps = 90")) == {(a, "toy-gemma2|topk-k4") for a in per_sae}
+    def each(assets, variants) -> set[tuple[str, str]]:
+        return {(a, f"toy-gemma2|{v}") for a in assets for v in variants}
+
+    everything = ("sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
+                  "latent_examples", "autointerp", "interpretability")
+    scores = each(("autointerp", "interpretability"), ("topk-k4", "topk-k6", "pca"))
+    try:
+        # [sweep.train]: the trained SAEs and, in the same runs, all they feed; not the PCA baseline
+        assert after_edit(BASE.replace("steps = 80", "steps = 90")) == each(everything, ("topk-k4", "topk-k6"))
         # the judge, or how windows are scored: the scores of every SAE, nothing else
-        scores = {(a, f"toy-gemma2|{v}") for a in ("autointerp", "interpretability") for v in ("topk-k4", "pca")}
-        assert after_edit(base + '\n[judge]\nmodel = "reader-v2"\n') == scores
-        assert after_edit(base.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores
+        assert after_edit(BASE + '\n[judge]\nmodel = "reader-v2"\n') == scores
+        assert after_edit(BASE.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores
         # which windows are gathered: the examples too
-        examples = {("latent_examples", f"toy-gemma2|{v}") for v in ("topk-k4", "pca")}
-        assert after_edit(base.replace("n_random = 4", "n_random = 5")) == scores | examples
-        # how fast activations are extracted: nothing
-        assert not {r for r in after_edit(base.replace("batch_size = 16", "batch_size = 8"))
-                    if r[0] not in ("catalog", "interpretability_by_kind")}
+        examples = each(("latent_examples",), ("topk-k4", "topk-k6", "pca"))
+        assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples
         # a model's token budget: its activations (the sweep follows once they land), not the LM
-        assert after_edit(base.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
-        # unchanged settings: nothing
-        assert not {r for r in after_edit(base) if r[0] not in ("catalog", "interpretability_by_kind")}
+        assert after_edit(BASE.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
+        # how fast activations are extracted, or nothing at all: nothing
+        assert not after_edit(BASE.replace("batch_size = 16", "batch_size = 8"))
+        assert not after_edit(BASE)
+    finally:
+        config.write_text(BASE)
+
+
+def test_retired_variant_is_never_requested_for_a_new_model_and_stays_queryable(swept, capsys):
+    config, instance = swept
+    first = _sensor_tick(instance, None)
+    _, cursor = _automate(instance, None)
+
+    # retire topk-k6, add a model: the sensor adds the model and runs its chain, automation does the rest
+    config.write_text(_sweep(TINY_TOML, "[4]"))
+    second = _sensor_tick(instance, first.cursor)
+    assert [r.partition_key for r in second.run_requests if r.job_name == "model_chain"] == ["toy-qwen2"]
+    done, cursor = _automate(instance, cursor)
+    sweep = {(a, p) for a, p in done if "|" in p}
+    assert {p for _, p in sweep} == {"toy-qwen2|topk-k4", "toy-qwen2|pca"}  # the new model's current variants
+    assert {"sae", "sae_metrics", "autointerp", "interpretability"} <= {a for a, _ in sweep}
+    assert ("catalog", "None") in done
+
+    # retired results stay in the lake and in SQL, marked as such
+    assert cli(["sql", "select model, sae, status from sae_variants order by all", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "model,sae,status", "toy-gemma2,pca,current", "toy-gemma2,topk-k4,current", "toy-gemma2,topk-k6,retired",
+        "toy-qwen2,pca,current", "toy-qwen2,topk-k4,current"]
+    assert cli(["sql", "select count(*) as n from sae_metrics where sae = 'topk-k6'", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "1"]
+    # the report pools only current variants: toy-gemma2's topk row counts topk-k4's CONCEPT100, not topk-k6's
+    assert cli(["sql", "select (select n from interpretability_by_kind where model = 'toy-gemma2' and kind = 'topk')"
+                " = (select count(*) from autointerp where model = 'toy-gemma2' and sae = 'topk-k4' and concept100)"
+                " as only_current", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["only_current", "true"]
+
+    # putting it back brings the old results back without recomputation (the new model gets it, once)
+    config.write_text(_sweep(TINY_TOML, "[4, 6]"))
+    _sensor_tick(instance, second.cursor)
+    done, _ = _automate(instance, cursor)
+    assert {p for _, p in done if "|" in p} == {"toy-qwen2|topk-k6"}
