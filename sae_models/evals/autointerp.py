@@ -24,7 +24,7 @@ from sae_models.arrow import schema_of
 from sae_models.evals.config import AutointerpConfig
 from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet
 from sae_models.judges import Judge, Window
-from sae_models.stats import spearman
+from sae_models.stats import spearman, t_half_width
 
 
 @dataclass
@@ -232,3 +232,20 @@ def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: dict) 
         purity_spearman=spearman(det, purity) if has_purity else None,
         **{f"judge_{k}": v for k, v in judge.stats.as_dict().items()},
     )
+
+
+def add_intervals(rows: list[dict], scores: tuple[str, ...] = ("detection", "simulation")) -> list[dict]:
+    """[C23] Figure 2 rows (per model and dictionary kind: ``n``, ``<score>`` and ``<score>_se``) with the 95%
+    Student-t half-width ``<score>_ci``. The latents are taken as independent."""
+    for row in rows:
+        for score in scores:
+            row[f"{score}_ci"] = t_half_width(row[f"{score}_se"], row["n"])
+    return rows
+
+
+def purity_correlation_by_model(models: Sequence[str], detection: Sequence[float],
+                                purity: Sequence[float]) -> dict[str, float | None]:
+    """Toy world truth check: per model, Spearman of detection score against ground-truth purity."""
+    models = np.asarray(models)
+    det, pur = np.asarray(detection, float), np.asarray(purity, float)
+    return {m: spearman(det[models == m], pur[models == m]) for m in sorted(set(models.tolist()))}

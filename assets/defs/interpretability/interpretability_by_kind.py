@@ -20,7 +20,7 @@ SHOWN = ("model", "kind", "n", "detection", "detection_ci", "simulation", "simul
 def interpretability_by_kind(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     import duckdb
 
-    from sae_models.stats import spearman, t_half_width
+    from sae_models.evals.autointerp import add_intervals, purity_correlation_by_model
 
     lake_obj = lake.lake()
     if "autointerp" not in lake_obj.tables():
@@ -32,14 +32,13 @@ def interpretability_by_kind(context: dg.AssetExecutionContext, lake: LakeResour
         rows = con.sql(query_text(TABLE)).pl().to_dicts()
         truth = con.sql("SELECT model, detection_score, concept_purity FROM autointerp JOIN sae_variants "
                         "USING (model, sae) WHERE in_config AND concept_purity IS NOT NULL").pl()
-    for row in rows:
-        row["detection_ci"] = t_half_width(row["detection_se"], row["n"])
-        row["simulation_ci"] = t_half_width(row["simulation_se"], row["n"])
+    rows = add_intervals(rows)
     lake_obj.write_table(TABLE, rows)
     png = kind_bars(rows, [("detection", "detection score [SB]"), ("simulation", "simulation score [C23]")],
                     "CONCEPT100 latents, mean and 95% CI per dictionary kind")
     lake_obj.write_file("reports", f"{TABLE}.png", png)
-    rho = {m: spearman(g["detection_score"], g["concept_purity"]) for (m,), g in truth.group_by("model")}
+    rho = purity_correlation_by_model(truth["model"].to_list(), truth["detection_score"].to_list(),
+                                      truth["concept_purity"].to_list())
     context.log.info(f"Spearman(detection, purity) per model: {rho}")
     return dg.MaterializeResult(metadata={
         "figure": image_md(png, "interpretability by dictionary kind"),
