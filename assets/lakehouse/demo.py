@@ -56,6 +56,8 @@ def _eta(timings: dict[str, float], plan: list, done: int) -> str:
     todo = [job for job, _ in plan[done:]]
     left = sum(sum(by_job[job]) / len(by_job[job]) for job in todo if job in by_job)
     untimed = sorted({job for job in todo if job not in by_job})
+    if not left:
+        return f"{', '.join(untimed)} not timed yet"
     estimate = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
     return estimate + (f" (+ {', '.join(untimed)}, not timed yet)" if untimed else "")
 
