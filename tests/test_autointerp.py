@@ -8,6 +8,7 @@ from sae_models.evals.autointerp import (
     AutointerpConfig,
     TokenText,
     concept_subset,
+    plan_latent,
     score_latents,
     too_few_activations,
 )
@@ -102,3 +103,17 @@ def test_purity_rewards_a_rare_pure_latent_over_a_common_or_mixed_one():
     purity, best = latent_purity(codes, features)
     assert purity[0] == pytest.approx(0.9) and best[0] == 0
     assert purity[1] == pytest.approx(0.1) and purity[2] < 0.1
+
+
+def test_random_windows_count_as_non_activating_whatever_they_hold(corpus):
+    """SAEBench's convention (``random_negative``): the 4 held-out top / importance windows are the only positives,
+    even though latent 1 (fires on 30% of tokens) is active in most of its random windows."""
+    from transformers import PreTrainedTokenizerFast
+
+    examples = from_arrow(to_arrow(_examples(corpus)), CFG)
+    text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
+    cfg = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5)
+    plan = plan_latent(examples, 1, text, cfg)
+    assert len(plan.detect) == 14 and plan.detect_truth.sum() == 4
+    literal = plan_latent(examples, 1, text, cfg.model_copy(update={"random_negative": False}))
+    assert literal.detect_truth.sum() > 4  # so the convention above is what keeps the random ones negative

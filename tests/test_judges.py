@@ -14,8 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
 
-from sae_models.judges import Completion, Judge, JudgeCache, JudgeError, Prices, Window, prompts
+from sae_models.judges import Completion, Judge, JudgeCache, JudgeError, JudgeRequest, Prices, Window, prompts
 from sae_models.judges.openai_compat import OpenAICompatibleBackend
 from sae_models.judges.toyworld import ToyworldBackend
 
@@ -226,7 +227,17 @@ def test_auth_failure_and_dead_endpoint_are_one_clear_line(flaky_server, monkeyp
 def test_local_transformers_chat_backend(trained_toy_lm):
     from sae_models.judges.local import TransformersChatBackend
 
-    judge = Judge(TransformersChatBackend(str(trained_toy_lm)))
+    backend = TransformersChatBackend(str(trained_toy_lm))
+    judge = Judge(backend)
     (rating,) = judge.rate("fluency", [""], [""], ["the cow ate"])
     assert judge.stats.calls == 1 and judge.stats.completion_tokens > 0
     assert rating is None and judge.stats.unparseable == 1  # a toy LM does not answer "Rating: [[n]]"
+    # the answer is the model's own greedy continuation of the chat-formatted prompt, not an empty string
+    request = JudgeRequest("rate", ({"role": "user", "content": "tell me about farming ."},), max_tokens=6)
+    answer = backend.complete(request)
+    tok, model = backend._lm.tokenizer, backend._lm.model
+    ids = tok.apply_chat_template(list(request.messages), add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)["input_ids"]
+    direct = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                            pad_token_id=tok.pad_token_id)[0, ids.shape[1]:]
+    assert answer.text.strip() and answer.text == tok.decode(direct, skip_special_tokens=True)
