@@ -33,7 +33,7 @@ def _load(entry: ModelEntry, lake: Lake):
     return lm
 
 
-def extract_to_lake(context, entry: ModelEntry, settings: Settings, lake: Lake) -> dict:
+def extract_to_lake(context, entry: ModelEntry, settings: Settings, lake: Lake, rec: dict) -> dict:
     """Stream activations of the corpus' activation split into lake/activations/model=<slug>/."""
     from sae_models.activation_store import ShardWriter
     from sae_models.lm import iter_activations
@@ -46,7 +46,7 @@ def extract_to_lake(context, entry: ModelEntry, settings: Settings, lake: Lake) 
     pairs = zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True)
     norms: list[np.ndarray] = []
     start = last_log = time.perf_counter()
-    with lake.replace("activations", record("activations", settings, entry.slug), model=entry.slug) as staging:
+    with lake.replace("activations", rec, model=entry.slug) as staging:
         writer = ShardWriter(staging, lm.d_model, cfg.act_dtype, cfg.row_group_mb)
         for batch in iter_activations(lm, pairs, cfg, layer=entry.layer, site=entry.hook, max_tokens=entry.tokens):
             writer.write(batch)
@@ -76,11 +76,12 @@ def activations(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     """Residual-stream (or MLP / attention output) activations at the registry's layer, one row per token."""
     settings = lake.settings()
     entry = settings.model(context.partition_key)
-    out = extract_to_lake(context, entry, settings, lake.lake())
+    rec = record("activations", settings, entry.slug)
+    out = extract_to_lake(context, entry, settings, lake.lake(), rec)
     stats, seconds = out["stats"], out["seconds"]
     if out["manifest"]["exhausted"]:
         context.log.warning(f"{entry.slug}: corpus ran out at {stats.rows} of {entry.tokens} budgeted tokens")
-    return materialized(record("activations", settings, entry.slug), {
+    return materialized(rec, {
         "dagster/row_count": stats.rows,
         "bytes": stats.bytes,
         "shards": stats.shards,

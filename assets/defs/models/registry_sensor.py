@@ -8,7 +8,6 @@ pairs that lake.toml asks for (``InCurrentSweep``). When that set of pairs chang
 or put back), the catalog is refreshed so its ``sae_variants`` view says which results are retired.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import dagster as dg
 from assets.defs.analysis.catalog import catalog_refresh_job
 from assets.defs.models.language_model import model_chain_job
 from assets.lakehouse.config import ConfigError, Settings
+from assets.lakehouse.fingerprints import fingerprint
 from assets.lakehouse.registry import all_variants, valid_pairs
 from assets.shared.partitions import models_partitions, saes_partitions
 from assets.shared.resources import LakeResource
@@ -42,7 +42,7 @@ def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
 
 
 def pairs_hash(settings: Settings) -> str:
-    return hashlib.sha256(json.dumps(valid_pairs(settings)).encode()).hexdigest()[:16]
+    return fingerprint({"pairs": valid_pairs(settings)})
 
 
 @dg.sensor(jobs=[model_chain_job, catalog_refresh_job], minimum_interval_seconds=30,
