@@ -2,7 +2,9 @@
 
 The writer streams ``ActivationBatch``es into ``part-NNNNN.parquet`` files in a directory, cutting row
 groups of about ``row_group_mb`` so a training read is a few large sequential reads. The reader yields
-shuffled torch batches, shuffled across shards and row groups, deterministic by seed.
+shuffled torch batches, shuffled across shards and row groups, deterministic by seed. ``split`` holds out
+whole documents, chosen by a seeded hash of the document id, so the held-out share is the configured
+fraction whatever the row-group size, and no document is cut between the two sides.
 """
 
 from __future__ import annotations
@@ -124,10 +126,34 @@ def _open(path: Path) -> pq.ParquetFile:
         raise ActivationStoreError(f"{path}: not a readable Parquet shard ({exc})") from exc
 
 
-class ActivationReader:
-    """Shuffled training batches over every shard of one activation partition."""
+def held_out_documents(doc_ids: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """bool mask of the documents held out: a seeded 64-bit mix (splitmix64's finaliser) of each id, mapped
+    to [0, 1) and compared with ``fraction``. Stable across runs, machines and row-group layouts."""
+    x = doc_ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(seed + 1)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
 
-    def __init__(self, directory: Path, units: list[tuple[int, int]] | None = None):
+
+@dataclass(frozen=True)
+class DocumentSplit:
+    """Which side of the held-out split a reader sees."""
+
+    fraction: float
+    seed: int
+    held_out: bool
+
+    def keep(self, doc_ids: np.ndarray) -> np.ndarray:
+        return held_out_documents(doc_ids, self.fraction, self.seed) == self.held_out
+
+
+class ActivationReader:
+    """Shuffled training batches over every shard of one activation partition (or one side of its split)."""
+
+    def __init__(self, directory: Path, units: list[tuple[int, int]] | None = None,
+                 documents: DocumentSplit | None = None):
         self.directory = Path(directory)
         self.shards = sorted(self.directory.glob("*.parquet"))
         if not self.shards:
@@ -139,32 +165,51 @@ class ActivationReader:
         self.d_model = widths.pop()
         all_units = [(i, g) for i, f in enumerate(self.files) for g in range(f.num_row_groups)]
         self.units = all_units if units is None else units
-        self.n_rows = sum(self.files[i].metadata.row_group(g).num_rows for i, g in self.units)
+        self.documents = documents
+        if documents is None:
+            self.n_rows = sum(self.files[i].metadata.row_group(g).num_rows for i, g in self.units)
+            self.n_docs = None
+        else:
+            ids = np.concatenate([self._read(i, g, ["doc_id"]).column("doc_id").to_numpy() for i, g in self.units])
+            kept = ids[documents.keep(ids)]
+            self.n_rows, self.n_docs = len(kept), len(np.unique(kept))
 
-    def split(self, holdout_fraction: float) -> tuple[ActivationReader, ActivationReader]:
-        """(train, held-out) readers over disjoint row groups; the held-out ones are the last, i.e. the
-        last documents of the corpus. At least one row group goes to each side."""
-        if len(self.units) < 2:
-            raise ActivationStoreError(f"{self.directory}: {len(self.units)} row group(s), cannot hold any out")
-        n_held = min(len(self.units) - 1, max(1, round(holdout_fraction * len(self.units))))
-        cut = len(self.units) - n_held
-        return (ActivationReader(self.directory, self.units[:cut]),
-                ActivationReader(self.directory, self.units[cut:]))
+    def split(self, holdout_fraction: float, seed: int = 0) -> tuple[ActivationReader, ActivationReader]:
+        """(train, held-out) readers: the held-out side holds the documents ``held_out_documents`` picks
+        (``holdout_fraction`` of them in expectation), whole; both sides must be non-empty."""
+        train, held = (ActivationReader(self.directory, self.units, DocumentSplit(holdout_fraction, seed, side))
+                       for side in (False, True))
+        if not train.n_rows or not held.n_rows:
+            raise ActivationStoreError(f"{self.directory}: {train.n_docs} training and {held.n_docs} held-out "
+                                       f"documents at holdout fraction {holdout_fraction}; both need some")
+        return train, held
+
+    def _read(self, shard: int, group: int, columns: list[str]) -> pa.Table:
+        """One row group's ``columns``, only the rows of this reader's side of the split."""
+        wanted = columns if self.documents is None or "doc_id" in columns else [*columns, "doc_id"]
+        try:
+            table = self.files[shard].read_row_group(group, columns=wanted)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ActivationStoreError(f"{self.shards[shard]}: row group {group} unreadable ({exc})") from exc
+        if self.documents is not None:
+            table = table.filter(self.documents.keep(table.column("doc_id").to_numpy()))
+        return table.select(columns)
 
     def rows(self, columns: tuple[str, ...] = ("doc_id", "pos")) -> Iterator[tuple[dict, torch.Tensor]]:
         """In storage order, per row group: the requested key columns (numpy) and the activations."""
         for shard, group in self.units:
-            table = self.files[shard].read_row_group(group, columns=[*columns, "act"])
+            table = self._read(shard, group, [*columns, "act"])
+            if not table.num_rows:
+                continue
             keys = {c: table.column(c).to_numpy() for c in columns}
-            acts = table.column("act").combine_chunks().values.to_numpy(zero_copy_only=False)
-            yield keys, torch.from_numpy(acts.reshape(-1, self.d_model).astype(np.float32))
+            yield keys, torch.from_numpy(self._acts(table).astype(np.float32))
+
+    def _acts(self, table: pa.Table) -> np.ndarray:
+        values = table.column("act").combine_chunks().flatten()  # flatten honours a slice's offset
+        return values.to_numpy(zero_copy_only=False).reshape(-1, self.d_model)
 
     def _read_unit(self, shard: int, group: int) -> np.ndarray:
-        try:
-            col = self.files[shard].read_row_group(group, columns=["act"]).column("act").combine_chunks()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ActivationStoreError(f"{self.shards[shard]}: row group {group} unreadable ({exc})") from exc
-        return col.values.to_numpy(zero_copy_only=False).reshape(-1, self.d_model)
+        return self._acts(self._read(shard, group, ["act"]))
 
     def sample(self, tokens: int, seed: int = 0) -> torch.Tensor:
         """``tokens`` shuffled rows [tokens, d] (all rows when there are fewer): what a baseline is fit on."""

@@ -61,7 +61,7 @@ def test_a_word_group_latent_scores_high_and_a_random_one_low(corpus):
     farming, noise = score_latents(scored, text, judge)
     assert farming.explanation.startswith("concept farming")
     assert farming.detection_score >= 0.9 and farming.simulation_score > 0.8
-    assert noise.detection_score < 0.6 and noise.simulation_score < 0.3
+    assert noise.detection_score < 0.6 and noise.simulation_score < 0.4
     assert judge.stats.calls == 8 and judge.stats.unparseable == 0  # 2 explanations, detect, simulate per latent
 
 
@@ -117,3 +117,78 @@ def test_random_windows_count_as_non_activating_whatever_they_hold(corpus):
     assert len(plan.detect) == 14 and plan.detect_truth.sum() == 4
     literal = plan_latent(examples, 1, text, cfg.model_copy(update={"random_negative": False}))
     assert literal.detect_truth.sum() > 4  # so the convention above is what keeps the random ones negative
+
+
+def _plan(corpus, latent: int, seed: int):
+    from transformers import PreTrainedTokenizerFast
+
+    examples = from_arrow(to_arrow(_examples(corpus)), CFG)
+    text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
+    cfg = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5, seed=seed)
+    return examples, plan_latent(examples, latent, text, cfg)
+
+
+def test_simulation_windows_are_drawn_at_random_and_shown_shuffled(corpus):
+    """The [C23] random windows are not the most active random ones, and the top windows do not come first."""
+    examples, _ = _plan(corpus, 1, 0)
+    random_scores = sorted(examples.random.score[1][examples.random.doc[1] >= 0], reverse=True)
+    top_five_mean = float(np.mean(random_scores[:5]))
+    drawn_means, first_is_random = [], []
+    for seed in range(12):
+        _, plan = _plan(corpus, 1, seed)
+        maxima = [float(np.max(t)) for t in plan.sim_truth]
+        top_max = examples.top.score[1][examples.top.doc[1] >= 0].min()
+        is_top = [m >= top_max for m in maxima]
+        assert sum(is_top) >= 5  # the 5 held-out top windows are all there
+        drawn_means.append(np.mean(sorted(maxima)[:5]))
+        first_is_random.append(not is_top[0])
+    assert min(drawn_means) < top_five_mean  # some draw leaves a more active random window out
+    assert 0 < sum(first_is_random) < 12  # position says nothing about which kind a window is
+
+
+class Answers:
+    """A judge backend that explains with a fixed phrase and detects with a fixed answer."""
+
+    name, model, max_concurrency = "fixed", "fixed/v1", 1
+
+    def __init__(self, detect: str):
+        self.detect = detect
+
+    def complete(self, request):
+        from sae_models.judges import Completion
+
+        if request.task == "detect":
+            n = len(request.payload["windows"])
+            return Completion(", ".join(str(i) for i in range(1, n + 1)) if self.detect == "all" else "None")
+        if request.task == "simulate":
+            return Completion("\n".join(f"{i}: " + " ".join("0" for _ in w)
+                                        for i, w in enumerate(request.payload["windows"], 1)))
+        return Completion("Explanation: something")
+
+
+@pytest.mark.parametrize("answer", ["none", "all"])
+def test_trivial_answers_score_their_baseline_and_a_balanced_accuracy_of_one_half(corpus, answer):
+    from transformers import PreTrainedTokenizerFast
+
+    from sae_models.evals.autointerp import mark_concept_and_purity, summarize
+
+    examples = from_arrow(to_arrow(_examples(corpus), keep=np.array([True, True, False])), CFG)
+    text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
+    cfg = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5)
+    judge = Judge(Answers(answer))
+    rows = mark_concept_and_purity(score_latents(examples, text, judge, cfg), cfg, {})
+    share_negative = [1 - r.detect_positive / r.detect_windows for r in rows]
+    scores = share_negative if answer == "none" else [1 - x for x in share_negative]
+    assert rows[1].detect_windows == 14 and rows[1].detect_positive == 4  # 10/14 = 0.714 for "none"
+    assert [r.detection_score for r in rows] == pytest.approx(scores)
+    assert [r.detection_balanced for r in rows] == pytest.approx([0.5, 0.5])
+    summary = summarize(rows, 2, judge, {"architecture": "x", "is_baseline": False, "level": None,
+                                         "target_l0": None, "l0": 1.0})
+    assert summary.mu == pytest.approx(np.mean(scores))
+    assert summary.mu_always_no == pytest.approx(np.mean(share_negative))
+    assert summary.mu_always_yes == pytest.approx(1 - np.mean(share_negative))
+    assert summary.mu_balanced == pytest.approx(0.5)
+    # by activation, latent 1 (fires on 30% of tokens) has active random windows: "none" no longer scores 10/14
+    assert summary.mu_by_activation_always_no < 10 / 14
+    expected = summary.mu_by_activation_always_no if answer == "none" else 1 - summary.mu_by_activation_always_no
+    assert summary.mu_by_activation == pytest.approx(expected)

@@ -113,9 +113,29 @@ def test_toyworld_reader_names_a_topic_and_detects_by_the_explanation_alone():
     (simulated,) = judge.simulate([explanation], [windows[:1]])
     assert simulated == [[0.0, 1.0, 0.0]]
     (words,) = judge.explain([[_win("alice gave , bob", [0, 0, 3, 0])] * 2], [0.05])
-    assert words == "tokens ','"
+    assert words == "tokens ',' after verbs"
     assert judge.rate("concept", [explanation], [""], ["the cow ate wheat"]) == [2]
     assert judge.rate("instruct", [""], ["tell me about music"], ["the cow ate wheat"]) == [0]
+
+
+def test_toyworld_reader_says_where_function_tokens_are_marked():
+    """'the' and '.' are in nearly every fragment: named alone they would pick every window, so the reader
+    states the context that covers the marked ones, and detects by token and context together."""
+    judge = Judge(ToyworldBackend())
+    farming = [_win("the farmer plowed the field .", [1, 0, 0, 2, 0, 0]),
+               _win("a cow near the barn .", [0, 0, 0, 3, 0, 0])]
+    (explanation,) = judge.explain([farming], [0.05])
+    assert explanation == "tokens 'the' in text about farming"
+    windows = [_win("the chef fried the soup"), _win("the tractor plowed a field"), _win("a cow ate")]
+    assert judge.detect([explanation], [windows]) == [[False, True, False]]
+    after_verbs = [_win("a chef fried the soup", [0, 0, 0, 2, 0]), _win("the cow liked the ball", [0, 0, 0, 1, 0])]
+    (explanation,) = judge.explain([after_verbs], [0.05])
+    assert explanation == "tokens 'the' after verbs"
+    (simulated,) = judge.simulate([explanation], [[_win("the chef fried the soup")]])
+    assert simulated == [[0.0, 0.0, 0.0, 1.0, 0.0]]
+    mixed = [_win("the lovely loan .", [0, 0, 3, 1]), _win("a costly loan grew", [0, 0, 2, 0])]
+    (explanation,) = judge.explain([mixed], [0.05])
+    assert explanation == "tokens 'loan'"  # a lone '.' in no stated context tells the reader nothing
 
 
 # --- OpenAI-compatible endpoints -----------------------------------------------------------------------

@@ -8,9 +8,9 @@ import pytest
 from assets.lakehouse.lake import Lake, restore_interrupted
 from sae_models.activation_store import ActivationReader, ActivationStoreError, write_shards
 from sae_models.lm.extract import ActivationBatch
-from sae_models.sae.metrics import DownstreamMetrics, ReconstructionMetrics
+from sae_models.sae.metrics import DownstreamMetrics, HeldOutSplit, ReconstructionMetrics
 
-METRICS = [f.name for cls in (ReconstructionMetrics, DownstreamMetrics) for f in dataclasses.fields(cls)]
+METRICS = [f.name for cls in (ReconstructionMetrics, HeldOutSplit, DownstreamMetrics) for f in dataclasses.fields(cls)]
 
 
 def _batches(n_batches=6, rows=500, d=8, seed=0):
@@ -41,6 +41,49 @@ def test_reader_is_deterministic_by_seed_and_shuffles_across_shards(tmp_path):
     assert not torch_equal(first, next(reader.batches(256, seed=3, epoch=1)))
     ids = np.round(first.numpy().mean(1))
     assert ids.max() - ids.min() > 1000  # a batch mixes far-apart row groups
+
+
+def _doc_batches(n_docs=400, tokens_per_doc=10, d=8):
+    """Documents of 10 tokens each; every row's activation is its document id."""
+    ids = np.repeat(np.arange(n_docs), tokens_per_doc)
+    acts = np.repeat(ids[:, None], d, axis=1).astype(np.float32)
+    for chunk in np.array_split(np.arange(len(ids)), 7):
+        yield ActivationBatch(ids[chunk], (chunk % tokens_per_doc).astype(np.int32), np.zeros(len(chunk), np.int32),
+                              acts[chunk])
+
+
+def _docs(reader) -> list[int]:
+    return [int(d) for keys, _ in reader.rows(("doc_id",)) for d in keys["doc_id"]]
+
+
+@pytest.mark.parametrize("row_group_mb", [0.01, 0.05])
+def test_split_holds_out_a_tenth_of_the_documents_whole_whatever_the_row_groups(tmp_path, row_group_mb):
+    write_shards(_doc_batches(), tmp_path, d_model=8, dtype="float32", row_group_mb=row_group_mb)
+    reader = ActivationReader(tmp_path)
+    assert len(reader.units) >= 3
+    train, held = reader.split(0.1)
+    train_docs, held_docs = _docs(train), _docs(held)
+    assert set(train_docs).isdisjoint(held_docs)  # no document is cut between the sides
+    assert sorted(train_docs + held_docs) == sorted(_docs(reader))  # every row exactly once
+    assert held.n_docs == len(set(held_docs)) and train.n_rows == len(train_docs)
+    assert 0.06 < len(set(held_docs)) / 400 < 0.14  # 40 of 400 expected (binomial sd 6)
+    assert min(held_docs) < 100 and max(held_docs) > 300  # spread over the corpus, not its tail
+    batch_ids = np.concatenate([b.numpy()[:, 0] for b in held.batches(10)])
+    assert set(batch_ids.astype(int).tolist()) <= set(held_docs)
+    assert sorted(set(held_docs)) == sorted(set(_expected_held_out()))  # the same documents at any row group size
+
+
+def _expected_held_out() -> list[int]:
+    from sae_models.activation_store import held_out_documents
+
+    ids = np.arange(400)
+    return ids[held_out_documents(ids, 0.1)].tolist()
+
+
+def test_split_refuses_a_side_without_documents(tmp_path):
+    write_shards(_doc_batches(n_docs=3), tmp_path, d_model=8, dtype="float32")
+    with pytest.raises(ActivationStoreError, match="held-out"):
+        ActivationReader(tmp_path).split(0.01)
 
 
 def torch_equal(a, b) -> bool:

@@ -8,9 +8,13 @@ Config, run, typed output, like every evaluation here: ``AutointerpConfig`` -> `
   shuffled windows (2 held-out top, 2 importance-weighted, 10 random) activate. Score = accuracy, where a
   window activates if its max activation exceeds tau; as in SAEBench, random windows count as non-activating
   (``random_negative``), so a latent that fires everywhere cannot score by predicting "all". An unparseable
-  answer scores 0.
+  answer scores 0. Beside it, from the same answers: the SPEC §3 variant where every window's truth is its
+  own activation (``detection_by_activation``), the balanced accuracy (mean of the hit rates on activating
+  and on non-activating windows: 0.5 for any answer that ignores the windows), and per latent the counts
+  that give the trivial baselines (answering "none" scores the share of non-activating windows).
 - Simulation [C23]: an explanation from 5 top windows; the judge predicts per-token activations (0..10) on
-  5 held-out top and 5 random windows; score = Pearson correlation with the true activations.
+  5 held-out top and 5 random windows (the random ones drawn at random, all 10 shown in a seeded random
+  order); score = Pearson correlation with the true activations.
 """
 
 from collections.abc import Callable, Sequence
@@ -34,6 +38,11 @@ class LatentScore:
     latent: int = field(metadata={"arrow": pa.int32()})
     explanation: str
     detection_score: float
+    detection_balanced: float  # balanced accuracy of the same answer
+    detection_by_activation: float  # truth = the window's own activation, random windows included
+    detect_windows: int = field(metadata={"arrow": pa.int32()})
+    detect_positive: int = field(metadata={"arrow": pa.int32()})  # activating under random_negative
+    detect_active: int = field(metadata={"arrow": pa.int32()})  # activating by their own activation
     simulation_explanation: str
     simulation_score: float
     unparseable: int = field(metadata={"arrow": pa.int32()})  # judge answers that did not follow the format
@@ -54,6 +63,11 @@ class AutointerpSummary:
     target_l0: float | None
     l0: float
     mu: float | None  # mean detection score over CONCEPT100
+    mu_always_no: float | None  # what answering "none" every time would score (mean over CONCEPT100)
+    mu_always_yes: float | None  # what answering "all" every time would score
+    mu_balanced: float | None  # mean balanced accuracy (0.5 for any trivial answer)
+    mu_by_activation: float | None  # SPEC §3 variant: random windows judged by their own activation
+    mu_by_activation_always_no: float | None
     mu_simulation: float | None  # mean [C23] simulation score over CONCEPT100
     mu_all: float | None  # mean detection score over every scored latent
     n_scored: int
@@ -117,7 +131,8 @@ class LatentPlan:
     tau: float
     explain: list[Window]
     detect: list[Window]
-    detect_truth: np.ndarray
+    detect_truth: np.ndarray  # SAEBench's: random windows negative (unless random_negative is off)
+    detect_active: np.ndarray  # each window's own max activation > tau
     sim_explain: list[Window]
     sim: list[Window]
     sim_truth: list[np.ndarray]
@@ -150,18 +165,22 @@ def plan_latent(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfi
                                                     [:cfg.score_importance]]
                + [(ex.random, s) for s in rnd[:cfg.score_random]])
     scoring = [scoring[j] for j in rng.permutation(len(scoring))]
-    # [C23]: explain from every other top window, simulate the ones in between plus random windows.
+    # [C23]: explain from every other top window, simulate the ones in between plus random windows drawn at
+    # random, all shown in a seeded random order.
     sim_explain, sim_top = top[0::2][:cfg.sim_explain_top], top[1::2][:cfg.sim_top]
-    sim_rnd = rnd[:cfg.sim_random]
+    sim_rnd = rng.choice(rnd, size=min(cfg.sim_random, len(rnd)), replace=False)
+    sim = [(ex.top, s) for s in sim_top] + [(ex.random, s) for s in sim_rnd]
+    sim = [sim[j] for j in rng.permutation(len(sim))]
+    active = np.array([ws.score[i, s] > tau for ws, s in scoring])
     return LatentPlan(
         tau=tau,
         explain=(_windows(ex.top, i, explain_top, text, True) + _windows(ex.importance, i, imp_explain, text, True)),
         detect=[_windows(ws, i, [s], text, False)[0] for ws, s in scoring],
-        detect_truth=np.array([ws.score[i, s] > tau and not (cfg.random_negative and ws is ex.random)
-                               for ws, s in scoring]),
+        detect_truth=active & ~np.array([cfg.random_negative and ws is ex.random for ws, _ in scoring]),
+        detect_active=active,
         sim_explain=_windows(ex.top, i, sim_explain, text, True),
-        sim=_windows(ex.top, i, sim_top, text, False) + _windows(ex.random, i, sim_rnd, text, False),
-        sim_truth=_acts(ex.top, i, sim_top) + _acts(ex.random, i, sim_rnd),
+        sim=[_windows(ws, i, [s], text, False)[0] for ws, s in sim],
+        sim_truth=[_acts(ws, i, [s])[0] for ws, s in sim],
     )
 
 
@@ -170,6 +189,24 @@ def _pearson(predicted: list[list[float]], truth: list[np.ndarray]) -> float:
     if p.std() == 0 or t.std() == 0:
         return 0.0
     return float(pearsonr(p, t).statistic)
+
+
+def balanced_accuracy(picked: np.ndarray, truth: np.ndarray) -> float:
+    """Mean of the hit rates on the activating and the non-activating windows (the classes present): 0.5 for
+    "all", "none" or any answer that ignores the windows."""
+    return float(np.mean([(picked[truth == c] == c).mean() for c in (True, False) if (truth == c).any()]))
+
+
+def _detection(pick: list[bool] | None, plan: LatentPlan) -> dict:
+    """The detection columns of one latent; an unparseable answer scores 0 on every measure."""
+    scores = {"detection_score": 0.0, "detection_balanced": 0.0, "detection_by_activation": 0.0}
+    if pick is not None:
+        picked = np.array(pick)
+        scores = {"detection_score": float((picked == plan.detect_truth).mean()),
+                  "detection_balanced": balanced_accuracy(picked, plan.detect_truth),
+                  "detection_by_activation": float((picked == plan.detect_active).mean())}
+    return scores | {"detect_windows": len(plan.detect), "detect_positive": int(plan.detect_truth.sum()),
+                     "detect_active": int(plan.detect_active.sum())}
 
 
 def _failures(explanation: str | None, answer) -> int:
@@ -196,7 +233,7 @@ def score_latents(examples: LatentExamples, text: Callable[[Sequence[int]], list
         rows.append(LatentScore(
             latent=int(examples.latents[i]),
             explanation=explanations[i] or "",
-            detection_score=float((np.array(pick) == plan.detect_truth).mean()) if pick is not None else 0.0,
+            **_detection(pick, plan),
             simulation_explanation=sim_explanations[i] or "",
             simulation_score=_pearson(sim, plan.sim_truth) if sim is not None else 0.0,
             unparseable=_failures(explanations[i], pick) + _failures(sim_explanations[i], sim),
@@ -220,14 +257,21 @@ def _mean(values: np.ndarray) -> float | None:
 
 def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: dict) -> AutointerpSummary:
     """mu and its companions; ``sae`` gives the SAE's architecture, is_baseline, level, target_l0 and l0."""
-    det = np.array([r.detection_score for r in rows])
-    sim = np.array([r.simulation_score for r in rows])
+    def column(name: str) -> np.ndarray:
+        return np.array([getattr(r, name) for r in rows], float)
+
+    det, windows = column("detection_score"), column("detect_windows")
     concept = np.array([r.concept100 for r in rows], bool)
     purity = [r.concept_purity for r in rows]
     has_purity = bool(rows) and all(p is not None for p in purity)
+    no = 1 - column("detect_positive") / np.maximum(windows, 1)
     return AutointerpSummary(
         judge=judge.name, judge_model=judge.backend.model, **sae,
-        mu=_mean(det[concept]), mu_simulation=_mean(sim[concept]), mu_all=_mean(det),
+        mu=_mean(det[concept]), mu_always_no=_mean(no[concept]), mu_always_yes=_mean(1 - no[concept]),
+        mu_balanced=_mean(column("detection_balanced")[concept]),
+        mu_by_activation=_mean(column("detection_by_activation")[concept]),
+        mu_by_activation_always_no=_mean(1 - (column("detect_active") / np.maximum(windows, 1))[concept]),
+        mu_simulation=_mean(column("simulation_score")[concept]), mu_all=_mean(det),
         n_scored=len(rows), n_concept=int(concept.sum()), n_too_few=n_sampled - len(rows),
         purity_spearman=spearman(det, purity) if has_purity else None,
         **{f"judge_{k}": v for k, v in judge.stats.as_dict().items()},
@@ -243,9 +287,29 @@ def add_intervals(rows: list[dict], scores: tuple[str, ...] = ("detection", "sim
     return rows
 
 
-def purity_correlation_by_model(models: Sequence[str], detection: Sequence[float],
-                                purity: Sequence[float]) -> dict[str, float | None]:
-    """Toy world truth check: per model, Spearman of detection score against ground-truth purity."""
-    models = np.asarray(models)
+# The judge's own word lists define these features (a topic's words, a sentiment's, the determiners...), so a
+# correlation over them is partly circular; word identities are what the windows show; the remaining roles
+# depend on a word's place in the sentence, which no word list gives away.
+LOOKUP_ROLES = ("role:determiner", "role:preposition", "role:name", "role:punctuation")
+
+
+def purity_stratum(feature: str) -> str:
+    """"lookup", "word" or "position": how a latent's best ground-truth feature relates to the judge."""
+    if feature.startswith(("topic:", "sentiment:")) or feature in LOOKUP_ROLES:
+        return "lookup"
+    return "word" if feature.startswith("word:") else "position"
+
+
+def purity_correlation_by_model(models: Sequence[str], detection: Sequence[float], purity: Sequence[float],
+                                features: Sequence[str]) -> dict[str, float | None]:
+    """Toy world truth check: per model, Spearman of detection score against ground-truth purity over all
+    latents (``<model>``) and per stratum of the best feature (``<model>/<stratum>``, see ``purity_stratum``)."""
+    models, strata = np.asarray(models), np.array([purity_stratum(f) for f in features])
     det, pur = np.asarray(detection, float), np.asarray(purity, float)
-    return {m: spearman(det[models == m], pur[models == m]) for m in sorted(set(models.tolist()))}
+    out = {}
+    for m in sorted(set(models.tolist())):
+        out[m] = spearman(det[models == m], pur[models == m])
+        for stratum in ("lookup", "word", "position"):
+            keep = (models == m) & (strata == stratum)
+            out[f"{m}/{stratum}"] = spearman(det[keep], pur[keep]) if keep.sum() >= 10 else None
+    return out

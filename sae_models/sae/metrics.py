@@ -43,7 +43,17 @@ class ReconstructionMetrics:
     l2_ratio: float
     frac_alive: float
     dead_fraction: float
-    tokens: int
+    tokens: int  # held-out tokens the metrics are computed on
+
+
+@dataclass
+class HeldOutSplit:
+    """The document split every held-out figure rests on: documents held out by a seeded hash of their id."""
+
+    holdout_fraction: float  # configured share of documents
+    held_out_docs: int
+    train_docs: int
+    train_tokens: int
 
 
 LATENT_STATS_SCHEMA = pa.schema([("latent", pa.int32()), ("firing_frequency", pa.float64()),
@@ -114,7 +124,7 @@ class DownstreamMetrics:
     kl_zero: float
 
 
-SAE_METRICS_SCHEMA = schema_of(SAEIdentity, ReconstructionMetrics, DownstreamMetrics)
+SAE_METRICS_SCHEMA = schema_of(SAEIdentity, ReconstructionMetrics, HeldOutSplit, DownstreamMetrics)
 
 
 def _next_token_logprobs(lm: LoadedLM, module, ids, mask, edit=None) -> torch.Tensor:

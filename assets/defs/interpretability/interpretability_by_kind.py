@@ -30,16 +30,16 @@ def interpretability_by_kind(context: dg.AssetExecutionContext, lake: LakeResour
         create_views(con, lake_obj.root, ["autointerp", "interpretability"])
         create_sae_variants_view(con, variant_status(lake.settings(), lake_obj))
         rows = con.sql(query_text(TABLE)).pl().to_dicts()
-        truth = con.sql("SELECT model, detection_score, concept_purity FROM autointerp JOIN sae_variants "
-                        "USING (model, sae) WHERE in_config AND concept_purity IS NOT NULL").pl()
+        truth = con.sql("SELECT model, detection_score, concept_purity, purity_feature FROM autointerp "
+                        "JOIN sae_variants USING (model, sae) WHERE in_config AND concept_purity IS NOT NULL").pl()
     rows = add_intervals(rows)
     lake_obj.write_table(TABLE, rows)
     png = kind_bars(rows, [("detection", "detection score [SB]"), ("simulation", "simulation score [C23]")],
                     "CONCEPT100 latents, mean and 95% CI per dictionary kind")
     lake_obj.write_file("reports", f"{TABLE}.png", png)
     rho = purity_correlation_by_model(truth["model"].to_list(), truth["detection_score"].to_list(),
-                                      truth["concept_purity"].to_list())
-    context.log.info(f"Spearman(detection, purity) per model: {rho}")
+                                      truth["concept_purity"].to_list(), truth["purity_feature"].to_list())
+    context.log.info(f"Spearman(detection, purity) per model and best-feature stratum: {rho}")
     return dg.MaterializeResult(metadata={
         "figure": image_md(png, "interpretability by dictionary kind"),
         "table": dg.MetadataValue.md(markdown_table([{k: r[k] for k in SHOWN} for r in rows])),

@@ -16,7 +16,7 @@ GROUP = "saes"
 
 
 def held_out_texts(p: SweepPartition, eval_reader, n_docs: int) -> list[str]:
-    """The first ``n_docs`` documents whose tokens are in the held-out activation rows."""
+    """The first ``n_docs`` held-out documents (in corpus order)."""
     docs = p.lake.read_split("activation")
     held = set()
     for keys, _ in eval_reader.rows(("doc_id",)):
@@ -36,10 +36,12 @@ def held_out_texts(p: SweepPartition, eval_reader, n_docs: int) -> list[str]:
 )
 def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeResource):
     from sae_models.lm import load_lm
-    from sae_models.sae.metrics import SAEIdentity, downstream_metrics, reconstruction_metrics
+    from sae_models.sae.metrics import HeldOutSplit, SAEIdentity, downstream_metrics, reconstruction_metrics
 
     p = sweep_partition(context, lake)
-    _, eval_reader = p.readers()
+    train_reader, eval_reader = p.readers()
+    split = HeldOutSplit(p.settings.sweep.holdout_fraction, eval_reader.n_docs, train_reader.n_docs,
+                         train_reader.n_rows)
     sae_model = p.load_sae()
     recon, stats = reconstruction_metrics(sae_model, (acts for _, acts in eval_reader.rows(())))
     lm = load_lm(model_location(p.entry, p.lake), revision=p.entry.revision, dtype=p.entry.dtype,
@@ -48,7 +50,7 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
     down = downstream_metrics(sae_model.to(lm.device), lm, texts, p.entry.layer, p.entry.hook,
                               context=p.settings.extraction.context)
     identity = SAEIdentity(p.variant.architecture, p.variant.level, p.variant.target_l0, sae_model.cfg.d_sae)
-    row = asdict(identity) | asdict(recon) | asdict(down)
+    row = asdict(identity) | asdict(recon) | asdict(split) | asdict(down)
     rec, stats_rec = p.record("sae_metrics"), p.record("latent_stats")
     p.lake.write_table("sae_metrics", [row], rec, model=p.model, sae=p.name)
     latents = stats.to_arrow()
@@ -56,5 +58,6 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
     yield materialized(rec, {
         "metrics": dg.MetadataValue.md(markdown_table([row])),
         **{k: float(row[k]) for k in ("l0", "explained_variance", "ce_loss_score", "kl_div_score", "dead_fraction")},
+        "held_out_docs": split.held_out_docs, "held_out_tokens": recon.tokens,
     }, "sae_metrics")
     yield materialized(stats_rec, {"dagster/row_count": latents.num_rows}, "latent_stats")
