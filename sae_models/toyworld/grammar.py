@@ -7,7 +7,9 @@ Three document kinds share one lexicon:
 - ``instruction``: ``question : tell me about <topic> . answer : <sentences on that topic>``,
   the shape of the steering prompts used later.
 - ``ioi``: ``when alice and bob went to the market , bob gave a gift to alice .``, where the
-  indirect object (the name not repeated) is predictable: the [C23] patching task.
+  indirect object (the name not repeated) is predictable: the [C23] patching task. A fixed set of name
+  pairs (``HELD_OUT_IOI_PAIRS``) never occurs in any generated document; IOI is evaluated on them, so
+  solving it means using the rule rather than recalling the pairs seen in training.
 
 Concepts are ``topic:<name>`` (16), ``sentiment:<name>`` (2) and ``role:<name>`` (8), 26 in all.
 Generation is a pure function of the seed.
@@ -16,6 +18,7 @@ Generation is a pure function of the seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 
@@ -116,6 +119,51 @@ PROMPT_WORDS = ["question", "tell", "me", "about", "answer", "when", "and", "wen
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 ROLES = ["subject", "verb", "object", "adjective", "determiner", "preposition", "punctuation", "name"]
 DOC_KINDS = ("story", "instruction", "ioi")
+IOI_HOLDOUT_SEED = 1729
+N_HELD_OUT_IOI_PAIRS = 9  # of the 45 unordered pairs of 10 names: 20 %, both orders of each held out
+IOI_HOLDOUT_MAX_PER_NAME = 2  # each name keeps at least 7 of its 9 partners in training
+
+
+def _draw_held_out_ioi_pairs(seed: int, n: int, max_per_name: int) -> tuple[tuple[str, str], ...]:
+    """``n`` unordered name pairs, taken in a seeded random order, skipping a pair that would put either of
+    its names in more than ``max_per_name`` held-out pairs."""
+    pairs = list(combinations(NAMES, 2))
+    uses = dict.fromkeys(NAMES, 0)
+    chosen: list[tuple[str, str]] = []
+    for i in np.random.default_rng(seed).permutation(len(pairs)):
+        a, b = pairs[int(i)]
+        if uses[a] < max_per_name and uses[b] < max_per_name:
+            chosen.append((a, b))
+            uses[a] += 1
+            uses[b] += 1
+            if len(chosen) == n:
+                return tuple(sorted(chosen, key=lambda p: (NAMES.index(p[0]), NAMES.index(p[1]))))
+    raise ValueError(f"cannot hold out {n} IOI name pairs with at most {max_per_name} per name")
+
+
+HELD_OUT_IOI_PAIRS: tuple[tuple[str, str], ...] = _draw_held_out_ioi_pairs(
+    IOI_HOLDOUT_SEED, N_HELD_OUT_IOI_PAIRS, IOI_HOLDOUT_MAX_PER_NAME)
+"""Unordered name pairs (in ``NAMES`` order) that no generated document contains, in either order.
+
+IOI is evaluated on these, so a model that solves it has learned the rule (the repeated name is not the
+answer) rather than recalled which name followed which pair in training. Pairs, not whole names, are held
+out: a name that never occurs in training keeps its untrained initial embedding, so holding out names would
+test nothing useful. Every name still occurs in training IOI documents, with at least
+``len(NAMES) - 1 - IOI_HOLDOUT_MAX_PER_NAME`` partners, in both positions."""
+
+
+def is_held_out_ioi_pair(a: str, b: str) -> bool:
+    """Whether the names ``a`` and ``b`` (in either order) form a held-out IOI pair."""
+    return (a, b) in HELD_OUT_IOI_PAIRS or (b, a) in HELD_OUT_IOI_PAIRS
+
+
+def ioi_pairs(held_out: bool) -> list[tuple[str, str]]:
+    """Ordered name pairs ``(A, B)`` of IOI sentences: the held-out ones (both orders of each
+    ``HELD_OUT_IOI_PAIRS`` entry) or the training ones (every other ordered pair of distinct names)."""
+    return [(a, b) for a in NAMES for b in NAMES if a != b and is_held_out_ioi_pair(a, b) == held_out]
+
+
+_IOI_TRAIN_PAIRS = ioi_pairs(held_out=False)
 
 
 def concepts() -> list[str]:
@@ -238,8 +286,10 @@ class ToyWorld:
         return doc
 
     def ioi(self) -> Document:
-        """``when A and B went to the P , B gave a O to A .``: the last name is the indirect object."""
-        a, b = (NAMES[i] for i in self.rng.choice(len(NAMES), size=2, replace=False))
+        """``when A and B went to the P , B gave a O to A .``: the last name is the indirect object.
+
+        ``(A, B)`` is a training pair: held-out pairs (``HELD_OUT_IOI_PAIRS``) are never generated."""
+        a, b = _IOI_TRAIN_PAIRS[int(self.rng.integers(len(_IOI_TRAIN_PAIRS)))]
         doc = Document("ioi", None, None)
         words = ["when", a, "and", b, "went", "to", "the", self._pick(IOI_PLACES), ",", b, "gave", "a",
                  self._pick(IOI_OBJECTS), "to", a, "."]
@@ -265,3 +315,10 @@ def ioi_prompt_pair(a: str, b: str, place: str = "market", obj: str = "gift") ->
     clean = f"when {a} and {b} went to the {place} , {b} gave a {obj} to"
     counterfactual = f"when {b} and {a} went to the {place} , {a} gave a {obj} to"
     return clean, counterfactual, a
+
+
+def ioi_eval_prompts(held_out: bool = True) -> list[tuple[str, str]]:
+    """Every clean IOI prompt with its answer (the indirect object) over the held-out (or the training)
+    ordered name pairs, each place and each object: 288 held-out prompts, 1152 training ones."""
+    return [(clean, answer) for a, b in ioi_pairs(held_out) for place in IOI_PLACES for obj in IOI_OBJECTS
+            for clean, _, answer in [ioi_prompt_pair(a, b, place, obj)]]

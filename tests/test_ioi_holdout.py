@@ -1,0 +1,117 @@
+"""IOI is evaluated on name pairs the corpus never contains, so solving it is not recall of training pairs."""
+
+import dataclasses
+import json
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from sae_models.lm.loading import load_tokenizer
+from sae_models.toyworld import ToyModelReport, ToyWorld, ioi_accuracy, save_tokenizer
+from sae_models.toyworld.grammar import (
+    HELD_OUT_IOI_PAIRS,
+    IOI_HOLDOUT_MAX_PER_NAME,
+    NAMES,
+    ioi_eval_prompts,
+    ioi_pairs,
+    is_held_out_ioi_pair,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus_ioi_pairs() -> list[tuple[str, str]]:
+    """``(A, B)`` of every IOI document among 5000 generated ones, across two seeds."""
+    pairs = []
+    for seed in (0, 11):
+        for doc in ToyWorld(seed).documents(2500):
+            names = [w for w in doc.words if w in NAMES]
+            assert not names or doc.kind == "ioi"  # names occur in IOI documents only
+            if doc.kind == "ioi":
+                pairs.append((doc.words[1], doc.words[3]))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("toy_tokenizer")
+    save_tokenizer(directory)
+    return load_tokenizer(str(directory))
+
+
+def test_held_out_pairs_are_a_fixed_fifth_of_the_pairs_spread_over_the_names():
+    unordered = {frozenset(p) for p in HELD_OUT_IOI_PAIRS}
+    assert len(HELD_OUT_IOI_PAIRS) == len(unordered) == 9  # of 45
+    uses = Counter(name for pair in HELD_OUT_IOI_PAIRS for name in pair)
+    assert set(uses) <= set(NAMES) and max(uses.values()) <= IOI_HOLDOUT_MAX_PER_NAME
+    held, train = ioi_pairs(held_out=True), ioi_pairs(held_out=False)
+    assert len(held) == 18 and len(train) == 72 and not set(held) & set(train)
+    assert set(held) | set(train) == {(a, b) for a in NAMES for b in NAMES if a != b}
+    assert all((b, a) in held for a, b in held)  # both orders of a held-out pair are held out
+    assert is_held_out_ioi_pair(*HELD_OUT_IOI_PAIRS[0]) and is_held_out_ioi_pair(*HELD_OUT_IOI_PAIRS[0][::-1])
+
+
+def test_no_generated_document_contains_a_held_out_pair(corpus_ioi_pairs):
+    assert len(corpus_ioi_pairs) > 500
+    leaked = [p for p in corpus_ioi_pairs if is_held_out_ioi_pair(*p)]
+    assert not leaked, f"held-out IOI pairs in the corpus: {sorted(set(leaked))[:5]}"
+
+
+def test_every_name_and_every_training_pair_occurs_in_training_ioi_documents(corpus_ioi_pairs):
+    assert set(corpus_ioi_pairs) == set(ioi_pairs(held_out=False))
+    assert {a for a, _ in corpus_ioi_pairs} == {b for _, b in corpus_ioi_pairs} == set(NAMES)
+
+
+class _RecordingModel:
+    """Stands in for a causal LM: records the prompts it is given and predicts, at every position, the
+    name at position ``answer_position`` of the prompt (2 = name A, the indirect object; 4 = name B)."""
+
+    def __init__(self, tokenizer, answer_position: int):
+        self.tokenizer, self.answer_position, self.prompts = tokenizer, answer_position, []
+
+    def __call__(self, input_ids, attention_mask):
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            self.prompts.append(self.tokenizer.decode(ids[mask.bool()], skip_special_tokens=True))
+        logits = torch.zeros(*input_ids.shape, len(self.tokenizer))
+        rows = torch.arange(len(input_ids))
+        logits[rows, :, input_ids[:, self.answer_position]] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def _prompt_pairs(prompts: list[str]) -> set[tuple[str, str]]:
+    pairs = set()
+    for prompt in prompts:
+        words = prompt.split()
+        assert words[0] == "when" and words[-1] == "to" and words[9] == words[3]
+        pairs.add((words[1], words[3]))
+    return pairs
+
+
+def test_ioi_accuracy_only_prompts_with_held_out_pairs(tokenizer):
+    model = _RecordingModel(tokenizer, answer_position=2)
+    assert ioi_accuracy(model, tokenizer) == 1.0
+    assert len(model.prompts) == len(ioi_eval_prompts()) == 18 * 16
+    assert _prompt_pairs(model.prompts) == set(ioi_pairs(held_out=True))
+
+    model = _RecordingModel(tokenizer, answer_position=2)
+    assert ioi_accuracy(model, tokenizer, held_out=False) == 1.0
+    assert _prompt_pairs(model.prompts) == set(ioi_pairs(held_out=False))
+
+
+def test_ioi_accuracy_scores_the_indirect_object_not_the_repeated_name(tokenizer):
+    assert ioi_accuracy(_RecordingModel(tokenizer, answer_position=4), tokenizer) == 0.0
+
+
+def test_report_keeps_training_pair_accuracy_beside_held_out_accuracy():
+    from assets.lakehouse.tables import spec
+
+    fields = [f.name for f in dataclasses.fields(ToyModelReport)]
+    assert {"ioi_accuracy", "ioi_accuracy_train_pairs", "chance_ioi_accuracy"} <= set(fields)
+    assert {"ioi_accuracy", "ioi_accuracy_train_pairs"} <= set(spec("lm_eval").schema.names)
+
+
+def test_a_trained_model_reports_both_ioi_accuracies(trained_toy_lm):
+    report = json.loads((trained_toy_lm / "toyworld_report.json").read_text())
+    assert 0 <= report["ioi_accuracy"] <= 1 and 0 <= report["ioi_accuracy_train_pairs"] <= 1
+    assert report["chance_ioi_accuracy"] == pytest.approx(1 / len(NAMES))
