@@ -60,13 +60,46 @@ def test_topk_reference_forward_and_loss():
 
 
 def test_batchtopk_keeps_k_times_batch_and_uses_threshold_at_inference():
-    sae = _set(_tiny("batchtopk", k=1, threshold_ema_start=0), W_enc=W_ENC, b_enc=[0.0, 0.0, 0.0])
+    sae = _set(_tiny("batchtopk", k=1), W_enc=W_ENC, b_enc=[0.0, 0.0, 0.0])
     xs = torch.tensor([[1.0, 2.0], [3.0, 0.0]])  # x - b_dec: (0.5,2) -> pre (0.5,2,-1.5); (2.5,0) -> (2.5,0,2.5)
     loss = sae.training_loss(xs, 1.0, None)
     assert loss.l0 == 1.0  # two kept across the batch of two: 2.5 (row 1) twice, or 2.5 and 2.5
     sae.on_step_end(0, loss)
     assert float(sae.threshold) == 2.5  # the smallest kept activation
     assert torch.allclose(sae.encode(xs), torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+
+
+def test_batchtopk_threshold_is_an_ema_whose_window_scales_with_the_steps():
+    """Rate min(1, 1 / (w t)) at 1-based step t: with w = 0.5 the first two steps copy the batch threshold,
+    the third moves it 2/3 of the way."""
+    sae = build_sae(SAEConfig("batchtopk", 4, 8, k=1, threshold_window=0.5))
+    for step, kept in enumerate([4.0, 2.0, 5.0]):
+        sae._min_kept = kept
+        sae.on_step_end(step, None)
+    assert float(sae.threshold) == pytest.approx(2.0 + (5.0 - 2.0) * 2 / 3)
+    with pytest.raises(SAEConfigError, match="threshold_window"):
+        build_sae(SAEConfig("batchtopk", 4, 8, k=1, threshold_window=0.0))
+
+
+def test_batchtopk_inference_l0_is_close_to_k_after_a_short_run(tmp_path):
+    """A 150-step run with the default schedule-relative threshold: the inference L0 on the training
+    distribution is within 15% of k. (The fixed EMA it replaced, beta 0.999 from step 15, gave 0.41 k here.)"""
+    reader, x, _ = sparse_directions_data(tmp_path / "data", n=8000)
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig("batchtopk", 32, 128, k=4))
+    cfg = TrainConfig(steps=150, batch_size=256, lr=1e-3, lr_warmup_steps=15, sparsity_warmup_steps=35)
+    train_sae(sae, reader, cfg, log=lambda _: None)
+    with torch.no_grad():
+        l0 = (sae.encode(x[:4000]) > 0).sum(-1).float().mean().item()
+    assert l0 == pytest.approx(4, rel=0.15)
+
+
+def test_sae_config_of_an_older_checkpoint_loads_without_its_retired_keys():
+    old = {"architecture": "batchtopk", "d_in": 4, "d_sae": 8, "k": 2, "threshold_ema_beta": 0.999,
+           "threshold_ema_start": 80}
+    cfg = SAEConfig(**old)
+    assert cfg == SAEConfig("batchtopk", 4, 8, k=2)
+    assert "threshold_ema_start" not in cfg.to_dict() and "threshold_window" in cfg.to_dict()
 
 
 def test_batchtopk_active_set_is_exactly_the_batch_top_k_times_b():
@@ -119,7 +152,7 @@ def test_tied_reference_forward():
 ARCH_CONFIGS = {
     "relu": dict(sparsity_coefficient=0.05),
     "topk": dict(k=4),
-    "batchtopk": dict(k=4, threshold_ema_start=100),
+    "batchtopk": dict(k=4),
     "jumprelu": dict(target_l0=4, sparsity_coefficient=1.0, jumprelu_init_threshold=0.05, jumprelu_bandwidth=0.05),
     "gated": dict(sparsity_coefficient=0.05),
     "tied": dict(sparsity_coefficient=0.05),
@@ -301,7 +334,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     from sae_models.sae.train import TrainConfig, train_sae
     data, ckpt, out, kill_at = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
     torch.manual_seed(0)
-    sae = build_sae(SAEConfig("batchtopk", 32, 64, k=4, threshold_ema_start=20, dead_tokens=2000))
+    sae = build_sae(SAEConfig("batchtopk", 32, 64, k=4, dead_tokens=2000))
 
     def log(message):
         print(message, flush=True)

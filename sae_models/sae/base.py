@@ -7,11 +7,13 @@ k-sparse also expose a sparse decode used in training, where only active latents
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
+
+from sae_models.sae.config import THRESHOLD_WINDOW
 
 
 class SAEConfigError(ValueError):
@@ -28,11 +30,17 @@ class SAEConfig:
     target_l0: float | None = None  # JumpReLU
     jumprelu_init_threshold: float = 0.001
     jumprelu_bandwidth: float = 0.001
-    threshold_ema_beta: float = 0.999  # BatchTopK
-    threshold_ema_start: int = 1000  # BatchTopK: first step of the threshold EMA
+    threshold_window: float = THRESHOLD_WINDOW  # BatchTopK: threshold EMA window, a fraction of the steps so far
     aux_k_coefficient: float = 1 / 32  # TopK / BatchTopK AuxK weight
     dead_tokens: int = 10_000_000  # a latent silent for this many tokens is dead (AuxK)
     metadata: dict = field(default_factory=dict, hash=False, compare=False)  # hook_name, model_name, ...
+    # Retired BatchTopK settings (a fixed EMA beta and start step), still in the cfg.json of SAEs saved before
+    # threshold_window: accepted so those load, and ignored (the trained threshold is in their weights).
+    threshold_ema_beta: InitVar[float | None] = None
+    threshold_ema_start: InitVar[int | None] = None
+
+    def __post_init__(self, threshold_ema_beta, threshold_ema_start) -> None:
+        pass
 
     def to_dict(self) -> dict:
         return asdict(self)

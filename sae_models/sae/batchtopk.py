@@ -1,14 +1,23 @@
 """BatchTopK SAE (Bussmann et al. 2024).
 
 Training keeps the top k * B activations across the whole batch (so L0 varies per token, averaging k).
-Inference uses one global threshold theta, an EMA (beta 0.999, from step ``threshold_ema_start``) of the
-smallest activation kept in training: f = ReLU(z) * 1[ReLU(z) > theta]. Saved for SAELens as a JumpReLU
+Inference uses one global threshold theta: f = ReLU(z) * 1[ReLU(z) > theta]. Saved for SAELens as a JumpReLU
 SAE with every latent's threshold set to theta. AuxK and the decoder constraint are as in TopK.
+
+theta averages the batch threshold m_t, the smallest activation kept at step t (the batch's (k B)-th largest:
+an empirical quantile, with no measurable bias and ~1% noise per batch at B = 512), over the end of training.
+m_t drifts all through training (on the toy lake it falls 2-3x, and still 1-5% over the last tenth), so what
+matters is the average's lag, and that must scale with the schedule: theta is an EMA whose rate at step t
+(1-based) is min(1, 1 / (w t)), w = ``threshold_window``. Its window is w of the steps so far (sample s of t
+weighs ~ (s / t)^(1/w - 1)): nothing of the first half of training survives, at 800 toy steps or 10^5 paper
+steps alike, and it needs neither the total step count nor state beyond theta (so a resumed run ends
+identical). The fixed beta 0.999 from a fixed step that it replaces held half its weight on the early, high
+thresholds of a short run: held-out L0 0.70-0.86 k on the toy lake, against 0.98-0.99 k now.
 """
 
 import torch
 
-from sae_models.sae.base import SAELoss
+from sae_models.sae.base import SAEConfigError, SAELoss
 from sae_models.sae.topk import TopKSAE
 
 
@@ -47,15 +56,18 @@ class BatchTopKSAE(TopKSAE):
         self._min_kept = kept.min().item() if len(kept) else None
         return rows, cand_idx[rows, slots]
 
+    @classmethod
+    def validate(cls, cfg) -> None:
+        super().validate(cfg)
+        if not 0 < cfg.threshold_window <= 1:
+            raise SAEConfigError(f"batchtopk: threshold_window must be in (0, 1], got {cfg.threshold_window}")
+
     @torch.no_grad()
     def on_step_end(self, step: int, loss: SAELoss) -> None:
-        if step < self.cfg.threshold_ema_start or self._min_kept is None:
+        if self._min_kept is None:  # nothing positive in the batch
             return
-        if step == self.cfg.threshold_ema_start or float(self.threshold) == 0.0:
-            self.threshold.fill_(self._min_kept)
-        else:
-            beta = self.cfg.threshold_ema_beta
-            self.threshold.mul_(beta).add_((1 - beta) * self._min_kept)
+        rate = min(1.0, 1.0 / (self.cfg.threshold_window * (step + 1)))
+        self.threshold.add_(rate * (self._min_kept - self.threshold))
 
     def sae_lens_tensors(self) -> dict[str, torch.Tensor]:
         return {**super().sae_lens_tensors(), "threshold": self.threshold.expand(self.cfg.d_sae)}

@@ -7,6 +7,11 @@ from pydantic import Field
 
 from sae_models.config import Config
 
+# BatchTopK's inference threshold: an EMA of the batch threshold whose window is this fraction of the steps so
+# far (rate 1 / (window * step)), so it averages the end of training at any schedule length. The one default of
+# both SAEConfig.threshold_window and TrainConfig.threshold_window.
+THRESHOLD_WINDOW = 0.05
+
 
 class TrainConfig(Config):
     """SAE training schedule (lake.toml's ``[sweep.train]``); SPEC §2 gives the paper's values."""
@@ -21,7 +26,7 @@ class TrainConfig(Config):
     seed: int = 0
     normalize_activations: bool = True
     dead_tokens: int = Field(10_000_000, ge=1)  # a latent silent this long is dead (AuxK); scale down for small runs
-    threshold_ema_start: int = Field(1000, ge=0)  # BatchTopK: first step of the threshold EMA
+    threshold_window: float = Field(THRESHOLD_WINDOW, gt=0, le=1)  # BatchTopK: EMA window, a fraction of the steps
     checkpoint_every: int = Field(0, ge=0)  # steps; 0 = no checkpoints
     log_every: int | None = Field(None, ge=1)  # None: 50 log rows per run
 

@@ -16,7 +16,8 @@ GROUP = "saes"
 @dg.multi_asset(
     specs=[dg.AssetSpec("concept_recovery", deps=["sae", "corpus"], group_name=GROUP, kinds={"parquet"},
                         automation_condition=SWEEP_EAGER,
-                        description="Per ground-truth concept: the best latent's F1 of fires vs carries it."),
+                        description="Per ground-truth concept: the best latent's F1 of fires vs carries it, "
+                                    "with fires = code > 0 and swept over thresholds and signs."),
            dg.AssetSpec("latent_purity", deps=["sae", "corpus"], group_name=GROUP, kinds={"parquet"},
                         automation_condition=SWEEP_EAGER,
                         description="Per latent: share of its activation mass on its best feature (a concept or "
@@ -45,8 +46,9 @@ def concept_recovery_and_latent_purity(context: dg.AssetExecutionContext, lake: 
     rec = p.record("concept_recovery")
     p.lake.write_table("concept_recovery", recovery, rec, model=p.model, sae=p.name)
     p.lake.write_table("latent_purity", purity, rec, model=p.model, sae=p.name)
-    mean_f1 = float(recovery.column("best_f1").to_numpy().mean()) if labels else 0.0
-    yield materialized(rec, {"mean_best_f1": mean_f1,
+    mean_f1, mean_swept = (float(recovery.column(c).to_numpy().mean()) if labels else 0.0
+                           for c in ("best_f1", "best_f1_swept"))
+    yield materialized(rec, {"mean_best_f1": mean_f1, "mean_best_f1_swept": mean_swept,
                              "table": dg.MetadataValue.md(markdown_table(recovery.to_pylist() if labels else []))},
                        "concept_recovery")
     yield materialized(rec, {"dagster/row_count": len(purity)}, "latent_purity")
