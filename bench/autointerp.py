@@ -1,8 +1,14 @@
 """Autointerp speed: example gathering (latents/s, peak memory) and judge scoring against a loopback
 `transformers serve` endpoint with concurrency off and on, each against a baseline measured in the same run.
 
-- Gathering: one streaming pass over an activation lake partition for N latents of a TopK SAE, against a bare
-  encode pass over the same rows (the floor any gatherer pays). Each runs in a fresh subprocess so its peak
+- Gathering: one streaming pass over an activation lake partition for N latents of a TopK SAE
+  (``gather_examples``), against a bare encode pass over the same rows with the gatherer's own batching: the
+  same document split (``documents``), the same ``docs_per_batch`` documents per batch (the gatherer's
+  default, 64, unless ``--docs-per-batch`` says otherwise; both sides get the same value), and, as the
+  gatherer does, one ``encode`` call per document followed by the selection of the N latents. That pass is
+  the floor a gatherer with this batching pays, so the ratio is the cost of the reservoirs alone. For
+  scale, a third pass encodes whole storage row groups (one call per row group, thousands of rows): the
+  batching the gatherer does not use, shown without a ratio. Each runs in a fresh subprocess so its peak
   RSS is its own.
 - Scoring: SAEBench detection (explain + detect, two calls per latent) of N latents through the
   OpenAI-compatible backend, ``max_concurrency`` 1 vs 8, against the same windows; the judge cache is off so
@@ -12,6 +18,7 @@
 """
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -38,7 +45,33 @@ def _sae(d_model: int, d_sae: int):
     return build_sae(SAEConfig(architecture="topk", d_in=d_model, d_sae=d_sae, k=32))
 
 
-def phase(kind: str, lake: Path, model: str, latents: int, d_sae: int) -> dict:
+def _default_docs_per_batch() -> int:
+    from sae_models.evals.examples import gather_examples
+
+    return inspect.signature(gather_examples).parameters["docs_per_batch"].default
+
+
+def encode_like_gatherer(encode, rows, latents: torch.Tensor, docs_per_batch: int) -> None:
+    """The encode work of ``gather_examples`` and nothing else: documents from the same rows, grouped
+    ``docs_per_batch`` at a time, each document's activations encoded in one call and the chosen latents
+    taken (as ``_offer_batch`` does), no reservoirs."""
+    from sae_models.evals.examples import documents
+
+    def encode_batch(batch: list) -> None:
+        for _, _, _, acts in batch:
+            encode(acts)[:, latents]
+
+    batch: list = []
+    for doc in documents(rows):
+        batch.append(doc)
+        if len(batch) == docs_per_batch:
+            encode_batch(batch)
+            batch = []
+    if batch:
+        encode_batch(batch)
+
+
+def phase(kind: str, lake: Path, model: str, latents: int, d_sae: int, docs_per_batch: int) -> dict:
     """One measurement, run in its own process."""
     from sae_models.activation_store import ActivationReader
     from sae_models.evals.examples import gather_examples
@@ -46,19 +79,24 @@ def phase(kind: str, lake: Path, model: str, latents: int, d_sae: int) -> dict:
     reader = ActivationReader(lake / "activations" / f"model={model}")
     sae = _sae(reader.d_model, d_sae)
     chosen = np.sort(np.random.default_rng(0).choice(d_sae, size=latents, replace=False))
+    lat = torch.as_tensor(chosen, dtype=torch.long)
+    keys = ("doc_id", "pos", "token_id")
     start = time.perf_counter()
     with torch.no_grad():
         if kind == "encode":
+            encode_like_gatherer(sae.encode, reader.rows(keys), lat, docs_per_batch)
+        elif kind == "encode-row-groups":
             for _, acts in reader.rows(()):
-                sae.encode(acts)[:, chosen].amax(0)
+                sae.encode(acts)[:, lat]
         else:
-            gather_examples(sae.encode, reader.rows(("doc_id", "pos", "token_id")), chosen)
+            gather_examples(sae.encode, reader.rows(keys), chosen, docs_per_batch=docs_per_batch)
     return {"seconds": time.perf_counter() - start, "tokens": reader.n_rows, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _run_phase(kind: str, args) -> dict:
     out = subprocess.run([sys.executable, __file__, "--phase", kind, "--lake", str(args.lake), "--model", args.model,
-                          "--latents", str(args.latents), "--d-sae", str(args.d_sae)],
+                          "--latents", str(args.latents), "--d-sae", str(args.d_sae),
+                          "--docs-per-batch", str(args.docs_per_batch)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -120,18 +158,27 @@ def main() -> None:
     parser.add_argument("--model", default="toy-gemma2")
     parser.add_argument("--latents", type=int, default=1000)
     parser.add_argument("--d-sae", type=int, default=4096)
-    parser.add_argument("--phase", choices=["encode", "gather"])
+    parser.add_argument("--docs-per-batch", type=int, default=None,
+                        help="documents per batch, for the gatherer and its baseline alike (default: the gatherer's)")
+    parser.add_argument("--phase", choices=["encode", "encode-row-groups", "gather"])
     parser.add_argument("--skip-scoring", action="store_true")
     args = parser.parse_args()
+    if args.docs_per_batch is None:
+        args.docs_per_batch = _default_docs_per_batch()
     if args.phase:
-        print(json.dumps(phase(args.phase, args.lake, args.model, args.latents, args.d_sae)))
+        print(json.dumps(phase(args.phase, args.lake, args.model, args.latents, args.d_sae, args.docs_per_batch)))
         return
     encode, gather = _run_phase("encode", args), _run_phase("gather", args)
+    groups = _run_phase("encode-row-groups", args)
     print(f"example gathering, {args.latents} latents of a {args.d_sae}-latent TopK SAE over {gather['tokens']:,} "
-          f"tokens ({args.model}):")
-    print(f"  bare encode pass  {encode['seconds']:7.2f} s   peak RSS {encode['peak_rss_mb']:6.0f} MB")
-    print(f"  gather examples   {gather['seconds']:7.2f} s   peak RSS {gather['peak_rss_mb']:6.0f} MB   "
-          f"{args.latents / gather['seconds']:,.0f} latents/s   {gather['seconds'] / encode['seconds']:.2f}x encode")
+          f"tokens ({args.model}), {args.docs_per_batch} documents per batch:")
+    print(f"  bare encode pass, gatherer's batching   {encode['seconds']:7.2f} s   peak RSS "
+          f"{encode['peak_rss_mb']:6.0f} MB   (one encode call per document)")
+    print(f"  gather examples                         {gather['seconds']:7.2f} s   peak RSS "
+          f"{gather['peak_rss_mb']:6.0f} MB   {args.latents / gather['seconds']:,.0f} latents/s   "
+          f"{gather['seconds'] / encode['seconds']:.2f}x encode")
+    print(f"  for scale: encode per storage row group {groups['seconds']:7.2f} s   peak RSS "
+          f"{groups['peak_rss_mb']:6.0f} MB   (not the gatherer's batching; no ratio)")
     if args.skip_scoring:
         return
     rows = scoring(args)
