@@ -9,12 +9,15 @@
   the floor a gatherer with this batching pays, so the ratio is the cost of the reservoirs alone. For
   scale, a third pass encodes whole storage row groups (one call per row group, thousands of rows): the
   batching the gatherer does not use, shown without a ratio. Each runs in a fresh subprocess so its peak
-  RSS is its own.
+  RSS is its own. Per-document calls are small (tens of rows), so on a CPU shared with other work their time
+  is dominated by the intra-op thread pool waiting for busy cores and swings run to run; ``--threads 1``
+  pins every phase to one torch thread and makes the comparison stable there.
 - Scoring: SAEBench detection (explain + detect, two calls per latent) of N latents through the
   OpenAI-compatible backend, ``max_concurrency`` 1 vs 8, against the same windows; the judge cache is off so
   every call goes to the server. The served model is a toy LM: its answers are nonsense, the traffic is real.
 
     python bench/autointerp.py --lake lake --model toy-gemma2 --latents 1000
+    python bench/autointerp.py --skip-scoring --threads 1      # gathering only, on a shared CPU
 """
 
 import argparse
@@ -71,8 +74,11 @@ def encode_like_gatherer(encode, rows, latents: torch.Tensor, docs_per_batch: in
         encode_batch(batch)
 
 
-def phase(kind: str, lake: Path, model: str, latents: int, d_sae: int, docs_per_batch: int) -> dict:
+def phase(kind: str, lake: Path, model: str, latents: int, d_sae: int, docs_per_batch: int,
+          threads: int | None) -> dict:
     """One measurement, run in its own process."""
+    if threads:
+        torch.set_num_threads(threads)
     from sae_models.activation_store import ActivationReader
     from sae_models.evals.examples import gather_examples
 
@@ -96,7 +102,8 @@ def phase(kind: str, lake: Path, model: str, latents: int, d_sae: int, docs_per_
 def _run_phase(kind: str, args) -> dict:
     out = subprocess.run([sys.executable, __file__, "--phase", kind, "--lake", str(args.lake), "--model", args.model,
                           "--latents", str(args.latents), "--d-sae", str(args.d_sae),
-                          "--docs-per-batch", str(args.docs_per_batch)],
+                          "--docs-per-batch", str(args.docs_per_batch)]
+                         + (["--threads", str(args.threads)] if args.threads else []),
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -160,22 +167,26 @@ def main() -> None:
     parser.add_argument("--d-sae", type=int, default=4096)
     parser.add_argument("--docs-per-batch", type=int, default=None,
                         help="documents per batch, for the gatherer and its baseline alike (default: the gatherer's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads in every gathering phase (default: torch's own)")
     parser.add_argument("--phase", choices=["encode", "encode-row-groups", "gather"])
     parser.add_argument("--skip-scoring", action="store_true")
     args = parser.parse_args()
     if args.docs_per_batch is None:
         args.docs_per_batch = _default_docs_per_batch()
     if args.phase:
-        print(json.dumps(phase(args.phase, args.lake, args.model, args.latents, args.d_sae, args.docs_per_batch)))
+        print(json.dumps(phase(args.phase, args.lake, args.model, args.latents, args.d_sae, args.docs_per_batch,
+                               args.threads)))
         return
     encode, gather = _run_phase("encode", args), _run_phase("gather", args)
     groups = _run_phase("encode-row-groups", args)
     print(f"example gathering, {args.latents} latents of a {args.d_sae}-latent TopK SAE over {gather['tokens']:,} "
-          f"tokens ({args.model}), {args.docs_per_batch} documents per batch:")
+          f"tokens ({args.model}), {args.docs_per_batch} documents per batch, "
+          f"{args.threads or torch.get_num_threads()} torch thread(s):")
     print(f"  bare encode pass, gatherer's batching   {encode['seconds']:7.2f} s   peak RSS "
           f"{encode['peak_rss_mb']:6.0f} MB   (one encode call per document)")
     print(f"  gather examples                         {gather['seconds']:7.2f} s   peak RSS "
-          f"{gather['peak_rss_mb']:6.0f} MB   {args.latents / gather['seconds']:,.0f} latents/s   "
+          f"{gather['peak_rss_mb']:6.0f} MB   {args.latents / gather['seconds']:,.1f} latents/s   "
           f"{gather['seconds'] / encode['seconds']:.2f}x encode")
     print(f"  for scale: encode per storage row group {groups['seconds']:7.2f} s   peak RSS "
           f"{groups['peak_rss_mb']:6.0f} MB   (not the gatherer's batching; no ratio)")
