@@ -50,6 +50,14 @@ sim_explain_top = 3
 sim_top = 2
 sim_random = 2
 
+[steering]
+n_concepts = 3
+factors = [0.5, 2.0]
+instructions_per_concept = 4
+dev_instructions = 2
+max_new_tokens = 8
+batch_size = 32
+
 [sweep.train]
 steps = 80
 batch_size = 128

@@ -15,6 +15,7 @@ from assets.lakehouse.demo import run_demo
 from assets.lakehouse.fingerprints import STAGE
 from assets.lakehouse.lake import Lake
 from assets.lakehouse.tables import TABLES
+from sae_models.lm import shared_lm_loads
 from tests.conftest import TINY_TOML
 
 
@@ -66,14 +67,17 @@ def test_registry_sensor_adds_new_models_and_variants_and_reports_removed(tiny_c
 
 
 def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_config, capsys):
+    loads = shared_lm_loads()
     with dg.instance_for_test() as instance:
         timings = run_demo(instance=instance, print_fn=lambda _: None)
         assert len(timings) == 4 + 2 * 5  # world, 2 model chains, 2 x 5 SAE variants, catalog
+        # one LM load per model, shared by the metrics and the steering of its 5 SAEs (20 loads unshared)
+        assert shared_lm_loads() - loads == 2
         runs = instance.get_runs()
         assert all(r.is_success for r in runs)
         evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert len(evaluations) == 3 * 2 + 5 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
+        assert len(evaluations) == 3 * 2 + 8 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")
@@ -92,6 +96,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert "read-only" in capsys.readouterr().err
 
     _check_tables_are_declared_assets_with_their_schema(lake)
+    _check_steering(lake, capsys)
     _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
@@ -132,6 +137,33 @@ def _check_tables_are_declared_assets_with_their_schema(lake: Lake) -> None:
             assert not spec.mismatches(pq.read_schema(file)), (name, file, spec.mismatches(pq.read_schema(file)))
             if name in STAGE:  # built from settings: their fingerprint lies beside the data
                 assert json.loads((file.parent / "_settings.json").read_text())["fingerprint"]
+
+
+def _check_steering(lake: Lake, capsys) -> None:
+    """Every SAE and baseline has g in [0, 2] beside its unsteered baseline, from 3 concepts x 4 instructions x
+    (0, 0.5, 2); the SQL of the README answers; a rerun of the ratings asks the judge nothing new."""
+    for slug in ("toy-gemma2", "toy-qwen2"):
+        for name in ("relu-0.1", "topk-k4", "gated-0.1", "pca", "neuron"):
+            generations = lake.read_table("steering_generations", model=slug, sae=name)
+            assert generations.num_rows == 3 * 4 * 3
+            (row,) = lake.read_table("steering_summary", model=slug, sae=name).to_pylist()
+            assert row["n_concepts"] == 3 and 0 <= row["g"] <= 2 and 0 <= row["g_unsteered"] <= 2
+            assert row["judge_calls"] + row["judge_cached"] == 3 * generations.num_rows
+    assert cli(["sql", "select model, sae, g from steering_summary order by 1, 2", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "model,sae,g" and len(lines) == 11
+
+    key = dg.MultiPartitionKey({"model": "toy-gemma2", "sae": "topk-k4"})
+    generations = lake.read_table("steering_generations", model="toy-gemma2", sae="topk-k4")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("models", ["toy-gemma2"])
+        instance.add_dynamic_partitions("saes", ["topk-k4"])
+        assert defs.resolve_job_def("sae_sweep").execute_in_process(
+            instance=instance, partition_key=key, asset_selection=[dg.AssetKey("steering"),
+            dg.AssetKey("steering_concepts"), dg.AssetKey("steering_summary")]).success
+    (row,) = lake.read_table("steering_summary", model="toy-gemma2", sae="topk-k4").to_pylist()
+    assert row["judge_calls"] == 0 and row["judge_cached"] == 3 * generations.num_rows
+    assert lake.read_table("steering_generations", model="toy-gemma2", sae="topk-k4").equals(generations)
 
 
 def _check_interpretability(lake: Lake, config) -> None:

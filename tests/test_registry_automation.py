@@ -22,6 +22,7 @@ def _sweep(text: str, target_l0: str) -> str:
 
 BASE = _sweep(ONE_MODEL, "[4, 6]")
 NOT_SWEEP = ("catalog", "interpretability_by_kind")  # cross-model, rerun on any update
+RATINGS = ("steering", "steering_concepts", "steering_summary")
 
 
 @pytest.fixture(scope="module")
@@ -92,17 +93,23 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         return {(a, f"toy-gemma2|{v}") for a in assets for v in variants}
 
     everything = ("sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
-                  "latent_examples", "autointerp", "interpretability")
-    scores = each(("autointerp", "interpretability"), ("topk-k4", "topk-k6", "pca"))
+                  "latent_examples", "autointerp", "interpretability", "steering_generations", *RATINGS)
+    all_variants = ("topk-k4", "topk-k6", "pca")
+    scores = each(("autointerp", "interpretability", *RATINGS), all_variants)
     try:
         # [sweep.train]: the trained SAEs and, in the same runs, all they feed; not the PCA baseline
         assert after_edit(BASE.replace("steps = 80", "steps = 90")) == each(everything, ("topk-k4", "topk-k6"))
-        # the judge, or how windows are scored: the scores of every SAE, nothing else
+        # the judge, or how windows are scored: the scores and steering ratings of every SAE, never the
+        # steering generations
         assert after_edit(BASE + '\n[judge]\nmodel = "reader-v2"\n') == scores
         assert after_edit(BASE.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores
         # which windows are gathered: the examples too
         examples = each(("latent_examples",), ("topk-k4", "topk-k6", "pca"))
         assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples
+        # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
+        steering = each(("steering_generations", *RATINGS), all_variants)
+        assert after_edit(BASE.replace("[steering]", "[steering]\nmax_new_tokens = 9")) == steering
+        assert not after_edit(BASE.replace("[steering]", "[steering]\nbatch_size = 3"))
         # a model's token budget: its activations (the sweep follows once they land), not the LM
         assert after_edit(BASE.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
         # how fast activations are extracted, or nothing at all: nothing

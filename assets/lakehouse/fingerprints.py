@@ -4,8 +4,8 @@ everything upstream), hashed into a fingerprint.
 Every write records the fingerprint beside the data (``_settings.json`` in the partition folder, renamed
 into place with it) and on the materialization (metadata and data version). A settings edit changes the
 fingerprint of exactly the partitions it shapes: ``[sweep.train]`` those of trained SAEs but not of the
-baselines, ``[judge]`` only autointerp and interpretability. ``SettingsChanged`` (assets/shared/automation.py)
-reruns them.
+baselines, ``[judge]`` only autointerp, interpretability and the steering ratings (never the generations).
+``SettingsChanged`` (assets/shared/automation.py) reruns them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,13 @@ STAGE = {
     "corpus": "world", "language_model": "model", "lm_eval": "model", "activations": "activations",
     "sae": "sae", "sae_training": "sae", "latent_stats": "sae", "concept_recovery": "sae", "latent_purity": "sae",
     "sae_metrics": "metrics", "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
+    "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
+    "steering_summary": "steering",
 }
+# [autointerp] settings that decide the concept set (CONCEPT100 of the latents with enough windows) and m_f.
+CONCEPT_FIELDS = (EXAMPLE_FIELDS - {"n_importance", "n_random", "half_window"}) | {"n_concept"}
+# Settings that change no generation: how many rows one generate call carries (each row samples alone).
+GENERATION_SPEED = {"batch_size"}
 # Settings that change no output: how many documents a forward pass takes at once.
 EXTRACTION_SPEED = {"batch_size"}
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
@@ -57,9 +63,12 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)
     if stage == "metrics":
         parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
-    if stage in ("examples", "scores"):
+    if stage in ("examples", "scores", "steering"):
         parts["examples"] = settings.autointerp.model_dump(include=EXAMPLE_FIELDS)
-    if stage == "scores":
+    if stage in ("generations", "steering"):
+        parts["concepts"] = settings.autointerp.model_dump(include=CONCEPT_FIELDS)
+        parts["steering"] = settings.steering.model_dump(exclude=GENERATION_SPEED)
+    if stage in ("scores", "steering"):
         parts["autointerp"] = settings.autointerp.model_dump(exclude=EXAMPLE_FIELDS)
         parts["judge"] = settings.judge.identity()
     return parts

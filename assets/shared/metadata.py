@@ -76,6 +76,17 @@ def curves_md(history: list[dict], keys: list[str], title: str) -> dg.MetadataVa
     return _embed(plt, fig, title)
 
 
+def lines_md(rows: list[dict], x: str, keys: list[str], title: str, xlabel: str) -> dg.MetadataValue:
+    """One line per key against ``x`` (e.g. mean steering ratings against the factor), in one panel."""
+    plt, fig, axes = _figure()
+    ax = axes[0, 0]
+    for i, key in enumerate(keys):
+        ax.plot([r[x] for r in rows], [r[key] for r in rows], marker="o", color=f"C{i}", label=key)
+    ax.set(title=title, xlabel=xlabel)
+    ax.legend(fontsize=7)
+    return _embed(plt, fig, title)
+
+
 def kind_bars(rows: list[dict], panels: list[tuple[str, str]], title: str):
     """[C23] Figure 2 style: per panel (value key, title), one bar per dictionary kind and model with its 95%
     interval (``<key>_ci``) as PNG bytes; baselines have dark edges."""

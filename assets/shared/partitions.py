@@ -60,6 +60,18 @@ class SweepPartition:
 
         return record(asset, self.settings, self.model, self.name)
 
+    def load_lm(self):
+        """The model, loaded once per process (``shared_lm``) on the accelerator when there is one."""
+        from assets.defs.models.language_model import model_location
+        from assets.shared.resources import torch_device
+        from sae_models.lm import ModelLoadError, shared_lm
+
+        try:
+            return shared_lm(model_location(self.entry, self.lake), self.entry.revision, self.entry.dtype,
+                             torch_device(), self.entry.trust_remote_code)
+        except ModelLoadError as exc:
+            raise dg.Failure(str(exc)) from None
+
     def load_sae(self, device: str = "cpu"):
         from sae_models.sae import load_sae
 

@@ -3,6 +3,8 @@ papers' values by default."""
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, model_validator
 
 from sae_models.config import Config
@@ -51,4 +53,36 @@ class AutointerpConfig(ExampleConfig):
             raise ValueError(f"explain_importance + score_importance exceeds n_importance ({self.n_importance})")
         if self.score_random > self.n_random:
             raise ValueError(f"score_random ({self.score_random}) exceeds n_random ({self.n_random})")
+        return self
+
+
+class SteeringConfig(Config):
+    """lake.toml's ``[steering]``: AxBench's concept steering (SPEC §4) at the paper's sizes by default.
+
+    ``instructions``: "auto" (the toy world's topic questions for toy models, the bundled general set
+    otherwise), "toyworld", "bundled", or the path of a JSONL (one ``{"instruction": ...}`` per line) or
+    Parquet (column ``instruction``) file."""
+
+    n_concepts: int = Field(100, ge=1)  # steered latents: the first n of CONCEPT100 (all of it by default)
+    factors: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)  # x m_f; AxBench sweeps [0.2, 5]
+    instructions: str = "auto"
+    instructions_per_concept: int = Field(10, ge=2)
+    dev_instructions: int = Field(5, ge=1)  # the rest are the test half
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(1.0, ge=0)  # AxBench samples at 1.0; 0 is greedy
+    chat_template: bool = True  # format instructions with the model's chat template when it has one
+    batch_size: int = Field(64, ge=1)  # rows per generate call; no result depends on it
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _valid(self) -> SteeringConfig:
+        if not self.factors:
+            raise ValueError("factors is empty: give at least one steering factor")
+        bad = [f for f in self.factors if not math.isfinite(f) or f <= 0]
+        if bad:
+            raise ValueError(f"factors {bad}: every steering factor must be a finite number > 0 (the unsteered "
+                             "generation, factor 0, is always made)")
+        if self.dev_instructions >= self.instructions_per_concept:
+            raise ValueError(f"dev_instructions ({self.dev_instructions}) leaves no test instruction of "
+                             f"instructions_per_concept ({self.instructions_per_concept})")
         return self

@@ -11,8 +11,9 @@ explanation text when detecting or simulating. It never sees per-token concept l
   context covers most of the marked tokens.
 - detect / simulate: a token is predicted active if the explanation quotes it, names its group, or mentions
   it as a content word, and it sits in the stated context.
-- rate (steering): concept and instruction relevance by the words of the concept / the instruction's topic
-  present in the text; fluency by the share of known words and repeated bigrams.
+- rate (steering): concept and instruction relevance by the share of the text's words that the concept's
+  explanation points at / that belong to the instruction's topic; fluency by the share of words in sentences
+  the toy grammar accepts (thresholds below: ``ON_CONCEPT``, ``FLUENT``).
 """
 
 import re
@@ -39,6 +40,14 @@ WORD_SHARE = 0.8  # otherwise, quote the most frequent marked words until they c
 CONTEXT_SHARE = 0.8  # share of the marked function tokens a context must cover to be stated
 MAX_WORDS = 6
 FUNCTION_TOKENS = frozenset(DETERMINERS) | frozenset(PREPOSITIONS) | frozenset(PROMPT_WORDS)
+# Steering ratings (shares of the generated words): concept and instruction relevance rate 2 from 20% of the
+# words (an on-topic toy sentence has about 30%), 1 from 5% (one word in twenty); fluency rates 2 when at
+# least 90% of the words of complete sentences are in grammatical sentences, 1 from 50%.
+ON_CONCEPT = (0.2, 0.05)
+FLUENT = (0.9, 0.5)
+# A story sentence (det, adjective?, noun, verb, det, adjective?, noun, [preposition det adjective? noun] .)
+# or an IOI sentence, over word tags (D determiner, A adjective, N noun, V verb, P preposition, M name).
+SENTENCE = re.compile(r"D (A )?N V D (A )?N( P D (A )?N)? \.|when M and M went to D N , M V D N to M \.")
 CONTEXT = re.compile(r"\s+((?:in text about|after)\s+\S+|in (?:positive|negative) text)$")
 
 
@@ -70,6 +79,9 @@ class ToyworldBackend:
         self.vocabulary = set(lexicon())
         # Words an explanation uses as grammar rather than as cues.
         self.function_words = set(DETERMINERS) | set(PREPOSITIONS) | set(PROMPT_WORDS)
+        classes = self.classes
+        self.tags = {"D": classes["determiners"], "A": classes["adjectives"], "N": classes["nouns"],
+                     "V": classes["verbs"] - {"went"}, "P": classes["prepositions"], "M": classes["names"]}
 
     def complete(self, request: JudgeRequest) -> Completion:
         p = request.payload
@@ -156,20 +168,43 @@ class ToyworldBackend:
         return cues
 
     def rate(self, kind: str, concept: str, instruction: str, text: str) -> int:
-        tokens = text.lower().split()
+        """Steering ratings from the share of the text's words that carry the concept (its cue words) or the
+        instruction's topic, and for fluency the share of words in sentences the grammar accepts."""
+        words = [w for w in text.lower().split() if w]
         if kind == "fluency":
-            known = sum(t in self.vocabulary for t in tokens) / max(len(tokens), 1)
-            bigrams = list(zip(tokens, tokens[1:], strict=False))
-            repeated = 1 - len(set(bigrams)) / max(len(bigrams), 1)
-            return 2 if known >= 0.9 and repeated < 0.2 else int(known >= 0.6 and repeated < 0.5)
+            return _graded(self.grammatical_share(words), FLUENT)
         if kind == "concept":
             cues = self.cues(concept)
         else:
             topics = [w for w in re.findall(r"[a-z]+", instruction.lower()) if w in TOPICS]
             if not topics:
-                return 1
+                return 1  # no topic to check against
             cues = self.groups[topics[0]]
-        return min(2, sum(t in cues for t in tokens))
+        return _graded(sum(w in cues for w in words) / max(len(words), 1), ON_CONCEPT)
+
+    def grammatical_share(self, words: list[str]) -> float:
+        """Share of the words of complete sentences (up to a '.') that form a sentence of the toy grammar; a
+        trailing unfinished sentence (cut by the token budget) is not counted; 0 without a full sentence."""
+        sentences, current = [], []
+        for w in words:
+            current.append(w)
+            if w == ".":
+                sentences.append(current)
+                current = []
+        total = sum(len(x) for x in sentences)
+        good = sum(len(x) for x in sentences if SENTENCE.fullmatch(" ".join(self._tag(w) for w in x)))
+        return good / total if total else 0.0
+
+    def _tag(self, word: str) -> str:
+        for tag, members in self.tags.items():
+            if word in members:
+                return tag
+        return word if word in self.vocabulary else "?"
+
+
+def _graded(share: float, cuts: tuple[float, float]) -> int:
+    """2 at or above the first cut, 1 at or above the second, else 0."""
+    return 2 if share >= cuts[0] else int(share >= cuts[1])
 
 
 def _words(tokens: list[str]) -> list[str]:

@@ -8,5 +8,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "SITES": "hooks", "HookPointError": "hooks", "capture": "hooks", "edit_output": "hooks", "hook_module": "hooks",
     "sae_lens_hook_name": "hooks",
     "LoadedLM": "loading", "ModelLoadError": "loading", "load_config": "loading", "load_lm": "loading",
-    "load_tokenizer": "loading",
+    "load_tokenizer": "loading", "shared_lm": "loading", "shared_lm_loads": "loading",
 })

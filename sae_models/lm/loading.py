@@ -7,6 +7,7 @@ names the source.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,31 @@ def load_lm(
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return LoadedLM(model, tokenizer, source, config.model_type, n_layers_of(config), d_model_of(config))
+
+
+def source_stamp(source: str) -> str:
+    """For a local directory, the latest modification time of its files (so a model saved again over the same
+    path is not mistaken for the old one); empty for hub ids, whose revision names the weights."""
+    if not looks_like_path(source):
+        return ""
+    files = [f for f in Path(source).expanduser().glob("*") if f.is_file()]
+    return str(max((f.stat().st_mtime_ns for f in files), default=0))
+
+
+@functools.lru_cache(maxsize=1)
+def _shared(source: str, revision: str | None, dtype: str, device: str, trust_remote_code: bool,
+            stamp: str) -> LoadedLM:
+    return load_lm(source, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+
+
+def shared_lm(source: str, revision: str | None = None, dtype: str = "float32", device: str = "cpu",
+              trust_remote_code: bool = False) -> LoadedLM:
+    """``load_lm``, once per process: the per-SAE steps of one model (metrics, steering, selection) that run in
+    the same process share one copy. Only the latest model is kept, so a process that moves on to the next
+    model frees the previous one. Callers must leave it as they found it (edits are context managers)."""
+    return _shared(source, revision, dtype, device, trust_remote_code, source_stamp(source))
+
+
+def shared_lm_loads() -> int:
+    """How many times ``shared_lm`` has loaded a model in this process."""
+    return _shared.cache_info().misses

@@ -33,7 +33,8 @@ def _tokenizer_text(p: SweepPartition):
         raise dg.Failure(f"tokenizer of {p.model}: {exc}") from None
 
 
-def _judge(p: SweepPartition, log):
+def build_partition_judge(p: SweepPartition, log):
+    """The configured judge over the lake's call cache; a backend that cannot start is one failure line."""
     from sae_models.judges import JudgeError, build_judge
 
     try:
@@ -65,7 +66,7 @@ def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: Lak
     p = sweep_partition(context, lake)
     cfg = p.settings.autointerp
     examples = from_arrow(p.lake.read_table("latent_examples", model=p.model, sae=p.name), cfg)
-    text, judge = _tokenizer_text(p), _judge(p, context.log.info)
+    text, judge = _tokenizer_text(p), build_partition_judge(p, context.log.info)
     try:
         rows = score_latents(examples, text, judge, cfg)
     except JudgeError as exc:

@@ -90,9 +90,9 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
     yield materialized(rec, {"dagster/row_count": len(history), **curves}, "sae_training")
 
 
-# One run per (model, variant): the SAE, its evaluation and its interpretability.
+# One run per (model, variant): the SAE, its evaluation, its interpretability and its steering utility.
 sae_sweep_job = dg.define_asset_job(
-    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability")
+    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability", "steering")
     - dg.AssetSelection.assets("interpretability_by_kind", "judge_cache"),
     partitions_def=model_sae_partitions,
 )

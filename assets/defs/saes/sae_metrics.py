@@ -6,11 +6,10 @@ from dataclasses import asdict
 import dagster as dg
 import numpy as np
 
-from assets.defs.models.language_model import model_location
 from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import markdown_table, materialized
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
-from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
+from assets.shared.resources import GPU_OP_TAGS, LakeResource
 
 GROUP = "saes"
 
@@ -35,7 +34,6 @@ def held_out_texts(p: SweepPartition, eval_reader, n_docs: int) -> list[str]:
     partitions_def=model_sae_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
 )
 def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeResource):
-    from sae_models.lm import load_lm
     from sae_models.sae.metrics import HeldOutSplit, SAEIdentity, downstream_metrics, reconstruction_metrics
 
     p = sweep_partition(context, lake)
@@ -44,8 +42,7 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
                          train_reader.n_rows)
     sae_model = p.load_sae()
     recon, stats = reconstruction_metrics(sae_model, (acts for _, acts in eval_reader.rows(())))
-    lm = load_lm(model_location(p.entry, p.lake), revision=p.entry.revision, dtype=p.entry.dtype,
-                 device=torch_device(), trust_remote_code=p.entry.trust_remote_code)
+    lm = p.load_lm()
     texts = held_out_texts(p, eval_reader, p.settings.sweep.metric_docs)
     down = downstream_metrics(sae_model.to(lm.device), lm, texts, p.entry.layer, p.entry.hook,
                               context=p.settings.extraction.context)

@@ -1,0 +1,55 @@
+"""Blocking checks on the steering tables: ratings in {0, 1, 2}, every concept's test rows present, g in
+[0, 2]."""
+
+import dagster as dg
+import numpy as np
+
+from assets.shared.partitions import model_and_sae, model_sae_partitions
+from assets.shared.resources import LakeResource
+
+RATING_COLUMNS = ("concept_rating", "instruct_rating", "fluency_rating")
+
+
+def _read(lake: LakeResource, context, table: str):
+    model, name = model_and_sae(context)
+    return lake.lake().read_table(table, model=model, sae=name)
+
+
+@dg.asset_check(asset="steering", partitions_def=model_sae_partitions, blocking=True)
+def steering_ratings_valid(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    """Every rating is 0, 1 or 2 and every HM in [0, 2]."""
+    t = _read(lake, context, "steering")
+    bad = sum(int((~np.isin(t.column(c).to_numpy(), (0, 1, 2))).sum()) for c in RATING_COLUMNS)
+    hm = t.column("hm").to_numpy()
+    bad_hm = int((~((hm >= 0) & (hm <= 2))).sum())
+    return dg.AssetCheckResult(passed=t.num_rows > 0 and bad == 0 and bad_hm == 0,
+                               metadata={"ratings_out_of_range": bad, "hm_out_of_range": bad_hm,
+                                         "rows": t.num_rows})
+
+
+@dg.asset_check(asset="steering", partitions_def=model_sae_partitions, blocking=True)
+def steering_test_rows_complete(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    """Every rated concept has its test instructions (instructions_per_concept - dev_instructions) at every
+    factor, the unsteered one included."""
+    cfg = lake.settings().steering
+    want = cfg.instructions_per_concept - cfg.dev_instructions
+    rows = _read(lake, context, "steering").to_pylist()
+    counts: dict[tuple, int] = {}
+    for r in rows:
+        if r["split"] == "test":
+            counts[(r["latent"], r["factor"])] = counts.get((r["latent"], r["factor"]), 0) + 1
+    latents = {r["latent"] for r in rows}
+    factors = (0.0, *cfg.factors)
+    short = sorted({lat for lat in latents for f in factors if counts.get((lat, f), 0) != want})
+    return dg.AssetCheckResult(passed=bool(latents) and not short,
+                               metadata={"concepts": len(latents), "test_rows_per_factor": want,
+                                         "incomplete_concepts": str(short[:20])})
+
+
+@dg.asset_check(asset="steering_summary", partitions_def=model_sae_partitions, blocking=True)
+def steering_g_in_range(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    """g and its unsteered baseline are in [0, 2]."""
+    (row,) = _read(lake, context, "steering_summary").to_pylist()
+    values = {k: row[k] for k in ("g", "g_unsteered", "g_chosen_on_test")}
+    ok = all(v is not None and 0 <= v <= 2 for v in values.values())
+    return dg.AssetCheckResult(passed=ok, metadata={k: float(v) if v is not None else -1.0 for k, v in values.items()})
