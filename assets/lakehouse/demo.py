@@ -15,7 +15,7 @@ from pathlib import Path
 from assets.lakehouse.config import load_settings
 
 SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery", "interpretability",
-                   "interpretability_mu")
+                   "interpretability_mu", "steering")
 
 
 def _instance():

@@ -115,12 +115,12 @@ def generate_batch(lm: LoadedLM, prompts: Sequence[str], seeds: Sequence[int], m
     enc = tokenize(lm, prompts, padding_side="left")
     width = enc["input_ids"].shape[1]
     eos = _eos_ids(lm)
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                               pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=sorted(eos))
     processors = LogitsProcessorList([RowSampler(seeds, temperature, width, lm.device)] if temperature > 0 else [])
     with edit_output(module, edit) if edit is not None else nullcontext(), torch.inference_mode():
         out = lm.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                generation_config=config, logits_processor=processors, use_cache=True)
+                                generation_config=config, logits_processor=processors)
     rows = [_trim(ids, eos, lm.tokenizer.pad_token_id) for ids in out[:, width:].tolist()]
     texts = lm.tokenizer.batch_decode(rows, skip_special_tokens=True)
     return [Generated(tuple(ids), text.strip()) for ids, text in zip(rows, texts, strict=True)]

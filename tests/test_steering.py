@@ -1,0 +1,159 @@
+"""Steering utility (SPEC §4): bad input fails before any generation, naming it; HM and the dev/test choice
+of the factor; instruction sets; the toy judge's ratings."""
+
+import json
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from sae_models.evals.config import SteeringConfig
+from sae_models.evals.instructions import (
+    BUNDLED,
+    InstructionError,
+    chat_prompt,
+    instructions_for,
+    load_instructions,
+)
+from sae_models.evals.steering import (
+    RatingRow,
+    SteeringConcept,
+    SteeringInputError,
+    concept_magnitudes,
+    harmonic_mean,
+    plan_steering,
+    score_concepts,
+)
+from sae_models.judges.toyworld import ToyworldBackend
+from sae_models.sae import SAEConfig, build_sae
+
+
+def _sae():
+    torch.manual_seed(0)
+    return build_sae(SAEConfig("topk", 8, 16, k=2))
+
+
+def test_a_dead_or_out_of_range_latent_is_one_error_naming_it():
+    sae = _sae()
+    assert [c.latent for c in concept_magnitudes(sae, [1, 3], [2.0, 0.5])] == [1, 3]
+    with pytest.raises(SteeringInputError, match=r"latents \[3\] have m_f = 0"):
+        concept_magnitudes(sae, [1, 3], [2.0, 0.0])
+    with pytest.raises(SteeringInputError, match=r"latents \[16\] are out of range: the SAE has 16 latents"):
+        concept_magnitudes(sae, [1, 16], [2.0, 1.0])
+
+
+def test_m_f_is_the_max_code_times_the_decoder_norm():
+    sae = _sae()
+    with torch.no_grad():
+        sae.W_dec[2] *= 3 / sae.W_dec[2].norm()
+    (c,) = concept_magnitudes(sae, [2], [0.5])
+    assert c.magnitude == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("factors, message", [
+    ([], "factors is empty"), ([1.0, float("nan")], "finite number > 0"), ([float("inf")], "finite number > 0"),
+    ([-1.0], "finite number > 0"),
+])
+def test_bad_factor_lists_are_rejected_by_the_config(factors, message):
+    with pytest.raises(ValidationError, match=message):
+        SteeringConfig(factors=factors)
+
+
+def test_dev_instructions_must_leave_a_test_half():
+    with pytest.raises(ValidationError, match="leaves no test instruction"):
+        SteeringConfig(instructions_per_concept=4, dev_instructions=4)
+
+
+def test_instruction_files_read_jsonl_and_parquet_and_name_what_is_wrong(tmp_path):
+    good = tmp_path / "ins.jsonl"
+    good.write_text('{"instruction": "Say hi."}\n\n{"id": "x", "instruction": "Count to three."}\n')
+    assert [(i.id, i.text) for i in load_instructions(str(good))] == [("i0000", "Say hi."), ("x", "Count to three.")]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"instruction": ["A?", "B?"]}), tmp_path / "ins.parquet")
+    assert [i.text for i in load_instructions(str(tmp_path / "ins.parquet"))] == ["A?", "B?"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "ok"}\nnot json\n')
+    with pytest.raises(InstructionError, match=r"bad.jsonl, line 2: expected a JSON object"):
+        load_instructions(str(bad))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(InstructionError, match="no instruction found"):
+        load_instructions(str(empty))
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text(json.dumps({"instruction": "  "}) + "\n")
+    with pytest.raises(InstructionError, match="entry 1 has an empty"):
+        load_instructions(str(blank))
+    with pytest.raises(InstructionError, match="no such file"):
+        load_instructions(str(tmp_path / "missing.jsonl"))
+    pq.write_table(pa.table({"text": ["A?"]}), tmp_path / "nocol.parquet")
+    with pytest.raises(InstructionError, match="no 'instruction' column"):
+        load_instructions(str(tmp_path / "nocol.parquet"))
+
+
+def test_instruction_sets_and_the_per_concept_draw():
+    assert len(BUNDLED) >= 60 and len(set(BUNDLED)) == len(BUNDLED)
+    toy = load_instructions("auto", toy=True)
+    assert len(toy) == 16 and toy[0].prompt.startswith("question : tell me about ")
+    assert len(load_instructions("auto")) == len(BUNDLED)
+    pool = load_instructions("bundled")
+    picks = instructions_for(7, pool, 10, seed=0)
+    assert len({p.id for p in picks}) == 10
+    assert instructions_for(7, pool[::-1], 10, seed=0) == picks  # the pool's order does not matter
+    assert instructions_for(8, pool, 10, seed=0) != picks
+    with pytest.raises(InstructionError, match="holds 16"):
+        instructions_for(1, toy, 17, seed=0)
+
+
+def test_chat_template_wraps_the_instruction_without_a_second_bos():
+    class Tok:
+        bos_token = "<bos>"
+        chat_template = "x"
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            return f"<bos><user>{messages[0]['content']}<end><model>"
+
+    assert chat_prompt(Tok(), "Hi") == "<user>Hi<end><model>"
+    assert chat_prompt(Tok(), "Hi", use_template=False) == "Hi"
+
+
+def test_plan_has_every_factor_and_the_unsteered_row_with_dev_and_test_halves():
+    cfg = SteeringConfig(factors=(1.0, 2.0), instructions_per_concept=4, dev_instructions=2)
+    rows = plan_steering([SteeringConcept(3, 1.0), SteeringConcept(5, 2.0)], load_instructions("toyworld"), cfg,
+                         lambda *key: hash(key) & 0xFFFF)
+    assert len(rows) == 2 * 4 * 3
+    assert {r.factor for r in rows} == {0.0, 1.0, 2.0}
+    assert sum(r.split == "test" for r in rows if r.latent == 3 and r.factor == 2.0) == 2
+
+
+def test_harmonic_mean_is_zero_when_any_rating_is_zero():
+    assert harmonic_mean((2, 2, 2)) == 2 and harmonic_mean((2, 0, 2)) == 0
+    assert harmonic_mean((1, 2, 2)) == pytest.approx(3 / (1 + 0.5 + 0.5))
+
+
+def _rating(latent, factor, split, hm):
+    return RatingRow(latent, factor, "i", split, 1, 1, 1, hm, 0)
+
+
+def test_the_factor_is_chosen_on_dev_and_scored_on_test():
+    ratings = [_rating(1, 0.0, "dev", 2.0), _rating(1, 0.0, "test", 0.5),
+               _rating(1, 1.0, "dev", 1.5), _rating(1, 1.0, "test", 0.2),
+               _rating(1, 2.0, "dev", 0.5), _rating(1, 2.0, "test", 1.8)]
+    (score,) = score_concepts(ratings, [SteeringConcept(1, 1.0)], {1: "c"})
+    assert score.best_factor == 1.0  # factor 0 is never chosen; dev picks 1.0 although test prefers 2.0
+    assert score.test_hm == 0.2 and score.unsteered_test_hm == 0.5
+    assert score.best_test_factor == 2.0 and score.best_test_hm == 1.8
+
+
+def test_toy_judge_rates_by_word_shares_and_the_grammar():
+    judge = ToyworldBackend()
+    animals = "the furry puppy chased a rabbit . a kitten petted the tiger ."
+    assert judge.rate("concept", "concept animals such as 'puppy' 'tiger'", "", animals) == 2
+    assert judge.rate("concept", "concept food such as 'bread' 'cake'", "", animals) == 0
+    assert judge.rate("instruct", "", "tell me about animals", animals) == 2
+    assert judge.rate("instruct", "", "tell me about space", animals) == 0
+    assert judge.rate("fluency", "", "", animals) == 2
+    assert judge.rate("fluency", "", "", "the the a puppy . every every . the tiger chased a rabbit .") == 0
+    assert judge.rate("fluency", "", "", "the puppy the . the tiger chased a rabbit .") == 1
+    assert judge.rate("fluency", "", "", "the tiger chased") == 0  # no complete sentence
