@@ -157,3 +157,12 @@ def test_toy_judge_rates_by_word_shares_and_the_grammar():
     assert judge.rate("fluency", "", "", "the the a puppy . every every . the tiger chased a rabbit .") == 0
     assert judge.rate("fluency", "", "", "the puppy the . the tiger chased a rabbit .") == 1
     assert judge.rate("fluency", "", "", "the tiger chased") == 0  # no complete sentence
+
+
+def test_toy_judge_reads_a_concepts_context_as_in_detection():
+    judge = ToyworldBackend()
+    school = "the clever student read a lesson . a teacher graded the exam ."
+    food = "the tasty bread fed a cake . a chef sliced the fresh apple ."
+    concept = "concept determiners such as 'the' 'a' in text about school"
+    assert judge.rate("concept", concept, "", school) == 2
+    assert judge.rate("concept", concept, "", food) == 0  # determiners, but not in text about school

@@ -11,13 +11,16 @@ explanation text when detecting or simulating. It never sees per-token concept l
   context covers most of the marked tokens.
 - detect / simulate: a token is predicted active if the explanation quotes it, names its group, or mentions
   it as a content word, and it sits in the stated context.
-- rate (steering): concept and instruction relevance by the share of the text's words that the concept's
-  explanation points at / that belong to the instruction's topic; fluency by the share of words in sentences
-  the toy grammar accepts (thresholds below: ``ON_CONCEPT``, ``FLUENT``).
+- rate (steering): concept relevance by the share of the text's words that the explanation points at, read
+  as in detection (cue words, where the stated context holds: "determiners in text about school" needs
+  school words around); instruction relevance by the share of words of the instruction's topic; fluency
+  by the share of words in sentences the toy grammar accepts (thresholds below: ``ON_CONCEPT``, ``FLUENT``).
 """
 
 import re
 from collections import Counter
+
+import numpy as np
 
 from sae_models.judges import prompts
 from sae_models.judges.protocol import Completion, JudgeRequest
@@ -70,7 +73,7 @@ def word_groups() -> dict[str, set[str]]:
 
 class ToyworldBackend:
     name = "toyworld"
-    model = "toyworld-reader-v2"  # a new version whenever its answers change: the call cache is keyed by it
+    model = "toyworld-reader-v3"  # a new version whenever its answers change: the call cache is keyed by it
     max_concurrency = 1
 
     def __init__(self):
@@ -173,13 +176,12 @@ class ToyworldBackend:
         words = [w for w in text.lower().split() if w]
         if kind == "fluency":
             return _graded(self.grammatical_share(words), FLUENT)
-        if kind == "concept":
-            cues = self.cues(concept)
-        else:
-            topics = [w for w in re.findall(r"[a-z]+", instruction.lower()) if w in TOPICS]
-            if not topics:
-                return 1  # no topic to check against
-            cues = self.groups[topics[0]]
+        if kind == "concept":  # read as in detection: the cue words, where the stated context holds
+            return _graded(float(np.mean(self.predictor(concept)(words))) if words else 0.0, ON_CONCEPT)
+        topics = [w for w in re.findall(r"[a-z]+", instruction.lower()) if w in TOPICS]
+        if not topics:
+            return 1  # no topic to check against
+        cues = self.groups[topics[0]]
         return _graded(sum(w in cues for w in words) / max(len(words), 1), ON_CONCEPT)
 
     def grammatical_share(self, words: list[str]) -> float:
