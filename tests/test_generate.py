@@ -97,3 +97,15 @@ def test_steering_adds_the_vector_at_every_prompt_and_generated_position(random_
     assert [n for n, _ in steps] == [steps[0][0]] + [1] * 5  # the prompt, then 5 cached steps
     for _, delta in steps:
         assert torch.allclose(delta, vectors[:, None, :].expand_as(delta), atol=1e-6)
+
+
+def test_the_sampler_draws_new_noise_at_every_generated_token():
+    """The step is the number of tokens generated so far, read from the sequence length: the same prompt
+    width at a longer sequence gives other noise (a sampler stuck at one step would repeat its choice)."""
+    from sae_models.lm.generate import RowSampler
+
+    sampler = RowSampler([11, 12], temperature=1.0, prompt_width=5, device=torch.device("cpu"))
+    scores = torch.zeros(2, 50)
+    first, second = sampler(torch.zeros(2, 5), scores), sampler(torch.zeros(2, 6), scores)
+    assert not torch.equal(first, second)
+    assert torch.equal(first, RowSampler([11, 12], 1.0, 9, torch.device("cpu"))(torch.zeros(2, 9), scores))

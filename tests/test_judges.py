@@ -261,3 +261,17 @@ def test_local_transformers_chat_backend(trained_toy_lm):
     direct = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
                             pad_token_id=tok.pad_token_id)[0, ids.shape[1]:]
     assert answer.text.strip() and answer.text == tok.decode(direct, skip_special_tokens=True)
+
+
+def test_rating_prompts_have_axbenchs_shape():
+    """A judge instruction, the concept or instruction and the text in delimited blocks, a reason, then the
+    rating line; fluency sees the text alone."""
+    concept = prompts.rate_request("concept", "dogs", "tell me about cats", "a dog barked")
+    system, user = (m["content"] for m in concept.messages)
+    assert "Rating: [[n]]" in system and "reason" in system
+    assert "[Concept Start]\ndogs\n[Concept End]" in user and "[Text Fragment Start]\na dog barked" in user
+    assert "cats" not in user
+    fluency = prompts.rate_request("fluency", "dogs", "tell me about cats", "a dog barked").messages[1]["content"]
+    assert "dogs" not in fluency and "cats" not in fluency
+    with pytest.raises(ValueError, match="rating kind"):
+        prompts.rate_request("style", "", "", "")

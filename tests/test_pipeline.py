@@ -34,13 +34,15 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"corpus", "language_model", "lm_eval", "activations", "sae", "sae_training", "sae_metrics",
                     "latent_stats", "concept_recovery", "latent_purity", "latent_examples", "autointerp",
-                    "interpretability", "interpretability_by_kind", "judge_cache", "catalog"}
+                    "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
+                    "steering_generations", "steering", "steering_concepts", "steering_summary"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
     assert check_names == {"activations_finite", "activations_width", "activations_row_count",
                            "sae_metrics_finite", "sae_l0_near_target", "sae_explained_variance",
-                           "autointerp_scores_in_range", "autointerp_concept_subset_complete"}
+                           "autointerp_scores_in_range", "autointerp_concept_subset_complete",
+                           "steering_ratings_valid", "steering_test_rows_complete", "steering_g_in_range"}
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 

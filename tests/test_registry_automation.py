@@ -105,7 +105,9 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         assert after_edit(BASE.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores
         # which windows are gathered: the examples too
         examples = each(("latent_examples",), ("topk-k4", "topk-k6", "pca"))
-        assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples
+        # (the generations read the rewritten examples, so they follow in the same run, as eager does)
+        generations = each(("steering_generations",), all_variants)
+        assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples | generations
         # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
         steering = each(("steering_generations", *RATINGS), all_variants)
         assert after_edit(BASE.replace("[steering]", "[steering]\nmax_new_tokens = 9")) == steering

@@ -166,3 +166,64 @@ def test_toy_judge_reads_a_concepts_context_as_in_detection():
     concept = "concept determiners such as 'the' 'a' in text about school"
     assert judge.rate("concept", concept, "", school) == 2
     assert judge.rate("concept", concept, "", food) == 0  # determiners, but not in text about school
+
+
+class _ScriptedBackend:
+    """Answers each rating request from a table keyed by (kind, text); anything else is unparseable."""
+
+    name, model, max_concurrency = "scripted", "s", 1
+
+    def __init__(self, answers: dict):
+        self.answers = answers
+
+    def complete(self, request):
+        from sae_models.judges.protocol import Completion
+
+        p = request.payload
+        return Completion(self.answers.get((p["kind"], p["text"]), "no rating here"))
+
+
+def _generation(latent, factor, split, text):
+    from sae_models.evals.steering import GenerationRow
+
+    return GenerationRow(latent, 1.0, factor, f"i-{split}-{text}", split, "tell me about food", "p", text, 3, 0)
+
+
+def test_ratings_hm_alpha_and_g_from_a_scripted_judge():
+    """Ratings become HM (an unparseable rating counts 0 and is counted), alpha* is chosen on dev, g is the
+    mean test HM there, g_unsteered the test HM at factor 0, g_chosen_on_test the optimistic choice."""
+    from sae_models.evals.steering import rate_steering, summarize
+    from sae_models.judges import Judge
+
+    def rated(text, c, i, f):
+        return {("concept", text): f"Rating: [[{c}]]", ("instruct", text): f"Rating: [[{i}]]",
+                ("fluency", text): f"ok. Rating: [[{f}]]"}
+
+    answers = {**rated("d0", 1, 2, 2), **rated("t0", 1, 1, 1), **rated("d1", 2, 2, 2), **rated("t1", 1, 2, 1),
+               **rated("d2", 2, 1, 1), **rated("t2", 2, 2, 2)}
+    answers.pop(("fluency", "t1"))  # unparseable: counts as 0
+    generations = [_generation(4, f, split, f"{split[0]}{k}") for k, f in enumerate((0.0, 1.0, 2.0))
+                   for split in ("dev", "test")] + [_generation(9, 1.0, "test", "x")]
+    judge = Judge(_ScriptedBackend(answers))
+    ratings = rate_steering(generations, {4: "food words"}, judge)  # latent 9 has no concept text: not rated
+    assert len(ratings) == 6 and {r.latent for r in ratings} == {4}
+    by_text = {g.generation: r for g, r in zip([g for g in generations if g.latent == 4], ratings, strict=True)}
+    assert by_text["t1"].fluency_rating == 0 and by_text["t1"].hm == 0 and by_text["t1"].unparseable == 1
+    assert by_text["d2"].hm == pytest.approx(3 / (1 / 2 + 1 + 1))
+    concepts = [SteeringConcept(4, 1.0), SteeringConcept(9, 1.0)]
+    scores = score_concepts(ratings, concepts, {4: "food words"})
+    (score,) = scores
+    assert score.best_factor == 1.0 and score.dev_hm == 2.0 and score.test_hm == 0.0  # dev picks 1, test had 0
+    assert score.dev_spread == pytest.approx(2.0 - 1.2)
+    assert score.unsteered_test_hm == 1.0 and score.best_test_factor == 2.0 and score.best_test_hm == 2.0
+    sae = {"architecture": "topk", "is_baseline": False, "level": 4.0, "target_l0": 4.0, "l0": 4.0}
+    summary = summarize(scores, ratings, generations, len(concepts), judge, sae)
+    assert (summary.g, summary.g_unsteered, summary.g_chosen_on_test) == (0.0, 1.0, 2.0)
+    assert summary.n_concepts == 1 and summary.n_unexplained == 1 and summary.unparseable == 1
+    assert summary.judge_calls == 18 and summary.g_ci is None  # one concept: no interval
+
+
+def test_ties_on_dev_take_the_smallest_factor_and_show_no_spread():
+    ratings = [_rating(2, f, split, 0.0) for f in (0.0, 0.5, 3.0) for split in ("dev", "test")]
+    (score,) = score_concepts(ratings, [SteeringConcept(2, 1.0)], {2: "c"})
+    assert score.best_factor == 0.5 and score.dev_spread == 0.0

@@ -63,7 +63,7 @@ class SteeringConfig(Config):
     otherwise), "toyworld", "bundled", or the path of a JSONL (one ``{"instruction": ...}`` per line) or
     Parquet (column ``instruction``) file."""
 
-    n_concepts: int = Field(100, ge=1)  # steered latents: the first n of CONCEPT100 (all of it by default)
+    n_concepts: int = Field(100, ge=1)  # steered latents: a seeded random n of CONCEPT100 (all of it by default)
     factors: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)  # x m_f; AxBench sweeps [0.2, 5]
     instructions: str = "auto"
     instructions_per_concept: int = Field(10, ge=2)

@@ -10,9 +10,9 @@ re-scores stored generations without generating again.
   h <- h + factor * m_f * d_f, with d_f the unit decoder direction and m_f the largest norm the latent's
   decoded contribution reaches on the activation corpus (max activation x ||W_dec[f]||: the max activation
   itself for the unit-norm decoders of every trained SAE here).
-- Concepts: the first ``n_concepts`` of the CONCEPT100 latents; a latent's concept text is its autointerp
-  explanation. 10 instructions per concept (5 dev, 5 test), every factor, plus the unsteered generation
-  (factor 0) of the same prompts as the baseline.
+- Concepts: a seeded random ``n_concepts`` of the CONCEPT100 latents (all of them by default); a latent's
+  concept text is its autointerp explanation. 10 instructions per concept (5 dev, 5 test), every factor, plus
+  the unsteered generation (factor 0) of the same prompts as the baseline.
 - Each row samples from its own stream, seeded by (model, SAE, latent, factor, instruction), so a row's text
   does not depend on batch size or neighbours (``sae_models.lm.generate``).
 - Ratings 0, 1 or 2 for concept, instruction relevance and fluency; unparseable counts as 0. Per generation
@@ -103,6 +103,7 @@ class ConceptScore:
     magnitude: float  # m_f
     best_factor: float  # alpha*, chosen on the dev half
     dev_hm: float
+    dev_spread: float  # best minus worst dev mean over the factors: 0 when no factor differs (alpha* by the tie rule)
     test_hm: float  # the concept's steering score
     test_concept: float  # mean ratings of the test half at alpha*
     test_instruct: float
@@ -165,15 +166,18 @@ def concept_magnitudes(sae, latents: Sequence[int], max_codes: Sequence[float]) 
     return out
 
 
-def steering_concepts(sae, examples: pa.Table, autointerp: AutointerpConfig, n: int) -> list[SteeringConcept]:
-    """The first ``n`` CONCEPT100 latents of the ``latent_examples`` table (the scored latents, whatever the
-    judge: so generations do not depend on it), with m_f from their top window's activation."""
+def steering_concepts(sae, examples: pa.Table, autointerp: AutointerpConfig, n: int, seed: int
+                      ) -> list[SteeringConcept]:
+    """A seeded random ``n`` of the CONCEPT100 latents of the ``latent_examples`` table (the scored latents,
+    whatever the judge: so generations do not depend on it), with m_f from their top window's activation.
+    Random, not the first n: a baseline's latent order means something (PCA's is by variance)."""
     import pyarrow.compute as pc
 
     top = examples.filter(pc.and_(pc.equal(examples.column("kind"), "top"), pc.equal(examples.column("rank"), 0)))
     max_code = dict(zip(top.column("latent").to_pylist(), top.column("score").to_pylist(), strict=True))
-    latents = concept_subset(np.unique(examples.column("latent").to_numpy()), autointerp.n_concept,
-                             autointerp.seed)[:n].tolist()
+    concept100 = concept_subset(np.unique(examples.column("latent").to_numpy()), autointerp.n_concept,
+                                autointerp.seed)
+    latents = concept_subset(concept100, n, seed).tolist()
     return concept_magnitudes(sae, latents, [max_code.get(f, 0.0) for f in latents])
 
 
@@ -277,7 +281,8 @@ def score_concepts(ratings: Sequence[RatingRow], concepts: Sequence[SteeringConc
         at = [r for r in test if r.factor == best]
         best_test = _best(test_means)
         out.append(ConceptScore(
-            c.latent, concept_text[c.latent], c.magnitude, best, dev_means[best], test_means[best],
+            c.latent, concept_text[c.latent], c.magnitude, best, dev_means[best],
+            dev_means[best] - min(dev_means.values()), test_means[best],
             *(float(np.mean([getattr(r, f"{k}_rating") for r in at])) for k in ("concept", "instruct", "fluency")),
             _means([r for r in rows if r.split == "test" and r.factor == UNSTEERED])[UNSTEERED],
             best_test, test_means[best_test]))

@@ -33,13 +33,18 @@ SIMULATE_SYSTEM = (
     f"to {SIM_MAX} (strongest). Answer with one line per fragment, 'k: a1 a2 ...', exactly one integer per "
     "token, and nothing else."
 )
+_RATE_FORMAT = ("First give a short reason (one or two sentences), then end with the rating on its own line in "
+                "exactly this form: 'Rating: [[n]]'.")
 RATE_SYSTEM = {
-    "concept": ("Rate how clearly the text below expresses the given concept: 0 not at all, 1 somewhat or in "
-                "passing, 2 clearly. End with 'Rating: [[n]]'."),
-    "instruct": ("Rate how relevant the text below is to the given instruction: 0 unrelated, 1 partly, 2 fully "
-                 "relevant. Ignore style. End with 'Rating: [[n]]'."),
-    "fluency": ("Rate the fluency of the text below: 0 broken or repetitive, 1 understandable with errors, 2 "
-                "fluent. End with 'Rating: [[n]]'."),
+    "concept": ("Please act as an impartial judge of whether a concept is present in a text fragment. Focus only "
+                "on the concept, not on grammar or coherence. Rate 0 if the concept is absent, 1 if it is "
+                f"present only in passing or awkwardly, 2 if it is clearly and fully expressed. {_RATE_FORMAT}"),
+    "instruct": ("Please act as an impartial judge of whether a text fragment answers an instruction. Focus only "
+                 "on relevance to the instruction, not on style or fluency. Rate 0 if it is unrelated, 1 if it is "
+                 f"partly relevant, 2 if it addresses the instruction fully. {_RATE_FORMAT}"),
+    "fluency": ("Please act as an impartial judge of the fluency of a text fragment. Focus only on whether it reads "
+                "as natural, grammatical language, not on its content. Rate 0 if it is broken or repetitive, 1 if "
+                f"it is understandable with errors, 2 if it is fluent. {_RATE_FORMAT}"),
 }
 RATINGS = tuple(RATE_SYSTEM)
 
@@ -135,11 +140,18 @@ def parse_simulation(text: str, lengths: Sequence[int]) -> list[list[float]] | N
     return out
 
 
-def rate_request(kind: str, concept: str, instruction: str, text: str, max_tokens: int = 64) -> JudgeRequest:
+def _block(name: str, body: str) -> str:
+    return f"[{name} Start]\n{body}\n[{name} End]"
+
+
+def rate_request(kind: str, concept: str, instruction: str, text: str, max_tokens: int = 256) -> JudgeRequest:
+    """AxBench's shape: the judge instruction, the concept or instruction and the text in delimited blocks, a
+    short reason, then 'Rating: [[n]]'."""
     if kind not in RATE_SYSTEM:
         raise ValueError(f"rating kind {kind!r}: expected one of {RATINGS}")
-    parts = {"concept": f"Concept: {concept}", "instruct": f"Instruction: {instruction}", "fluency": ""}[kind]
-    user = f"{parts}\n\nText:\n{text}".strip()
+    given = {"concept": [_block("Concept", concept)], "instruct": [_block("Instruction", instruction)],
+             "fluency": []}[kind]
+    user = "\n\n".join([*given, _block("Text Fragment", text)])
     payload = {"kind": kind, "concept": concept, "instruction": instruction, "text": text}
     return JudgeRequest("rate", _chat(RATE_SYSTEM[kind], user), payload, max_tokens)
 

@@ -33,7 +33,8 @@ def _concepts(p: SweepPartition, sae):
 
     examples = p.lake.read_table("latent_examples", model=p.model, sae=p.name)
     try:
-        return steering_concepts(sae, examples, p.settings.autointerp, p.settings.steering.n_concepts)
+        cfg = p.settings.steering
+        return steering_concepts(sae, examples, p.settings.autointerp, cfg.n_concepts, cfg.seed)
     except SteeringInputError as exc:
         raise dg.Failure(f"{p.model} / {p.name}: {exc}") from None
 
