@@ -8,6 +8,7 @@ import pytest
 from assets.definitions import defs
 from assets.defs.models.registry_sensor import model_registry_sensor
 from assets.lakehouse.cli import main as cli
+from assets.lakehouse.config import load_settings
 from assets.lakehouse.demo import run_demo
 from tests.conftest import TINY_TOML
 
@@ -87,6 +88,7 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
 
     def after_edit(text: str) -> set[tuple[str, str]]:  # each edit against the same, unedited state
         config.write_text(text)
+        load_settings(str(config))  # a broken edit would request nothing and pass for "nothing changed"
         return {r for r in _requested(instance, cursor)[0] if r[0] not in NOT_SWEEP}
 
     def each(assets, variants) -> set[tuple[str, str]]:
@@ -110,8 +112,8 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples | generations
         # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
         steering = each(("steering_generations", *RATINGS), all_variants)
-        assert after_edit(BASE.replace("[steering]", "[steering]\nmax_new_tokens = 9")) == steering
-        assert not after_edit(BASE.replace("[steering]", "[steering]\nbatch_size = 3"))
+        assert after_edit(BASE.replace("max_new_tokens = 8", "max_new_tokens = 9")) == steering
+        assert not after_edit(BASE.replace("batch_size = 32", "batch_size = 3"))
         # a model's token budget: its activations (the sweep follows once they land), not the LM
         assert after_edit(BASE.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
         # how fast activations are extracted, or nothing at all: nothing
