@@ -149,6 +149,9 @@ class DocumentSplit:
         return held_out_documents(doc_ids, self.fraction, self.seed) == self.held_out
 
 
+CACHE_BYTES = 256 * 2**20  # a reader whose activations fit in this keeps them in memory once read
+
+
 class ActivationReader:
     """Shuffled training batches over every shard of one activation partition (or one side of its split)."""
 
@@ -166,6 +169,7 @@ class ActivationReader:
         all_units = [(i, g) for i, f in enumerate(self.files) for g in range(f.num_row_groups)]
         self.units = all_units if units is None else units
         self.documents = documents
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
         if documents is None:
             self.n_rows = sum(self.files[i].metadata.row_group(g).num_rows for i, g in self.units)
             self.n_docs = None
@@ -209,7 +213,14 @@ class ActivationReader:
         return values.to_numpy(zero_copy_only=False).reshape(-1, self.d_model)
 
     def _read_unit(self, shard: int, group: int) -> np.ndarray:
-        return self._acts(self._read(shard, group, ["act"]))
+        """One row group's activations; kept in memory after the first read when the whole reader fits in
+        ``CACHE_BYTES`` (a toy model's: training reads every group once per epoch, several epochs)."""
+        if (shard, group) in self._cache:
+            return self._cache[(shard, group)]
+        acts = self._acts(self._read(shard, group, ["act"]))
+        if self.n_rows * self.d_model * acts.itemsize <= CACHE_BYTES:
+            self._cache[(shard, group)] = acts
+        return acts
 
     def sample(self, tokens: int, seed: int = 0) -> torch.Tensor:
         """``tokens`` shuffled rows [tokens, d] (all rows when there are fewer): what a baseline is fit on."""

@@ -142,3 +142,23 @@ def test_writes_take_the_declared_schema_whatever_the_rows_hold(tmp_path):
         lake.write_table("lm_eval", _lm_rows(1))
     with pytest.raises(ValueError, match="lake table lm_eval: does not fit its declared schema"):
         lake.write_table("lm_eval", [_lm_rows(1)[0] | {"d_model": "wide"}], model="m")
+
+
+def test_a_small_reader_reads_each_row_group_once_and_yields_the_same_batches(tmp_path, monkeypatch):
+    """Training reads every row group once per epoch; a reader that fits in memory keeps what it read, so the
+    second epoch touches no file, and its batches are exactly those of a reader that keeps nothing."""
+    import sae_models.activation_store as store
+    from tests.sae_helpers import sparse_directions_data
+
+    reader, _, _ = sparse_directions_data(tmp_path / "acts", n=6000)
+    reads = []
+    real_read = ActivationReader._read
+    monkeypatch.setattr(ActivationReader, "_read", lambda self, *a: reads.append(a[:2]) or real_read(self, *a))
+    cached = [b for epoch in (0, 1) for b in reader.batches(256, epoch=epoch)]
+    assert len(reads) == len(reader.units) > 1  # the second epoch read nothing
+    monkeypatch.setattr(store, "CACHE_BYTES", 0)
+    uncached_reader = ActivationReader(tmp_path / "acts")
+    reads.clear()
+    uncached = [b for epoch in (0, 1) for b in uncached_reader.batches(256, epoch=epoch)]
+    assert len(reads) == 2 * len(reader.units)
+    assert len(cached) == len(uncached) and all(np.array_equal(a, b) for a, b in zip(cached, uncached, strict=True))
