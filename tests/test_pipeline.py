@@ -98,7 +98,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert "read-only" in capsys.readouterr().err
 
     _check_tables_are_declared_assets_with_their_schema(lake)
-    _check_steering(lake, capsys)
+    _check_steering(lake, capsys, tiny_config)
     _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
@@ -141,9 +141,10 @@ def _check_tables_are_declared_assets_with_their_schema(lake: Lake) -> None:
                 assert json.loads((file.parent / "_settings.json").read_text())["fingerprint"]
 
 
-def _check_steering(lake: Lake, capsys) -> None:
+def _check_steering(lake: Lake, capsys, config) -> None:
     """Every SAE and baseline has g in [0, 2] beside its unsteered baseline, from 3 concepts x 4 instructions x
-    (0, 0.5, 2); the SQL of the README answers; a rerun of the ratings asks the judge nothing new."""
+    (0, 0.5, 2); the SQL of the README answers; a rerun of the ratings asks the judge nothing new; a dead
+    judge endpoint fails the step with one line and leaves the tables as they were."""
     for slug in ("toy-gemma2", "toy-qwen2"):
         for name in ("relu-0.1", "topk-k4", "gated-0.1", "pca", "neuron"):
             generations = lake.read_table("steering_generations", model=slug, sae=name)
@@ -166,6 +167,26 @@ def _check_steering(lake: Lake, capsys) -> None:
     (row,) = lake.read_table("steering_summary", model="toy-gemma2", sae="topk-k4").to_pylist()
     assert row["judge_calls"] == 0 and row["judge_cached"] == 3 * generations.num_rows
     assert lake.read_table("steering_generations", model="toy-gemma2", sae="topk-k4").equals(generations)
+
+    # a dead judge endpoint: one line naming it, and every steering table as it was
+    tables = ("steering", "steering_concepts", "steering_summary")
+    before = {t: lake.read_table(t, model="toy-gemma2", sae="topk-k4") for t in tables}
+    text = config.read_text()
+    config.write_text(text + '\n[judge]\nbackend = "openai"\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                      'max_retries = 1\ntimeout_s = 2\n')
+    try:
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("models", ["toy-gemma2"])
+            instance.add_dynamic_partitions("saes", ["topk-k4"])
+            down = defs.resolve_job_def("sae_sweep").execute_in_process(
+                instance=instance, partition_key=key, raise_on_error=False,
+                asset_selection=[dg.AssetKey(t) for t in tables])
+    finally:
+        config.write_text(text)
+    assert not down.success
+    (message,) = _failure_messages(down)
+    assert "toy-gemma2 / topk-k4: judge endpoint http://127.0.0.1:9/v1" in message
+    assert all(lake.read_table(t, model="toy-gemma2", sae="topk-k4").equals(before[t]) for t in tables)
 
 
 def _check_interpretability(lake: Lake, config) -> None:
