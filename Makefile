@@ -32,6 +32,7 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/steer.py
 	$(BIN)/python bench/autointerp.py   # needs the demo's lake
 
 clean:
