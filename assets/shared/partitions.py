@@ -60,6 +60,14 @@ class SweepPartition:
 
         return record(asset, self.settings, self.model, self.name)
 
+    def identity(self) -> dict:
+        """What every per-SAE summary row says of its SAE: architecture, is_baseline, level, target_l0 and the
+        held-out L0 from ``sae_metrics``."""
+        (metrics,) = self.lake.read_table("sae_metrics", model=self.model, sae=self.name).to_pylist()
+        v = self.variant
+        return {"architecture": v.architecture, "is_baseline": v.is_baseline, "level": v.level,
+                "target_l0": v.target_l0, "l0": metrics["l0"]}
+
     def load_lm(self):
         """The model, loaded once per process (``shared_lm``) on the accelerator when there is one."""
         from assets.defs.models.language_model import model_location

@@ -73,11 +73,8 @@ def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: Lak
         raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stats.calls} calls finished and cached; "
                          "a rerun resumes from them)") from None
     rows = mark_concept_and_purity(rows, cfg, _purity(p))
-    (metrics,) = p.lake.read_table("sae_metrics", model=p.model, sae=p.name).to_pylist()
-    sae = {"architecture": p.variant.architecture, "is_baseline": p.variant.is_baseline, "level": p.variant.level,
-           "target_l0": p.variant.target_l0, "l0": metrics["l0"]}
     n_sampled = min(cfg.n_latents, len(live_latents(p.lake, p.model, p.name)))
-    summary = summarize(rows, n_sampled, judge, sae)
+    summary = summarize(rows, n_sampled, judge, p.identity())
     rec = p.record("autointerp")
     table = p.lake.write_table("autointerp", rows, rec, model=p.model, sae=p.name)
     p.lake.write_table("interpretability", [summary], rec, model=p.model, sae=p.name)

@@ -84,12 +84,6 @@ def _concept_text(p: SweepPartition) -> dict[int, str]:
     return dict(zip(table.column("latent").to_pylist(), table.column("explanation").to_pylist(), strict=True))
 
 
-def _identity(p: SweepPartition) -> dict:
-    (metrics,) = p.lake.read_table("sae_metrics", model=p.model, sae=p.name).to_pylist()
-    return {"architecture": p.variant.architecture, "is_baseline": p.variant.is_baseline, "level": p.variant.level,
-            "target_l0": p.variant.target_l0, "l0": metrics["l0"]}
-
-
 @dg.multi_asset(
     specs=[dg.AssetSpec("steering", deps=["steering_generations", "autointerp", JUDGE_CACHE], group_name=GROUP,
                         kinds={"parquet"}, automation_condition=SWEEP_EAGER,
@@ -119,7 +113,8 @@ def steering_ratings(context: dg.AssetExecutionContext, lake: LakeResource):
     p = sweep_partition(context, lake)
     generations = from_rows(p.lake.read_table("steering_generations", model=p.model, sae=p.name), GenerationRow)
     concepts = concepts_of(generations)
-    text = {c.latent: e for c in concepts if (e := _concept_text(p).get(c.latent))}
+    explanations = _concept_text(p)
+    text = {c.latent: e for c in concepts if (e := explanations.get(c.latent))}
     judge = build_partition_judge(p, context.log.info)
     try:
         ratings = rate_steering(generations, text, judge)
@@ -127,7 +122,7 @@ def steering_ratings(context: dg.AssetExecutionContext, lake: LakeResource):
         raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stats.calls} calls finished and cached; a rerun "
                          "resumes from them)") from None
     scores = score_concepts(ratings, concepts, text)
-    summary = summarize(scores, ratings, generations, len(concepts), judge, _identity(p))
+    summary = summarize(scores, ratings, generations, len(concepts), judge, p.identity())
     rec = p.record("steering")
     table = p.lake.write_table("steering", ratings, rec, model=p.model, sae=p.name)
     p.lake.write_table("steering_concepts", scores, rec, model=p.model, sae=p.name)
