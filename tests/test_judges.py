@@ -99,6 +99,19 @@ def test_a_rerun_makes_zero_new_calls_and_a_failure_keeps_finished_calls(tmp_pat
     assert list(tmp_path.rglob(".*.tmp")) == []
 
 
+def test_many_segments_are_merged_into_one_and_every_call_survives(tmp_path):
+    backend = Counting()
+    cache = JudgeCache(tmp_path, backend.name, backend.model, flush_every=1)
+    _rate(Judge(backend, cache), 10)
+    cache.flush()
+    assert len(list(cache.directory.glob("part-*.parquet"))) == 10
+    merged = JudgeCache(tmp_path, backend.name, backend.model, compact_at=4)
+    assert len(list(cache.directory.glob("part-*.parquet"))) == 1 and len(merged) == 10
+    again = Counting()
+    _rate(Judge(again, JudgeCache(tmp_path, again.name, again.model)), 10)
+    assert again.calls == 0
+
+
 # --- the toy-world reader ------------------------------------------------------------------------------
 
 

@@ -38,16 +38,47 @@ def folder_name(model: str) -> str:
 
 
 class JudgeCache:
-    def __init__(self, root: Path, backend: str, model: str, flush_every: int = 256):
+    """Segments are merged into one once there are more than ``compact_at``, so that opening a cache costs a
+    few file reads however many flushes came before (the demo's 60 SAEs write thousands of segments)."""
+
+    def __init__(self, root: Path, backend: str, model: str, flush_every: int = 256, compact_at: int = 32):
         self.directory = Path(root) / f"backend={backend}" / f"model={folder_name(model)}"
         self.flush_every = flush_every
         self._lock = threading.Lock()
         self._pending: list[dict] = []
-        self._entries: dict[str, Completion] = {}
-        for segment in sorted(self.directory.glob("part-*.parquet")):
-            table = pq.read_table(segment, columns=["key", "text", "prompt_tokens", "completion_tokens"])
-            for key, text, pt, ct in zip(*(table.column(i).to_pylist() for i in range(4)), strict=True):
-                self._entries[key] = Completion(text, pt, ct)
+        segments, table = self._read_segments()
+        self._entries = {key: Completion(text, pt, ct) for key, text, pt, ct in zip(
+            *(table.column(name).to_pylist() for name in ("key", "text", "prompt_tokens", "completion_tokens")),
+            strict=True)}
+        if len(segments) > compact_at:
+            self._compact(segments, table)
+
+    def _read_segments(self, attempts: int = 3) -> tuple[list[Path], pa.Table]:
+        """Every segment, read whole; a segment merged away by a concurrent compaction means reading again."""
+        for attempt in range(attempts):
+            segments = sorted(self.directory.glob("part-*.parquet"))
+            try:
+                tables = [pq.read_table(segment) for segment in segments]
+            except FileNotFoundError:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            return segments, pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        raise AssertionError("unreachable")
+
+    def _compact(self, segments: list[Path], table: pa.Table) -> None:
+        """One segment holding every row read, written before the segments it replaces are removed, so a
+        concurrent reader sees each call at least once; segments written since are left alone."""
+        self._write_segment(table.cast(SCHEMA))
+        for segment in segments:
+            segment.unlink(missing_ok=True)
+
+    def _write_segment(self, table: pa.Table) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = self.directory / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.directory / name)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -72,9 +103,5 @@ class JudgeCache:
     def _flush_locked(self) -> None:
         if not self._pending:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        tmp = self.directory / f".{name}.tmp"
-        pq.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA), tmp)
-        os.replace(tmp, self.directory / name)
+        self._write_segment(pa.Table.from_pylist(self._pending, schema=SCHEMA))
         self._pending = []
