@@ -305,14 +305,15 @@ def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_
     assert lake.partitions("saes", "model") == ["toy-gemma2"]
 
 
-def test_demo_time_estimate_uses_each_jobs_own_runs_shares_them_among_workers_and_names_untimed_ones():
+def test_demo_time_estimate_uses_each_jobs_own_runs_and_names_untimed_ones():
     from assets.lakehouse.demo import _eta
 
-    todo = [("sae_sweep", "a|x"), ("sae_sweep", "a|y"), ("catalog_refresh", None)]
-    assert _eta({"world": 5.0, "model_chain[a]": 100.0}, todo) == "catalog_refresh, sae_sweep not timed yet"
-    assert _eta({"world": 5.0, "model_chain[a]": 100.0, "sae_sweep[a|x]": 60.0}, todo[1:]) == (
+    plan = [("world", None), ("model_chain", "a"), ("sae_sweep", "a|x"), ("sae_sweep", "a|y"),
+            ("catalog_refresh", None)]
+    assert _eta({"world": 5.0, "model_chain[a]": 100.0}, plan, 2) == "catalog_refresh, sae_sweep not timed yet"
+    assert _eta({"world": 5.0, "model_chain[a]": 100.0, "sae_sweep[a|x]": 60.0}, plan, 3) == (
         "about 60 s left (+ catalog_refresh, not timed yet)")
-    timed = {"world": 5.0, "model_chain[a]": 100.0, "sae_sweep[a|x]": 60.0, "sae_sweep[a|y]": 70.0}
-    more = [("sae_sweep", "b|x"), ("sae_sweep", "b|y")]
-    assert _eta(timed, more) == "about 2 min left"  # 2 x the mean of 60 and 70 s
-    assert _eta(timed, more, workers=2) == "about 65 s left"
+    timed = {"world": 5.0, "model_chain[a]": 100.0, "sae_sweep[a|x]": 60.0, "sae_sweep[a|y]": 70.0,
+             "catalog_refresh": 1.0}
+    more = plan[:4] + [("sae_sweep", "b|x"), ("sae_sweep", "b|y")]
+    assert _eta(dict(list(timed.items())[:4]), more, 4) == "about 2 min left"  # 2 x the mean of 60 and 70 s

@@ -28,15 +28,13 @@ RATINGS = ("steering", "steering_concepts", "steering_summary")
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """toy-gemma2 with topk-k4, topk-k6 and pca, materialized by the demo with two worker processes (the
-    automation below must see their runs as if made here); the tests below share it in order."""
+    """toy-gemma2 with topk-k4, topk-k6 and pca, materialized by the demo; the tests below share it in order."""
     config = tmp_path_factory.mktemp("swept") / "lake.toml"
     config.write_text(BASE)
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         mp.setenv("SAE_LAKE_CONFIG", str(config))
         mp.delenv("SAE_LAKE_ROOT", raising=False)
-        timings = run_demo(instance=instance, print_fn=lambda _: None, workers=2)
-        assert len(timings) == 1 + 1 + 3 + 1 and all(run.is_success for run in instance.get_runs())
+        run_demo(instance=instance, print_fn=lambda _: None)
         yield config, instance
 
 

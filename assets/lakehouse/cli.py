@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -47,11 +45,9 @@ def _sql(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from assets.lakehouse.demo import print_summary, run_demo
 
-    start = time.perf_counter()
-    timings = run_demo(verbose=args.verbose, workers=args.workers)
+    timings = run_demo(verbose=args.verbose)
     print_summary()
-    print(f"\ndemo: {len(timings)} runs in {time.perf_counter() - start:.0f} s on {args.workers} worker(s) "
-          f"({sum(timings.values()):.0f} s of runs); `make ui` shows them")
+    print(f"\ndemo: {len(timings)} runs in {sum(timings.values()):.0f}s; `make ui` shows them")
     return 0
 
 
@@ -79,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     sql.set_defaults(fn=_sql)
     demo = sub.add_parser("demo", help="materialize the toy-world graph and print the result tables")
     demo.add_argument("-v", "--verbose", action="store_true", help="stream every Dagster event")
-    demo.add_argument("-j", "--workers", type=int, default=max(1, os.cpu_count() or 1),
-                      help="runs at a time, one process each (default: one per core)")
     demo.set_defaults(fn=_demo)
     sub.add_parser("config", help="validate lake.toml and list the registry").set_defaults(fn=_check_config)
     args = parser.parse_args(argv)

@@ -2,8 +2,7 @@
 
 The runs are ordinary Dagster runs of the code location's jobs, so ``make ui`` shows them afterwards with
 every event. The terminal gets one line per run (``[23/72] sae_sweep[toy-gemma2|topk-k4] 9.2 s, about 7 min
-left``), warnings and failures in full, and the result tables at the end; ``-v`` streams every event. The runs
-of one wave (the models' chains, then every SAE) share the cores, one run per worker process.
+left``), warnings and failures in full, and the result tables at the end; ``-v`` streams every event.
 """
 
 from __future__ import annotations
@@ -27,14 +26,13 @@ def _instance():
     return DagsterInstance.get()
 
 
-def demo_plan(settings) -> list[list[tuple[str, str | None]]]:
-    """(job, partition key) in waves whose runs are independent of each other: the world, each model's chain,
-    each valid (model, variant) grouped by model, the catalog."""
+def demo_plan(settings) -> list[tuple[str, str | None]]:
+    """(job, partition key) in order: the world, each model's chain, each valid (model, variant), the catalog."""
     from assets.lakehouse.registry import valid_pairs
     from assets.shared.partitions import pair_key
 
-    return [[("world", None)], [("model_chain", m.slug) for m in settings.models],
-            [("sae_sweep", pair_key(m, v)) for m, v in valid_pairs(settings)], [("catalog_refresh", None)]]
+    return ([("world", None)] + [("model_chain", m.slug) for m in settings.models]
+            + [("sae_sweep", pair_key(m, v)) for m, v in valid_pairs(settings)] + [("catalog_refresh", None)])
 
 
 def _add_partitions(instance, settings) -> None:
@@ -50,92 +48,40 @@ def _add_partitions(instance, settings) -> None:
         instance.add_dynamic_partitions(saes_partitions.name, variants)
 
 
-def _label(job: str, partition: str | None) -> str:
-    return f"{job}[{partition}]" if partition else job
-
-
-def _eta(timings: dict[str, float], todo: list[tuple[str, str | None]], workers: int = 1) -> str:
-    """Time left, from the mean time of each job's runs so far shared among the workers; jobs not yet timed
-    are named instead."""
+def _eta(timings: dict[str, float], plan: list, done: int) -> str:
+    """Time left, from the mean time of each job's runs so far; jobs not yet timed are named instead."""
     by_job: dict[str, list[float]] = {}
-    for label, seconds in timings.items():
-        by_job.setdefault(label.split("[")[0], []).append(seconds)
-    left = sum(sum(by_job[job]) / len(by_job[job]) for job, _ in todo if job in by_job) / workers
-    untimed = sorted({job for job, _ in todo if job not in by_job})
+    for (job, _), seconds in zip(plan, timings.values(), strict=False):
+        by_job.setdefault(job, []).append(seconds)
+    todo = [job for job, _ in plan[done:]]
+    left = sum(sum(by_job[job]) / len(by_job[job]) for job in todo if job in by_job)
+    untimed = sorted({job for job in todo if job not in by_job})
     if not left:
         return f"{', '.join(untimed)} not timed yet"
     estimate = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
     return estimate + (f" (+ {', '.join(untimed)}, not timed yet)" if untimed else "")
 
 
-_worker_instance = None
-
-
-def _start_worker(instance_ref, torch_threads: int) -> None:
-    """Each worker process opens the same Dagster instance and takes its share of the cores."""
-    import torch
-    from dagster import DagsterInstance
-
-    global _worker_instance
-    torch.set_num_threads(torch_threads)
-    _worker_instance = DagsterInstance.from_ref(instance_ref)
-
-
-def _execute(job: str, partition: str | None, verbose: bool, instance=None) -> tuple[float, bool, str]:
-    """One ordinary Dagster run of ``job``: (wall seconds, success, run id)."""
+def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bool = False) -> dict[str, float]:
+    """Run every job of ``demo_plan``; returns the wall time of each run in seconds."""
     from assets.definitions import defs
 
-    quiet = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    start = time.perf_counter()
-    result = defs.resolve_job_def(job).execute_in_process(instance=instance or _worker_instance,
-                                                          partition_key=partition, run_config=quiet,
-                                                          raise_on_error=False)
-    return time.perf_counter() - start, result.success, result.run_id
-
-
-def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bool = False,
-             workers: int = 1) -> dict[str, float]:
-    """Run every job of ``demo_plan``, ``workers`` runs at a time (each in its own process when more than
-    one); returns the wall time of each run in seconds. A toy SAE's run keeps about one core busy whatever
-    torch's thread count, so one worker per core is what makes the demo fit its budget."""
-    if workers < 1:
-        raise SystemExit(f"demo: --workers must be at least 1, not {workers}")
     settings = load_settings()
     instance = instance or _instance()
     _add_partitions(instance, settings)
-    waves = demo_plan(settings)
-    todo = [run for wave in waves for run in wave]
+    plan = demo_plan(settings)
+    quiet = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     timings: dict[str, float] = {}
-
-    def finished(job: str, partition: str | None, outcome: tuple[float, bool, str]) -> None:
-        seconds, success, run_id = outcome
-        label = _label(job, partition)
-        if not success:
-            raise SystemExit(f"demo: run {label} failed (run {run_id}; `make ui` shows its events)")
-        timings[label] = seconds
-        todo.remove((job, partition))
-        left = _eta(timings, todo, workers) if todo else "done"
-        print_fn(f"[{len(timings)}/{len(timings) + len(todo)}] {label} {seconds:.1f} s, {left}")
-
-    if workers == 1:
-        for job, partition in list(todo):
-            finished(job, partition, _execute(job, partition, verbose, instance))
-        return timings
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from multiprocessing import get_context
-
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                               initargs=(instance.get_ref(), threads))
-    try:
-        for wave in waves:
-            pending = {pool.submit(_execute, job, partition, verbose): (job, partition) for job, partition in wave}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished(*pending.pop(future), future.result())
-    finally:
-        pool.shutdown(cancel_futures=True)  # after a failure, the runs not yet started never start
+    for i, (job, partition) in enumerate(plan, start=1):
+        label = f"{job}[{partition}]" if partition else job
+        start = time.perf_counter()
+        result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition,
+                                                              run_config=quiet, raise_on_error=False)
+        timings[label] = time.perf_counter() - start
+        if not result.success:
+            raise SystemExit(f"demo: run {label} failed (run {result.run_id}; `make ui` shows its events)")
+        left = _eta(timings, plan, i) if i < len(plan) else "done"
+        print_fn(f"[{i}/{len(plan)}] {label} {timings[label]:.1f} s, {left}")
     return timings
 
 
