@@ -1,7 +1,8 @@
 """Arrow schemas derived from typed rows: an evaluation declares its rows and summary as dataclasses, and the
 table that stores them gets its column types from the annotations, the same in every partition.
 
-``int`` is int64, ``float`` float64, ``str`` string, ``bool`` bool; ``X | None`` is nullable. A field can
+``int`` is int64, ``float`` float64, ``str`` string, ``bool`` bool, ``list[X]`` a list of X; ``X | None``
+is nullable. A field can
 pin a narrower type with ``field(metadata={"arrow": pa.int32()})``.
 """
 
@@ -21,7 +22,9 @@ def _arrow_type(hint) -> tuple[pa.DataType, bool]:
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
-        return _SCALARS[inner], True
+        return _arrow_type(inner)[0], True
+    if typing.get_origin(hint) is list:
+        return pa.list_(_SCALARS[args[0]]), False
     return _SCALARS[hint], False
 
 

@@ -35,14 +35,16 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
     assert keys == {"corpus", "language_model", "lm_eval", "activations", "sae", "sae_training", "sae_metrics",
                     "latent_stats", "concept_recovery", "latent_purity", "latent_examples", "autointerp",
                     "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
-                    "steering_generations", "steering", "steering_concepts", "steering_summary"}
+                    "steering_generations", "steering", "steering_concepts", "steering_summary",
+                    "feature_scores", "selection"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
     assert check_names == {"activations_finite", "activations_width", "activations_row_count",
                            "sae_metrics_finite", "sae_l0_near_target", "sae_explained_variance",
                            "autointerp_scores_in_range", "autointerp_concept_subset_complete",
-                           "steering_ratings_valid", "steering_test_rows_complete", "steering_g_in_range"}
+                           "steering_ratings_valid", "steering_test_rows_complete", "steering_g_in_range",
+                           "feature_scores_complete", "selection_g_in_range"}
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 
@@ -79,7 +81,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
         assert all(r.is_success for r in runs)
         evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert len(evaluations) == 3 * 2 + 8 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
+        assert len(evaluations) == 3 * 2 + 10 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")
@@ -99,6 +101,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
 
     _check_tables_are_declared_assets_with_their_schema(lake)
     _check_steering(lake, capsys, tiny_config)
+    _check_selection(lake, capsys)
     _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
@@ -139,6 +142,26 @@ def _check_tables_are_declared_assets_with_their_schema(lake: Lake) -> None:
             assert not spec.mismatches(pq.read_schema(file)), (name, file, spec.mismatches(pq.read_schema(file)))
             if name in STAGE:  # built from settings: their fingerprint lies beside the data
                 assert json.loads((file.parent / "_settings.json").read_text())["fingerprint"]
+
+
+def _check_selection(lake: Lake, capsys) -> None:
+    """Every live latent has its output score and DeltaC; selection starts from the same g as steering, picks a
+    set of the steered concepts, and the SQL of the README answers."""
+    for slug in ("toy-gemma2", "toy-qwen2"):
+        for name in ("relu-0.1", "topk-k4", "gated-0.1", "pca", "neuron"):
+            stats = lake.read_table("latent_stats", model=slug, sae=name)
+            live = int((stats.column("firing_frequency").to_numpy() > 0).sum())
+            scores = lake.read_table("feature_scores", model=slug, sae=name)
+            assert scores.num_rows == live and sorted(scores.column("up_rank").to_pylist()) == list(range(1, live + 1))
+            (row,) = lake.read_table("selection", model=slug, sae=name).to_pylist()
+            (steer,) = lake.read_table("steering_summary", model=slug, sae=name).to_pylist()
+            concepts = set(lake.read_table("steering_concepts", model=slug, sae=name).column("latent").to_pylist())
+            assert row["n_pool"] == len(concepts) and row["g"] == pytest.approx(steer["g"])
+            assert set(row["chosen_latents"]) <= concepts and row["size"] == len(row["chosen_latents"]) >= 1
+            assert row["g_dtc"] <= row["g_dtc_chosen_on_test"] + 1e-12  # the choice on test is the optimistic one
+    assert cli(["sql", "select model, sae, g, g_out, g_dtc, gain from selection order by 1, 2", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "model,sae,g,g_out,g_dtc,gain" and len(lines) == 11
 
 
 def _check_steering(lake: Lake, capsys, config) -> None:

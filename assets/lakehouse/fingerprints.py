@@ -32,14 +32,17 @@ STAGE = {
     "sae": "sae", "sae_training": "sae", "latent_stats": "sae", "concept_recovery": "sae", "latent_purity": "sae",
     "sae_metrics": "metrics", "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
     "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
-    "steering_summary": "steering",
+    "steering_summary": "steering", "feature_scores": "feature_scores", "selection": "selection",
 }
 # [autointerp] settings that decide the concept set (CONCEPT100 of the latents with enough windows) and m_f.
 CONCEPT_FIELDS = (EXAMPLE_FIELDS - {"n_importance", "n_random", "half_window"}) | {"n_concept"}
 # Settings that change no generation: how many rows one generate call carries (each row samples alone).
 GENERATION_SPEED = {"batch_size"}
-# Settings that change no output: how many documents a forward pass takes at once.
+# Settings that change no output: how many documents (latents) a forward pass takes at once.
 EXTRACTION_SPEED = {"batch_size"}
+SCORE_SPEED = {"batch_size"}
+# [selection] settings that shape the per-latent scores; the others only the candidate sets.
+FEATURE_SCORE_FIELDS = {"prompt", "scale", "rank_k", "lens_top", "zero_others"}
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
 # Where each asset's partition lives in the lake: (folder, partition keys).
 LOCATION = {"language_model": ("lm_eval", ("model",)), "sae": ("saes", ("model", "sae"))}
@@ -63,14 +66,18 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)
     if stage == "metrics":
         parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
-    if stage in ("examples", "scores", "steering"):
+    if stage in ("examples", "scores", "steering", "selection"):
         parts["examples"] = settings.autointerp.model_dump(include=EXAMPLE_FIELDS)
-    if stage in ("generations", "steering"):
+    if stage in ("generations", "steering", "selection"):
         parts["concepts"] = settings.autointerp.model_dump(include=CONCEPT_FIELDS)
         parts["steering"] = settings.steering.model_dump(exclude=GENERATION_SPEED)
-    if stage in ("scores", "steering"):
+    if stage in ("scores", "steering", "selection"):
         parts["autointerp"] = settings.autointerp.model_dump(exclude=EXAMPLE_FIELDS)
         parts["judge"] = settings.judge.identity()
+    if stage == "feature_scores":
+        parts["feature_scores"] = settings.selection.model_dump(include=FEATURE_SCORE_FIELDS)
+    if stage == "selection":
+        parts["selection"] = settings.selection.model_dump(exclude=SCORE_SPEED)
     return parts
 
 

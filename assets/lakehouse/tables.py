@@ -137,6 +137,10 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per steered concept: the factor chosen on dev, the test score there, the unsteered score"),
     TableSpec("steering_summary", MODEL_SAE, "sae_models.evals.steering:SUMMARY_SCHEMA",
               "per SAE: steering utility g beside its unsteered baseline"),
+    TableSpec("feature_scores", MODEL_SAE, "sae_models.evals.feature_scores:FEATURE_SCORES_SCHEMA",
+              "per live latent: logit-lens tokens, output score S_out, DeltaC_1 and DeltaC_5, UP and DOWN ranks"),
+    TableSpec("selection", MODEL_SAE, "sae_models.evals.selection:SELECTION_SCHEMA",
+              "per SAE: g, g_out, g_dtc (DTC set chosen on dev, scored on test), the chosen set, the gains"),
     TableSpec("judge_cache", ("backend", "model"), "sae_models.judges.cache:SCHEMA",
               "every judge call, appended by the judge as it goes (an external asset: autointerp reads and "
               "extends it)"),

@@ -86,3 +86,28 @@ class SteeringConfig(Config):
             raise ValueError(f"dev_instructions ({self.dev_instructions}) leaves no test instruction of "
                              f"instructions_per_concept ({self.instructions_per_concept})")
         return self
+
+
+class SelectionConfig(Config):
+    """lake.toml's ``[selection]``: the per-latent output scores (S_out of [A25], DeltaC of [W25]) and the
+    candidate sets that feature selection chooses among (SPEC §5); the papers' values by default."""
+
+    prompt: str = "From my experience,"  # the neutral prompt; the intervention is at its last token
+    scale: float = Field(10.0, gt=0)  # s (alpha): the latent's code goes up by s x a_max
+    rank_k: int = 1  # UP and DOWN rank latents by DeltaC_1 (or DeltaC_5)
+    lens_top: int = Field(20, ge=1)  # logit-lens tokens per latent
+    zero_others: bool = False  # also score the variant that zeroes every other code
+    batch_size: int = Field(64, ge=1)  # latents per forward; no result depends on it
+    max_k: int = Field(5, ge=1)  # candidate sets: the top K UP and DOWN latents, K = 1..max_k,
+    quantiles: tuple[float, ...] = (0.99, 0.95, 0.90, 0.80)  # and the mirrored tails beyond these quantiles
+
+    @model_validator(mode="after")
+    def _valid(self) -> SelectionConfig:
+        if self.rank_k not in (1, 5):
+            raise ValueError(f"rank_k must be 1 or 5 (DeltaC_1 or DeltaC_5), not {self.rank_k}")
+        bad = [q for q in self.quantiles if not 0.5 < q < 1]
+        if bad:
+            raise ValueError(f"quantiles {bad}: each tail quantile must lie in (0.5, 1)")
+        if not self.prompt.strip():
+            raise ValueError("prompt is empty: the scores need a neutral prompt to intervene on")
+        return self

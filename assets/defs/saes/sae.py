@@ -90,9 +90,10 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
     yield materialized(rec, {"dagster/row_count": len(history), **curves}, "sae_training")
 
 
-# One run per (model, variant): the SAE, its evaluation, its interpretability and its steering utility.
+# One run per (model, variant): the SAE, its evaluation, its interpretability, its steering utility and its
+# feature selection.
 sae_sweep_job = dg.define_asset_job(
-    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability", "steering")
+    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability", "steering", "selection")
     - dg.AssetSelection.assets("interpretability_by_kind", "judge_cache"),
     partitions_def=model_sae_partitions,
 )

@@ -1,0 +1,87 @@
+"""Output scores and Delta Token Confidence: the cached, batched last-step path against the whole prompt run
+once per latent, on four families; the formulas on hand-made distributions; bad input."""
+
+import math
+
+import pytest
+import torch
+
+from sae_models.evals.config import SelectionConfig
+from sae_models.evals.feature_scores import (
+    FeatureScoreError,
+    _code_update,
+    naive_delta_c,
+    output_scores,
+    run_prompt,
+    score_features,
+    token_confidence,
+)
+from sae_models.lm import hook_module, load_lm
+from sae_models.sae import SAEConfig, build_sae
+
+FAMILIES = ["gemma2", "qwen2", "llama", "gpt2"]
+PROMPT = "the farmer sold fresh bread at"  # several tokens in the toy vocabulary
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def lm_and_sae(request, random_models):
+    lm = load_lm(str(random_models[request.param]))
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig("relu", lm.d_model, 4 * lm.d_model, sparsity_coefficient=0.1))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.5)  # every code positive at the prompt's last token, so a_max > 0
+    return lm, sae
+
+
+def test_the_cached_batched_path_equals_the_whole_prompt_per_latent(lm_and_sae):
+    lm, sae = lm_and_sae
+    cfg = SelectionConfig(prompt=PROMPT, batch_size=7, scale=2.0)
+    latents = list(range(0, 4 * lm.d_model, 9))
+    run = score_features(lm, sae, 1, "resid_post", latents, cfg)
+    by_latent = {r.latent: r for r in run.rows}
+    for f in latents[:4]:
+        assert by_latent[f].delta_c1 == pytest.approx(naive_delta_c(lm, sae, 1, "resid_post", f, cfg), abs=1e-4)
+    assert len({round(r.delta_c1, 6) for r in run.rows}) > 1  # latents differ: the edit reached the logits
+    again = score_features(lm, sae, 1, "resid_post", latents, cfg.model_copy(update={"batch_size": 64}))
+    assert [r.delta_c1 for r in again.rows] == pytest.approx([r.delta_c1 for r in run.rows], abs=1e-5)
+    ups = sorted(run.rows, key=lambda r: r.up_rank)
+    assert [r.up_rank for r in ups] == list(range(1, len(latents) + 1))
+    assert ups[0].delta_c1 == max(r.delta_c1 for r in run.rows) and ups[0].down_rank == len(latents)
+    assert all(len(r.lens_tokens) == 20 and 0 <= r.output_score <= r.lens_prob <= 1 for r in run.rows)
+
+
+def test_zeroing_the_other_codes_is_a_different_intervention(lm_and_sae):
+    lm, sae = lm_and_sae
+    cfg = SelectionConfig(prompt=PROMPT, zero_others=True, scale=2.0)
+    run = score_features(lm, sae, 1, "resid_post", [3, 5], cfg)
+    assert all(r.delta_c1_zeroed is not None for r in run.rows)
+    assert any(abs(r.delta_c1_zeroed - r.delta_c1) > 1e-4 for r in run.rows)
+    codes = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert _code_update(torch.tensor([2, 0]), 10.0, True)(codes).tolist() == [[0, 0, 13], [14, 0, 0]]
+    assert _code_update(torch.tensor([2, 0]), 10.0, False)(codes).tolist() == [[1, 2, 13], [14, 5, 6]]
+
+
+def test_token_confidence_and_the_output_score_on_hand_made_distributions():
+    probs = torch.tensor([[0.5, 0.25, 0.125, 0.125], [0.25, 0.25, 0.25, 0.25]])
+    assert token_confidence(probs, 1).tolist() == pytest.approx([math.log(2), math.log(4)])
+    assert token_confidence(probs, 2)[0] == pytest.approx((math.log(2) + math.log(4)) / 2)
+    lens = torch.tensor([[2, 1], [3, 0]])  # row 0: tokens ranked 2 and 1; row 1: a four-way tie, rank 0
+    r, p, s = output_scores(probs, lens)
+    assert r.tolist() == [1, 0] and p.tolist() == [0.25, 0.25]
+    assert s.tolist() == pytest.approx([(1 - 1 / 4) * 0.25, 0.25])
+
+
+def test_bad_input_is_one_error_naming_it(lm_and_sae):
+    lm, sae = lm_and_sae
+    with pytest.raises(FeatureScoreError, match="out of range"):
+        score_features(lm, sae, 1, "resid_post", [4 * lm.d_model], SelectionConfig(prompt=PROMPT))
+    with pytest.raises(ValueError, match="rank_k must be 1 or 5"):
+        SelectionConfig(rank_k=2)
+
+
+def test_a_prompt_of_one_token_is_refused(random_models):
+    lm = load_lm(str(random_models["gpt2"]))
+    with pytest.raises(FeatureScoreError, match="'' is 1 token"):  # BOS alone: nothing to cache before it
+        run_prompt(lm, hook_module(lm.model, 1, "resid_post"), "")
+    with pytest.raises(ValueError, match="prompt is empty"):
+        SelectionConfig(prompt=" ")

@@ -1,0 +1,41 @@
+"""Feature selection on hand-made pools: the candidate sets of SPEC §5, the choice on dev reported on test,
+the output-score baseline of the same size, the gain."""
+
+import pytest
+
+from sae_models.evals.config import SelectionConfig
+from sae_models.evals.selection import PoolLatent, candidate_sets, select_features
+
+SAE = {"architecture": "topk", "is_baseline": False, "level": 4.0, "target_l0": 4.0, "l0": 3.9}
+# latent, DeltaC, S_out, dev, test: latent 1 is best on dev, latent 4 on test; 3 has the top S_out
+POOL = [PoolLatent(0, 0.9, 0.1, 0.5, 0.4), PoolLatent(1, 0.5, 0.2, 1.5, 1.0), PoolLatent(2, 0.1, 0.3, 0.2, 0.3),
+        PoolLatent(3, -0.2, 0.9, 0.3, 0.2), PoolLatent(4, -0.8, 0.0, 0.4, 1.6), PoolLatent(5, 0.0, 0.5, 0.1, 0.1)]
+
+
+def test_candidate_sets_rank_both_directions_and_drop_repeats():
+    sets = {s.name: s for s in candidate_sets(POOL, SelectionConfig(max_k=2, quantiles=(0.9, 0.6)))}
+    assert sets["up-top1"].latents == (0,) and sets["up-top2"].latents == (0, 1)
+    assert sets["down-top1"].latents == (4,) and sets["down-top2"].latents == (4, 3)
+    assert sets["up-q0.60"].latents == (0, 1, 2)  # DeltaC >= its 0.6 quantile (0.1)
+    assert sets["down-q0.60"].latents == (4, 3, 5)  # DeltaC <= its 0.4 quantile (0.0)
+    assert {"up-q0.90", "down-q0.90"}.isdisjoint(sets)  # the 10% tails are the top-1 sets again
+    assert sets["up-top2"].dev == pytest.approx(1.0) and sets["up-top2"].test == pytest.approx(0.7)
+
+
+def test_the_set_is_chosen_on_dev_reported_on_test_beside_the_optimistic_choice_and_the_output_score():
+    summary, sets = select_features(POOL, SelectionConfig(max_k=3, quantiles=(0.9,)), SAE)
+    assert summary.chosen_set == "up-top2" and summary.chosen_latents == [0, 1]  # dev mean 1.0: the best
+    assert summary.g_dtc == pytest.approx(0.7) and summary.size == 2 and summary.direction == "up"
+    assert summary.chosen_on_test_set == "down-top1" and summary.g_dtc_chosen_on_test == pytest.approx(1.6)
+    assert summary.g == pytest.approx(sum(p.test_hm for p in POOL) / 6)
+    assert summary.g_out == pytest.approx((0.2 + 0.1) / 2)  # latents 3 and 5: the top two by S_out
+    assert summary.gain == pytest.approx(100 * (0.7 - summary.g) / summary.g)
+    assert summary.n_pool == 6 and summary.n_candidates == len(sets)
+
+
+def test_ties_on_dev_take_the_smaller_set_and_an_empty_pool_gives_nulls():
+    flat = [PoolLatent(i, float(i), 0.0, 1.0, float(i)) for i in range(4)]
+    summary, _ = select_features(flat, SelectionConfig(), SAE)
+    assert summary.size == 1 and summary.chosen_set == "up-top1"
+    empty, sets = select_features([], SelectionConfig(), SAE)
+    assert empty.g is None and empty.g_dtc is None and empty.gain is None and sets == []
