@@ -1,6 +1,7 @@
 """The Dagster layer: definitions, the registry sensor, the whole toy graph end to end, and bad input."""
 
 import json
+import math
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -36,7 +37,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "latent_stats", "concept_recovery", "latent_purity", "latent_examples", "autointerp",
                     "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
-                    "feature_scores", "selection"}
+                    "feature_scores", "selection", "rank_agreement"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
@@ -102,6 +103,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     _check_tables_are_declared_assets_with_their_schema(lake)
     _check_steering(lake, capsys, tiny_config)
     _check_selection(lake, capsys)
+    _check_rank_agreement(lake, capsys)
     _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
@@ -162,6 +164,33 @@ def _check_selection(lake: Lake, capsys) -> None:
     assert cli(["sql", "select model, sae, g, g_out, g_dtc, gain from selection order by 1, 2", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "model,sae,g,g_out,g_dtc,gain" and len(lines) == 11
+
+
+def _check_rank_agreement(lake: Lake, capsys) -> None:
+    """tau-b of mu vs g over the 6 SAEs (baselines excluded) equals scipy's on the sae_summary rows, with an
+    interval and a p-value; by-model groups hold 3 SAEs; the catalog's macro answers through `sae-lake sql`."""
+    from scipy import stats
+
+    assert cli(["sql", "select mu, g, concept_f1 from sae_summary where not is_baseline", "--format", "json"]) == 0
+    saes = json.loads(capsys.readouterr().out)
+    rows = {(r["comparison"], r["grouping"], r["group"]): r for r in lake.read_table("rank_agreement").to_pylist()}
+    for comparison, x, y in (("mu vs g", "mu", "g"), ("concept_f1 vs mu", "concept_f1", "mu")):
+        overall = rows[(comparison, "overall", "all")]
+        assert overall["n"] == len(saes) == 6 and overall["pairs"] == 15
+        expected = stats.kendalltau([r[x] for r in saes], [r[y] for r in saes]).statistic
+        if math.isnan(expected):  # a constant side (the tiny SAEs' g can be): null with the reason, no p-value
+            assert overall["tau_b"] is None and "constant" in overall["note"] and overall["p_value"] is None
+        else:
+            assert overall["tau_b"] == pytest.approx(expected, abs=1e-12) and 0 <= overall["p_value"] <= 1
+    assert rows[("concept_f1 vs mu", "overall", "all")]["tau_b"] is not None  # the truth check is defined here
+    assert rows[("mu vs g", "model", "toy-gemma2")]["n"] == 3
+    assert {("mu vs g", "psi", axis) for axis in ("architecture", "sparsity", "model", "Psi")} <= set(rows)
+    assert rows[("mu vs g", "psi", "model")]["tau_b"] is None  # two models: no group of 3 along the model axis
+    query = "select grp.comparison as c, n, tau_b from kendall_tau_b('rank_groups') where grp.grouping = 'overall'"
+    assert cli(["sql", query, "--format", "json"]) == 0
+    by_comparison = {r["c"]: r for r in json.loads(capsys.readouterr().out)}
+    assert by_comparison["concept_f1 vs mu"]["tau_b"] == pytest.approx(
+        rows[("concept_f1 vs mu", "overall", "all")]["tau_b"], abs=1e-12)
 
 
 def _check_steering(lake: Lake, capsys, config) -> None:

@@ -95,9 +95,10 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         return {(a, f"toy-gemma2|{v}") for a in assets for v in variants}
 
     everything = ("sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
-                  "latent_examples", "autointerp", "interpretability", "steering_generations", *RATINGS)
+                  "latent_examples", "autointerp", "interpretability", "steering_generations", *RATINGS,
+                  "feature_scores", "selection")
     all_variants = ("topk-k4", "topk-k6", "pca")
-    scores = each(("autointerp", "interpretability", *RATINGS), all_variants)
+    scores = each(("autointerp", "interpretability", *RATINGS, "selection"), all_variants)
     try:
         # [sweep.train]: the trained SAEs and, in the same runs, all they feed; not the PCA baseline
         assert after_edit(BASE.replace("steps = 80", "steps = 90")) == each(everything, ("topk-k4", "topk-k6"))
@@ -111,9 +112,15 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         generations = each(("steering_generations",), all_variants)
         assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples | generations
         # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
-        steering = each(("steering_generations", *RATINGS), all_variants)
+        steering = each(("steering_generations", *RATINGS, "selection"), all_variants)
         assert after_edit(BASE.replace("max_new_tokens = 8", "max_new_tokens = 9")) == steering
         assert not after_edit(BASE.replace("batch_size = 32", "batch_size = 3"))
+        # the neutral prompt: every latent's scores and the selection; the candidate sets: the selection only;
+        # how many latents a forward takes: nothing
+        selected = each(("feature_scores", "selection"), all_variants)
+        assert after_edit(BASE + '\n[selection]\nprompt = "In my view,"\n') == selected
+        assert after_edit(BASE + "\n[selection]\nmax_k = 3\n") == each(("selection",), all_variants)
+        assert not after_edit(BASE + "\n[selection]\nbatch_size = 7\n")
         # a model's token budget: its activations (the sweep follows once they land), not the LM
         assert after_edit(BASE.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
         # how fast activations are extracted, or nothing at all: nothing

@@ -41,6 +41,7 @@ GENERATION_SPEED = {"batch_size"}
 # Settings that change no output: how many documents (latents) a forward pass takes at once.
 EXTRACTION_SPEED = {"batch_size"}
 SCORE_SPEED = {"batch_size"}
+RANK_ANALYSIS = {"resamples"}  # read by the cross-SAE rank analysis only
 # [selection] settings that shape the per-latent scores; the others only the candidate sets.
 FEATURE_SCORE_FIELDS = {"prompt", "scale", "rank_k", "lens_top", "zero_others"}
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
@@ -77,7 +78,7 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     if stage == "feature_scores":
         parts["feature_scores"] = settings.selection.model_dump(include=FEATURE_SCORE_FIELDS)
     if stage == "selection":
-        parts["selection"] = settings.selection.model_dump(exclude=SCORE_SPEED)
+        parts["selection"] = settings.selection.model_dump(exclude=SCORE_SPEED | RANK_ANALYSIS)
     return parts
 
 

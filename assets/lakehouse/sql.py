@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# Stored in the catalog after the table views, in order: a plain DuckDB that attaches it can call them.
+ANALYSIS = ("kendall_tau_b", "sae_summary_view", "rank_groups_view")
 
 
 def query_text(name: str, **params: str) -> str:
@@ -18,18 +21,34 @@ def query_text(name: str, **params: str) -> str:
     return text.format(**params) if params else text
 
 
-def build_catalog(lake_root: Path, tables: list[str], target: Path, variants: list[tuple[str, str, bool, bool]]
-                  ) -> dict[str, int]:
-    """(Re)create ``target`` with one view per table, and ``sae_variants`` from ``variants`` (model, sae,
-    in_config, materialized); returns row counts. Written aside, then renamed."""
+def build_catalog(lake_root: Path, tables: list[str], target: Path, variants: list[tuple[str, str, bool, bool]],
+                  absent: dict[str, pa.Schema] | None = None) -> dict[str, int]:
+    """(Re)create ``target`` as ``populate`` fills it; returns row counts. Written aside, then renamed."""
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     with duckdb.connect(str(tmp)) as con:
-        counts = create_views(con, lake_root, tables)
-        if variants:
-            create_sae_variants_view(con, variants)
-            counts["sae_variants"] = len(variants)
+        counts = populate(con, lake_root, tables, variants, absent)
     os.replace(tmp, target)
+    return counts
+
+
+def populate(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str],
+             variants: list[tuple[str, str, bool, bool]], absent: dict[str, pa.Schema] | None = None
+             ) -> dict[str, int]:
+    """One view per table, an empty table per declared table with no data yet (``absent``: name -> schema with
+    its partition keys), ``sae_variants`` from ``variants`` (model, sae, in_config, materialized), and the
+    analysis layer: the ``kendall_tau_b`` macro and the ``sae_summary`` and ``rank_groups`` views."""
+    counts = create_views(con, lake_root, tables)
+    for name, schema in (absent or {}).items():
+        con.register("_empty", schema.empty_table())
+        con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _empty')
+        con.unregister("_empty")
+        counts[name] = 0
+    if variants:
+        create_sae_variants_view(con, variants)
+        counts["sae_variants"] = len(variants)
+    for name in ANALYSIS:
+        con.execute(query_text(name))
     return counts
 
 

@@ -30,6 +30,11 @@ class TableSpec:
     def schema(self) -> pa.Schema:
         return _resolved(self.schema_of)
 
+    @property
+    def schema_with_keys(self) -> pa.Schema:
+        """The schema a catalog view shows: the columns, then the partition keys (strings, from the path)."""
+        return pa.schema([*self.schema, *(pa.field(k, pa.string()) for k in self.keys)])
+
     def mismatches(self, actual: pa.Schema) -> list[str]:
         """Columns whose name or type differ from the declaration (empty when the file conforms)."""
         declared = self.schema
@@ -141,6 +146,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per live latent: logit-lens tokens, output score S_out, DeltaC_1 and DeltaC_5, UP and DOWN ranks"),
     TableSpec("selection", MODEL_SAE, "sae_models.evals.selection:SELECTION_SCHEMA",
               "per SAE: g, g_out, g_dtc (DTC set chosen on dev, scored on test), the chosen set, the gains"),
+    TableSpec("rank_agreement", (), "sae_models.evals.rank_agreement:RANK_AGREEMENT_SCHEMA",
+              "per comparison and group: Kendall tau-b over SAEs, its BCa interval and permutation p; psi and Psi"),
     TableSpec("judge_cache", ("backend", "model"), "sae_models.judges.cache:SCHEMA",
               "every judge call, appended by the judge as it goes (an external asset: autointerp reads and "
               "extends it)"),

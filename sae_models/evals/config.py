@@ -100,6 +100,7 @@ class SelectionConfig(Config):
     batch_size: int = Field(64, ge=1)  # latents per forward; no result depends on it
     max_k: int = Field(5, ge=1)  # candidate sets: the top K UP and DOWN latents, K = 1..max_k,
     quantiles: tuple[float, ...] = (0.99, 0.95, 0.90, 0.80)  # and the mirrored tails beyond these quantiles
+    resamples: int = Field(9999, ge=99)  # rank agreement: permutations and bootstrap resamples per tau-b
 
     @model_validator(mode="after")
     def _valid(self) -> SelectionConfig:

@@ -14,11 +14,14 @@ from assets.shared.resources import LakeResource
 @dg.asset(deps=[*TABLES, "sae", "language_model"],
           group_name="analysis", kinds={"duckdb"}, automation_condition=ON_ANY_UPDATE)
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Views over every table in the lake, and ``sae_variants``: each (model, variant) pair with results or in
-    lake.toml, marked current or retired. Attach it read-only (``sae-lake sql`` does)."""
+    """Views over every table in the lake (an empty table for a declared one with no data yet), ``sae_variants``:
+    each (model, variant) pair with results or in lake.toml, marked current or retired; the ``kendall_tau_b``
+    macro and the ``sae_summary`` and ``rank_groups`` views. Attach it read-only (``sae-lake sql`` does)."""
     lake_obj = lake.lake()
     variants = variant_status(lake.settings(), lake_obj)
-    counts = build_catalog(lake_obj.root, lake_obj.tables(), lake_obj.catalog_path, variants)
+    present = lake_obj.tables()
+    absent = {name: spec.schema_with_keys for name, spec in TABLES.items() if name not in present}
+    counts = build_catalog(lake_obj.root, present, lake_obj.catalog_path, variants, absent)
     retired = [f"{m}|{s}" for m, s, current, present in variants if present and not current]
     context.log.info(f"catalog: {len(counts)} views {counts}; retired variants with results: {retired}")
     return dg.MaterializeResult(metadata={
@@ -28,4 +31,5 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     })
 
 
-catalog_refresh_job = dg.define_asset_job("catalog_refresh", selection=["interpretability_by_kind", "catalog"])
+catalog_refresh_job = dg.define_asset_job("catalog_refresh",
+                                          selection=["interpretability_by_kind", "rank_agreement", "catalog"])

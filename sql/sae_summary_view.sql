@@ -1,0 +1,40 @@
+-- sae_summary: one row per SAE and baseline dictionary, every per-SAE score side by side (SPEC §6's items).
+-- sparsity_index numbers each architecture's grid from its densest SAE (1) on, so that SAEs of different
+-- architectures and models at the same grid position "agree on the sparsity axis"; null for the baselines.
+-- concept_f1: the toy world's ground truth (mean best F1 over its concepts; null for real models).
+CREATE OR REPLACE VIEW sae_summary AS
+WITH f1 AS (
+    SELECT model, sae, avg(best_f1) AS concept_f1, avg(best_f1_swept) AS concept_f1_swept
+    FROM concept_recovery GROUP BY model, sae
+)
+SELECT
+    m.model,
+    m.sae,
+    m.architecture,
+    i.is_baseline,
+    m.level,
+    m.target_l0,
+    CASE WHEN NOT i.is_baseline THEN dense_rank() OVER (
+        PARTITION BY m.model, m.architecture, i.is_baseline
+        ORDER BY CASE WHEN m.target_l0 IS NULL THEN m.level ELSE -m.level END) END AS sparsity_index,
+    m.l0,
+    m.explained_variance,
+    m.ce_loss_score,
+    i.mu,
+    i.mu_always_no,
+    i.mu_simulation,
+    s.g,
+    s.g_unsteered,
+    sel.g_out,
+    sel.g_dtc,
+    sel.g_dtc_chosen_on_test,
+    sel.gain,
+    sel.gain_out,
+    sel.size AS selected,
+    f1.concept_f1,
+    f1.concept_f1_swept
+FROM sae_metrics m
+JOIN interpretability i USING (model, sae)
+LEFT JOIN steering_summary s USING (model, sae)
+LEFT JOIN selection sel USING (model, sae)
+LEFT JOIN f1 USING (model, sae);
