@@ -15,7 +15,7 @@ from pathlib import Path
 from assets.lakehouse.config import load_settings
 
 SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery", "interpretability",
-                   "interpretability_mu", "steering")
+                   "interpretability_mu", "steering", "selection", "rank_agreement", "rank_psi")
 
 
 def _instance():
