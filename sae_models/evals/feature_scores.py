@@ -26,7 +26,7 @@ import torch
 from sae_models.arrow import schema_of
 from sae_models.evals.config import SelectionConfig
 from sae_models.lm.hooks import capture, edit_output, hook_module
-from sae_models.lm.intervene import logit_lens, set_codes, tokenize
+from sae_models.lm.intervene import last_position, logit_lens, set_codes, tokenize
 from sae_models.lm.loading import LoadedLM
 
 
@@ -208,8 +208,6 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
 def naive_delta_c(lm: LoadedLM, sae, layer: int, hook: str, latent: int, cfg: SelectionConfig) -> float:
     """DeltaC_k (k = ``rank_k``) of one latent the slow way: the whole prompt, twice, unbatched and uncached.
     The reference the fast path is tested and benchmarked against."""
-    from sae_models.lm.intervene import last_position
-
     module = hook_module(lm.model, layer, hook)
     enc = tokenize(lm, [cfg.prompt])
     with torch.inference_mode():

@@ -28,17 +28,17 @@ def rank_agreement(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
 
     from sae_models.evals.rank_agreement import rank_rows
 
-    lake_obj = lake.lake()
+    lake_obj, settings = lake.lake(), lake.settings()
     present = lake_obj.tables()
     absent = {name: TABLES[name].schema_with_keys for name in SOURCES if name not in present}
     with duckdb.connect() as con:
         populate(con, lake_obj.root, [t for t in SOURCES if t in present],
-                 variant_status(lake.settings(), lake_obj), absent)
+                 variant_status(settings, lake_obj), absent)
         groups = con.sql(query_text("rank_agreement")).pl().to_dicts()
         items = {(r["comparison"], r["grouping"], r["group"]): (r["x"], r["y"])
                  for r in con.sql(query_text("rank_items")).pl().to_dicts()}
         psi = con.sql(query_text("rank_psi")).pl().to_dicts()
-    rows = rank_rows(groups, items, psi, lake.settings().selection.resamples)
+    rows = rank_rows(groups, items, psi, settings.selection.resamples)
     lake_obj.write_table(TABLE, rows)
     overall = [r for r in rows if r.grouping in ("overall", "psi")]
     context.log.info("rank agreement: " + "; ".join(f"{r.comparison} {r.group} {_fmt(r.tau_b)}" for r in overall))
