@@ -104,6 +104,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     _check_steering(lake, capsys, tiny_config)
     _check_selection(lake, capsys)
     _check_rank_agreement(lake, capsys)
+    _check_selection_lift_and_report(lake)
     _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
@@ -191,6 +192,30 @@ def _check_rank_agreement(lake: Lake, capsys) -> None:
     by_comparison = {r["c"]: r for r in json.loads(capsys.readouterr().out)}
     assert by_comparison["concept_f1 vs mu"]["tau_b"] == pytest.approx(
         rows[("concept_f1 vs mu", "overall", "all")]["tau_b"], abs=1e-12)
+
+
+def _check_selection_lift_and_report(lake: Lake) -> None:
+    """Table 2 averages each model's SAEs (baselines in their own rows) exactly as sae_summary holds them;
+    the report shows the three tables, the ground truth and figures that exist."""
+    summary = lake.read_table("sae_summary").to_pylist()
+    lift = {(r["model"], r["dictionaries"]): r for r in lake.read_table("selection_lift").to_pylist()}
+    assert set(lift) == {(m, d) for m in ("toy-gemma2", "toy-qwen2", "all models") for d in ("SAEs", "baselines")}
+    for (model, kind), row in lift.items():
+        mine = [r for r in summary if r["is_baseline"] == (kind == "baselines")
+                and model in (r["model"], "all models") and r["g"] is not None]
+        assert row["n"] == len(mine)
+        for key in ("g", "g_out", "g_dtc"):
+            assert row[key] == pytest.approx(sum(r[key] for r in mine) / len(mine), abs=1e-12)
+        gains = [r["gain"] for r in mine if r["gain"] is not None]
+        assert row["n_gain"] == len(gains)
+        if gains:
+            assert row["mean_gain"] == pytest.approx(sum(gains) / len(gains), abs=1e-9)
+    report = (lake.root / "reports" / "report.md").read_text()
+    for heading in ("Table 1: mu vs g", "Table 2", "Table 3: mu vs gain", "Against the ground truth",
+                    "Baselines beside the SAEs"):
+        assert heading in report
+    for png in ("mu_vs_g.png", "tau_by_axis.png"):
+        assert (lake.root / "reports" / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def _check_steering(lake: Lake, capsys, config) -> None:

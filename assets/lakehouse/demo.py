@@ -79,10 +79,20 @@ def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bo
                                                               run_config=quiet, raise_on_error=False)
         timings[label] = time.perf_counter() - start
         if not result.success:
-            raise SystemExit(f"demo: run {label} failed (run {result.run_id}; `make ui` shows its events)")
+            errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
+                      for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+            raise SystemExit("\n".join([f"demo: run {label} failed (run {result.run_id}; `make ui` shows its "
+                                        "events)", *errors]))
         left = _eta(timings, plan, i) if i < len(plan) else "done"
         print_fn(f"[{i}/{len(plan)}] {label} {timings[label]:.1f} s, {left}")
     return timings
+
+
+def _root_cause(error) -> str:
+    """The innermost message of a step's error (Dagster wraps the user's exception in its own)."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def print_summary(print_fn: Callable[[str], None] = print) -> None:

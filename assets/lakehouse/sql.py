@@ -9,8 +9,9 @@ import duckdb
 import pyarrow as pa
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-# Stored in the catalog after the table views, in order: a plain DuckDB that attaches it can call them.
-ANALYSIS = ("kendall_tau_b", "sae_summary_view", "rank_groups_view")
+# Stored in the catalog after the table views, in order, each where the table it reads is there: a plain DuckDB
+# that attaches the catalog can call them.
+ANALYSIS = {"kendall_tau_b": None, "rank_groups_view": "sae_summary"}
 
 
 def query_text(name: str, **params: str) -> str:
@@ -37,7 +38,7 @@ def populate(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str],
              ) -> dict[str, int]:
     """One view per table, an empty table per declared table with no data yet (``absent``: name -> schema with
     its partition keys), ``sae_variants`` from ``variants`` (model, sae, in_config, materialized), and the
-    analysis layer: the ``kendall_tau_b`` macro and the ``sae_summary`` and ``rank_groups`` views."""
+    analysis layer: the ``kendall_tau_b`` macro and the ``rank_groups`` view (over the ``sae_summary`` table)."""
     counts = create_views(con, lake_root, tables)
     for name, schema in (absent or {}).items():
         con.register("_empty", schema.empty_table())
@@ -47,9 +48,22 @@ def populate(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str],
     if variants:
         create_sae_variants_view(con, variants)
         counts["sae_variants"] = len(variants)
-    for name in ANALYSIS:
-        con.execute(query_text(name))
+    for name, reads in ANALYSIS.items():
+        if reads is None or reads in counts:
+            con.execute(query_text(name))
     return counts
+
+
+def analysis_connection(lake_root: Path, present: list[str], tables: list[str],
+                        variants: list[tuple[str, str, bool, bool]]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB populated as the catalog is, over ``tables`` only (``present``: the lake's tables;
+    a declared table with no data yet is an empty table of its schema)."""
+    from assets.lakehouse.tables import TABLES
+
+    con = duckdb.connect()
+    absent = {name: TABLES[name].schema_with_keys for name in tables if name not in present}
+    populate(con, lake_root, [name for name in tables if name in present], variants, absent)
+    return con
 
 
 def create_sae_variants_view(con: duckdb.DuckDBPyConnection, variants: list[tuple[str, str, bool, bool]]) -> None:

@@ -30,6 +30,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "–"
     return f"{value:.4g}" if isinstance(value, float) else str(value)[:60]
 
 
@@ -118,3 +120,55 @@ def materialized(record: dict, metadata: dict | None = None, asset_key: str | No
         metadata={**(metadata or {}), "config_fingerprint": record["fingerprint"],
                   "settings": dg.MetadataValue.json(record["settings"])},
     )
+
+
+def mu_vs_g_png(saes: list[dict], baselines: list[dict], panels: list[tuple[str, str]], title: str) -> bytes:
+    """Per panel (y key, panel title): mu against that steering score, one point per SAE coloured by
+    architecture (marker by model), the baseline dictionaries as labelled grey crosses, and the trivial floors
+    as dashed lines: mean "always no" mu (vertical) and mean unsteered g (horizontal)."""
+    plt, fig, axes = _figure(len(panels))
+    architectures = sorted({r["architecture"] for r in saes})
+    models = sorted({r["model"] for r in saes + baselines})
+    markers = dict(zip(models, "os^Dv<>", strict=False))
+    floors = [r["mu_always_no"] for r in saes if r["mu_always_no"] is not None]
+    unsteered = [r["g_unsteered"] for r in saes if r["g_unsteered"] is not None]
+    for ax, (key, panel_title) in zip(axes[0], panels, strict=True):
+        for i, arch in enumerate(architectures):
+            for model in models:
+                pts = [r for r in saes if r["architecture"] == arch and r["model"] == model and r[key] is not None]
+                ax.scatter([r["mu"] for r in pts], [r[key] for r in pts], color=f"C{i}", marker=markers[model],
+                           s=22, label=f"{arch}" if model == models[0] else None)
+        for r in baselines:
+            if r[key] is not None and r["mu"] is not None:
+                ax.scatter(r["mu"], r[key], color="0.4", marker="x", s=22)
+                ax.annotate(r["sae"], (r["mu"], r[key]), fontsize=6, color="0.4")
+        if floors:
+            ax.axvline(float(np.mean(floors)), color="0.6", ls="--", lw=0.8)
+        if unsteered:
+            ax.axhline(float(np.mean(unsteered)), color="0.6", ls="--", lw=0.8)
+        ax.set(title=panel_title, xlabel="mu (detection score)", ylabel=key)
+    axes[0, 0].legend(fontsize=6, title=" / ".join(f"{markers[m]} {m}" for m in models), title_fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return _png(plt, fig)
+
+
+def tau_bars_png(rows: list[dict], comparisons: list[str], title: str) -> bytes:
+    """One panel per comparison: Kendall tau-b per group (overall, each architecture, sparsity level, model)
+    with its 95% BCa interval; a group whose tau-b is null is named with "null"."""
+    plt, fig, axes = _figure(len(comparisons))
+    fig.set_size_inches(4 * len(comparisons), 4.5)
+    for ax, comparison in zip(axes[0], comparisons, strict=True):
+        mine = [r for r in rows if r["comparison"] == comparison and r["grouping"] != "psi"]
+        labels = [f"{r['grouping']}: {r['group']}" if r["grouping"] != "overall" else "overall" for r in mine]
+        y = np.arange(len(mine))[::-1]
+        for yi, r in zip(y, mine, strict=True):
+            if r["tau_b"] is None:
+                ax.text(0, yi, "null", fontsize=6, va="center", color="0.4")
+                continue
+            err = ([[r["tau_b"] - r["ci_low"]], [r["ci_high"] - r["tau_b"]]] if r["ci_low"] is not None else None)
+            ax.barh(yi, r["tau_b"], xerr=err, capsize=2, color="C3" if r["grouping"] == "overall" else "C0")
+        ax.set_yticks(y, labels, fontsize=6)
+        ax.axvline(0, color="0.5", lw=0.5)
+        ax.set(title=comparison, xlabel="Kendall tau-b", xlim=(-1.05, 1.05))
+    fig.suptitle(title, fontsize=9)
+    return _png(plt, fig)

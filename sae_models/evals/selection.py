@@ -69,6 +69,30 @@ class SelectionSummary:
 SELECTION_SCHEMA = schema_of(SelectionSummary)
 
 
+@dataclass
+class SelectionLift:
+    """One row of ``selection_lift`` (sql/selection_lift.sql), [W25] Table 2: the mean steering score of a
+    model's SAEs (or its baseline dictionaries) before and after selection, and the lifts, averaged two ways."""
+
+    model: str  # or "all models"
+    dictionaries: str  # "SAEs" or "baselines"
+    n: int
+    g_unsteered: float | None  # the floor: the same ratings with no steering at all
+    g: float | None
+    g_out: float | None
+    g_dtc: float | None
+    g_dtc_chosen_on_test: float | None
+    lift_out_of_means: float | None  # percent: (mean g_out - mean g) / mean g
+    lift_dtc_of_means: float | None
+    mean_gain_out: float | None  # percent: the mean over SAEs of (g_out - g) / g
+    mean_gain: float | None  # the mean over SAEs of L = (g_dtc - g) / g
+    median_gain: float | None
+    n_gain: int  # SAEs with a defined L (g > 0)
+
+
+SELECTION_LIFT_SCHEMA = schema_of(SelectionLift)
+
+
 def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values))
 

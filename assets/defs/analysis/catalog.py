@@ -16,7 +16,7 @@ from assets.shared.resources import LakeResource
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Views over every table in the lake (an empty table for a declared one with no data yet), ``sae_variants``:
     each (model, variant) pair with results or in lake.toml, marked current or retired; the ``kendall_tau_b``
-    macro and the ``sae_summary`` and ``rank_groups`` views. Attach it read-only (``sae-lake sql`` does)."""
+    macro and the ``rank_groups`` view. Attach it read-only (``sae-lake sql`` does)."""
     lake_obj = lake.lake()
     variants = variant_status(lake.settings(), lake_obj)
     present = lake_obj.tables()
@@ -32,4 +32,5 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
 
 
 catalog_refresh_job = dg.define_asset_job("catalog_refresh",
-                                          selection=["interpretability_by_kind", "rank_agreement", "catalog"])
+                                          selection=["interpretability_by_kind", "sae_summary", "rank_agreement",
+                                                     "selection_lift", "report", "catalog"])

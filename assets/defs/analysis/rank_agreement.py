@@ -5,35 +5,26 @@ psi and Psi: the shape of [W25] Tables 1 and 3. The tau-b values come from the `
 
 import dagster as dg
 
-from assets.lakehouse.registry import variant_status
-from assets.lakehouse.sql import populate, query_text
-from assets.lakehouse.tables import TABLES
+from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import markdown_table
 from assets.shared.resources import LakeResource
 
 TABLE = "rank_agreement"
-SOURCES = ["sae_metrics", "interpretability", "steering_summary", "selection", "concept_recovery"]
 
 
 def _fmt(value) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-@dg.asset(deps=SOURCES, group_name="analysis", kinds={"duckdb", "parquet"}, automation_condition=ON_ANY_UPDATE)
+@dg.asset(deps=["sae_summary"], group_name="analysis", kinds={"duckdb", "parquet"}, automation_condition=ON_ANY_UPDATE)
 def rank_agreement(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """One row per (comparison, group): n, pairs, tau_b, its 95% BCa interval and permutation p; then psi per
     axis and Psi per comparison. Baselines are not items (they are no SAEs); they sit beside them in the report."""
-    import duckdb
-
     from sae_models.evals.rank_agreement import rank_rows
 
     lake_obj, settings = lake.lake(), lake.settings()
-    present = lake_obj.tables()
-    absent = {name: TABLES[name].schema_with_keys for name in SOURCES if name not in present}
-    with duckdb.connect() as con:
-        populate(con, lake_obj.root, [t for t in SOURCES if t in present],
-                 variant_status(settings, lake_obj), absent)
+    with analysis_connection(lake_obj.root, lake_obj.tables(), ["sae_summary"], []) as con:
         groups = con.sql(query_text("rank_agreement")).pl().to_dicts()
         items = {(r["comparison"], r["grouping"], r["group"]): (r["x"], r["y"])
                  for r in con.sql(query_text("rank_items")).pl().to_dicts()}

@@ -1,8 +1,8 @@
--- sae_summary: one row per SAE and baseline dictionary, every per-SAE score side by side (SPEC §6's items).
+-- sae_summary: one row per current SAE and baseline dictionary (retired variants left out), every per-SAE score
+-- side by side: SPEC §6's items. The sae_summary asset stores it as a lake table.
 -- sparsity_index numbers each architecture's grid from its densest SAE (1) on, so that SAEs of different
 -- architectures and models at the same grid position "agree on the sparsity axis"; null for the baselines.
 -- concept_f1: the toy world's ground truth (mean best F1 over its concepts; null for real models).
-CREATE OR REPLACE VIEW sae_summary AS
 WITH f1 AS (
     SELECT model, sae, avg(best_f1) AS concept_f1, avg(best_f1_swept) AS concept_f1_swept
     FROM concept_recovery GROUP BY model, sae
@@ -37,4 +37,7 @@ FROM sae_metrics m
 JOIN interpretability i USING (model, sae)
 LEFT JOIN steering_summary s USING (model, sae)
 LEFT JOIN selection sel USING (model, sae)
-LEFT JOIN f1 USING (model, sae);
+LEFT JOIN f1 USING (model, sae)
+JOIN sae_variants v USING (model, sae)
+WHERE v.in_config
+ORDER BY m.model, i.is_baseline, m.architecture, sparsity_index, m.sae;

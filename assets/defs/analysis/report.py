@@ -1,0 +1,96 @@
+"""``report``: lake/reports/report.md and its figures, the paper's Tables 1 to 3 as this lake's tables give
+them, with the baselines beside the SAEs and, on the toy world, how each measure ranks the SAEs against the
+ground truth. Rewritten whenever one of its inputs updates; the same shows in the asset's metadata."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.lakehouse.sql import analysis_connection
+from assets.shared.automation import ON_ANY_UPDATE
+from assets.shared.metadata import image_md, markdown_table, mu_vs_g_png, tau_bars_png
+from assets.shared.resources import LakeResource
+
+INPUTS = ["sae_summary", "rank_agreement", "selection_lift"]
+RANK_COLUMNS = ("group", "n", "pairs", "tau_b", "ci_low", "ci_high", "p_value", "note")
+REFERENCE = {  # [W25] on real LLMs (SPEC §6): the expected shape, not a target
+    "mu vs g": "[W25]: overall 0.298 (n = 90, CI [0.159, 0.419]); Psi 0.250",
+    "mu vs gain": "[W25]: overall -0.069 (CI [-0.202, 0.067]); Psi -0.057",
+}
+
+
+def _rank_section(rows: list[dict], comparison: str, heading: str) -> list[str]:
+    mine = [r for r in rows if r["comparison"] == comparison]
+    table = [{"grouping": r["grouping"], **{k: r[k] for k in RANK_COLUMNS}} for r in mine]
+    empty = "(no SAE has both scores: a gain needs g > 0)"
+    lines = [f"## {heading}", "", markdown_table(table) if table else empty, ""]
+    if comparison in REFERENCE:
+        lines += [REFERENCE[comparison] + ".", ""]
+    return lines
+
+
+def _baselines_section(summary: list[dict]) -> list[str]:
+    scores = ("mu", "mu_always_no", "g", "g_unsteered", "g_dtc", "concept_f1")
+    saes = [r for r in summary if not r["is_baseline"]]
+    rows = [{k: r[k] for k in ("model", "sae", *scores)} for r in summary if r["is_baseline"]]
+    for model in sorted({r["model"] for r in saes}):
+        mine = [r for r in saes if r["model"] == model]
+        rows.append({"model": model, "sae": f"mean of {len(mine)} SAEs"} | {k: _mean(mine, k) for k in scores})
+    return ["## Baselines beside the SAEs", "",
+            "Baseline dictionaries (neuron, random, PCA, ICA) are not items of the rank analysis; here they sit "
+            "beside the SAEs' means. `mu_always_no` is what answering \"no\" to every window scores, `g_unsteered` "
+            "what the same ratings give with no steering at all.", "", markdown_table(rows), ""]
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r[key] is not None]
+    return sum(values) / len(values) if values else None
+
+
+def compose(summary: list[dict], ranks: list[dict], lift: list[dict]) -> str:
+    saes = [r for r in summary if not r["is_baseline"]]
+    models = sorted({r["model"] for r in summary})
+    lines = ["# sae-lake report", "",
+             f"{len(saes)} SAEs over {len(models)} models ({', '.join(models)}), "
+             f"{len(summary) - len(saes)} baseline dictionaries; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
+             "g_dtc is the DTC set chosen on the dev half of the steering rows and scored on the test half; "
+             "g_dtc_chosen_on_test is [W25]'s choice on the reported outcome itself. A null tau-b carries its "
+             "reason in `note`.", "",
+             "![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
+    lines += _rank_section(ranks, "mu vs g", "Table 1: mu vs g (Kendall tau-b over SAEs)")
+    lines += ["## Table 2: steering score before and after selection", "", markdown_table(lift), "",
+              "Lifts in percent, two ways: of the means, and the mean (and median) of the per-SAE gains.", ""]
+    lines += _rank_section(ranks, "mu vs gain", "Table 3: mu vs gain L")
+    lines += _rank_section(ranks, "mu vs g_dtc", "mu vs g_dtc")
+    truth = [r for r in ranks if r["comparison"].startswith("concept_f1") and r["grouping"] in ("overall", "psi")]
+    if truth:
+        lines += ["## Against the ground truth (toy world)", "",
+                  "How each measure ranks the SAEs against the concept-recovery F1 of the world's known concepts.",
+                  "", markdown_table([{"comparison": r["comparison"], "grouping": r["grouping"],
+                                      **{k: r[k] for k in RANK_COLUMNS}} for r in truth]), ""]
+    return "\n".join(lines + _baselines_section(summary))
+
+
+@dg.asset(deps=INPUTS, group_name="analysis", kinds={"duckdb", "markdown"}, automation_condition=ON_ANY_UPDATE)
+def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
+    lake_obj = lake.lake()
+    with analysis_connection(lake_obj.root, lake_obj.tables(), INPUTS, []) as con:
+        summary, ranks, lift = (con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
+    saes = [r for r in summary if not r["is_baseline"]]
+    scatter = mu_vs_g_png(saes, [r for r in summary if r["is_baseline"]],
+                          [("g", "before selection: g"), ("g_out", "output score: g_out"),
+                           ("g_dtc", "DTC selection: g_dtc")], "mu vs steering utility, one point per SAE")
+    comparisons = [c for c in ("mu vs g", "mu vs g_dtc", "mu vs gain", "concept_f1 vs mu", "concept_f1 vs g")
+                   if any(r["comparison"] == c for r in ranks)]
+    bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
+    text = compose(summary, ranks, lift)
+    lake_obj.write_file("reports", "mu_vs_g.png", scatter)
+    lake_obj.write_file("reports", "tau_by_axis.png", bars)
+    path = lake_obj.write_file("reports", "report.md", text.encode())
+    context.log.info(f"report: {path} ({len(saes)} SAEs)")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(path)),
+        "mu_vs_g": image_md(scatter, "mu vs g"), "tau_by_axis": image_md(bars, "tau by axis"),
+        "report": dg.MetadataValue.md(text.split("![tau by axis](tau_by_axis.png)", 1)[1]),
+    })
