@@ -9,6 +9,9 @@ fraction whatever the row-group size, and no document is cut between the two sid
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,9 +122,13 @@ def write_shards(batches: Iterable[ActivationBatch], directory: Path, d_model: i
     return writer.close()
 
 
-def _open(path: Path) -> pq.ParquetFile:
+def _open(path: Path) -> tuple[pq.ParquetFile, tuple]:
+    """The shard and the identity of the very file opened (device, inode, size, mtime): a store rewritten
+    since has new files, which the row-group cache tells apart."""
     try:
-        return pq.ParquetFile(path)
+        handle = open(path, "rb")  # noqa: SIM115 (the ParquetFile owns it from here)
+        stat = os.fstat(handle.fileno())
+        return pq.ParquetFile(handle), (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ActivationStoreError(f"{path}: not a readable Parquet shard ({exc})") from exc
 
@@ -152,6 +159,37 @@ class DocumentSplit:
 CACHE_BYTES = 256 * 2**20  # a reader whose activations fit in this keeps them in memory once read
 
 
+class RowGroupCache:
+    """Row groups read in this process, shared by every reader, least recently used first out past ``limit``
+    bytes. Every evaluation of an SAE reads its model's activations again (training, metrics, examples,
+    concept recovery), and a run of many SAEs in one process (the demo) reads the same files for each: on a
+    small model decoding them costs more than the evaluation. Keyed by the file's identity (inode, size,
+    mtime of the file opened), so a rewritten store is read afresh."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 0
+        self._tables: OrderedDict[tuple, pa.Table] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, file: pq.ParquetFile, identity: tuple, group: int, columns: list[str]) -> pa.Table:
+        key = (identity, group, tuple(columns))
+        with self._lock:
+            if key in self._tables:
+                self._tables.move_to_end(key)
+                return self._tables[key]
+        table = file.read_row_group(group, columns=columns)
+        with self._lock:
+            if key not in self._tables and table.nbytes <= self.limit:
+                self._tables[key] = table
+                self.size += table.nbytes
+                while self.size > self.limit:
+                    self.size -= self._tables.popitem(last=False)[1].nbytes
+        return table
+
+
+ROW_GROUPS = RowGroupCache(512 * 2**20)
+
+
 class ActivationReader:
     """Shuffled training batches over every shard of one activation partition (or one side of its split)."""
 
@@ -161,7 +199,7 @@ class ActivationReader:
         self.shards = sorted(self.directory.glob("*.parquet"))
         if not self.shards:
             raise ActivationStoreError(f"{self.directory}: no activation shards")
-        self.files = [_open(p) for p in self.shards]
+        self.files, self.identities = map(list, zip(*(_open(p) for p in self.shards), strict=True))
         widths = {f.schema_arrow.field("act").type.list_size for f in self.files}
         if len(widths) != 1:
             raise ActivationStoreError(f"{self.directory}: shards disagree on the activation width {widths}")
@@ -192,7 +230,7 @@ class ActivationReader:
         """One row group's ``columns``, only the rows of this reader's side of the split."""
         wanted = columns if self.documents is None or "doc_id" in columns else [*columns, "doc_id"]
         try:
-            table = self.files[shard].read_row_group(group, columns=wanted)
+            table = ROW_GROUPS.read(self.files[shard], self.identities[shard], group, wanted)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ActivationStoreError(f"{self.shards[shard]}: row group {group} unreadable ({exc})") from exc
         if self.documents is not None:

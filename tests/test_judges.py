@@ -112,6 +112,28 @@ def test_many_segments_are_merged_into_one_and_every_call_survives(tmp_path):
     assert again.calls == 0
 
 
+def test_a_cache_opened_again_in_the_same_process_reads_only_new_segments_and_forgets_a_wiped_one(
+        tmp_path, monkeypatch):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    backend = Counting()
+    first = JudgeCache(tmp_path, backend.name, backend.model, flush_every=5)
+    _rate(Judge(backend, first), 10)
+    first.flush()
+    reads = []
+    real_read = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda path, *a, **k: reads.append(path) or real_read(path, *a, **k))
+    again = Counting()
+    _rate(Judge(again, JudgeCache(tmp_path, again.name, again.model)), 10)
+    assert again.calls == 0 and reads == []  # answered from what this process read and wrote before
+    shutil.rmtree(first.directory)
+    wiped = Counting()
+    _rate(Judge(wiped, JudgeCache(tmp_path, wiped.name, wiped.model)), 10)
+    assert wiped.calls == 10  # nothing on disk: not answered from memory
+
+
 # --- the toy-world reader ------------------------------------------------------------------------------
 
 

@@ -162,3 +162,33 @@ def test_a_small_reader_reads_each_row_group_once_and_yields_the_same_batches(tm
     uncached = [b for epoch in (0, 1) for b in uncached_reader.batches(256, epoch=epoch)]
     assert len(reads) == 2 * len(reader.units)
     assert len(cached) == len(uncached) and all(np.array_equal(a, b) for a, b in zip(cached, uncached, strict=True))
+
+
+def test_readers_share_row_groups_read_in_this_process_and_a_rewritten_store_is_read_afresh(tmp_path, monkeypatch):
+    """Every evaluation of an SAE opens its own reader over the same store: the second reader decodes no file;
+    a store rewritten in place (new files under the same names) gives the new rows, not the remembered ones."""
+    import pyarrow.parquet as pq
+
+    from sae_models.activation_store import ROW_GROUPS
+
+    monkeypatch.setattr(ROW_GROUPS, "_tables", type(ROW_GROUPS._tables)())
+    write_shards(_batches(2), tmp_path / "acts", d_model=8, dtype="float32")
+    decoded = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, *a, **k: decoded.append(a) or real(self, *a, **k))
+
+    def first_rows(reader: ActivationReader) -> np.ndarray:
+        return next(reader.rows(("doc_id",)))[1].numpy()
+
+    before = first_rows(ActivationReader(tmp_path / "acts"))
+    assert decoded
+    decoded.clear()
+    assert np.array_equal(first_rows(ActivationReader(tmp_path / "acts")), before) and not decoded
+
+    staging = tmp_path / "staging"
+    write_shards(_batches(2, seed=1), staging, d_model=8, dtype="float32")
+    for shard in staging.iterdir():
+        shard.replace(tmp_path / "acts" / shard.name)
+    after = first_rows(ActivationReader(tmp_path / "acts"))
+    assert decoded and not np.array_equal(after, before)

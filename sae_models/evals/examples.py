@@ -145,32 +145,37 @@ def gather_sae_examples(sae, rows: Iterable[tuple[dict, torch.Tensor]], latents:
 
 
 def _offer_batch(batch, encode, lat, reservoirs, cfg: ExampleConfig, gen) -> None:
+    """Encode a batch of documents in one call and offer each reservoir, per latent, the batch's best
+    candidates only: of the batch, no more than a reservoir's size can enter it, so windows are cut for those
+    alone (the same reservoirs as offering every document, at a fraction of the indexing)."""
     n_docs, longest = len(batch), max(len(b[1]) for b in batch)
-    tokens = torch.full((n_docs, longest), PAD_TOKEN, dtype=torch.int32)
-    positions = torch.full((n_docs, longest), -1, dtype=torch.int64)
-    codes = torch.zeros(n_docs, longest, len(lat))
     lengths = torch.tensor([len(b[1]) for b in batch])
-    for i, (_, pos, tok, acts) in enumerate(batch):
-        tokens[i, :len(tok)] = torch.from_numpy(tok.astype(np.int32))
-        positions[i, :len(tok)] = torch.from_numpy(pos.astype(np.int64))
-        codes[i, :len(tok)] = encode(acts)[:, lat].float()
-    doc_ids = torch.tensor([b[0] for b in batch]).expand(len(lat), -1)
+    row = torch.repeat_interleave(torch.arange(n_docs), lengths)
+    col = torch.arange(len(row)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    tokens = torch.full((n_docs, longest), PAD_TOKEN, dtype=torch.int32)
+    tokens[row, col] = torch.from_numpy(np.concatenate([b[2] for b in batch]).astype(np.int32))
+    positions = torch.full((n_docs, longest), -1, dtype=torch.int64)
+    positions[row, col] = torch.from_numpy(np.concatenate([b[1] for b in batch]).astype(np.int64))
+    codes = torch.zeros(n_docs, longest, len(lat))
+    codes[row, col] = encode(torch.cat([b[3] for b in batch]))[:, lat].float()
+    doc_ids = torch.tensor([b[0] for b in batch])
     peak, where = codes.max(dim=1)  # [D, L]
     weights = peak.T  # [L, D]
     u = torch.rand(weights.shape, generator=gen)
     random_pos = (torch.rand(n_docs, generator=gen) * lengths).long()
+    lat_axis = torch.arange(len(lat))[:, None, None]
     for kind, keys, centre in (
         ("top", torch.where(weights > 0, weights, -torch.inf), where.T),
         ("importance", torch.where(weights > 0, u.clamp_min(1e-12).log() / weights, -torch.inf), where.T),
         ("random", torch.rand(weights.shape, generator=gen), random_pos.expand(len(lat), -1)),
     ):
-        idx, inside = _window_index(centre, lengths.expand(len(lat), -1), cfg.half_window, longest)  # [L, D, W]
-        doc_axis = torch.arange(n_docs)[None, :, None]
-        win_tokens = torch.where(inside, tokens[doc_axis, idx], PAD_TOKEN)
-        lat_axis = torch.arange(len(lat))[:, None, None]
-        win_acts = torch.where(inside, codes[doc_axis, idx, lat_axis], 0.0)
-        centre_pos = positions[torch.arange(n_docs)[None, :], centre]
-        reservoirs[kind].offer(keys, win_tokens, win_acts, doc_ids, centre_pos)
+        best = keys.topk(min(reservoirs[kind].keys.shape[1], n_docs), dim=1)  # [L, m]
+        docs = best.indices
+        centre = centre.gather(1, docs)
+        idx, inside = _window_index(centre, lengths[docs], cfg.half_window, longest)  # [L, m, W]
+        win_tokens = torch.where(inside, tokens[docs[..., None], idx], PAD_TOKEN)
+        win_acts = torch.where(inside, codes[docs[..., None], idx, lat_axis], 0.0)
+        reservoirs[kind].offer(best.values, win_tokens, win_acts, doc_ids[docs], positions[docs, centre])
 
 
 def _excluding(pool: WindowSet, top: WindowSet, n: int) -> WindowSet:

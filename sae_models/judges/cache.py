@@ -37,6 +37,30 @@ def folder_name(model: str) -> str:
     return slug if slug == model else f"{slug}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
 
 
+class _Read:
+    """What this process has read of one cache folder: the segments by name and their entries. Every SAE's
+    evaluation opens the cache again; in one process (the demo runs every SAE in one) a new opening reads
+    only the segments written since."""
+
+    def __init__(self):
+        self.segments: set[str] = set()
+        self.entries: dict[str, Completion] = {}
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        self.segments, self.entries = set(), {}
+
+    def add(self, name: str, table: pa.Table) -> None:
+        self.segments.add(name)
+        self.entries.update({key: Completion(text, pt, ct) for key, text, pt, ct in zip(
+            *(table.column(c).to_pylist() for c in ("key", "text", "prompt_tokens", "completion_tokens")),
+            strict=True)})
+
+
+_READ: dict[Path, _Read] = {}
+_READ_LOCK = threading.Lock()
+
+
 class JudgeCache:
     """Segments are merged into one once there are more than ``compact_at``, so that opening a cache costs a
     few file reads however many flushes came before (the demo's 60 SAEs write thousands of segments)."""
@@ -46,49 +70,59 @@ class JudgeCache:
         self.flush_every = flush_every
         self._lock = threading.Lock()
         self._pending: list[dict] = []
-        segments, table = self._read_segments()
-        self._entries = {key: Completion(text, pt, ct) for key, text, pt, ct in zip(
-            *(table.column(name).to_pylist() for name in ("key", "text", "prompt_tokens", "completion_tokens")),
-            strict=True)}
-        if len(segments) > compact_at:
-            self._compact(segments, table)
+        self._unflushed: dict[str, Completion] = {}
+        with _READ_LOCK:
+            self._read = _READ.setdefault(self.directory.resolve(), _Read())
+        with self._read.lock:
+            segments = self._read_new_segments()
+            if len(segments) > compact_at:
+                self._compact(segments)
 
-    def _read_segments(self, attempts: int = 3) -> tuple[list[Path], pa.Table]:
-        """Every segment, read whole; a segment merged away by a concurrent compaction means reading again."""
+    def _read_new_segments(self, attempts: int = 3) -> list[Path]:
+        """Every segment's name; the ones not read before are read whole (all of them when none of those read
+        before is left). A segment merged away by a concurrent compaction means listing again (its rows are in
+        the merged one)."""
         for attempt in range(attempts):
             segments = sorted(self.directory.glob("part-*.parquet"))
+            if self._read.segments.isdisjoint(s.name for s in segments):
+                self._read.clear()  # emptied, or merged by another process: read it all again
             try:
-                tables = [pq.read_table(segment) for segment in segments]
+                for segment in segments:
+                    if segment.name not in self._read.segments:
+                        self._read.add(segment.name, pq.read_table(segment))
             except FileNotFoundError:
                 if attempt == attempts - 1:
                     raise
                 continue
-            return segments, pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+            return segments
         raise AssertionError("unreachable")
 
-    def _compact(self, segments: list[Path], table: pa.Table) -> None:
-        """One segment holding every row read, written before the segments it replaces are removed, so a
-        concurrent reader sees each call at least once; segments written since are left alone."""
-        self._write_segment(table.cast(SCHEMA))
+    def _compact(self, segments: list[Path]) -> None:
+        """One segment holding every row of ``segments``, written before they are removed, so a concurrent
+        reader sees each call at least once; segments written since are left alone."""
+        table = pa.concat_tables(pq.read_table(segment) for segment in segments).cast(SCHEMA)
+        self._read.segments.add(self._write_segment(table))
         for segment in segments:
             segment.unlink(missing_ok=True)
+            self._read.segments.discard(segment.name)
 
-    def _write_segment(self, table: pa.Table) -> None:
+    def _write_segment(self, table: pa.Table) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"part-{uuid.uuid4().hex}.parquet"
         tmp = self.directory / f".{name}.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, self.directory / name)
+        return name
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._read.entries.keys() | self._unflushed.keys())
 
     def get(self, key: str) -> Completion | None:
-        return self._entries.get(key)
+        return self._unflushed.get(key) or self._read.entries.get(key)
 
     def put(self, key: str, task: str, completion: Completion) -> None:
         with self._lock:
-            self._entries[key] = completion
+            self._unflushed[key] = completion
             self._pending.append({"key": key, "task": task, "text": completion.text,
                                   "prompt_tokens": completion.prompt_tokens,
                                   "completion_tokens": completion.completion_tokens,
@@ -103,5 +137,8 @@ class JudgeCache:
     def _flush_locked(self) -> None:
         if not self._pending:
             return
-        self._write_segment(pa.Table.from_pylist(self._pending, schema=SCHEMA))
-        self._pending = []
+        table = pa.Table.from_pylist(self._pending, schema=SCHEMA)
+        name = self._write_segment(table)
+        with self._read.lock:
+            self._read.add(name, table)
+        self._pending, self._unflushed = [], {}
