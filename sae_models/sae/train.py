@@ -199,7 +199,9 @@ class Trainer:
             row = {"step": self.step, "loss": loss.total.item(), "mse": loss.mse.item(), "l0": loss.l0,
                    "aux": loss.aux.item(), "lr": lr_at(self.step, cfg), "dead_fraction": dead.float().mean().item()}
             self.result.history.append(row)
-            self.log(f"{sae.architecture} step {self.step}/{cfg.steps} loss {row['loss']:.4f} l0 {row['l0']:.1f}")
+            if len(self.result.history) % 5 == 1 or self.step == cfg.steps - 1:  # every 5th row is progress enough
+                self.log(f"{sae.architecture} step {self.step}/{cfg.steps} loss {row['loss']:.4f} "
+                         f"l0 {row['l0']:.1f}")
 
 
 def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
