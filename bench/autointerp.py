@@ -5,13 +5,11 @@
   (``gather_examples``), against a bare encode pass over the same rows with the gatherer's own batching: the
   same document split (``documents``), the same ``docs_per_batch`` documents per batch (the gatherer's
   default, 64, unless ``--docs-per-batch`` says otherwise; both sides get the same value), and, as the
-  gatherer does, one ``encode`` call per document followed by the selection of the N latents. That pass is
-  the floor a gatherer with this batching pays, so the ratio is the cost of the reservoirs alone. For
-  scale, a third pass encodes whole storage row groups (one call per row group, thousands of rows): the
-  batching the gatherer does not use, shown without a ratio. Each runs in a fresh subprocess so its peak
-  RSS is its own. Per-document calls are small (tens of rows), so on a CPU shared with other work their time
-  is dominated by the intra-op thread pool waiting for busy cores and swings run to run; ``--threads 1``
-  pins every phase to one torch thread and makes the comparison stable there.
+  gatherer does, one ``encode`` call per batch of documents followed by the selection of the N latents. That
+  pass is the floor a gatherer with this batching pays, so the ratio is the cost of the reservoirs alone. For
+  scale, a third pass encodes whole storage row groups (one call per row group, thousands of rows), shown
+  without a ratio. Each runs in a fresh subprocess so its peak RSS is its own. ``--threads 1`` pins every
+  phase to one torch thread, which makes the comparison stable on a CPU shared with other work.
 - Scoring: SAEBench detection (explain + detect, two calls per latent) of N latents through the
   OpenAI-compatible backend, ``max_concurrency`` 1 vs 8, against the same windows; the judge cache is off so
   every call goes to the server. The served model is a toy LM: its answers are nonsense, the traffic is real.
@@ -56,13 +54,12 @@ def _default_docs_per_batch() -> int:
 
 def encode_like_gatherer(encode, rows, latents: torch.Tensor, docs_per_batch: int) -> None:
     """The encode work of ``gather_examples`` and nothing else: documents from the same rows, grouped
-    ``docs_per_batch`` at a time, each document's activations encoded in one call and the chosen latents
+    ``docs_per_batch`` at a time, each batch's activations encoded in one call and the chosen latents
     taken (as ``_offer_batch`` does), no reservoirs."""
     from sae_models.evals.examples import documents
 
     def encode_batch(batch: list) -> None:
-        for _, _, _, acts in batch:
-            encode(acts)[:, latents]
+        encode(torch.cat([acts for _, _, _, acts in batch]))[:, latents]
 
     batch: list = []
     for doc in documents(rows):
@@ -184,7 +181,7 @@ def main() -> None:
           f"tokens ({args.model}), {args.docs_per_batch} documents per batch, "
           f"{args.threads or torch.get_num_threads()} torch thread(s):")
     print(f"  bare encode pass, gatherer's batching   {encode['seconds']:7.2f} s   peak RSS "
-          f"{encode['peak_rss_mb']:6.0f} MB   (one encode call per document)")
+          f"{encode['peak_rss_mb']:6.0f} MB   (one encode call per batch)")
     print(f"  gather examples                         {gather['seconds']:7.2f} s   peak RSS "
           f"{gather['peak_rss_mb']:6.0f} MB   {args.latents / gather['seconds']:,.1f} latents/s   "
           f"{gather['seconds'] / encode['seconds']:.2f}x encode")

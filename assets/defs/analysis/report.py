@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.lakehouse.sql import analysis_connection
+from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import image_md, markdown_table, mu_vs_g_png, tau_bars_png
 from assets.shared.resources import LakeResource
@@ -29,25 +29,14 @@ def _rank_section(rows: list[dict], comparison: str, heading: str) -> list[str]:
     return lines
 
 
-def _baselines_section(summary: list[dict]) -> list[str]:
-    scores = ("mu", "mu_always_no", "g", "g_unsteered", "g_dtc", "concept_f1")
-    saes = [r for r in summary if not r["is_baseline"]]
-    rows = [{k: r[k] for k in ("model", "sae", *scores)} for r in summary if r["is_baseline"]]
-    for model in sorted({r["model"] for r in saes}):
-        mine = [r for r in saes if r["model"] == model]
-        rows.append({"model": model, "sae": f"mean of {len(mine)} SAEs"} | {k: _mean(mine, k) for k in scores})
+def _baselines_section(rows: list[dict]) -> list[str]:
     return ["## Baselines beside the SAEs", "",
             "Baseline dictionaries (neuron, random, PCA, ICA) are not items of the rank analysis; here they sit "
-            "beside the SAEs' means. `mu_always_no` is what answering \"no\" to every window scores, `g_unsteered` "
+            "beside the SAEs' mean. `mu_always_no` is what answering \"no\" to every window scores, `g_unsteered` "
             "what the same ratings give with no steering at all.", "", markdown_table(rows), ""]
 
 
-def _mean(rows: list[dict], key: str) -> float | None:
-    values = [r[key] for r in rows if r[key] is not None]
-    return sum(values) / len(values) if values else None
-
-
-def compose(summary: list[dict], ranks: list[dict], lift: list[dict]) -> str:
+def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines: list[dict]) -> str:
     saes = [r for r in summary if not r["is_baseline"]]
     models = sorted({r["model"] for r in summary})
     lines = ["# sae-lake report", "",
@@ -68,7 +57,7 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict]) -> str:
                   "How each measure ranks the SAEs against the concept-recovery F1 of the world's known concepts.",
                   "", markdown_table([{"comparison": r["comparison"], "grouping": r["grouping"],
                                       **{k: r[k] for k in RANK_COLUMNS}} for r in truth]), ""]
-    return "\n".join(lines + _baselines_section(summary))
+    return "\n".join(lines + _baselines_section(baselines))
 
 
 @dg.asset(deps=INPUTS, group_name="analysis", kinds={"duckdb", "markdown"}, automation_condition=ON_ANY_UPDATE)
@@ -77,6 +66,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     lake_obj = lake.lake()
     with analysis_connection(lake_obj.root, lake_obj.tables(), INPUTS, []) as con:
         summary, ranks, lift = (con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
+        baselines = con.sql(query_text("report_baselines")).pl().to_dicts()
     saes = [r for r in summary if not r["is_baseline"]]
     scatter = mu_vs_g_png(saes, [r for r in summary if r["is_baseline"]],
                           [("g", "before selection: g"), ("g_out", "output score: g_out"),
@@ -84,7 +74,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     comparisons = [c for c in ("mu vs g", "mu vs g_dtc", "mu vs gain", "concept_f1 vs mu", "concept_f1 vs g")
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
-    text = compose(summary, ranks, lift)
+    text = compose(summary, ranks, lift, baselines)
     lake_obj.write_file("reports", "mu_vs_g.png", scatter)
     lake_obj.write_file("reports", "tau_by_axis.png", bars)
     path = lake_obj.write_file("reports", "report.md", text.encode())
