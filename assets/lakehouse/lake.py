@@ -99,6 +99,12 @@ class Lake:
         corpus = self.read_table("corpus")
         return corpus.filter(pc.equal(corpus.column("split"), split))
 
+    def stamp(self, table: str) -> tuple:
+        """The identity of a table's files (name, inode, size, mtime): it changes whenever the table is
+        rewritten, so a process can keep what it derived from the table until then."""
+        files = sorted(self.path(table).rglob("*.parquet"))
+        return tuple((str(f), s.st_ino, s.st_size, s.st_mtime_ns) for f in files for s in [f.stat()])
+
     def read_table(self, table: str, **keys: str) -> pa.Table:
         path = self.path(table, **keys)
         files = sorted(path.rglob("*.parquet"))
