@@ -14,14 +14,16 @@ items AS (
     UNION ALL SELECT 'concept_f1 vs g', model, architecture, sparsity_index, concept_f1, g FROM saes
     UNION ALL SELECT 'concept_f1 vs g_dtc', model, architecture, sparsity_index, concept_f1, g_dtc FROM saes
 ),
+gridded AS (SELECT * FROM items WHERE sparsity_index IS NOT NULL),
 grouped AS (
     SELECT comparison, 'overall' AS grouping, 'all' AS value, x, y FROM items
     UNION ALL SELECT comparison, 'architecture', architecture, x, y FROM items
-    UNION ALL SELECT comparison, 'sparsity', sparsity_index::VARCHAR, x, y FROM items
     UNION ALL SELECT comparison, 'model', model, x, y FROM items
-    UNION ALL SELECT comparison, 'psi_architecture', model || ' / ' || sparsity_index, x, y FROM items
-    UNION ALL SELECT comparison, 'psi_sparsity', model || ' / ' || architecture, x, y FROM items
-    UNION ALL SELECT comparison, 'psi_model', architecture || ' / ' || sparsity_index, x, y FROM items
+    -- an SAE without a grid position (an external one) is in no sparsity group and no psi group
+    UNION ALL SELECT comparison, 'sparsity', sparsity_index::VARCHAR, x, y FROM gridded
+    UNION ALL SELECT comparison, 'psi_architecture', model || ' / ' || sparsity_index, x, y FROM gridded
+    UNION ALL SELECT comparison, 'psi_sparsity', model || ' / ' || architecture, x, y FROM gridded
+    UNION ALL SELECT comparison, 'psi_model', architecture || ' / ' || sparsity_index, x, y FROM gridded
 )
 SELECT {'comparison': comparison, 'grouping': grouping, 'value': value} AS grp, x, y
 FROM grouped

@@ -1,11 +1,20 @@
 -- sae_summary: one row per current SAE and baseline dictionary (retired variants left out), every per-SAE score
 -- side by side: SPEC §6's items. The sae_summary asset stores it as a lake table.
 -- sparsity_index numbers each architecture's grid from its densest SAE (1) on, so that SAEs of different
--- architectures and models at the same grid position "agree on the sparsity axis"; null for the baselines.
+-- architectures and models at the same grid position "agree on the sparsity axis": k / target L0 descending,
+-- an L1 coefficient ascending; over the current variants with metrics, before any other table is joined, so a
+-- score still missing elsewhere does not shift it. Null where there is no level (baselines, external SAEs).
 -- concept_f1: the toy world's ground truth (mean best F1 over its concepts; null for real models).
 WITH f1 AS (
     SELECT model, sae, avg(best_f1) AS concept_f1, avg(best_f1_swept) AS concept_f1_swept
     FROM concept_recovery GROUP BY model, sae
+),
+grid AS (
+    SELECT model, sae, dense_rank() OVER (
+        PARTITION BY model, architecture
+        ORDER BY CASE WHEN target_l0 IS NULL THEN level ELSE -level END) AS sparsity_index
+    FROM sae_metrics JOIN sae_variants USING (model, sae)
+    WHERE in_config AND level IS NOT NULL
 )
 SELECT
     m.model,
@@ -14,9 +23,7 @@ SELECT
     i.is_baseline,
     m.level,
     m.target_l0,
-    CASE WHEN NOT i.is_baseline THEN dense_rank() OVER (
-        PARTITION BY m.model, m.architecture, i.is_baseline
-        ORDER BY CASE WHEN m.target_l0 IS NULL THEN m.level ELSE -m.level END) END AS sparsity_index,
+    grid.sparsity_index,
     m.l0,
     m.explained_variance,
     m.ce_loss_score,
@@ -38,6 +45,7 @@ JOIN interpretability i USING (model, sae)
 LEFT JOIN steering_summary s USING (model, sae)
 LEFT JOIN selection sel USING (model, sae)
 LEFT JOIN f1 USING (model, sae)
+LEFT JOIN grid USING (model, sae)
 JOIN sae_variants v USING (model, sae)
 WHERE v.in_config
 ORDER BY m.model, i.is_baseline, m.architecture, sparsity_index, m.sae;

@@ -2,11 +2,12 @@
 -- of the SAEs without selection (g), with the output-score baseline (g_out) and with DTC selection (g_dtc,
 -- chosen on dev, scored on test), beside the optimistic choice on test and the unsteered floor. Lifts are given
 -- two ways, because they differ: of the means, (mean g_dtc - mean g) / mean g; and the mean of the per-SAE
--- gains L = (g_dtc - g) / g (undefined for an SAE with g = 0: n_gain counts the SAEs that have one).
--- The baseline dictionaries get their own rows, beside the SAEs, never mixed in.
+-- gains L = (g_dtc - g) / g (undefined for an SAE with g = 0: n_gain counts the SAEs that have one). Every
+-- mean is over the same SAEs: those with g, g_out and g_dtc. The baseline dictionaries get their own rows.
 WITH rows AS (
     SELECT model, CASE WHEN is_baseline THEN 'baselines' ELSE 'SAEs' END AS dictionaries, *
-    EXCLUDE (model) FROM sae_summary WHERE g IS NOT NULL
+    EXCLUDE (model) FROM sae_summary
+    WHERE g IS NOT NULL AND g_out IS NOT NULL AND g_dtc IS NOT NULL
 ),
 per_model AS (
     SELECT model, dictionaries, g, g_out, g_dtc, g_dtc_chosen_on_test, g_unsteered, gain, gain_out FROM rows
@@ -30,4 +31,4 @@ SELECT
     count(gain)                                      AS n_gain
 FROM per_model
 GROUP BY model, dictionaries
-ORDER BY model = 'all models', model, dictionaries DESC;
+ORDER BY model = 'all models', model, dictionaries = 'baselines';

@@ -202,7 +202,7 @@ def _check_selection_lift_and_report(lake: Lake) -> None:
     assert set(lift) == {(m, d) for m in ("toy-gemma2", "toy-qwen2", "all models") for d in ("SAEs", "baselines")}
     for (model, kind), row in lift.items():
         mine = [r for r in summary if r["is_baseline"] == (kind == "baselines")
-                and model in (r["model"], "all models") and r["g"] is not None]
+                and model in (r["model"], "all models") and None not in (r["g"], r["g_out"], r["g_dtc"])]
         assert row["n"] == len(mine)
         for key in ("g", "g_out", "g_dtc"):
             assert row[key] == pytest.approx(sum(r[key] for r in mine) / len(mine), abs=1e-12)

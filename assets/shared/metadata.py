@@ -129,15 +129,18 @@ def mu_vs_g_png(saes: list[dict], baselines: list[dict], panels: list[tuple[str,
     plt, fig, axes = _figure(len(panels))
     architectures = sorted({r["architecture"] for r in saes})
     models = sorted({r["model"] for r in saes + baselines})
-    markers = dict(zip(models, "os^Dv<>", strict=False))
+    markers = {m: "os^Dv<>ph"[i % 9] for i, m in enumerate(models)}
     floors = [r["mu_always_no"] for r in saes if r["mu_always_no"] is not None]
     unsteered = [r["g_unsteered"] for r in saes if r["g_unsteered"] is not None]
     for ax, (key, panel_title) in zip(axes[0], panels, strict=True):
         for i, arch in enumerate(architectures):
+            labelled = False
             for model in models:
-                pts = [r for r in saes if r["architecture"] == arch and r["model"] == model and r[key] is not None]
+                pts = [r for r in saes if r["architecture"] == arch and r["model"] == model and r[key] is not None
+                       and r["mu"] is not None]
                 ax.scatter([r["mu"] for r in pts], [r[key] for r in pts], color=f"C{i}", marker=markers[model],
-                           s=22, label=f"{arch}" if model == models[0] else None)
+                           s=22, label=None if labelled or not pts else arch)
+                labelled = labelled or bool(pts)
         for r in baselines:
             if r[key] is not None and r["mu"] is not None:
                 ax.scatter(r["mu"], r[key], color="0.4", marker="x", s=22)
@@ -165,7 +168,9 @@ def tau_bars_png(rows: list[dict], comparisons: list[str], title: str) -> bytes:
             if r["tau_b"] is None:
                 ax.text(0, yi, "null", fontsize=6, va="center", color="0.4")
                 continue
-            err = ([[r["tau_b"] - r["ci_low"]], [r["ci_high"] - r["tau_b"]]] if r["ci_low"] is not None else None)
+            # a BCa interval need not contain the estimate (small, tied samples): clamp, never a negative bar
+            err = ([[max(0.0, r["tau_b"] - r["ci_low"])], [max(0.0, r["ci_high"] - r["tau_b"])]]
+                   if r["ci_low"] is not None else None)
             ax.barh(yi, r["tau_b"], xerr=err, capsize=2, color="C3" if r["grouping"] == "overall" else "C0")
         ax.set_yticks(y, labels, fontsize=6)
         ax.axvline(0, color="0.5", lw=0.5)

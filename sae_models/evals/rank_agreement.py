@@ -50,7 +50,7 @@ class RankRow:
     comparison: str  # "mu vs g", "mu vs gain", "mu vs g_dtc", and on the toy world "concept_f1 vs ..."
     grouping: str  # overall, architecture, sparsity, model, or psi (one row per axis and Psi)
     group: str
-    n: int  # SAEs (psi rows: groups with a tau-b)
+    n: int  # SAEs (psi rows: groups with a tau-b; the Psi row: axes with a psi)
     pairs: int | None
     tau_b: float | None  # exact, from the kendall_tau_b macro (psi rows: the mean over groups)
     ci_low: float | None  # BCa bootstrap, pairs of (x, y) resampled
@@ -74,5 +74,7 @@ def rank_rows(groups: Sequence[dict], items: dict[tuple, tuple[list, list]], psi
                            inference.p_value if g["tau_b"] is not None else None, g["null_reason"]))
     for p in psi:
         note = None if p["psi"] is not None else "no group with 3 or more SAEs differing along this axis alone"
+        if p["axis"] == "Psi" and p["psi"] is not None and p["null_groups"]:
+            note = f"the mean of {p['groups']} axes: {p['null_groups']} without a group of 3 or more SAEs left out"
         out.append(RankRow(p["comparison"], "psi", p["axis"], p["groups"], None, p["psi"], None, None, None, note))
     return out

@@ -22,7 +22,7 @@ REFERENCE = {  # [W25] on real LLMs (SPEC §6): the expected shape, not a target
 def _rank_section(rows: list[dict], comparison: str, heading: str) -> list[str]:
     mine = [r for r in rows if r["comparison"] == comparison]
     table = [{"grouping": r["grouping"], **{k: r[k] for k in RANK_COLUMNS}} for r in mine]
-    empty = "(no SAE has both scores: a gain needs g > 0)"
+    empty = "(no SAE has both scores" + (": a gain needs g > 0)" if "gain" in comparison else ")")
     lines = [f"## {heading}", "", markdown_table(table) if table else empty, ""]
     if comparison in REFERENCE:
         lines += [REFERENCE[comparison] + ".", ""]
@@ -44,7 +44,7 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
              f"{len(summary) - len(saes)} baseline dictionaries; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
              "g_dtc is the DTC set chosen on the dev half of the steering rows and scored on the test half; "
              "g_dtc_chosen_on_test is [W25]'s choice on the reported outcome itself. A null tau-b carries its "
-             "reason in `note`.", "",
+             "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", "",
              "![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
     lines += _rank_section(ranks, "mu vs g", "Table 1: mu vs g (Kendall tau-b over SAEs)")
     lines += ["## Table 2: steering score before and after selection", "", markdown_table(lift), "",
@@ -71,7 +71,8 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     scatter = mu_vs_g_png(saes, [r for r in summary if r["is_baseline"]],
                           [("g", "before selection: g"), ("g_out", "output score: g_out"),
                            ("g_dtc", "DTC selection: g_dtc")], "mu vs steering utility, one point per SAE")
-    comparisons = [c for c in ("mu vs g", "mu vs g_dtc", "mu vs gain", "concept_f1 vs mu", "concept_f1 vs g")
+    comparisons = [c for c in ("mu vs g", "mu vs g_dtc", "mu vs gain", "concept_f1 vs mu", "concept_f1 vs g",
+                               "concept_f1 vs g_dtc")
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
     text = compose(summary, ranks, lift, baselines)
