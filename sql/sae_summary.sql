@@ -35,6 +35,7 @@ SELECT
     sel.g_out,
     sel.g_dtc,
     sel.g_dtc_chosen_on_test,
+    sel.g_random_rank,
     sel.gain,
     sel.gain_out,
     sel.size AS selected,

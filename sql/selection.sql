@@ -9,6 +9,7 @@ SELECT
     round(g_out, 3)                AS g_out,
     round(g_dtc, 3)                AS g_dtc,
     round(g_dtc_chosen_on_test, 3) AS g_dtc_if_chosen_on_test,
+    round(g_random_rank, 3)        AS g_random_rank,
     round(gain, 1)                 AS gain_pct,
     round(gain_out, 1)             AS gain_out_pct,
     chosen_set,

@@ -4,7 +4,7 @@ the output-score baseline of the same size, the gain."""
 import pytest
 
 from sae_models.evals.config import SelectionConfig
-from sae_models.evals.selection import PoolLatent, candidate_sets, select_features
+from sae_models.evals.selection import PoolLatent, candidate_sets, random_rank_control, select_features
 
 SAE = {"architecture": "topk", "is_baseline": False, "level": 4.0, "target_l0": 4.0, "l0": 3.9}
 # latent, DeltaC, S_out, dev, test: latent 1 is best on dev, latent 4 on test; 3 has the top S_out
@@ -39,3 +39,17 @@ def test_ties_on_dev_take_the_smaller_set_and_an_empty_pool_gives_nulls():
     assert summary.size == 1 and summary.chosen_set == "up-top1"
     empty, sets = select_features([], SelectionConfig(), SAE)
     assert empty.g is None and empty.g_dtc is None and empty.gain is None and sets == []
+
+
+def test_the_random_rank_control_gains_from_the_dev_choice_alone_and_ignores_delta_c():
+    """A pool where dev predicts test perfectly: choosing the best set on dev gains without any DeltaC signal,
+    and the control sees that gain whatever DeltaC says (it never reads it)."""
+    pool = [PoolLatent(i, float(i), 0.0, dev_hm=float(i % 3), test_hm=float(i % 3)) for i in range(8)]
+    reversed_dc = [PoolLatent(p.latent, -p.delta_c, 0.0, p.dev_hm, p.test_hm) for p in pool]
+    cfg = SelectionConfig()
+    control = random_rank_control(pool, cfg)
+    g = sum(p.test_hm for p in pool) / len(pool)
+    assert control > g + 0.3  # the dev choice alone lifts the test score
+    assert control == pytest.approx(random_rank_control(reversed_dc, cfg))
+    summary, _ = select_features(pool, cfg, SAE)
+    assert summary.g_random_rank == pytest.approx(control)

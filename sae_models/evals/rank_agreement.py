@@ -33,6 +33,7 @@ class SaeSummary:
     g_out: float | None
     g_dtc: float | None
     g_dtc_chosen_on_test: float | None
+    g_random_rank: float | None  # the dev choice among candidate sets without DTC (a random order)
     gain: float | None  # percent
     gain_out: float | None
     selected: int | None  # latents in the chosen DTC set

@@ -9,12 +9,17 @@ steering score at its dev-chosen factor.
 The set is chosen on the dev half and reported on the test half: g_dtc. [W25] chose on the outcome it
 reported; that optimistic variant is g_dtc_chosen_on_test, beside it. The output-score baseline takes the
 same number of latents, the top by S_out: g_out. The gain L = (g_dtc - g) / g in percent.
+
+Choosing the best of several sets on dev gains by itself when a concept that steers well on dev also does on
+test, whatever ranks the sets. g_random_rank is that control: the same candidate sets and the same dev
+choice with DeltaC replaced by a random order of the pool, scored on test, averaged over seeded draws. What
+DTC adds is g_dtc - g_random_rank, not g_dtc - g.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -55,6 +60,7 @@ class SelectionSummary:
     g_out: float | None  # the top latents by S_out, as many as the chosen DTC set holds
     g_dtc: float | None  # the DTC set chosen on the dev half, scored on the test half
     g_dtc_chosen_on_test: float | None  # the set chosen on the test half itself ([W25]'s way): optimistic
+    g_random_rank: float | None  # the control: the same dev choice with a random order for DeltaC (module doc)
     gain: float | None  # L = (g_dtc - g) / g, percent
     gain_out: float | None  # (g_out - g) / g, percent
     chosen_set: str | None
@@ -82,6 +88,7 @@ class SelectionLift:
     g_out: float | None
     g_dtc: float | None
     g_dtc_chosen_on_test: float | None
+    g_random_rank: float | None  # the control: the dev choice among candidate sets without DTC
     lift_out_of_means: float | None  # percent: (mean g_out - mean g) / mean g
     lift_dtc_of_means: float | None
     mean_gain_out: float | None  # percent: the mean over SAEs of (g_out - g) / g
@@ -130,6 +137,18 @@ def _gain(after: float | None, before: float | None) -> float | None:
     return 100 * (after - before) / before if after is not None and before else None
 
 
+def random_rank_control(pool: Sequence[PoolLatent], cfg: SelectionConfig, draws: int = 64, seed: int = 0) -> float:
+    """The test score of the dev-chosen set when the pool is ranked in a random order instead of by DeltaC,
+    averaged over ``draws`` seeded orders: what the choice among candidate sets gains without DTC."""
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(draws):
+        order = rng.permutation(len(pool)).astype(float)
+        shuffled = [replace(p, delta_c=float(v)) for p, v in zip(pool, order, strict=True)]
+        scores.append(_best(candidate_sets(shuffled, cfg), "dev").test)
+    return _mean(scores)
+
+
 def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: dict
                     ) -> tuple[SelectionSummary, list[CandidateSet]]:
     """The chosen set, g_dtc, g_out and the gains; ``sae`` gives the identity columns (architecture,
@@ -137,7 +156,8 @@ def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: dict
     were all left unexplained has no steering score to select on."""
     sets = candidate_sets(pool, cfg) if pool else []
     if not sets:
-        return SelectionSummary(**sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None, gain=None,
+        return SelectionSummary(**sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None,
+                                g_random_rank=None, gain=None,
                                 gain_out=None, chosen_set=None, chosen_latents=[], size=0, direction=None,
                                 chosen_on_test_set=None, n_pool=len(pool), n_candidates=0), []
     g = _mean([p.test_hm for p in pool])
@@ -146,6 +166,7 @@ def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: dict
     g_out = _mean([p.test_hm for p in by_output])
     return SelectionSummary(
         **sae, g=g, g_out=g_out, g_dtc=chosen.test, g_dtc_chosen_on_test=on_test.test,
+        g_random_rank=random_rank_control(pool, cfg),
         gain=_gain(chosen.test, g), gain_out=_gain(g_out, g), chosen_set=chosen.name,
         chosen_latents=list(chosen.latents), size=len(chosen.latents), direction=chosen.direction,
         chosen_on_test_set=on_test.name, n_pool=len(pool), n_candidates=len(sets)), sets

@@ -28,7 +28,7 @@ def selection_g_in_range(context: dg.AssetCheckExecutionContext, lake: LakeResou
     """g, g_out, g_dtc and the choice on test are in [0, 2] (null only when no concept could be selected on)."""
     model, name = model_and_sae(context)
     (row,) = lake.lake().read_table("selection", model=model, sae=name).to_pylist()
-    values = {k: row[k] for k in ("g", "g_out", "g_dtc", "g_dtc_chosen_on_test")}
+    values = {k: row[k] for k in ("g", "g_out", "g_dtc", "g_dtc_chosen_on_test", "g_random_rank")}
     nulls = row["n_pool"] == 0 and all(v is None for v in values.values())
     ok = nulls or all(v is not None and 0 <= v <= 2 for v in values.values())
     shown = {k: float(v) if v is not None else -1.0 for k, v in values.items()}

@@ -11,7 +11,8 @@ from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
 GROUP = "selection"
-SUMMARY_METADATA = ("g", "g_out", "g_dtc", "g_dtc_chosen_on_test", "gain", "gain_out", "size", "n_pool")
+SUMMARY_METADATA = ("g", "g_out", "g_dtc", "g_dtc_chosen_on_test", "g_random_rank", "gain", "gain_out", "size",
+                    "n_pool")
 
 
 def _extremes_md(rows: list, k: int = 5) -> dg.MetadataValue:
