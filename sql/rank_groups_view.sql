@@ -10,6 +10,9 @@ items AS (
     SELECT 'mu vs g' AS comparison, model, architecture, sparsity_index, mu AS x, g AS y FROM saes
     UNION ALL SELECT 'mu vs gain', model, architecture, sparsity_index, mu, gain FROM saes
     UNION ALL SELECT 'mu vs g_dtc', model, architecture, sparsity_index, mu, g_dtc FROM saes
+    -- g's trivial baseline: how mu ranks the unsteered score, and the part of g that steering adds
+    UNION ALL SELECT 'mu vs g_unsteered', model, architecture, sparsity_index, mu, g_unsteered FROM saes
+    UNION ALL SELECT 'mu vs g - g_unsteered', model, architecture, sparsity_index, mu, g - g_unsteered FROM saes
     UNION ALL SELECT 'concept_f1 vs mu', model, architecture, sparsity_index, concept_f1, mu FROM saes
     UNION ALL SELECT 'concept_f1 vs g', model, architecture, sparsity_index, concept_f1, g FROM saes
     UNION ALL SELECT 'concept_f1 vs g_dtc', model, architecture, sparsity_index, concept_f1, g_dtc FROM saes

@@ -63,11 +63,12 @@ def test_zeroing_the_other_codes_is_a_different_intervention(lm_and_sae):
 
 def test_token_confidence_and_the_output_score_on_hand_made_distributions():
     probs = torch.tensor([[0.5, 0.25, 0.125, 0.125], [0.25, 0.25, 0.25, 0.25]])
-    assert token_confidence(probs, 1).tolist() == pytest.approx([math.log(2), math.log(4)])
-    assert token_confidence(probs, 2)[0] == pytest.approx((math.log(2) + math.log(4)) / 2)
+    logits = probs.log() + torch.tensor([[3.0], [-1.0]])  # any shift per row: the same distribution
+    assert token_confidence(logits, 1).tolist() == pytest.approx([math.log(2), math.log(4)])
+    assert token_confidence(logits, 2)[0] == pytest.approx((math.log(2) + math.log(4)) / 2)
     lens = torch.tensor([[2, 1], [3, 0]])  # row 0: tokens ranked 2 and 1; row 1: a four-way tie, rank 0
-    r, p, s = output_scores(probs, lens)
-    assert r.tolist() == [1, 0] and p.tolist() == [0.25, 0.25]
+    r, p, s = output_scores(logits, lens)
+    assert r.tolist() == [1, 0] and p.tolist() == pytest.approx([0.25, 0.25])
     assert s.tolist() == pytest.approx([(1 - 1 / 4) * 0.25, 0.25])
 
 

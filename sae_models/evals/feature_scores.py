@@ -64,16 +64,25 @@ class PromptState:
     last_token: torch.Tensor  # [1, 1]
     position: int
     hidden: torch.Tensor  # [d] at the hook point, last position
-    base_probs: torch.Tensor  # [vocab]
+    base_logits: torch.Tensor  # [vocab]
 
 
-def token_confidence(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """C_k per row: minus the mean log probability of the k most likely tokens."""
-    return -probs.topk(k, dim=-1).values.clamp_min(1e-30).log().mean(-1)
+def token_confidences(logits: torch.Tensor, ks: Sequence[int], lse: torch.Tensor | None = None
+                      ) -> dict[int, torch.Tensor]:
+    """C_k per row for each k, from next-token logits (or log probabilities): minus the mean log probability
+    of the k most likely tokens, log p = logit - logsumexp. One top-k serves every k; nothing of the size of
+    the vocabulary is written, which is what a step costs at a 256k vocabulary."""
+    lse = logits.logsumexp(-1) if lse is None else lse
+    top = logits.topk(max(ks), dim=-1).values
+    return {k: lse - top[:, :k].mean(-1) for k in ks}
+
+
+def token_confidence(logits: torch.Tensor, k: int) -> torch.Tensor:
+    return token_confidences(logits, (k,))[k]
 
 
 def _last_step(lm: LoadedLM, state: PromptState, rows: int) -> torch.Tensor:
-    """Next-token probabilities [rows, vocab] of the prompt's last token run alone against the cached prefix,
+    """Next-token logits [rows, vocab] of the prompt's last token run alone against the cached prefix,
     with whatever edit is installed on the hook point."""
     cache = copy.deepcopy(state.prefix_cache)
     cache.batch_repeat_interleave(rows)
@@ -82,7 +91,7 @@ def _last_step(lm: LoadedLM, state: PromptState, rows: int) -> torch.Tensor:
                    attention_mask=torch.ones(rows, state.position + 1, dtype=torch.long, device=device),
                    position_ids=torch.full((rows, 1), state.position, device=device),
                    past_key_values=cache, use_cache=True)
-    return out.logits[:, -1].float().softmax(-1)
+    return out.logits[:, -1].float()
 
 
 def run_prompt(lm: LoadedLM, module: torch.nn.Module, prompt: str) -> PromptState:
@@ -96,7 +105,7 @@ def run_prompt(lm: LoadedLM, module: torch.nn.Module, prompt: str) -> PromptStat
         prefix = lm.model(input_ids=ids[:, :-1], use_cache=True).past_key_values
         state = PromptState(prefix, ids[:, -1:], ids.shape[1] - 1, torch.empty(0), torch.empty(0))
         with capture(module) as seen:
-            state.base_probs = _last_step(lm, state, 1)[0]
+            state.base_logits = _last_step(lm, state, 1)[0]
     state.hidden = seen[0][0, -1].float()
     return state
 
@@ -113,9 +122,9 @@ def _code_update(latents: torch.Tensor, amount: float, zero_others: bool) -> Cal
     return update
 
 
-def intervened_probs(lm: LoadedLM, sae, module: torch.nn.Module, state: PromptState, latents: Sequence[int],
+def intervened_logits(lm: LoadedLM, sae, module: torch.nn.Module, state: PromptState, latents: Sequence[int],
                      amount: float, zero_others: bool = False) -> torch.Tensor:
-    """[len(latents), vocab]: the next-token distribution with each latent's code raised by ``amount`` at the
+    """[len(latents), vocab]: the next-token logits with each latent's code raised by ``amount`` at the
     last position (one row per latent, all in one batch)."""
     index = torch.as_tensor(list(latents), dtype=torch.long, device=state.last_token.device)
     edit = set_codes(sae, _code_update(index, amount, zero_others))
@@ -130,12 +139,16 @@ def lens_tokens(lm: LoadedLM, sae, latents: Sequence[int], top: int) -> torch.Te
         return logit_lens(lm, directions).topk(top, dim=-1).indices.cpu()
 
 
-def output_scores(probs: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(r, p, S_out) per row, from intervened probabilities [n, vocab] and lens token ids [n, top]."""
-    best_prob = probs.gather(1, lens.to(probs.device)).max(1).values
+def output_scores(logits: torch.Tensor, lens: torch.Tensor, lse: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(r, p, S_out) per row, from intervened logits (or log probabilities) [n, vocab] and lens token ids
+    [n, top]."""
+    lse = logits.logsumexp(-1) if lse is None else lse
+    best_logit = logits.gather(1, lens.to(logits.device)).max(1).values
     # the best-ranked lens token is the most likely one; its rank: how many tokens are strictly more likely
-    best_rank = (probs > best_prob[:, None]).sum(-1)
-    return best_rank, best_prob, (1 - best_rank.float() / probs.shape[1]) * best_prob
+    best_rank = (logits > best_logit[:, None]).sum(-1)
+    best_prob = (best_logit - lse).exp()
+    return best_rank, best_prob, (1 - best_rank.float() / logits.shape[1]) * best_prob
 
 
 def _ranks(values: Sequence[float], descending: bool) -> list[int]:
@@ -175,23 +188,24 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
         raise FeatureScoreError(f"every code is <= 0 at the last token of {cfg.prompt!r}: a_max = {a_max}, so "
                                 "no latent can be raised by s x a_max; choose another [feature_scores] prompt")
     amount = cfg.scale * a_max
-    base = {k: float(token_confidence(state.base_probs[None], k)[0]) for k in CONFIDENCE_K}
+    base = {k: float(c[0]) for k, c in token_confidences(state.base_logits[None], CONFIDENCE_K).items()}
     columns: dict[str, list] = {name: [] for name in ("lens", "r", "p", "s_out", "c1", "c5", "z1", "z5")}
     for lo in range(0, len(latents), cfg.batch_size):
         batch = list(latents[lo:lo + cfg.batch_size])
-        probs = intervened_probs(lm, sae, module, state, batch, amount)
+        logits = intervened_logits(lm, sae, module, state, batch, amount)
+        lse = logits.logsumexp(-1)
         lens = lens_tokens(lm, sae, batch, cfg.lens_top)
-        r, p, s_out = output_scores(probs, lens)
+        r, p, s_out = output_scores(logits, lens, lse)
         columns["lens"] += lens.tolist()
         columns["r"] += r.tolist()
         columns["p"] += p.tolist()
         columns["s_out"] += s_out.tolist()
-        for k, name in zip(CONFIDENCE_K, ("c1", "c5"), strict=True):
-            columns[name] += (token_confidence(probs, k) - base[k]).tolist()
+        for (k, c), name in zip(token_confidences(logits, CONFIDENCE_K, lse).items(), ("c1", "c5"), strict=True):
+            columns[name] += (c - base[k]).tolist()
         if cfg.zero_others:
-            zeroed = intervened_probs(lm, sae, module, state, batch, amount, zero_others=True)
-            for k, name in zip(CONFIDENCE_K, ("z1", "z5"), strict=True):
-                columns[name] += (token_confidence(zeroed, k) - base[k]).tolist()
+            zeroed = intervened_logits(lm, sae, module, state, batch, amount, zero_others=True)
+            for (k, c), name in zip(token_confidences(zeroed, CONFIDENCE_K).items(), ("z1", "z5"), strict=True):
+                columns[name] += (c - base[k]).tolist()
         log(f"feature scores: {lo + len(batch)}/{len(latents)} latents")
     ranked = columns[f"c{cfg.rank_k}"]
     up, down = _ranks(ranked, descending=True), _ranks(ranked, descending=False)
@@ -201,13 +215,13 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
                          columns["z1"][i] if cfg.zero_others else None,
                          columns["z5"][i] if cfg.zero_others else None, up[i], down[i])
             for i, f in enumerate(latents)]
-    base_token = decode([int(state.base_probs.argmax())])[0]
+    base_token = decode([int(state.base_logits.argmax())])[0]
     return FeatureScoreRun(rows, a_max, base_token, time.perf_counter() - start)
 
 
 def naive_delta_c(lm: LoadedLM, sae, layer: int, hook: str, latent: int, cfg: SelectionConfig) -> float:
     """DeltaC_k (k = ``rank_k``) of one latent the slow way: the whole prompt, twice, unbatched and uncached.
-    The reference the fast path is tested and benchmarked against."""
+    The reference the fast path is tested and benchmarked against (C_k from probabilities, not logits)."""
     module = hook_module(lm.model, layer, hook)
     enc = tokenize(lm, [cfg.prompt])
     with torch.inference_mode():
@@ -224,4 +238,8 @@ def naive_delta_c(lm: LoadedLM, sae, layer: int, hook: str, latent: int, cfg: Se
         edit = set_codes(sae, raise_latent, last_position(enc["attention_mask"]))
         with edit_output(module, edit):
             probs = lm.model(**enc).logits[:, -1].float().softmax(-1)
-    return float(token_confidence(probs, cfg.rank_k)[0] - token_confidence(base, cfg.rank_k)[0])
+
+    def confidence(p: torch.Tensor) -> float:  # from probabilities, independently of the fast path's logits
+        return float(-p[0].topk(cfg.rank_k).values.log().mean())
+
+    return confidence(probs) - confidence(base)

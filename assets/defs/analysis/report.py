@@ -51,6 +51,8 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
               "Lifts in percent, two ways: of the means, and the mean (and median) of the per-SAE gains.", ""]
     lines += _rank_section(ranks, "mu vs gain", "Table 3: mu vs gain L")
     lines += _rank_section(ranks, "mu vs g_dtc", "mu vs g_dtc")
+    lines += _rank_section(ranks, "mu vs g_unsteered", "g's trivial baseline: mu vs g_unsteered")
+    lines += _rank_section(ranks, "mu vs g - g_unsteered", "mu vs what steering adds, g - g_unsteered")
     truth = [r for r in ranks if r["comparison"].startswith("concept_f1") and r["grouping"] in ("overall", "psi")]
     if truth:
         lines += ["## Against the ground truth (toy world)", "",
