@@ -37,7 +37,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "latent_stats", "concept_recovery", "latent_purity", "latent_examples", "autointerp",
                     "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
-                    "feature_scores", "selection", "rank_agreement"}
+                    "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
