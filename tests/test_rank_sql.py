@@ -47,8 +47,12 @@ def test_too_few_items_and_constant_columns_give_null_with_the_reason(catalog):
         "SELECT grp, n, tau_b, null_reason FROM kendall_tau_b('v')").fetchall()}
     assert got["two"] == (2, None, "fewer than 3 items") and got["flat"] == (3, None, "x is constant")
     assert got["ok"][1] == pytest.approx(stats.kendalltau([1, 2, 3], [1, 3, 2]).statistic, abs=1e-12)
+    before = con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
     with pytest.raises(duckdb.Error, match="read-only"):
         con.execute("CREATE TABLE t AS SELECT 1")
+    with pytest.raises(duckdb.Error, match="read-only"):
+        con.execute("DROP VIEW sae_variants" if ("sae_variants",) in before else "DROP TABLE sae_summary")
+    assert con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall() == before
 
 
 def test_the_summary_and_rank_views_answer_on_an_empty_lake(catalog):

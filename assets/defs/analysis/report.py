@@ -19,9 +19,12 @@ REFERENCE = {  # [W25] on real LLMs (SPEC §6): the expected shape, not a target
 }
 
 
+def _rank_table(rows: list[dict], *leading: str) -> list[dict]:
+    return [{k: r[k] for k in (*leading, "grouping", *RANK_COLUMNS)} for r in rows]
+
+
 def _rank_section(rows: list[dict], comparison: str, heading: str) -> list[str]:
-    mine = [r for r in rows if r["comparison"] == comparison]
-    table = [{"grouping": r["grouping"], **{k: r[k] for k in RANK_COLUMNS}} for r in mine]
+    table = _rank_table([r for r in rows if r["comparison"] == comparison])
     empty = "(no SAE has both scores" + (": a gain needs g > 0)" if "gain" in comparison else ")")
     lines = [f"## {heading}", "", markdown_table(table) if table else empty, ""]
     if comparison in REFERENCE:
@@ -57,8 +60,7 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
     if truth:
         lines += ["## Against the ground truth (toy world)", "",
                   "How each measure ranks the SAEs against the concept-recovery F1 of the world's known concepts.",
-                  "", markdown_table([{"comparison": r["comparison"], "grouping": r["grouping"],
-                                      **{k: r[k] for k in RANK_COLUMNS}} for r in truth]), ""]
+                  "", markdown_table(_rank_table(truth, "comparison")), ""]
     return "\n".join(lines + _baselines_section(baselines))
 
 
