@@ -58,6 +58,13 @@ dev_instructions = 2
 max_new_tokens = 8
 batch_size = 32
 
+[patching]
+variants = ["topk-*", "pca"]
+n_pairs = 2
+n_eval_pairs = 4
+thresholds = [0.05, 0.5, 5.0]
+min_ioi_accuracy = 0.0        # the tiny models do not solve IOI; the refusal is tested on its own
+
 [sweep.train]
 steps = 80
 batch_size = 128

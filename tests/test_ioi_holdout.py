@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sae_models.lm.loading import load_tokenizer
-from sae_models.toyworld import ToyModelReport, ToyWorld, ioi_accuracy, save_tokenizer
+from sae_models.toyworld import ToyModelReport, ToyWorld, ioi_scores, save_tokenizer
 from sae_models.toyworld.grammar import (
     HELD_OUT_IOI_PAIRS,
     IOI_HOLDOUT_MAX_PER_NAME,
@@ -90,24 +90,24 @@ def _prompt_pairs(prompts: list[str]) -> set[tuple[str, str]]:
 
 def test_ioi_accuracy_only_prompts_with_held_out_pairs(tokenizer):
     model = _RecordingModel(tokenizer, answer_position=2)
-    assert ioi_accuracy(model, tokenizer) == 1.0
+    assert ioi_scores(model, tokenizer) == (1.0, 1.0)  # accuracy, logit(IO) - logit(S)
     assert len(model.prompts) == len(ioi_eval_prompts()) == 18 * 16
     assert _prompt_pairs(model.prompts) == set(ioi_pairs(held_out=True))
 
     model = _RecordingModel(tokenizer, answer_position=2)
-    assert ioi_accuracy(model, tokenizer, held_out=False) == 1.0
+    assert ioi_scores(model, tokenizer, held_out=False)[0] == 1.0
     assert _prompt_pairs(model.prompts) == set(ioi_pairs(held_out=False))
 
 
 def test_ioi_accuracy_scores_the_indirect_object_not_the_repeated_name(tokenizer):
-    assert ioi_accuracy(_RecordingModel(tokenizer, answer_position=4), tokenizer) == 0.0
+    assert ioi_scores(_RecordingModel(tokenizer, answer_position=4), tokenizer) == (0.0, -1.0)
 
 
 def test_report_keeps_training_pair_accuracy_beside_held_out_accuracy():
     from assets.lakehouse.tables import spec
 
     fields = [f.name for f in dataclasses.fields(ToyModelReport)]
-    assert {"ioi_accuracy", "ioi_accuracy_train_pairs", "chance_ioi_accuracy"} <= set(fields)
+    assert {"ioi_accuracy", "ioi_accuracy_train_pairs", "chance_ioi_accuracy", "ioi_logit_diff"} <= set(fields)
     assert {"ioi_accuracy", "ioi_accuracy_train_pairs"} <= set(spec("lm_eval").schema.names)
 
 

@@ -15,7 +15,9 @@ from assets.lakehouse.config import load_settings
 from assets.lakehouse.demo import run_demo
 from assets.lakehouse.fingerprints import STAGE
 from assets.lakehouse.lake import Lake
+from assets.lakehouse.sql import query_text
 from assets.lakehouse.tables import TABLES
+from assets.shared.partitions import pair_key
 from sae_models.lm import shared_lm_loads
 from tests.conftest import TINY_TOML
 
@@ -37,7 +39,8 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "latent_stats", "concept_recovery", "latent_purity", "latent_examples", "autointerp",
                     "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
-                    "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report"}
+                    "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report",
+                    "patching", "patching_report"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
@@ -45,7 +48,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                            "sae_metrics_finite", "sae_l0_near_target", "sae_explained_variance",
                            "autointerp_scores_in_range", "autointerp_concept_subset_complete",
                            "steering_ratings_valid", "steering_test_rows_complete", "steering_g_in_range",
-                           "feature_scores_complete", "selection_g_in_range"}
+                           "feature_scores_complete", "selection_g_in_range", "patching_model_solves_ioi"}
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 
@@ -82,7 +85,8 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
         assert all(r.is_success for r in runs)
         evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert len(evaluations) == 3 * 2 + 10 * 10  # activation checks x 2 models, SAE checks x 10 SAEs
+        # activation checks x 2 models, SAE checks x 10 SAEs, the patching check x 2 patched variants x 2 models
+        assert len(evaluations) == 3 * 2 + 10 * 10 + 2 * 2
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")
@@ -105,6 +109,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     _check_selection(lake, capsys)
     _check_rank_agreement(lake, capsys)
     _check_selection_lift_and_report(lake)
+    _check_patching(lake, capsys, tiny_config)
     _check_interpretability(lake, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
@@ -216,6 +221,40 @@ def _check_selection_lift_and_report(lake: Lake) -> None:
         assert heading in report
     for png in ("mu_vs_g.png", "tau_by_axis.png"):
         assert (lake.root / "reports" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def _check_patching(lake: Lake, capsys, config) -> None:
+    """Patching ran for the variants [patching] names only, one row per threshold; greedy sets shrink as the
+    threshold grows; PCA (an exact basis) patched in full is the counterfactual run (KL ~ 0), on both the
+    resumed (resid_post) and the rerun-prefix (mlp_out) path; the report shows the frontiers; and a model below
+    min_ioi_accuracy is refused by the blocking check with one line."""
+    assert sorted(lake.partitions("patching/model=toy-qwen2", "sae")) == ["pca", "topk-k4"]
+    for slug in ("toy-gemma2", "toy-qwen2"):
+        for name in ("pca", "topk-k4"):
+            rows = sorted(lake.read_table("patching", model=slug, sae=name).to_pylist(), key=lambda r: r["threshold"])
+            assert [r["threshold"] for r in rows] == [0.05, 0.5, 5.0]
+            assert all(a["n_latents"] >= b["n_latents"] for a, b in zip(rows, rows[1:], strict=False))
+            assert all(r["kl_fit"] <= r["threshold"] for r in rows if r["reached"])
+            assert all(r["n_latents"] <= r["n_candidates"] and len(r["latents"]) == r["n_latents"] for r in rows)
+            if name == "pca":
+                assert rows[0]["kl_all_patched"] < 1e-4 and rows[0]["reached"]
+    assert (lake.root / "reports" / "patching_frontiers.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Feature patching on IOI" in (lake.root / "reports" / "patching.md").read_text()
+    assert "feature patching on IOI" in (lake.root / "reports" / "report.md").read_text()
+    assert cli(["sql", query_text("patching_frontier"), "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 2 * 2 * 3
+
+    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.0", "min_ioi_accuracy = 0.5"))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("models", ["toy-qwen2"])
+        instance.add_dynamic_partitions("saes", ["pca"])
+        result = _run(instance, "sae_sweep", pair_key("toy-qwen2", "pca"))
+        (check,) = [e.dagster_event.event_specific_data for e in instance.all_logs(result.run_id)
+                    if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+                    and e.dagster_event.event_specific_data.check_name == "patching_model_solves_ioi"]
+    assert not result.success and not check.passed
+    assert "toy-qwen2 answers IOI at" in check.description and "min_ioi_accuracy 0.5" in check.description
+    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.5", "min_ioi_accuracy = 0.0"))
 
 
 def _check_steering(lake: Lake, capsys, config) -> None:

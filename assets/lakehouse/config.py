@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sae_models.config import Config
-from sae_models.evals.config import AutointerpConfig, SelectionConfig, SteeringConfig
+from sae_models.evals.config import AutointerpConfig, PatchingConfig, SelectionConfig, SteeringConfig
 from sae_models.judges.config import JudgeConfig
 from sae_models.lm.config import ExtractionConfig
 from sae_models.sae.config import SweepConfig
@@ -117,6 +117,7 @@ class Settings(_Strict):
     judge: JudgeConfig = JudgeConfig()
     steering: SteeringConfig = SteeringConfig()
     selection: SelectionConfig = SelectionConfig()
+    patching: PatchingConfig = PatchingConfig()
     models: list[ModelEntry] = Field(default_factory=list)
     external_saes: list[ExternalSAE] = Field(default_factory=list)
 

@@ -35,6 +35,13 @@ def demo_plan(settings) -> list[tuple[str, str | None]]:
             + [("sae_sweep", pair_key(m, v)) for m, v in valid_pairs(settings)] + [("catalog_refresh", None)])
 
 
+def _asset_selection(job_def, settings, partition) -> list | None:
+    """The sweep job without ``patching`` for a variant that ``[patching] variants`` does not name (None: all)."""
+    if job_def.name != "sae_sweep" or settings.patching.patches(partition.keys_by_dimension["sae"]):
+        return None
+    return [k for k in job_def.asset_layer.executable_asset_keys if k.to_user_string() != "patching"]
+
+
 def _add_partitions(instance, settings) -> None:
     from assets.defs.models.registry_sensor import missing_variants
     from assets.shared.partitions import models_partitions, saes_partitions
@@ -75,8 +82,10 @@ def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bo
     for i, (job, partition) in enumerate(plan, start=1):
         label = f"{job}[{partition}]" if partition else job
         start = time.perf_counter()
-        result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition,
-                                                              run_config=quiet, raise_on_error=False)
+        job_def = defs.resolve_job_def(job)
+        result = job_def.execute_in_process(instance=instance, partition_key=partition, run_config=quiet,
+                                            raise_on_error=False,
+                                            asset_selection=_asset_selection(job_def, settings, partition))
         timings[label] = time.perf_counter() - start
         if not result.success:
             errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"

@@ -32,7 +32,7 @@ STAGE = {
     "sae": "sae", "sae_training": "sae", "latent_stats": "sae", "concept_recovery": "sae", "latent_purity": "sae",
     "sae_metrics": "metrics", "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
     "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
-    "steering_summary": "steering", "feature_scores": "feature_scores", "selection": "selection",
+    "steering_summary": "steering", "feature_scores": "feature_scores", "selection": "selection", "patching": "patching",
 }
 # [autointerp] settings that decide the concept set (CONCEPT100 of the latents with enough windows) and m_f.
 CONCEPT_FIELDS = (EXAMPLE_FIELDS - {"n_importance", "n_random", "half_window"}) | {"n_concept"}
@@ -42,6 +42,8 @@ GENERATION_SPEED = {"batch_size"}
 EXTRACTION_SPEED = {"batch_size"}
 SCORE_SPEED = {"batch_size"}
 RANK_ANALYSIS = {"resamples"}  # read by the cross-SAE rank analysis only
+# [patching] settings that change no patching row: speed, which dictionaries run, the check, the plot.
+PATCHING_ELSEWHERE = {"batch_size", "variants", "min_ioi_accuracy", "report_architecture"}
 # [selection] settings that shape the per-latent scores; the others only the candidate sets.
 FEATURE_SCORE_FIELDS = {"prompt", "scale", "rank_k", "lens_top", "zero_others"}
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
@@ -79,6 +81,8 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
         parts["feature_scores"] = settings.selection.model_dump(include=FEATURE_SCORE_FIELDS)
     if stage == "selection":
         parts["selection"] = settings.selection.model_dump(exclude=SCORE_SPEED | RANK_ANALYSIS)
+    if stage == "patching":
+        parts["patching"] = settings.patching.model_dump(exclude=PATCHING_ELSEWHERE)
     return parts
 
 

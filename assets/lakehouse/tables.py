@@ -146,6 +146,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per live latent: logit-lens tokens, output score S_out, DeltaC_1 and DeltaC_5, UP and DOWN ranks"),
     TableSpec("selection", MODEL_SAE, "sae_models.evals.selection:SELECTION_SCHEMA",
               "per SAE: g, g_out, g_dtc (DTC set chosen on dev, scored on test), the chosen set, the gains"),
+    TableSpec("patching", MODEL_SAE, "sae_models.evals.patching:PATCHING_SCHEMA",
+              "per KL threshold: the latent set greedy dropping keeps on IOI prompt pairs, its size, edit "
+              "magnitude, held-out KL and logit difference, with the unpatched / fully patched baselines"),
     TableSpec("sae_summary", (), "sae_models.evals.rank_agreement:SAE_SUMMARY_SCHEMA",
               "per current SAE and baseline: every per-SAE score side by side (sql/sae_summary.sql)"),
     TableSpec("selection_lift", (), "sae_models.evals.selection:SELECTION_LIFT_SCHEMA",

@@ -24,16 +24,35 @@ class InCurrentSweep(dg.AutomationCondition):
     def description(self) -> str:
         return "the (model, variant) pair is in lake.toml's current sweep"
 
-    def evaluate(self, context) -> dg.AutomationResult:
-        from assets.lakehouse.config import ConfigError, load_settings
+    def pairs(self, settings) -> list[tuple[str, str]]:
         from assets.lakehouse.registry import valid_pairs
 
+        return valid_pairs(settings)
+
+    def evaluate(self, context) -> dg.AutomationResult:
+        from assets.lakehouse.config import ConfigError, load_settings
+
         try:
-            valid = {pair_key(m, v) for m, v in valid_pairs(load_settings())}
+            valid = {pair_key(m, v) for m, v in self.pairs(load_settings())}
         except ConfigError:
             valid = set()  # an invalid lake.toml requests nothing
         true_subset = context.candidate_subset.compute_intersection_with_partition_keys(valid)
         return dg.AutomationResult(context, true_subset=true_subset)
+
+
+class PatchedInCurrentSweep(InCurrentSweep):
+    """InCurrentSweep, for the variants that ``[patching] variants`` names."""
+
+    @property
+    def name(self) -> str:
+        return "patched_in_current_sweep"
+
+    @property
+    def description(self) -> str:
+        return "the (model, variant) pair is in the current sweep and [patching] variants names it"
+
+    def pairs(self, settings) -> list[tuple[str, str]]:
+        return [(m, v) for m, v in super().pairs(settings) if settings.patching.patches(v)]
 
 
 class SettingsChanged(dg.AutomationCondition):
@@ -103,6 +122,7 @@ SETTINGS_CHANGED = (
 EAGER = dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets("judge_cache"))
 # Per-SAE assets: eager, for the valid (model, variant) pairs only.
 SWEEP_EAGER = (EAGER | SETTINGS_CHANGED) & InCurrentSweep()
+PATCHING_EAGER = (EAGER | SETTINGS_CHANGED) & PatchedInCurrentSweep()
 # Cross-model assets (reports, the catalog): rerun when any input partition updates, once nothing upstream is
 # running. Unlike eager they do not wait for every upstream partition: the (model x variant) product always
 # holds pairs that are never materialized (a retired variant of a newer model).

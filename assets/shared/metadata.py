@@ -177,3 +177,34 @@ def tau_bars_png(rows: list[dict], comparisons: list[str], title: str) -> bytes:
         ax.set(title=comparison, xlabel="Kendall tau-b", xlim=(-1.05, 1.05))
     fig.suptitle(title, fontsize=9)
     return _png(plt, fig)
+
+
+def frontier_png(rows: list[dict], architecture: str, title: str) -> bytes:
+    """Per model, two panels: latents patched and edit magnitude against the held-out KL (log scale), one line
+    per sparsity level of ``architecture`` (light: sparsest) and per baseline dictionary (PCA in black), over
+    the thresholds each reaches. Lower and further left is better: a smaller edit for the same KL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(max(1, len(models)), 2, figsize=(10, 3.2 * max(1, len(models))), dpi=100, squeeze=False)
+    for (ax_n, ax_e), model in zip(axes, models, strict=False):
+        mine = [r for r in rows if r["model"] == model and r["reached"]]
+        saes = sorted({(r["level"], r["sae"]) for r in mine if r["architecture"] == architecture})
+        colours = plt.cm.viridis(np.linspace(0.85, 0.1, max(1, len(saes))))
+        lines = [(sae, {"color": c, "label": sae}) for (_, sae), c in zip(saes, colours, strict=True)]
+        lines += [(sae, {"color": "black" if sae == "pca" else "0.6", "lw": 2 if sae == "pca" else 1, "ls": "--",
+                         "label": sae}) for sae in sorted({r["sae"] for r in mine if r["is_baseline"]})]
+        for sae, style in lines:
+            pts = sorted((r for r in mine if r["sae"] == sae), key=lambda r: r["kl"])
+            for ax, key in ((ax_n, "n_latents"), (ax_e, "edit")):
+                ax.plot([r["kl"] for r in pts], [r[key] for r in pts], marker="o", ms=3, **style)
+        for ax, ylabel in ((ax_n, "latents patched"), (ax_e, "edit magnitude, mean ||h_patched - h_clean||")):
+            if any(r["kl"] > 0 for r in mine):
+                ax.set_xscale("log")
+            ax.set(xlabel="KL(p_cf || p_patched), held-out pairs (nats)", ylabel=ylabel, title=model)
+        ax_n.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return _png(plt, fig)

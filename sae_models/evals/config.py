@@ -112,3 +112,40 @@ class SelectionConfig(Config):
         if not self.prompt.strip():
             raise ValueError("prompt is empty: the scores need a neutral prompt to intervene on")
         return self
+
+
+class PatchingConfig(Config):
+    """lake.toml's ``[patching]``: causal localisation by feature patching on IOI prompt pairs ([C23], SPEC §7).
+
+    The latent set is chosen greedily on ``n_pairs`` prompt pairs and its effect measured on ``n_eval_pairs``
+    others. ``thresholds`` are KL bounds in nats (KL of the counterfactual run's final-position distribution
+    from the patched run's), log-spaced by default from a hundredth of a nat to past the KL of patching
+    nothing on a model that solves IOI confidently. Greedy dropping costs about n_pairs x n^2 / 2 patched runs
+    for n differing latents, so ``variants`` (glob patterns over variant names) can limit which dictionaries
+    are patched."""
+
+    n_pairs: int = Field(8, ge=1)  # prompt pairs the greedy path is chosen on
+    n_eval_pairs: int = Field(64, ge=1)  # other prompt pairs the chosen sets are measured on
+    thresholds: tuple[float, ...] = tuple(round(0.01 * 2 ** i, 4) for i in range(10))  # 0.01 .. 5.12 nats
+    min_ioi_accuracy: float = Field(0.5, ge=0, le=1)  # below it the model does not solve the task: refused
+    variants: tuple[str, ...] = ("*",)  # which dictionaries are patched, e.g. ["topk-*", "pca"]
+    report_architecture: str = "topk"  # the architecture whose sparsity levels the report plots against PCA
+    batch_size: int = Field(2048, ge=1)  # patched runs (latent set x prompt pair) per forward pass
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _valid(self) -> PatchingConfig:
+        if not self.thresholds:
+            raise ValueError("thresholds is empty: give at least one KL threshold")
+        bad = [t for t in self.thresholds if not math.isfinite(t) or t <= 0]
+        if bad:
+            raise ValueError(f"thresholds {bad}: every KL threshold must be a finite number > 0 (nats)")
+        if not self.variants:
+            raise ValueError("variants is empty: give at least one pattern, e.g. [\"*\"] for every dictionary")
+        return self
+
+    def patches(self, variant: str) -> bool:
+        """Whether the dictionary ``variant`` is patched."""
+        from fnmatch import fnmatchcase
+
+        return any(fnmatchcase(variant, pattern) for pattern in self.variants)

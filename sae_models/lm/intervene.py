@@ -10,16 +10,21 @@ An edit is a function hidden [batch, pos, d] -> hidden, installed with ``hooks.e
 - ``set_codes``: encode with an SAE, change the codes, decode, and keep the reconstruction error, so that an
   unchanged code leaves the activation exactly as it was (DTC, output score, patching).
 
+``resume_from`` runs only the blocks above a layer, from given residual-stream states: many edited copies of
+one prompt share the prefix computed once (patching).
+
 Left padding (``padding_side="left"``) puts every row's last token at position -1, which generation and
 last-position edits need; right padding keeps positions aligned with the unpadded text (extraction, metrics).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
+from sae_models.lm.hooks import decoder_layers
 from sae_models.lm.loading import LoadedLM
 
 Edit = Callable[[torch.Tensor], torch.Tensor]
@@ -96,6 +101,31 @@ def set_codes(sae, update: Callable[[torch.Tensor], torch.Tensor], positions: to
         return hidden + _at(positions, hidden) * delta.to(hidden.dtype)
 
     return edit
+
+
+@contextmanager
+def resume_from(model: torch.nn.Module, layer: int, hidden: torch.Tensor) -> Iterator[None]:
+    """Within the block, a forward pass skips blocks 0..``layer`` and continues from ``hidden`` [batch, pos, d], the
+    residual stream after block ``layer`` (``resid_post``). The input ids then only give the batch its shape,
+    attention mask and positions; the embedding still runs (cheap), no block below ``layer + 1`` does. Blocks
+    return their hidden states as one tensor (transformers >= 5)."""
+    blocks = decoder_layers(model)
+    if not 0 <= layer < len(blocks):
+        raise ValueError(f"layer {layer} is out of range ({len(blocks)} blocks)")
+
+    def skipped(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden_states
+
+    def resumed(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden.to(hidden_states.dtype)
+
+    for i in range(layer + 1):
+        blocks[i].forward = resumed if i == layer else skipped
+    try:
+        yield
+    finally:
+        for i in range(layer + 1):
+            del blocks[i].forward  # the instance attribute: the class's forward is back
 
 
 def final_norm(model: torch.nn.Module) -> torch.nn.Module:

@@ -317,6 +317,13 @@ def ioi_prompt_pair(a: str, b: str, place: str = "market", obj: str = "gift") ->
     return clean, counterfactual, a
 
 
+def ioi_counterfactual_pairs(held_out: bool = True) -> list[tuple[str, str, str, str]]:
+    """(clean prompt, counterfactual prompt, clean answer, counterfactual answer) over every held-out (or
+    training) ordered name pair, place and object: the prompt pairs that patching draws from."""
+    return [(*ioi_prompt_pair(a, b, place, obj), b) for a, b in ioi_pairs(held_out) for place in IOI_PLACES
+            for obj in IOI_OBJECTS]
+
+
 def ioi_eval_prompts(held_out: bool = True) -> list[tuple[str, str]]:
     """Every clean IOI prompt with its answer (the indirect object) over the held-out (or the training)
     ordered name pairs, each place and each object: 288 held-out prompts, 1152 training ones."""

@@ -20,7 +20,7 @@ from transformers import Gemma2Config, PretrainedConfig, Qwen2Config
 
 from sae_models.lm.loading import load_tokenizer
 from sae_models.toyworld.config import ToyModelConfig
-from sae_models.toyworld.grammar import NAMES, ioi_eval_prompts, word_topics
+from sae_models.toyworld.grammar import NAMES, ioi_counterfactual_pairs, word_topics
 from sae_models.toyworld.tokenizer import save_tokenizer
 
 REPORT_FILE = "toyworld_report.json"
@@ -31,7 +31,8 @@ class ToyModelReport:
     """How well the toy LM learned the world (all losses in nats per token).
 
     ``ioi_accuracy`` is measured on name pairs that no generated document contains (generalisation);
-    ``ioi_accuracy_train_pairs`` on the pairs the corpus does contain (which recall alone could solve).
+    ``ioi_accuracy_train_pairs`` on the pairs the corpus does contain (which recall alone could solve);
+    ``ioi_logit_diff`` is the IOI logit difference of [W22] on the held-out pairs (0: no preference).
     """
 
     held_out_loss: float
@@ -41,6 +42,7 @@ class ToyModelReport:
     ioi_accuracy: float
     ioi_accuracy_train_pairs: float
     chance_ioi_accuracy: float
+    ioi_logit_diff: float  # mean logit(indirect object) - logit(subject) at the answer, held-out pairs
     parameters: int
     steps: int
     train_seconds: float
@@ -153,14 +155,16 @@ def evaluate_toy_lm(model, tokenizer, train_texts, eval_texts, cfg: ToyModelConf
     topical = [(p, g) for p, g in zip(argmax, gold, strict=True) if g in topic_of_id]
     exact = sum(p == g for p, g in topical) / max(1, len(topical))
     consistent = sum(topic_of_id.get(p) == topic_of_id[g] for p, g in topical) / max(1, len(topical))
+    accuracy, logit_diff = ioi_scores(model, tokenizer)
     return ToyModelReport(
         held_out_loss=loss,
         unigram_cross_entropy=unigram,
         topic_word_accuracy=exact,
         topic_consistency=consistent,
-        ioi_accuracy=ioi_accuracy(model, tokenizer),
-        ioi_accuracy_train_pairs=ioi_accuracy(model, tokenizer, held_out=False),
+        ioi_accuracy=accuracy,
+        ioi_accuracy_train_pairs=ioi_scores(model, tokenizer, held_out=False)[0],
         chance_ioi_accuracy=1 / len(NAMES),
+        ioi_logit_diff=logit_diff,
         parameters=sum(p.numel() for p in model.parameters()),
         steps=cfg.steps,
         train_seconds=train_seconds,
@@ -168,18 +172,19 @@ def evaluate_toy_lm(model, tokenizer, train_texts, eval_texts, cfg: ToyModelConf
 
 
 @torch.inference_mode()
-def ioi_accuracy(model, tokenizer, held_out: bool = True, batch: int = 64) -> float:
-    """Fraction of IOI prompts whose argmax next token is the indirect object, over every prompt on the
-    held-out name pairs (``HELD_OUT_IOI_PAIRS``, never in the corpus) or, with ``held_out=False``, on the
-    training pairs."""
-    prompts = ioi_eval_prompts(held_out)
-    correct = 0
+def ioi_scores(model, tokenizer, held_out: bool = True, batch: int = 64) -> tuple[float, float]:
+    """(accuracy, mean logit difference) over every IOI prompt on the held-out name pairs
+    (``HELD_OUT_IOI_PAIRS``, never in the corpus) or, with ``held_out=False``, on the training pairs. Accuracy:
+    the argmax next token is the indirect object; logit difference: logit(indirect object) - logit(subject)."""
+    prompts = ioi_counterfactual_pairs(held_out)
+    correct, diffs = 0, []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
-        enc = tokenizer([clean for clean, _ in chunk], return_tensors="pt", padding=True, padding_side="right")
+        enc = tokenizer([clean for clean, *_ in chunk], return_tensors="pt", padding=True, padding_side="right")
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        last = enc["attention_mask"].sum(1) - 1
-        predicted = logits[torch.arange(len(chunk)), last].argmax(-1).tolist()
-        correct += sum(p == tokenizer.convert_tokens_to_ids(answer)
-                       for p, (_, answer) in zip(predicted, chunk, strict=True))
-    return correct / len(prompts)
+        last = logits[torch.arange(len(chunk)), enc["attention_mask"].sum(1) - 1]
+        answer, subject = (torch.tensor(tokenizer.convert_tokens_to_ids([row[i] for row in chunk])) for i in (2, 3))
+        rows = torch.arange(len(chunk))
+        correct += int((last.argmax(-1) == answer).sum())
+        diffs += (last[rows, answer] - last[rows, subject]).tolist()
+    return correct / len(prompts), float(np.mean(diffs))

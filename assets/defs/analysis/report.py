@@ -39,7 +39,14 @@ def _baselines_section(rows: list[dict]) -> list[str]:
             "what the same ratings give with no steering at all.", "", markdown_table(rows), ""]
 
 
-def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines: list[dict]) -> str:
+PATCHING_SECTION = ["## Causal localisation: feature patching on IOI ([C23])", "",
+                    "Latents patched and edit magnitude against KL, per sparsity level against PCA; the table and "
+                    "baselines are in [patching.md](patching.md).", "", "![patching frontiers](patching_frontiers.png)",
+                    ""]
+
+
+def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines: list[dict],
+            patched: bool = False) -> str:
     saes = [r for r in summary if not r["is_baseline"]]
     models = sorted({r["model"] for r in summary})
     lines = ["# sae-lake report", "",
@@ -61,10 +68,10 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
         lines += ["## Against the ground truth (toy world)", "",
                   "How each measure ranks the SAEs against the concept-recovery F1 of the world's known concepts.",
                   "", markdown_table(_rank_table(truth, "comparison")), ""]
-    return "\n".join(lines + _baselines_section(baselines))
+    return "\n".join(lines + _baselines_section(baselines) + (PATCHING_SECTION if patched else []))
 
 
-@dg.asset(deps=INPUTS, group_name="analysis", kinds={"duckdb", "markdown"}, automation_condition=ON_ANY_UPDATE)
+@dg.asset(deps=[*INPUTS, "patching_report"], group_name="analysis", kinds={"duckdb", "markdown"}, automation_condition=ON_ANY_UPDATE)
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
     lake_obj = lake.lake()
@@ -79,7 +86,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
                                "concept_f1 vs g_dtc")
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
-    text = compose(summary, ranks, lift, baselines)
+    text = compose(summary, ranks, lift, baselines, patched="patching" in lake_obj.tables())
     lake_obj.write_file("reports", "mu_vs_g.png", scatter)
     lake_obj.write_file("reports", "tau_by_axis.png", bars)
     path = lake_obj.write_file("reports", "report.md", text.encode())

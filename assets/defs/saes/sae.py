@@ -90,10 +90,10 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
     yield materialized(rec, {"dagster/row_count": len(history), **curves}, "sae_training")
 
 
-# One run per (model, variant): the SAE, its evaluation, its interpretability, its steering utility and its
-# feature selection.
+# One run per (model, variant): the SAE, its evaluation, its interpretability, its steering utility, its
+# feature selection and, for the variants [patching] names, its IOI patching frontier.
 sae_sweep_job = dg.define_asset_job(
-    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability", "steering", "selection")
-    - dg.AssetSelection.assets("interpretability_by_kind", "judge_cache"),
+    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability", "steering", "selection", "patching")
+    - dg.AssetSelection.assets("interpretability_by_kind", "judge_cache", "patching_report"),
     partitions_def=model_sae_partitions,
 )
