@@ -33,6 +33,8 @@ bench: venv
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/steer.py
+	$(BIN)/python bench/dtc.py
+	$(BIN)/python bench/patch.py
 	$(BIN)/python bench/autointerp.py   # needs the demo's lake
 
 clean:

@@ -195,10 +195,13 @@ def _logit_diff(logprobs: torch.Tensor, batch: PairBatch) -> torch.Tensor:
 
 
 class Patcher:
-    """Scores latent sets of one dictionary on one PairBatch: many sets per forward pass."""
+    """Scores latent sets of one dictionary on one PairBatch: ``batch_size`` patched runs per forward pass,
+    resumed above the layer (``resume``, for ``resid_post``) or rerunning the prefix with the edit added."""
 
-    def __init__(self, lm: LoadedLM, layer: int, hook: str, sae, batch: PairBatch, batch_size: int):
+    def __init__(self, lm: LoadedLM, layer: int, hook: str, sae, batch: PairBatch, batch_size: int,
+                 resume: bool = True):
         self.lm, self.layer, self.hook, self.batch, self.batch_size = lm, layer, hook, batch, batch_size
+        self.resume = resume and hook == "resid_post"
         self.module = hook_module(lm.model, layer, hook)
         self.delta = code_deltas(sae, batch)  # [P, T, F]
         self.w_dec = sae.W_dec.detach().float().to(self.delta.device)  # [F, d]
@@ -224,7 +227,7 @@ class Patcher:
             enc = {k: v.repeat(len(chunk), 1) for k, v in batch.enc.items()}
             flat = chunk.reshape(rows, *chunk.shape[2:])
             with torch.inference_mode():
-                if self.hook == "resid_post":
+                if self.resume:
                     hidden = batch.clean_hidden.repeat(len(chunk), 1, 1) + flat
                     with resume_from(self.lm.model, self.layer, hidden):
                         logits = self.lm.model(**enc, logits_to_keep=1).logits[:, -1]
@@ -241,10 +244,12 @@ class Patcher:
         kl = (counter.exp() * (counter - logprobs)).sum(-1)
         return kl.reshape(-1, len(self.batch.answer))
 
-    def drop_scores(self, latents: Sequence[int]) -> torch.Tensor:
-        """[len(latents)]: the mean KL over pairs of the set ``latents`` with each one of them left out."""
+    def drop_scores(self, latents: Sequence[int], left_out: Sequence[int] | None = None) -> torch.Tensor:
+        """The mean KL over pairs of the set ``latents`` with each of ``left_out`` (default: each of them) left
+        out, one value per left-out latent."""
         full = self.added(latents)
-        index = torch.as_tensor(list(latents), dtype=torch.long, device=self.delta.device)
+        index = torch.as_tensor(list(latents if left_out is None else left_out), dtype=torch.long,
+                                device=self.delta.device)
         one = self.delta[..., index].permute(2, 0, 1)[..., None] * self.w_dec[index][:, None, None, :]
         return self.kl(self._logprobs(full[None] - one)).mean(1)
 

@@ -71,7 +71,8 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
     return "\n".join(lines + _baselines_section(baselines) + (PATCHING_SECTION if patched else []))
 
 
-@dg.asset(deps=[*INPUTS, "patching_report"], group_name="analysis", kinds={"duckdb", "markdown"}, automation_condition=ON_ANY_UPDATE)
+@dg.asset(deps=[*INPUTS, "patching_report"], group_name="analysis", kinds={"duckdb", "markdown"},
+          automation_condition=ON_ANY_UPDATE)
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
     lake_obj = lake.lake()

@@ -1,0 +1,151 @@
+"""Feature patching: the batched, resumed path against full forward passes one prompt at a time, on four
+families and two hook sites; the greedy path and its frontier; exact bases; bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from sae_models.evals.config import PatchingConfig
+from sae_models.evals.patching import (
+    Patcher,
+    PatchingError,
+    PromptPair,
+    greedy_path,
+    naive_patched_kl,
+    prepare_pairs,
+    run_patching,
+    toyworld_ioi_pairs,
+)
+from sae_models.lm import hook_module, load_lm
+from sae_models.lm.intervene import resume_from, tokenize
+from sae_models.sae import SAEConfig, build_sae
+from sae_models.sae.baselines import BaselineDictionary
+
+FAMILIES = ["gemma2", "qwen2", "llama", "gpt2"]
+IDENTITY = dict(architecture="relu", is_baseline=False, level=0.1, target_l0=None, l0=0.0)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def lm(request, random_models):
+    return load_lm(str(random_models[request.param]))
+
+
+def _sae(lm, seed: int = 0):
+    torch.manual_seed(seed)
+    sae = build_sae(SAEConfig("relu", lm.d_model, 2 * lm.d_model, sparsity_coefficient=0.1))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.2)  # many codes positive, so many latents differ between the runs
+    return sae
+
+
+def _pairs(n: int, seed: int = 0) -> list[PromptPair]:
+    fit, _ = toyworld_ioi_pairs(n, 0, seed)
+    return fit
+
+
+def test_resume_from_gives_the_full_forward_and_restores_the_blocks(lm):
+    enc = tokenize(lm, [p.clean for p in _pairs(3)], padding_side="left")
+    module = hook_module(lm.model, 1, "resid_post")
+    with torch.inference_mode():
+        from sae_models.lm.hooks import capture
+
+        with capture(module) as seen:
+            full = lm.model(**enc).logits[:, -1]
+        with resume_from(lm.model, 1, seen[0]):
+            resumed = lm.model(**enc, logits_to_keep=1).logits[:, -1]
+        again = lm.model(**enc).logits[:, -1]
+    torch.testing.assert_close(resumed, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, full)  # the blocks run their own forward again
+
+
+@pytest.mark.parametrize("hook", ["resid_post", "mlp_out"])
+def test_batched_patching_equals_one_full_run_per_pair_and_set(lm, hook):
+    sae, pairs = _sae(lm), _pairs(3)
+    patcher = Patcher(lm, 1, hook, sae, prepare_pairs(lm, hook_module(lm.model, 1, hook), pairs), batch_size=5)
+    candidates = patcher.candidates()
+    assert len(candidates) > 4
+    rng = np.random.default_rng(0)
+    for size in (1, 3, len(candidates)):
+        latents = sorted(rng.choice(candidates, size, replace=False).tolist())
+        batched = patcher.effect(latents).kl
+        naive = [naive_patched_kl(lm, sae, 1, hook, pair, latents) for pair in pairs]
+        np.testing.assert_allclose(batched, naive, rtol=1e-3, atol=1e-5)
+    # drop scores are the mean KL of each one-smaller set
+    scores = patcher.drop_scores(candidates[:4]).cpu().numpy()
+    expected = [patcher.effect([c for c in candidates[:4] if c != left_out]).kl.mean() for left_out in candidates[:4]]
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_an_exact_basis_patched_in_full_is_the_counterfactual_run(lm):
+    from sae_models.lm.hooks import capture
+
+    pairs = _pairs(4)
+    module = hook_module(lm.model, 1, "resid_post")
+    with torch.inference_mode(), capture(module) as seen:
+        lm.model(**tokenize(lm, [p.clean for p in pairs]))
+    neuron = BaselineDictionary(SAEConfig("neuron", lm.d_model, 2 * lm.d_model)).fit(seen[0].reshape(-1, lm.d_model))
+    patcher = Patcher(lm, 1, "resid_post", neuron, prepare_pairs(lm, module, pairs), batch_size=64)
+    full, none = patcher.effect(patcher.candidates()), patcher.effect([])
+    batch = patcher.batch
+    torch.testing.assert_close(batch.clean_hidden + patcher.added(patcher.candidates()), batch.counter_hidden,
+                               atol=1e-4, rtol=1e-4)
+    assert np.abs(full.kl).max() < 1e-6
+    assert (full.flipped == (batch.counter_logprobs.argmax(-1) == batch.counter_answer).cpu().numpy()).all()
+    counter, clean = patcher.batch.counter_logprobs, patcher.batch.clean_logprobs
+    np.testing.assert_allclose(none.kl, (counter.exp() * (counter - clean)).sum(-1).cpu().numpy(), rtol=1e-3,
+                               atol=1e-7)
+    assert none.edit.max() == 0
+
+
+def test_greedy_drops_the_least_harmful_latent_and_the_frontier_follows_the_path(lm):
+    sae, pairs = _sae(lm, seed=1), _pairs(2)
+    patcher = Patcher(lm, 1, "resid_post", sae, prepare_pairs(lm, hook_module(lm.model, 1, "resid_post"), pairs),
+                      batch_size=64)
+    start, dropped, path = greedy_path(patcher, stop_above=float("inf"))
+    assert sorted(dropped) == sorted(start) and len(path) == len(start)
+    first = [patcher.effect([c for c in start if c != x]).kl.mean() for x in start]
+    assert dropped[0] == start[int(np.argmin(first))] and path[0] == pytest.approx(min(first), rel=1e-3, abs=2e-7)
+
+    cfg = PatchingConfig(thresholds=(1e-4, 1e-2, 1.0, 100.0), batch_size=64)
+    run = run_patching(lm, sae, 1, "resid_post", pairs, _pairs(3, seed=5), cfg, IDENTITY)
+    sizes = [r.n_latents for r in run.rows]
+    assert sizes == sorted(sizes, reverse=True)
+    for row in run.rows:
+        assert not row.reached or row.kl_fit <= row.threshold
+        assert row.n_latents == len(row.latents) <= row.n_candidates
+    assert run.rows[-1].n_latents == 0  # above the unpatched KL, nothing needs patching
+    assert run.patched_runs > 0 and run.rows[0].n_pairs == 2 and run.rows[0].n_eval_pairs == 3
+
+
+def test_toyworld_pairs_are_held_out_disjoint_and_seeded():
+    fit, held = toyworld_ioi_pairs(8, 64, seed=0)
+    assert len(fit) == 8 and len(held) == 64 and not set(fit) & set(held)
+    assert toyworld_ioi_pairs(8, 64, seed=0) == (fit, held) != toyworld_ioi_pairs(8, 64, seed=1)
+    pair = fit[0]
+    assert pair.counterfactual.split()[1] == pair.clean.split()[3] and pair.answer == pair.clean.split()[1]
+    with pytest.raises(PatchingError, match="288 held-out"):
+        toyworld_ioi_pairs(200, 100, seed=0)
+
+
+def test_bad_input_is_one_error_naming_it(random_models):
+    lm = load_lm(str(random_models["qwen2"]))
+    module = hook_module(lm.model, 1, "resid_post")
+    good = _pairs(1)[0]
+    with pytest.raises(PatchingError, match="'alice bob' is not one token"):
+        prepare_pairs(lm, module, [PromptPair(good.clean, good.counterfactual, "alice bob", good.counter_answer)])
+    with pytest.raises(PatchingError, match="the same length"):
+        prepare_pairs(lm, module, [PromptPair(good.clean, good.counterfactual + " the", good.answer, "bob")])
+    with pytest.raises(PatchingError, match="no prompt pair"):
+        prepare_pairs(lm, module, [])
+    with pytest.raises(PatchingError, match="empty latent set"):
+        naive_patched_kl(lm, _sae(lm), 1, "resid_post", good, [])
+    dead = _sae(lm)
+    with torch.no_grad():
+        dead.b_enc.fill_(-1e6)  # no code is ever positive: nothing differs, nothing to patch
+    with pytest.raises(PatchingError, match="nothing to patch"):
+        run_patching(lm, dead, 1, "resid_post", [good], [good], PatchingConfig(), IDENTITY)
+    for thresholds in [(0.0, 1.0), (-1.0,), (float("nan"),), ()]:
+        with pytest.raises(ValueError, match="threshold"):
+            PatchingConfig(thresholds=thresholds)
+    assert PatchingConfig(variants=("topk-*", "pca")).patches("topk-k8")
+    assert not PatchingConfig(variants=("topk-*", "pca")).patches("relu-0.1")
