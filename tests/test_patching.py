@@ -105,6 +105,13 @@ def test_greedy_drops_the_least_harmful_latent_and_the_frontier_follows_the_path
     assert sorted(dropped) == sorted(start) and len(path) == len(start)
     first = [patcher.effect([c for c in start if c != x]).kl.mean() for x in start]
     assert dropped[0] == start[int(np.argmin(first))] and path[0] == pytest.approx(min(first), rel=1e-3, abs=2e-7)
+    # lazy greedy: every drop's KL is the exact KL of the set it leaves; with a shortlist as long as the
+    # candidate list it is exact greedy
+    _, lazy_dropped, lazy_path = greedy_path(patcher, float("inf"), refresh_every=4, shortlist=3)
+    for j in (0, 5, len(start) // 2):
+        kept = [c for c in start if c not in lazy_dropped[:j + 1]]
+        assert lazy_path[j] == pytest.approx(patcher.effect(kept).kl.mean(), rel=1e-3, abs=2e-7)
+    assert greedy_path(patcher, float("inf"), refresh_every=4, shortlist=len(start))[1] == dropped
 
     cfg = PatchingConfig(thresholds=(1e-4, 1e-2, 1.0, 100.0), batch_size=64)
     run = run_patching(lm, sae, 1, "resid_post", pairs, _pairs(3, seed=5), cfg, IDENTITY)

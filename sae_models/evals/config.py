@@ -120,9 +120,9 @@ class PatchingConfig(Config):
     The latent set is chosen greedily on ``n_pairs`` prompt pairs and its effect measured on ``n_eval_pairs``
     others. ``thresholds`` are KL bounds in nats (KL of the counterfactual run's final-position distribution
     from the patched run's), log-spaced by default from a hundredth of a nat to past the KL of patching
-    nothing on a model that solves IOI confidently. Greedy dropping costs about n_pairs x n^2 / 2 patched runs
-    for n differing latents, so ``variants`` (glob patterns over variant names) can limit which dictionaries
-    are patched."""
+    nothing on a model that solves IOI confidently. Exact greedy dropping costs about n_pairs x n^2 / 2 patched
+    runs for n differing latents; ``refresh_every`` > 1 makes it lazy (``patching.greedy_path``), and
+    ``variants`` (glob patterns over variant names) limits which dictionaries are patched."""
 
     n_pairs: int = Field(8, ge=1)  # prompt pairs the greedy path is chosen on
     n_eval_pairs: int = Field(64, ge=1)  # other prompt pairs the chosen sets are measured on
@@ -130,6 +130,8 @@ class PatchingConfig(Config):
     min_ioi_accuracy: float = Field(0.5, ge=0, le=1)  # below it the model does not solve the task: refused
     variants: tuple[str, ...] = ("*",)  # which dictionaries are patched, e.g. ["topk-*", "pca"]
     report_architecture: str = "topk"  # the architecture whose sparsity levels the report plots against PCA
+    refresh_every: int = Field(1, ge=1)  # 1: exact greedy; k > 1: lazy greedy, all removals scored every k steps
+    shortlist: int = Field(16, ge=1)  # lazy greedy: removals scored afresh in between (the lowest last scores)
     batch_size: int = Field(2048, ge=1)  # patched runs (latent set x prompt pair) per forward pass
     seed: int = 0
 
