@@ -9,6 +9,8 @@ SELECT
     round(topic_word_accuracy, 3)    AS topic_word_acc,
     round(topic_consistency, 3)      AS topic_consistency,
     round(ioi_accuracy, 3)           AS ioi_acc,
+    round(chance_ioi_accuracy, 3)    AS ioi_chance,
+    round(ioi_logit_diff, 2)         AS ioi_logit_diff,
     round(train_seconds, 1)          AS train_s
 FROM lm_eval
 ORDER BY model;

@@ -14,7 +14,7 @@ from sae_models.toyworld.grammar import (
     HELD_OUT_IOI_PAIRS,
     IOI_HOLDOUT_MAX_PER_NAME,
     NAMES,
-    ioi_eval_prompts,
+    ioi_counterfactual_pairs,
     ioi_pairs,
     is_held_out_ioi_pair,
 )
@@ -91,7 +91,7 @@ def _prompt_pairs(prompts: list[str]) -> set[tuple[str, str]]:
 def test_ioi_accuracy_only_prompts_with_held_out_pairs(tokenizer):
     model = _RecordingModel(tokenizer, answer_position=2)
     assert ioi_scores(model, tokenizer) == (1.0, 1.0)  # accuracy, logit(IO) - logit(S)
-    assert len(model.prompts) == len(ioi_eval_prompts()) == 18 * 16
+    assert len(model.prompts) == len(ioi_counterfactual_pairs()) == 18 * 16
     assert _prompt_pairs(model.prompts) == set(ioi_pairs(held_out=True))
 
     model = _RecordingModel(tokenizer, answer_position=2)

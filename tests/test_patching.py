@@ -9,6 +9,7 @@ from sae_models.evals.config import PatchingConfig
 from sae_models.evals.patching import (
     Patcher,
     PatchingError,
+    drops_at,
     PromptPair,
     greedy_path,
     naive_patched_kl,
@@ -61,6 +62,9 @@ def test_resume_from_gives_the_full_forward_and_restores_the_blocks(lm):
 @pytest.mark.parametrize("hook", ["resid_post", "mlp_out"])
 def test_batched_patching_equals_one_full_run_per_pair_and_set(lm, hook):
     sae, pairs = _sae(lm), _pairs(3)
+    longer = pairs[0]  # a pair one token longer: the others are left-padded in the batch
+    pairs[0] = PromptPair(f"question {longer.clean}", f"question {longer.counterfactual}", longer.answer,
+                          longer.counter_answer)
     patcher = Patcher(lm, 1, hook, sae, prepare_pairs(lm, hook_module(lm.model, 1, hook), pairs), batch_size=5)
     candidates = patcher.candidates()
     assert len(candidates) > 4
@@ -101,17 +105,15 @@ def test_greedy_drops_the_least_harmful_latent_and_the_frontier_follows_the_path
     sae, pairs = _sae(lm, seed=1), _pairs(2)
     patcher = Patcher(lm, 1, "resid_post", sae, prepare_pairs(lm, hook_module(lm.model, 1, "resid_post"), pairs),
                       batch_size=64)
-    start, dropped, path = greedy_path(patcher, stop_above=float("inf"))
+    start, dropped, path = greedy_path(patcher, [float("inf")])
     assert sorted(dropped) == sorted(start) and len(path) == len(start)
     first = [patcher.effect([c for c in start if c != x]).kl.mean() for x in start]
     assert dropped[0] == start[int(np.argmin(first))] and path[0] == pytest.approx(min(first), rel=1e-3, abs=2e-7)
-    # lazy greedy: every drop's KL is the exact KL of the set it leaves; with a shortlist as long as the
-    # candidate list it is exact greedy
-    _, lazy_dropped, lazy_path = greedy_path(patcher, float("inf"), refresh_every=4, shortlist=3)
+    # lazy greedy: every drop's KL is the exact KL of the set it leaves
+    _, lazy_dropped, lazy_path = greedy_path(patcher, [float("inf")], refresh_every=4, shortlist=3)
     for j in (0, 5, len(start) // 2):
         kept = [c for c in start if c not in lazy_dropped[:j + 1]]
         assert lazy_path[j] == pytest.approx(patcher.effect(kept).kl.mean(), rel=1e-3, abs=2e-7)
-    assert greedy_path(patcher, float("inf"), refresh_every=4, shortlist=len(start))[1] == dropped
 
     cfg = PatchingConfig(thresholds=(1e-4, 1e-2, 1.0, 100.0), batch_size=64)
     run = run_patching(lm, sae, 1, "resid_post", pairs, _pairs(3, seed=5), cfg, IDENTITY)
@@ -122,6 +124,34 @@ def test_greedy_drops_the_least_harmful_latent_and_the_frontier_follows_the_path
         assert row.n_latents == len(row.latents) <= row.n_candidates
     assert run.rows[-1].n_latents == 0  # above the unpatched KL, nothing needs patching
     assert run.patched_runs > 0 and run.rows[0].n_pairs == 2 and run.rows[0].n_eval_pairs == 3
+
+
+class _Redundant:
+    """A Patcher stand-in: the KL of a kept set is the summed weight of the dropped latents, plus 5 nats once
+    two of the cheap latents 0..4 are both dropped (they back each other up, so their last scores mislead)."""
+
+    def candidates(self) -> list[int]:
+        return list(range(10))
+
+    def kl(self, kept: set[int]) -> float:
+        dropped = set(range(10)) - kept
+        return sum(0.01 if i < 5 else 0.1 for i in dropped) + (5.0 if len(dropped & set(range(5))) >= 2 else 0.0)
+
+    def drop_scores(self, latents, left_out=None) -> torch.Tensor:
+        return torch.tensor([self.kl(set(latents) - {x}) for x in (latents if left_out is None else left_out)])
+
+
+def test_lazy_greedy_stops_only_where_no_removal_stays_under_the_threshold():
+    """At each threshold's stopping set the exact best removal is above the threshold: a lazy step whose
+    shortlist would cross one is rescored in full (the shortlist alone, here the backed-up latents 1 and 2,
+    would stop at 5.02 nats with 0.11 reachable)."""
+    stand_in, thresholds = _Redundant(), [1.0, 10.0]
+    start, dropped, path = greedy_path(stand_in, thresholds, refresh_every=4, shortlist=2)
+    assert dropped[0] in range(5) and dropped[1] in range(5, 10)
+    for t in thresholds:
+        kept = set(start) - set(dropped[:drops_at(path, t)])
+        assert not kept or float(stand_in.drop_scores(sorted(kept)).min()) > t
+    np.testing.assert_allclose(path, greedy_path(stand_in, thresholds)[2])  # here as good as exact greedy
 
 
 def test_toyworld_pairs_are_held_out_disjoint_and_seeded():

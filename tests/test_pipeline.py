@@ -244,7 +244,7 @@ def _check_patching(lake: Lake, capsys, config) -> None:
     assert cli(["sql", query_text("patching_frontier"), "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2 * 2 * 3
 
-    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.0", "min_ioi_accuracy = 0.5"))
+    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.0", "min_ioi_accuracy = 0.8"))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("models", ["toy-qwen2"])
         instance.add_dynamic_partitions("saes", ["pca"])
@@ -253,8 +253,8 @@ def _check_patching(lake: Lake, capsys, config) -> None:
                     if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
                     and e.dagster_event.event_specific_data.check_name == "patching_model_solves_ioi"]
     assert not result.success and not check.passed
-    assert "toy-qwen2 answers IOI at" in check.description and "min_ioi_accuracy 0.5" in check.description
-    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.5", "min_ioi_accuracy = 0.0"))
+    assert "toy-qwen2 answers IOI at" in check.description and "min_ioi_accuracy 0.8" in check.description
+    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.8", "min_ioi_accuracy = 0.0"))
 
 
 def _check_steering(lake: Lake, capsys, config) -> None:

@@ -179,10 +179,13 @@ def tau_bars_png(rows: list[dict], comparisons: list[str], title: str) -> bytes:
     return _png(plt, fig)
 
 
+KL_FLOOR = 1e-4  # a KL below it (an exact basis patched in full) is drawn at it on the log axis
+
+
 def frontier_png(rows: list[dict], architecture: str, title: str) -> bytes:
-    """Per model, two panels: latents patched and edit magnitude against the held-out KL (log scale), one line
-    per sparsity level of ``architecture`` (light: sparsest) and per baseline dictionary (PCA in black), over
-    the thresholds each reaches. Lower and further left is better: a smaller edit for the same KL."""
+    """Per model, two panels: latents patched and edit magnitude against the held-out KL (log scale, floored at
+    ``KL_FLOOR``), one line per sparsity level of ``architecture`` (light: sparsest) and per baseline dictionary
+    (PCA in black), over the thresholds each reaches. Lower and further left is better."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,11 +203,9 @@ def frontier_png(rows: list[dict], architecture: str, title: str) -> bytes:
         for sae, style in lines:
             pts = sorted((r for r in mine if r["sae"] == sae), key=lambda r: r["kl"])
             for ax, key in ((ax_n, "n_latents"), (ax_e, "edit")):
-                ax.plot([r["kl"] for r in pts], [r[key] for r in pts], marker="o", ms=3, **style)
+                ax.plot([max(r["kl"], KL_FLOOR) for r in pts], [r[key] for r in pts], marker="o", ms=3, **style)
         for ax, ylabel in ((ax_n, "latents patched"), (ax_e, "edit magnitude, mean ||h_patched - h_clean||")):
-            if any(r["kl"] > 0 for r in mine):
-                ax.set_xscale("log")
-            ax.set(xlabel="KL(p_cf || p_patched), held-out pairs (nats)", ylabel=ylabel, title=model)
+            ax.set(xscale="log", xlabel="KL(p_cf || p_patched), held-out pairs (nats)", ylabel=ylabel, title=model)
         ax_n.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     return _png(plt, fig)

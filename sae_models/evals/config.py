@@ -127,7 +127,7 @@ class PatchingConfig(Config):
     n_pairs: int = Field(8, ge=1)  # prompt pairs the greedy path is chosen on
     n_eval_pairs: int = Field(64, ge=1)  # other prompt pairs the chosen sets are measured on
     thresholds: tuple[float, ...] = tuple(round(0.01 * 2 ** i, 4) for i in range(10))  # 0.01 .. 5.12 nats
-    min_ioi_accuracy: float = Field(0.5, ge=0, le=1)  # below it the model does not solve the task: refused
+    min_ioi_accuracy: float = Field(0.8, ge=0, le=1)  # below it the model does not solve IOI (chance 0.5)
     variants: tuple[str, ...] = ("*",)  # which dictionaries are patched, e.g. ["topk-*", "pca"]
     report_architecture: str = "topk"  # the architecture whose sparsity levels the report plots against PCA
     refresh_every: int = Field(1, ge=1)  # 1: exact greedy; k > 1: lazy greedy, all removals scored every k steps

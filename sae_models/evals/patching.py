@@ -12,8 +12,9 @@ One latent set serves every pair (the features behind the task, not behind one p
 latent whose code differs between the runs, the latent whose removal keeps the mean KL lowest is dropped, step
 by step. "Drop while KL stays under t" follows this one path for every threshold t and stops at its first
 step above t, so one greedy path gives the whole threshold sweep. The path is chosen on a few fit pairs; each
-threshold's set is then measured on other, held-out pairs (KL, edit magnitude mean ||h_patched - h_clean||
-over positions, the IOI logit difference, the flip rate), so the frontier is not fitted to its own prompts.
+threshold's set is then measured on other prompt pairs (KL, edit magnitude mean ||h_patched - h_clean|| over
+positions, the IOI logit difference, the flip rate): other places, objects or name orders, never a fit
+prompt or its mirror, though the names may recur.
 
 Each greedy step scores every candidate removal at once: (candidate set x prompt pair) rows in one batch that
 runs only the blocks above the hook's layer, from residual states built by one matrix product
@@ -106,17 +107,18 @@ class PatchingRow:
     flip_rate: float  # fraction of pairs whose patched top token is the counterfactual answer
     n_candidates: int  # latents whose codes differ between the runs on the fit pairs: the greedy start
     kl_unpatched: float  # baseline: nothing patched, KL(p_cf || p_clean)
-    kl_all_patched: float  # baseline: every differing latent patched (the reconstruction errors differ)
+    kl_all_patched: float  # baseline: every latent differing on the fit pairs patched (the errors differ)
     edit_counterfactual: float  # baseline: the whole counterfactual state, mean ||h_cf - h_clean||
     logit_diff_clean: float
     logit_diff_counterfactual: float
     ioi_accuracy: float  # the clean runs' top token is the answer, over the held-out pairs
-    chance_accuracy: float  # 1 / the number of distinct names answered in the held-out pairs
+    chance_accuracy: float  # one of the prompt's two names at random: 0.5
     n_pairs: int
     n_eval_pairs: int
 
 
 PATCHING_SCHEMA = schema_of(PatchingRow)
+CHANCE_ACCURACY = 0.5  # a model that knows the answer is one of the prompt's two names, not which
 
 
 @dataclass
@@ -124,7 +126,7 @@ class PatchingRun:
     """One dictionary's patching: the frontier rows, the greedy path (mean fit KL after each drop), timing."""
 
     rows: list[PatchingRow]
-    path_kl: list[float]  # path_kl[j]: mean KL on the fit pairs with j + 1 latents dropped
+    path_kl: list[float]  # mean fit KL after each drop, then the first KL above every threshold if it stopped
     seconds: float
     patched_runs: int  # (latent set x prompt pair) forward rows
 
@@ -135,15 +137,20 @@ class PatchingRun:
 
 def toyworld_ioi_pairs(n_fit: int, n_eval: int, seed: int) -> tuple[list[PromptPair], list[PromptPair]]:
     """(fit, held-out) prompt pairs: a seeded draw of the toy world's IOI prompts on the name pairs that no
-    training document contains, without overlap."""
+    training document contains. A held-out prompt is neither a fit prompt nor a fit prompt's mirror (clean and
+    counterfactual swapped); it may share its two names with one (another place, object or name order)."""
     from sae_models.toyworld import ioi_counterfactual_pairs
 
     pool = [PromptPair(*p) for p in ioi_counterfactual_pairs(held_out=True)]
-    if n_fit + n_eval > len(pool):
-        raise PatchingError(f"n_pairs + n_eval_pairs = {n_fit + n_eval}: the toy world has {len(pool)} held-out "
-                            "IOI prompt pairs")
     order = np.random.default_rng(seed).permutation(len(pool))
-    return [pool[i] for i in order[:n_fit]], [pool[i] for i in order[n_fit:n_fit + n_eval]]
+    fit = [pool[i] for i in order[:n_fit]]
+    mirrors = {p.counterfactual for p in fit}
+    rest = [pool[i] for i in order[n_fit:] if pool[i].clean not in mirrors]
+    if len(fit) < n_fit or len(rest) < n_eval:
+        raise PatchingError(f"n_pairs {n_fit} + n_eval_pairs {n_eval}: the toy world has {len(pool)} held-out IOI "
+                            f"prompt pairs, {len(rest)} left for evaluation after {n_fit} fit pairs and their "
+                            "mirrors")
+    return fit, rest[:n_eval]
 
 
 def _single_token(lm: LoadedLM, prompt: str, word: str, what: str) -> int:
@@ -189,6 +196,17 @@ def code_deltas(sae, batch: PairBatch) -> torch.Tensor:
     return delta * batch.positions
 
 
+def kl_divergence(target: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
+    """KL(p_target || p) per row, from log-probabilities (a -inf log-probability gives inf, never NaN)."""
+    return torch.nn.functional.kl_div(logprobs, target, log_target=True, reduction="none").sum(-1)
+
+
+def _position_mean(values: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    """[P]: the mean of ``values`` [P, T] over each pair's real positions."""
+    positions = batch.positions[..., 0]
+    return (values * positions).sum(1) / positions.sum(1)
+
+
 def _logit_diff(logprobs: torch.Tensor, batch: PairBatch) -> torch.Tensor:
     rows = torch.arange(len(logprobs), device=logprobs.device) % len(batch.answer)
     return logprobs[rows, batch.answer[rows]] - logprobs[rows, batch.counter_answer[rows]]
@@ -216,13 +234,14 @@ class Patcher:
         index = torch.as_tensor(list(latents), dtype=torch.long, device=self.delta.device)
         return self.delta[..., index] @ self.w_dec[index]
 
-    def _logprobs(self, added: torch.Tensor) -> torch.Tensor:
-        """Final-position log-probabilities [S * P, vocab] of the clean runs with ``added`` [S, P, T, d]."""
-        batch, (n_sets, n_pairs) = self.batch, added.shape[:2]
+    def _logprobs(self, n_sets: int, added: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+        """Final-position log-probabilities [n_sets * P, vocab] of the clean runs with sets lo..hi adding
+        ``added(lo, hi)`` [hi - lo, P, T, d], built one chunk of ``batch_size`` runs at a time."""
+        batch, n_pairs = self.batch, len(self.batch.answer)
         out = []
         step = max(1, self.batch_size // n_pairs)
         for lo in range(0, n_sets, step):
-            chunk = added[lo:lo + step]
+            chunk = added(lo, min(lo + step, n_sets))
             rows = len(chunk) * n_pairs
             enc = {k: v.repeat(len(chunk), 1) for k, v in batch.enc.items()}
             flat = chunk.reshape(rows, *chunk.shape[2:])
@@ -241,8 +260,7 @@ class Patcher:
     def kl(self, logprobs: torch.Tensor) -> torch.Tensor:
         """KL(p_cf || p) per row of [S * P, vocab] log-probabilities, as [S, P]."""
         counter = self.batch.counter_logprobs.repeat(len(logprobs) // len(self.batch.answer), 1)
-        kl = (counter.exp() * (counter - logprobs)).sum(-1)
-        return kl.reshape(-1, len(self.batch.answer))
+        return kl_divergence(counter, logprobs).reshape(-1, len(self.batch.answer))
 
     def drop_scores(self, latents: Sequence[int], left_out: Sequence[int] | None = None) -> torch.Tensor:
         """The mean KL over pairs of the set ``latents`` with each of ``left_out`` (default: each of them) left
@@ -250,27 +268,33 @@ class Patcher:
         full = self.added(latents)
         index = torch.as_tensor(list(latents if left_out is None else left_out), dtype=torch.long,
                                 device=self.delta.device)
-        one = self.delta[..., index].permute(2, 0, 1)[..., None] * self.w_dec[index][:, None, None, :]
-        return self.kl(self._logprobs(full[None] - one)).mean(1)
+
+        def without(lo: int, hi: int) -> torch.Tensor:
+            one = index[lo:hi]
+            return full[None] - self.delta[..., one].permute(2, 0, 1)[..., None] * self.w_dec[one][:, None, None, :]
+
+        return self.kl(self._logprobs(len(index), without)).mean(1)
 
     def effect(self, latents: Sequence[int]) -> PatchEffect:
         added = self.added(latents) if latents else torch.zeros_like(self.batch.clean_hidden)
-        logprobs = self._logprobs(added[None])
-        positions = self.batch.positions[..., 0]
-        edit = (added.norm(dim=-1) * positions).sum(1) / positions.sum(1)
+        logprobs = self._logprobs(1, lambda lo, hi: added[None])
+        edit = _position_mean(added.norm(dim=-1), self.batch)
         return PatchEffect(self.kl(logprobs)[0].cpu().numpy(), _logit_diff(logprobs, self.batch).cpu().numpy(),
                            (logprobs.argmax(-1) == self.batch.counter_answer).cpu().numpy(), edit.cpu().numpy())
 
 
-def greedy_path(patcher: Patcher, stop_above: float, refresh_every: int = 1, shortlist: int = 16,
+def greedy_path(patcher: Patcher, thresholds: Sequence[float], refresh_every: int = 1, shortlist: int = 16,
                 log: Callable[[str], None] = lambda _: None) -> tuple[list[int], list[int], list[float]]:
-    """(start set, dropped latents in order, mean KL after each drop): from every differing latent, drop the
-    one whose removal keeps the mean KL lowest, until that KL exceeds ``stop_above`` or nothing is left.
+    """(start set, dropped latents in order, mean KL after each drop, plus the first KL above the largest
+    threshold when the path stops there): from every differing latent, drop the one whose removal keeps the
+    mean KL lowest, until that KL exceeds the largest threshold or nothing is left.
 
     ``refresh_every`` 1 scores every removal at every step (exact greedy, ~n^2 / 2 sets). Above 1 the greedy is
     lazy: every ``refresh_every`` steps all removals are scored, and in between only the ``shortlist`` latents
-    with the lowest last scores are scored afresh, the best of them dropped (~n^2 / (2 refresh_every) + n x
-    shortlist sets); each drop's KL is still exact, only the choice may differ from exact greedy."""
+    with the lowest last scores are scored afresh and the best of them dropped (~n^2 / (2 refresh_every) + n x
+    shortlist sets). A lazy step whose best KL would cross a threshold not crossed yet is rescored in full, so
+    each threshold's stopping point is decided on exact scores; only the order of earlier drops may differ."""
+    limits = sorted(thresholds)
     start = patcher.candidates()
     if not start:
         raise PatchingError("no latent's code differs between the clean and the counterfactual runs: the "
@@ -278,20 +302,28 @@ def greedy_path(patcher: Patcher, stop_above: float, refresh_every: int = 1, sho
     kept, dropped, path = list(start), [], []
     last: dict[int, float] = {}
     while kept:
-        full = len(dropped) % refresh_every == 0 or len(kept) <= shortlist
-        trial = list(kept) if full else sorted(kept, key=last.__getitem__)[:shortlist]
+        lazy = len(dropped) % refresh_every != 0 and len(kept) > shortlist
+        trial = sorted(kept, key=last.__getitem__)[:shortlist] if lazy else list(kept)
         scores = patcher.drop_scores(kept, trial)
+        high = max(path, default=float("-inf"))
+        if lazy and any(high <= t < float(scores.min()) for t in limits):
+            trial = list(kept)
+            scores = patcher.drop_scores(kept, trial)
         last.update(zip(trial, scores.tolist(), strict=True))
         best = int(scores.argmin())
-        if float(scores[best]) > stop_above:
-            path.append(float(scores[best]))  # the first step above every threshold: where each stops
-            break
+        path.append(float(scores[best]))
+        if path[-1] > limits[-1]:
+            break  # the first step above every threshold: where each stops
         kept.remove(trial[best])
         dropped.append(trial[best])
-        path.append(float(scores[best]))
         if len(dropped) % 25 == 0:
             log(f"patching: {len(dropped)}/{len(start)} latents dropped, mean KL {path[-1]:.4f}")
     return start, dropped, path
+
+
+def drops_at(path: Sequence[float], threshold: float) -> int:
+    """How many latents greedy dropping under ``threshold`` drops: it stops at the path's first KL above it."""
+    return next((j for j, kl in enumerate(path) if kl > threshold), len(path))
 
 
 def _spread(values: np.ndarray) -> tuple[float, float, float]:
@@ -299,14 +331,14 @@ def _spread(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def _baselines(held: Patcher, full: PatchEffect, none: PatchEffect) -> dict:
-    batch, positions = held.batch, held.batch.positions[..., 0]
-    counter_edit = ((batch.counter_hidden - batch.clean_hidden).norm(dim=-1) * positions).sum(1) / positions.sum(1)
+    batch = held.batch
+    counter_edit = _position_mean((batch.counter_hidden - batch.clean_hidden).norm(dim=-1), batch)
     return dict(kl_unpatched=float(none.kl.mean()), kl_all_patched=float(full.kl.mean()),
                 edit_counterfactual=float(counter_edit.mean()),
                 logit_diff_clean=float(_logit_diff(batch.clean_logprobs, batch).mean()),
                 logit_diff_counterfactual=float(_logit_diff(batch.counter_logprobs, batch).mean()),
                 ioi_accuracy=float((batch.clean_logprobs.argmax(-1) == batch.answer).float().mean()),
-                chance_accuracy=1 / len(set(batch.answer.tolist()) | set(batch.counter_answer.tolist())))
+                chance_accuracy=CHANCE_ACCURACY)
 
 
 def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[PromptPair],
@@ -319,14 +351,14 @@ def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[P
     module = hook_module(lm.model, layer, hook)
     fit = Patcher(lm, layer, hook, sae, prepare_pairs(lm, module, fit_pairs), cfg.batch_size)
     held = Patcher(lm, layer, hook, sae, prepare_pairs(lm, module, eval_pairs), cfg.batch_size)
-    start, dropped, path = greedy_path(fit, thresholds[-1], cfg.refresh_every, cfg.shortlist, log)
+    start, dropped, path = greedy_path(fit, thresholds, cfg.refresh_every, cfg.shortlist, log)
     full_fit = fit.effect(start)
     none, full = held.effect([]), held.effect(start)
     common = dict(identity, n_candidates=len(start), **_baselines(held, full, none), n_pairs=len(fit_pairs),
                   n_eval_pairs=len(eval_pairs))
     rows = []
     for t in thresholds:
-        n_dropped = next((j for j, kl in enumerate(path) if kl > t), len(path))
+        n_dropped = drops_at(path, t)
         latents = sorted(set(start) - set(dropped[:n_dropped]))
         kl_fit = path[n_dropped - 1] if n_dropped else float(full_fit.kl.mean())
         effect = held.effect(latents)
@@ -359,4 +391,4 @@ def naive_patched_kl(lm: LoadedLM, sae, layer: int, hook: str, pair: PromptPair,
 
         with edit_output(module, set_codes(sae, patch)):
             logprobs = lm.model(**tokenize(lm, [pair.clean])).logits[0, -1].float().log_softmax(-1)
-    return float((counter_logprobs.exp() * (counter_logprobs - logprobs)).sum())
+    return float(kl_divergence(counter_logprobs, logprobs))

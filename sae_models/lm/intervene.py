@@ -119,13 +119,17 @@ def resume_from(model: torch.nn.Module, layer: int, hidden: torch.Tensor) -> Ite
     def resumed(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return hidden.to(hidden_states.dtype)
 
+    saved = [blocks[i].__dict__.get("forward") for i in range(layer + 1)]  # e.g. accelerate's offload wrappers
     for i in range(layer + 1):
         blocks[i].forward = resumed if i == layer else skipped
     try:
         yield
     finally:
-        for i in range(layer + 1):
-            del blocks[i].forward  # the instance attribute: the class's forward is back
+        for i, forward in enumerate(saved):
+            if forward is None:
+                del blocks[i].forward  # the class's forward is back
+            else:
+                blocks[i].forward = forward
 
 
 def final_norm(model: torch.nn.Module) -> torch.nn.Module:

@@ -4,7 +4,7 @@ from sae_models._lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
     **dict.fromkeys(["Document", "HELD_OUT_IOI_PAIRS", "ToyWorld", "WorldConfig", "concepts", "instruction_prompt",
-                     "ioi_counterfactual_pairs", "ioi_eval_prompts", "ioi_pairs", "ioi_prompt_pair", "lexicon"],
+                     "ioi_counterfactual_pairs", "ioi_pairs", "ioi_prompt_pair", "lexicon"],
                     "grammar"),
     "build_tokenizer": "tokenizer", "save_tokenizer": "tokenizer",
     "ToyModelConfig": "config",

@@ -322,10 +322,3 @@ def ioi_counterfactual_pairs(held_out: bool = True) -> list[tuple[str, str, str,
     training) ordered name pair, place and object: the prompt pairs that patching draws from."""
     return [(*ioi_prompt_pair(a, b, place, obj), b) for a, b in ioi_pairs(held_out) for place in IOI_PLACES
             for obj in IOI_OBJECTS]
-
-
-def ioi_eval_prompts(held_out: bool = True) -> list[tuple[str, str]]:
-    """Every clean IOI prompt with its answer (the indirect object) over the held-out (or the training)
-    ordered name pairs, each place and each object: 288 held-out prompts, 1152 training ones."""
-    return [(clean, answer) for a, b in ioi_pairs(held_out) for place in IOI_PLACES for obj in IOI_OBJECTS
-            for clean, _, answer in [ioi_prompt_pair(a, b, place, obj)]]
