@@ -9,8 +9,8 @@ from sae_models.evals.config import PatchingConfig
 from sae_models.evals.patching import (
     Patcher,
     PatchingError,
-    drops_at,
     PromptPair,
+    drops_at,
     greedy_path,
     naive_patched_kl,
     prepare_pairs,
