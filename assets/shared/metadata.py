@@ -204,7 +204,7 @@ def frontier_png(rows: list[dict], architecture: str, title: str) -> bytes:
             pts = sorted((r for r in mine if r["sae"] == sae), key=lambda r: r["kl"])
             for ax, key in ((ax_n, "n_latents"), (ax_e, "edit")):
                 ax.plot([max(r["kl"], KL_FLOOR) for r in pts], [r[key] for r in pts], marker="o", ms=3, **style)
-        for ax, ylabel in ((ax_n, "latents patched"), (ax_e, "edit magnitude, mean ||h_patched - h_clean||")):
+        for ax, ylabel in ((ax_n, "latents patched"), (ax_e, "edit magnitude")):
             ax.set(xscale="log", xlabel="KL(p_cf || p_patched), held-out pairs (nats)", ylabel=ylabel, title=model)
         ax_n.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)

@@ -57,7 +57,7 @@ def _pivot(rows: list[dict], thresholds: list[float]) -> list[dict]:
     for r in rows:
         row = out.setdefault((r["model"], r["sae"]), {"model": r["model"], "dictionary": r["sae"],
                                                       "differing latents": r["n_candidates"],
-                                                      "KL all patched": r["kl_all_patched"]})
+                                                      "KL all patched": max(r["kl_all_patched"], 0.0)})
         row[f"KL<={r['threshold']:g}"] = f"{r['n_latents']} / {r['edit']:.2f}" if r["reached"] else "–"
     return [{**row, **{f"KL<={t:g}": row.get(f"KL<={t:g}", "–") for t in thresholds}} for row in out.values()]
 
