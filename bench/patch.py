@@ -8,10 +8,17 @@ time it); the SAE is a ReLU SAE of ``--width`` x d_model latents with enough cod
 
     python bench/patch.py                     # the toy world's model shape (hidden 64, 4 layers, patched at 2)
     python bench/patch.py --preset small-gemma2
+    python bench/patch.py --lake lake         # lazy against exact greedy on the demo's patched dictionaries
+
+``--lake`` times exact greedy against lake.toml's lazy settings on each dictionary the demo patched (the trained
+toy models and SAEs of the lake, lake.toml's fit pairs and thresholds) and compares their sets: latents kept at
+each threshold and the fit KL there.
 """
 
 import argparse
 import statistics
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +31,44 @@ from sae_models.lm.hooks import edit_output
 from sae_models.sae import SAEConfig, build_sae
 
 
+def compare_lazy(lake: Path) -> None:
+    """Exact against lazy greedy on every dictionary with a ``patching`` partition in ``lake``."""
+    from assets.lakehouse.config import load_settings
+    from sae_models.evals.patching import drops_at, greedy_path
+    from sae_models.lm import load_lm
+    from sae_models.sae import load_sae
+
+    settings = load_settings()
+    cfg = settings.patching
+    fit, _ = toyworld_ioi_pairs(cfg.n_pairs, cfg.n_eval_pairs, cfg.seed)
+    thresholds = sorted(cfg.thresholds)
+    print(f"lazy (refresh_every {cfg.refresh_every}, shortlist {cfg.shortlist}) against exact greedy; "
+          f"{len(thresholds)} thresholds, {len(fit)} fit pairs, {torch.get_num_threads()} threads")
+    same, total, times = 0, 0, {"exact": 0.0, "lazy": 0.0}
+    for model_dir in sorted((lake / "patching").glob("model=*")):
+        slug = model_dir.name.split("=", 1)[1]
+        entry = settings.model(slug)
+        lm = load_lm(str(lake / "models" / f"model={slug}"))
+        batch = prepare_pairs(lm, hook_module(lm.model, entry.layer, entry.hook), fit)
+        for sae_dir in sorted(model_dir.glob("sae=*")):
+            name = sae_dir.name.split("=", 1)[1]
+            patcher = Patcher(lm, entry.layer, entry.hook, load_sae(lake / "saes" / f"model={slug}" / f"sae={name}"),
+                              batch, cfg.batch_size)
+            sets = {}
+            for mode, refresh in (("exact", 1), ("lazy", cfg.refresh_every)):
+                start_time = time.perf_counter()
+                start, dropped, path = greedy_path(patcher, thresholds, refresh, cfg.shortlist)
+                times[mode] += time.perf_counter() - start_time
+                sets[mode] = [(len(start) - drops_at(path, t), path[drops_at(path, t) - 1] if drops_at(path, t)
+                               else None) for t in thresholds]
+            sizes = [(e[0], lz[0]) for e, lz in zip(sets["exact"], sets["lazy"], strict=True)]
+            same += sum(e == lz for e, lz in sizes)
+            total += len(sizes)
+            print(f"  {slug} {name}: latents kept exact / lazy " + " ".join(f"{e}/{lz}" for e, lz in sizes))
+    print(f"same size at {same} of {total} thresholds; exact {times['exact']:.1f} s, lazy {times['lazy']:.1f} s "
+          f"({times['exact'] / times['lazy']:.1f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
@@ -32,7 +77,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2048, help="patched runs per forward pass")
     parser.add_argument("--naive-sets", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lake", type=Path, default=None, help="compare lazy and exact greedy on this lake")
     args = parser.parse_args()
+    if args.lake is not None:
+        torch.set_grad_enabled(False)
+        compare_lazy(args.lake)
+        return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_grad_enabled(False)
     lm, layer = toy_model(device) if args.preset is None else build(args.preset, device, torch.float32)

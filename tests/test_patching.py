@@ -123,6 +123,10 @@ def test_greedy_drops_the_least_harmful_latent_and_the_frontier_follows_the_path
         assert not row.reached or row.kl_fit <= row.threshold
         assert row.n_latents == len(row.latents) <= row.n_candidates
     assert run.rows[-1].n_latents == 0  # above the unpatched KL, nothing needs patching
+    assert run.rows[-1].kl_random_set == pytest.approx(run.rows[-1].kl_unpatched)  # an empty random set too
+    full = [r for r in run.rows if r.n_latents == r.n_candidates]
+    # a random set of as many latents as differ is the same set
+    assert all(r.kl_random_set == pytest.approx(r.kl, rel=1e-3, abs=1e-7) for r in full)
     assert run.patched_runs > 0 and run.rows[0].n_pairs == 2 and run.rows[0].n_eval_pairs == 3
 
 

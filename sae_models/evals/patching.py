@@ -105,6 +105,7 @@ class PatchingRow:
     edit_p90: float
     logit_diff: float  # mean logit(IO) - logit(S) after patching
     flip_rate: float  # fraction of pairs whose patched top token is the counterfactual answer
+    kl_random_set: float  # baseline: a seeded random set of as many differing latents, mean held-out KL
     n_candidates: int  # latents whose codes differ between the runs on the fit pairs: the greedy start
     kl_unpatched: float  # baseline: nothing patched, KL(p_cf || p_clean)
     kl_all_patched: float  # baseline: every latent differing on the fit pairs patched (the errors differ)
@@ -357,17 +358,20 @@ def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[P
     common = dict(identity, n_candidates=len(start), **_baselines(held, full, none), n_pairs=len(fit_pairs),
                   n_eval_pairs=len(eval_pairs))
     rows = []
+    rng = np.random.default_rng(cfg.seed)
     for t in thresholds:
         n_dropped = drops_at(path, t)
         latents = sorted(set(start) - set(dropped[:n_dropped]))
         kl_fit = path[n_dropped - 1] if n_dropped else float(full_fit.kl.mean())
         effect = held.effect(latents)
+        random_set = rng.choice(start, len(latents), replace=False).tolist()
         rows.append(PatchingRow(**common, threshold=t, reached=kl_fit <= t, n_latents=len(latents),
                                 latents=latents, kl_fit=kl_fit, **dict(zip(("kl", "kl_p10", "kl_p90"),
                                                                            _spread(effect.kl), strict=True)),
                                 **dict(zip(("edit_magnitude", "edit_p10", "edit_p90"), _spread(effect.edit),
                                            strict=True)),
-                                logit_diff=float(effect.logit_diff.mean()), flip_rate=float(effect.flipped.mean())))
+                                logit_diff=float(effect.logit_diff.mean()), flip_rate=float(effect.flipped.mean()),
+                                kl_random_set=float(held.effect(random_set).kl.mean())))
     return PatchingRun(rows, path, time.perf_counter() - begin, fit.runs + held.runs)
 
 

@@ -17,7 +17,7 @@ def _frontier_md(rows: list) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table([
         {"threshold": r.threshold, "reached": r.reached, "latents": r.n_latents, "kl_fit": round(r.kl_fit, 4),
          "kl": round(r.kl, 4), "edit": round(r.edit_magnitude, 3), "logit_diff": round(r.logit_diff, 2),
-         "flip_rate": round(r.flip_rate, 3)} for r in rows]))
+         "flip_rate": round(r.flip_rate, 3), "kl_random_set": round(r.kl_random_set, 4)} for r in rows]))
 
 
 @dg.asset(
