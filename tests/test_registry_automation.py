@@ -97,7 +97,7 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
 
     everything = ("sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
                   "latent_examples", "autointerp", "interpretability", "steering_generations", *RATINGS,
-                  "feature_scores", "selection")
+                  "feature_scores", "selection", "patching")
     all_variants = ("topk-k4", "topk-k6", "pca")
     scores = each(("autointerp", "interpretability", *RATINGS, "selection"), all_variants)
     try:
@@ -122,6 +122,9 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         assert after_edit(BASE + '\n[selection]\nprompt = "In my view,"\n') == selected
         assert after_edit(BASE + "\n[selection]\nmax_k = 3\n") == each(("selection",), all_variants)
         assert not after_edit(BASE + "\n[selection]\nbatch_size = 7\n")
+        # the patching pairs: the patched dictionaries' frontiers only; speed, the check's bar: nothing
+        assert after_edit(BASE.replace("n_pairs = 2", "n_pairs = 3")) == each(("patching",), all_variants)
+        assert not after_edit(BASE.replace("min_ioi_accuracy = 0.0", "min_ioi_accuracy = 0.1"))
         # a model's token budget: its activations (the sweep follows once they land), not the LM
         assert after_edit(BASE.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
         # how fast activations are extracted, or nothing at all: nothing
