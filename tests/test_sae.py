@@ -289,7 +289,8 @@ def test_nan_activations_stop_training_without_touching_the_checkpoint(tmp_path)
     poisoned = clean.copy()
     poisoned[::7] = np.nan
     sae = build_sae(SAEConfig("topk", 8, 16, k=2))
-    cfg = TrainConfig(steps=100, normalize_activations=False, batch_size=256, checkpoint_every=2, log_every=1)
+    cfg = TrainConfig(steps=100, normalize_activations=False, batch_size=256, checkpoint_every=2, log_every=1,
+                      progress_s=0)
 
     class Crash(Exception):
         pass
@@ -342,7 +343,7 @@ RESUME_SCRIPT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
 
     cfg = TrainConfig(steps=120, batch_size=128, lr=1e-3, lr_warmup_steps=10, sparsity_warmup_steps=20,
-                      checkpoint_every=10, log_every=1)
+                      checkpoint_every=10, log_every=1, progress_s=0)
     train_sae(sae, ActivationReader(data), cfg, None if ckpt == "-" else Path(ckpt), log=log)
     save_file({k: v.contiguous() for k, v in sae.state_dict().items()}, out)
 """)

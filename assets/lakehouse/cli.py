@@ -10,35 +10,33 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 
 def _sql(args: argparse.Namespace) -> int:
+    import duckdb
+    import polars as pl
+
     from assets.lakehouse.config import lake_root, load_settings
     from assets.lakehouse.lake import Lake
-    from assets.lakehouse.sql import connect_catalog
+    from assets.lakehouse.sql import ReadQueryError, read_query
 
     catalog = Path(args.catalog) if args.catalog else Lake(lake_root(load_settings())).catalog_path
-    import duckdb
-
-    with connect_catalog(catalog) as con:
-        try:
-            rel = con.sql(args.query)
-        except duckdb.Error as exc:
-            print(f"sae-lake sql: {exc}", file=sys.stderr)
-            return 1
-        if rel is None:
-            return 0
-        if args.format == "table":
-            rel.show(max_width=200, max_rows=args.max_rows)
-            return 0
-        frame = rel.pl()
-        if args.format == "parquet":
-            if not args.output:
-                print("sae-lake sql: --format parquet needs --output FILE", file=sys.stderr)
-                return 2
-            frame.write_parquet(args.output)
-        elif args.format == "csv":
-            frame.write_csv(args.output or sys.stdout)
-        else:
-            text = frame.write_json()
-            Path(args.output).write_text(text) if args.output else print(text)
+    try:
+        result = read_query(catalog, args.query)
+    except ReadQueryError as exc:
+        print(f"sae-lake sql: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "table":
+        duckdb.from_arrow(result).show(max_width=200, max_rows=args.max_rows)
+        return 0
+    frame = pl.from_arrow(result)
+    if args.format == "parquet":
+        if not args.output:
+            print("sae-lake sql: --format parquet needs --output FILE", file=sys.stderr)
+            return 2
+        frame.write_parquet(args.output)
+    elif args.format == "csv":
+        frame.write_csv(args.output or sys.stdout)
+    else:
+        text = frame.write_json()
+        Path(args.output).write_text(text) if args.output else print(text)
     return 0
 
 

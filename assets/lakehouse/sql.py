@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+
+from assets.lakehouse.lake import STAGING
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # Stored in the catalog after the table views, in order, each where the table it reads is there: a plain DuckDB
@@ -90,3 +93,62 @@ def connect_catalog(catalog: Path) -> duckdb.DuckDBPyConnection:
     if not catalog.is_file():
         raise FileNotFoundError(f"{catalog}: no catalog yet (run `make demo` or materialize the catalog asset)")
     return duckdb.connect(str(catalog), read_only=True)
+
+
+class ReadQueryError(ValueError):
+    """A statement ``read_query`` does not run, or a query that failed on the lake as it stood."""
+
+
+READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def lake_state(lake_root: Path) -> tuple | None:
+    """The identity of every file a catalog view can read (path, inode, size, mtime), or None while a partition
+    is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place)."""
+    state = []
+    for path in sorted(lake_root.rglob("*")):
+        relative = path.relative_to(lake_root).parts
+        if relative[0] == STAGING:
+            continue
+        if ".old-" in path.name and path.name.startswith("."):
+            return None
+        if path.suffix in (".parquet", ".duckdb"):
+            stat = path.stat()
+            state.append((str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(state)
+
+
+def read_query(catalog: Path, query: str, attempts: int = 50, pause_s: float = 0.02) -> pa.Table:
+    """Run one read-only statement (SELECT, EXPLAIN) on the catalog and return its whole result, read from one
+    state of the lake: when a materialization rewrote a table the query read (or was mid-swap), the query runs
+    again, so a reader never gets a table with a partition missing or twice, nor an error from a file that
+    vanished under it."""
+    lake_root = catalog.parent
+    for _ in range(attempts):
+        before = lake_state(lake_root)
+        if before is not None:
+            with connect_catalog(catalog) as con:
+                _check_reads_only(con, query)
+                try:
+                    result = con.sql(query).to_arrow_table()
+                except duckdb.Error as exc:
+                    if lake_state(lake_root) == before:
+                        raise ReadQueryError(str(exc)) from None
+                    result = None
+            if result is not None and lake_state(lake_root) == before:
+                return result
+        time.sleep(pause_s)
+    raise ReadQueryError(f"the lake under {catalog} changed during each of {attempts} attempts at the query")
+
+
+def _check_reads_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise ReadQueryError(str(exc)) from None
+    if len(statements) != 1:
+        raise ReadQueryError(f"one statement at a time, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in READ_STATEMENTS:
+        raise ReadQueryError(f"the lake is read-only here: a {kind.name} statement does not run (SELECT, "
+                             "DESCRIBE, SHOW, SUMMARIZE and EXPLAIN do); tables are written by materializing assets")

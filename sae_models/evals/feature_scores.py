@@ -28,6 +28,7 @@ from sae_models.evals.config import SelectionConfig
 from sae_models.lm.hooks import capture, edit_output, hook_module
 from sae_models.lm.intervene import last_position, logit_lens, set_codes, tokenize
 from sae_models.lm.loading import LoadedLM
+from sae_models.progress import Progress
 
 
 class FeatureScoreError(ValueError):
@@ -179,7 +180,7 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
         raise FeatureScoreError(f"latents {bad[:5]} are out of range: the SAE has {d_sae} latents")
     if not latents:
         raise FeatureScoreError("no latent to score (the SAE has no live latent)")
-    start = time.perf_counter()
+    start, report = time.perf_counter(), Progress(log)
     module = hook_module(lm.model, layer, hook)
     state = run_prompt(lm, module, cfg.prompt)
     with torch.inference_mode():
@@ -206,7 +207,7 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
             zeroed = intervened_logits(lm, sae, module, state, batch, amount, zero_others=True)
             for (k, c), name in zip(token_confidences(zeroed, CONFIDENCE_K).items(), ("z1", "z5"), strict=True):
                 columns[name] += (c - base[k]).tolist()
-        log(f"feature scores: {lo + len(batch)}/{len(latents)} latents")
+        report(f"feature scores: {lo + len(batch)}/{len(latents)} latents")
     ranked = columns[f"c{cfg.rank_k}"]
     up, down = _ranks(ranked, descending=True), _ranks(ranked, descending=False)
     decode = lm.tokenizer.convert_ids_to_tokens

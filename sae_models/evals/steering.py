@@ -37,6 +37,7 @@ from sae_models.evals.config import AutointerpConfig, SteeringConfig
 from sae_models.evals.instructions import Instruction, instructions_for
 from sae_models.judges import Judge
 from sae_models.judges.prompts import RATINGS
+from sae_models.progress import Progress
 from sae_models.stats import t_half_width
 
 UNSTEERED = 0.0
@@ -211,6 +212,7 @@ def generate_steering(lm, sae, concepts: Sequence[SteeringConcept], rows: Sequen
     from sae_models.lm.generate import generate_batch
     from sae_models.lm.intervene import add_vectors
 
+    report = Progress(progress)
     magnitude = {c.latent: c.magnitude for c in concepts}
     directions = sae.decoder_directions().detach().to(lm.device)
     module = hook_module(lm.model, layer, site)
@@ -226,8 +228,7 @@ def generate_steering(lm, sae, concepts: Sequence[SteeringConcept], rows: Sequen
             ins = r.instruction
             out[i] = GenerationRow(r.latent, magnitude[r.latent], r.factor, ins.id, r.split, ins.text, ins.prompt,
                                    g.text, g.n_tokens, r.seed)
-        if progress is not None:
-            progress(f"steering: {min(start + cfg.batch_size, len(rows))}/{len(rows)} generations")
+        report(f"steering: {min(start + cfg.batch_size, len(rows))}/{len(rows)} generations")
     return out  # type: ignore[return-value]
 
 

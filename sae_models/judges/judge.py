@@ -15,6 +15,7 @@ from sae_models.judges import prompts
 from sae_models.judges.cache import JudgeCache, request_key
 from sae_models.judges.config import JudgeConfig
 from sae_models.judges.protocol import Backend, Completion, JudgeRequest, Window
+from sae_models.progress import Progress
 
 
 @dataclass
@@ -42,10 +43,10 @@ class Prices:
 
 class Judge:
     def __init__(self, backend: Backend, cache: JudgeCache | None = None, prices: Prices = Prices(),
-                 progress: Callable[[str], None] | None = None, progress_every: int = 200):
+                 progress: Callable[[str], None] | None = None):
         self.backend, self.cache, self.prices = backend, cache, prices
         self.stats = JudgeStats()
-        self.progress, self.progress_every = progress, progress_every
+        self.progress = Progress(progress)
 
     @property
     def name(self) -> str:
@@ -128,8 +129,7 @@ class Judge:
         s.cost_usd = (s.prompt_tokens * self.prices.prompt + s.completion_tokens * self.prices.completion) / 1e6
 
     def _report(self, n: int, total: int, task: str) -> None:
-        if self.progress is not None and (n % self.progress_every == 0 or n == total):
-            self.progress(f"judge {self.name}: {task} {n}/{total} new calls ({self.stats.cached} cached so far)")
+        self.progress(f"judge {self.name}: {task} {n}/{total} new calls ({self.stats.cached} cached so far)")
 
     def _parsed(self, answers: list[str], parse) -> list:
         return [self._count(parse(a)) for a in answers]

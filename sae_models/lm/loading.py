@@ -90,6 +90,9 @@ def _check_source(source: str) -> None:
 
 
 def _describe_failure(source: str, exc: BaseException) -> str:
+    if "contains custom code" in str(exc):
+        return (f"model source {source!r} ships its own model code, which runs only with trust_remote_code = true "
+                "on its [[models]] entry in lake.toml (read that code first)")
     if looks_like_path(source):
         return f"model source {source!r}: cannot load from this directory ({_first_line(exc)})"
     return (f"model source {source!r}: not a local directory, and not loadable from the Hugging Face hub "

@@ -1,7 +1,7 @@
 """Settings of the SAE sweep (lake.toml's ``[sweep]``) and of its trainer (``[sweep.train]``). The defaults
 are the paper's (SPEC §1-2)."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -29,6 +29,10 @@ class TrainConfig(Config):
     threshold_window: float = Field(THRESHOLD_WINDOW, gt=0, le=1)  # BatchTopK: EMA window, a fraction of the steps
     checkpoint_every: int = Field(0, ge=0)  # steps; 0 = no checkpoints
     log_every: int | None = Field(None, ge=1)  # None: 50 log rows per run
+    progress_s: float = Field(10.0, ge=0)  # seconds between progress lines (0: one per logged step)
+
+    # what changes how a run is watched or can be resumed, never the SAE it trains
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"log_every", "progress_s", "checkpoint_every"})
 
     @property
     def log_interval(self) -> int:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from sae_models.activation_store import ActivationReader
 from sae_models.arrow import schema_of
+from sae_models.progress import Progress
 from sae_models.sae.base import SparseAutoencoder
 from sae_models.sae.config import TrainConfig
 
@@ -98,6 +99,7 @@ class Trainer:
         self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
         self.step, self.epoch, self.cursor = 0, 0, 0
         self.result = TrainResult()
+        self.progress = Progress(log, cfg.progress_s)
 
     # --- checkpoints: safetensors + JSON, no pickles --------------------------------------------------
     def _checkpoint(self) -> None:
@@ -117,7 +119,7 @@ class Trainer:
 
     def _fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the SAE config and the schedule."""
-        schedule = self.cfg.model_dump(exclude={"log_every", "checkpoint_every"})
+        schedule = self.cfg.model_dump(exclude=TrainConfig.NOT_RESULTS)
         return json.dumps([self.sae.cfg.to_dict(), schedule], sort_keys=True, default=str)
 
     def _resume(self) -> bool:
@@ -199,9 +201,8 @@ class Trainer:
             row = {"step": self.step, "loss": loss.total.item(), "mse": loss.mse.item(), "l0": loss.l0,
                    "aux": loss.aux.item(), "lr": lr_at(self.step, cfg), "dead_fraction": dead.float().mean().item()}
             self.result.history.append(row)
-            if len(self.result.history) % 5 == 1 or self.step == cfg.steps - 1:  # every 5th row is progress enough
-                self.log(f"{sae.architecture} step {self.step}/{cfg.steps} loss {row['loss']:.4f} "
-                         f"l0 {row['l0']:.1f}")
+            message = f"{sae.architecture} step {self.step}/{cfg.steps} loss {row['loss']:.4f} l0 {row['l0']:.1f}"
+            (self.log if self.step == cfg.steps - 1 else self.progress)(message)
 
 
 def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,

@@ -4,29 +4,22 @@ floor of lake.toml."""
 import dagster as dg
 import numpy as np
 
-from assets.shared.partitions import model_and_sae, model_sae_partitions
-from assets.shared.resources import LakeResource
+from assets.lakehouse.config import Settings
+from assets.shared.checks import sae_table_checks
 
 
-def _metrics_row(lake: LakeResource, context) -> dict:
-    model, name = model_and_sae(context)
-    return lake.lake().read_table("sae_metrics", model=model, sae=name).to_pylist()[0]
-
-
-@dg.asset_check(asset="sae_metrics", partitions_def=model_sae_partitions, blocking=True)
-def sae_metrics_finite(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def sae_metrics_finite(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
     """Every metric is a finite number; the dead-latent fraction is reported."""
-    row = _metrics_row(lake, context)
+    (row,) = rows
     bad = [k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v)]
     return dg.AssetCheckResult(passed=not bad, metadata={"non_finite": str(bad),
                                                          "dead_fraction": float(row["dead_fraction"])})
 
 
-@dg.asset_check(asset="sae_metrics", partitions_def=model_sae_partitions, blocking=True)
-def sae_l0_near_target(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def sae_l0_near_target(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
     """Held-out L0 against the target: TopK exact (k), BatchTopK and JumpReLU within a factor of 2.
     Architectures without a target (L1-penalised, baselines) pass and report their L0."""
-    row = _metrics_row(lake, context)
+    (row,) = rows
     target, l0 = row["target_l0"], row["l0"]
     if target is None:
         ok = True
@@ -37,11 +30,12 @@ def sae_l0_near_target(context: dg.AssetCheckExecutionContext, lake: LakeResourc
     return dg.AssetCheckResult(passed=ok, metadata={"l0": float(l0), "target_l0": target or 0.0})
 
 
-@dg.asset_check(asset="sae_metrics", partitions_def=model_sae_partitions, blocking=True)
-def sae_explained_variance(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def sae_explained_variance(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
     """Explained variance on held-out tokens is above lake.toml's floor."""
-    row = _metrics_row(lake, context)
-    floor = lake.settings().sweep.min_explained_variance
+    (row,) = rows
+    floor = settings.sweep.min_explained_variance
     return dg.AssetCheckResult(passed=row["explained_variance"] >= floor,
                                metadata={"explained_variance": float(row["explained_variance"]), "floor": floor})
 
+
+sae_metrics_checks = sae_table_checks("sae_metrics", sae_metrics_finite, sae_l0_near_target, sae_explained_variance)

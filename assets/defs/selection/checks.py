@@ -5,6 +5,8 @@ import dagster as dg
 import numpy as np
 
 from assets.defs.interpretability.latent_examples import live_latents
+from assets.lakehouse.config import Settings
+from assets.shared.checks import sae_table_checks
 from assets.shared.partitions import model_and_sae, model_sae_partitions
 from assets.shared.resources import LakeResource
 
@@ -23,13 +25,14 @@ def feature_scores_complete(context: dg.AssetCheckExecutionContext, lake: LakeRe
                                metadata={"rows": t.num_rows, "missing_latents": str(missing[:20]), "bad_values": bad})
 
 
-@dg.asset_check(asset="selection", partitions_def=model_sae_partitions, blocking=True)
-def selection_g_in_range(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def selection_g_in_range(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
     """g, g_out, g_dtc and the choice on test are in [0, 2] (null only when no concept could be selected on)."""
-    model, name = model_and_sae(context)
-    (row,) = lake.lake().read_table("selection", model=model, sae=name).to_pylist()
+    (row,) = rows
     values = {k: row[k] for k in ("g", "g_out", "g_dtc", "g_dtc_chosen_on_test", "g_random_rank")}
     nulls = row["n_pool"] == 0 and all(v is None for v in values.values())
     ok = nulls or all(v is not None and 0 <= v <= 2 for v in values.values())
     shown = {k: float(v) if v is not None else -1.0 for k, v in values.items()}
     return dg.AssetCheckResult(passed=ok, metadata={"n_pool": row["n_pool"], **shown})
+
+
+selection_checks = sae_table_checks("selection", selection_g_in_range)

@@ -4,36 +4,26 @@
 import dagster as dg
 import numpy as np
 
-from assets.shared.partitions import model_and_sae, model_sae_partitions
-from assets.shared.resources import LakeResource
+from assets.lakehouse.config import Settings
+from assets.shared.checks import sae_table_checks
 
 RATING_COLUMNS = ("concept_rating", "instruct_rating", "fluency_rating")
 
 
-def _read(lake: LakeResource, context, table: str):
-    model, name = model_and_sae(context)
-    return lake.lake().read_table(table, model=model, sae=name)
-
-
-@dg.asset_check(asset="steering", partitions_def=model_sae_partitions, blocking=True)
-def steering_ratings_valid(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def steering_ratings_valid(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
     """Every rating is 0, 1 or 2 and every HM in [0, 2]."""
-    t = _read(lake, context, "steering")
-    bad = sum(int((~np.isin(t.column(c).to_numpy(), (0, 1, 2))).sum()) for c in RATING_COLUMNS)
-    hm = t.column("hm").to_numpy()
+    bad = sum(int((~np.isin([r[c] for r in rows], (0, 1, 2))).sum()) for c in RATING_COLUMNS)
+    hm = np.array([r["hm"] for r in rows], float)
     bad_hm = int((~((hm >= 0) & (hm <= 2))).sum())
-    return dg.AssetCheckResult(passed=t.num_rows > 0 and bad == 0 and bad_hm == 0,
-                               metadata={"ratings_out_of_range": bad, "hm_out_of_range": bad_hm,
-                                         "rows": t.num_rows})
+    return dg.AssetCheckResult(passed=len(rows) > 0 and bad == 0 and bad_hm == 0,
+                               metadata={"ratings_out_of_range": bad, "hm_out_of_range": bad_hm, "rows": len(rows)})
 
 
-@dg.asset_check(asset="steering", partitions_def=model_sae_partitions, blocking=True)
-def steering_test_rows_complete(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def steering_test_rows_complete(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
     """Every rated concept has its test instructions (instructions_per_concept - dev_instructions) at every
     factor, the unsteered one included."""
-    cfg = lake.settings().steering
+    cfg = settings.steering
     want = cfg.instructions_per_concept - cfg.dev_instructions
-    rows = _read(lake, context, "steering").to_pylist()
     counts: dict[tuple, int] = {}
     for r in rows:
         if r["split"] == "test":
@@ -46,10 +36,13 @@ def steering_test_rows_complete(context: dg.AssetCheckExecutionContext, lake: La
                                          "incomplete_concepts": str(short[:20])})
 
 
-@dg.asset_check(asset="steering_summary", partitions_def=model_sae_partitions, blocking=True)
-def steering_g_in_range(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def steering_g_in_range(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
     """g and its unsteered baseline are in [0, 2]."""
-    (row,) = _read(lake, context, "steering_summary").to_pylist()
+    (row,) = rows
     values = {k: row[k] for k in ("g", "g_unsteered", "g_chosen_on_test")}
     ok = all(v is not None and 0 <= v <= 2 for v in values.values())
     return dg.AssetCheckResult(passed=ok, metadata={k: float(v) if v is not None else -1.0 for k, v in values.items()})
+
+
+steering_checks = sae_table_checks("steering", steering_ratings_valid, steering_test_rows_complete)
+steering_summary_checks = sae_table_checks("steering_summary", steering_g_in_range)
