@@ -6,7 +6,7 @@ export DAGSTER_HOME := $(CURDIR)/dagster_home
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test ui lint bench clean
+.PHONY: venv demo test servers ui lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -20,8 +20,14 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/sae-lake demo
 
-test: venv
+test: venv servers
 	$(BIN)/python -m pytest
+
+# The servers the tests start on loopback and stop again (PostgreSQL, Redis), from Debian when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+servers:
+	@(ls /usr/lib/postgresql/*/bin/pg_ctl || command -v pg_ctl) >/dev/null 2>&1 && command -v redis-server >/dev/null || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql redis-server)
 
 ui: venv
 	$(BIN)/dagster dev

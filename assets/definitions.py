@@ -1,13 +1,16 @@
 """The ``sae_lake`` code location: every Dagster object under ``assets/defs/`` (one folder per domain), plus
-the lake resource. Nothing here lists assets by hand: a new module under defs/ is picked up as it is."""
+the lake resource and the executor of lake.toml's ``[execution]``. Nothing here lists assets by hand: a new
+module under defs/ is picked up as it is."""
 
 from pathlib import Path
 
 import dagster as dg
 
+from assets.lakehouse.config import load_settings
+from assets.shared.execution import executor_for
 from assets.shared.resources import LakeResource
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),
-    dg.Definitions(resources={"lake": LakeResource()}),
+    dg.Definitions(resources={"lake": LakeResource()}, executor=executor_for(load_settings().execution)),
 )

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import torch
 from sae_models.judges import Completion, Judge, JudgeCache, JudgeError, JudgeRequest, Prices, Window, prompts
 from sae_models.judges.openai_compat import OpenAICompatibleBackend
 from sae_models.judges.toyworld import ToyworldBackend
+from tests.judge_endpoint import QuietHandler, reply, serving
 
 
 def _win(text: str, acts: list[float] | None = None) -> Window:
@@ -60,15 +60,15 @@ class Counting:
 
     name, model, max_concurrency = "counting", "echo/v1", 2
 
-    def __init__(self, fail_at: int | None = None):
-        self.calls, self.fail_at, self._lock = 0, fail_at, threading.Lock()
+    def __init__(self, fail_at: int | None = None, answer: str = "Rating: [[1]]"):
+        self.calls, self.fail_at, self.answer, self._lock = 0, fail_at, answer, threading.Lock()
 
     def complete(self, request):
         with self._lock:
             self.calls += 1
             if self.fail_at is not None and self.calls >= self.fail_at:
                 raise JudgeError("counting: endpoint down")
-        return Completion("Rating: [[1]]", prompt_tokens=10, completion_tokens=3)
+        return Completion(self.answer, prompt_tokens=10, completion_tokens=3)
 
 
 def _rate(judge: Judge, n: int) -> list:
@@ -97,6 +97,21 @@ def test_a_rerun_makes_zero_new_calls_and_a_failure_keeps_finished_calls(tmp_pat
     _rate(resumed, 40)
     assert resumed_backend.calls == 20 - finished  # only what had not finished before
     assert list(tmp_path.rglob(".*.tmp")) == []
+
+
+def test_a_judge_answering_garbage_stops_the_stage_with_one_line_and_caches_none_of_it(tmp_path):
+    """A few unparseable answers count as 0; most of a batch of 20 or more is a judge that does not follow the
+    format, which would score everything 0 in silence. Garbage is never cached, so a fixed judge is asked anew."""
+    garbage = Counting(answer="I think it is about cows!")
+    judge = Judge(garbage, JudgeCache(tmp_path, garbage.name, garbage.model))
+    assert _rate(judge, 19) == [None] * 19 and judge.stats.unparseable == 19  # too few to tell
+    with pytest.raises(JudgeError, match=r"judge counting:echo/v1: 25 of 25 rate fluency answers are not in the "
+                                         r"format the task asks for \(the first: 'I think it is about cows!'\)"):
+        _rate(judge, 25)
+    assert garbage.calls == 19 + 25 and list(tmp_path.rglob("*.parquet")) == []
+    fixed = Counting(answer="Rating: [[2]]")
+    assert _rate(Judge(fixed, JudgeCache(tmp_path, fixed.name, fixed.model)), 25) == [2] * 25
+    assert fixed.calls == 25
 
 
 def test_many_segments_are_merged_into_one_and_every_call_survives(tmp_path):
@@ -217,11 +232,11 @@ def test_openai_backend_against_transformers_serve(served_toy_model, tmp_path):
     assert judge.stats.calls == 3 and judge.stats.prompt_tokens > 0 and judge.stats.completion_tokens > 0
     # The toy LM answers in toy-world words, never a list of numbers: counted as unparseable.
     assert judge.stats.unparseable == sum(p is None for p in picks) == 3
-    judge.detect(["farming words", "music", "weather"], windows)
-    assert judge.stats.calls == 3 and judge.stats.cached == 3
+    judge.detect(["farming words", "music", "weather"], windows)  # unparseable answers are never cached
+    assert judge.stats.calls == 6 and judge.stats.cached == 0
 
 
-class _Flaky(BaseHTTPRequestHandler):
+class _Flaky(QuietHandler):
     """Answers 429 twice, then a chat completion; or always ``status`` when set."""
 
     hits = 0
@@ -229,31 +244,14 @@ class _Flaky(BaseHTTPRequestHandler):
 
     def do_POST(self):
         type(self).hits += 1
-        self.rfile.read(int(self.headers["Content-Length"]))
-        code = type(self).status or (429 if type(self).hits <= 2 else 200)
-        body = {"error": {"message": "slow down"}} if code != 200 else {
-            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "2, 3"}}],
-            "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Retry-After", "0")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        reply(self, type(self).status or (429 if type(self).hits <= 2 else 200), "2, 3", {"Retry-After": "0"})
 
 
 @pytest.fixture
 def flaky_server():
     _Flaky.hits, _Flaky.status = 0, None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    with serving(_Flaky) as url:
+        yield url
 
 
 def test_retries_on_429_then_answers(flaky_server):
@@ -310,3 +308,15 @@ def test_rating_prompts_have_axbenchs_shape():
     assert "dogs" not in fluency and "cats" not in fluency
     with pytest.raises(ValueError, match="rating kind"):
         prompts.rate_request("style", "", "", "")
+
+
+def test_progress_lines_come_at_most_once_per_interval(monkeypatch):
+    from sae_models.progress import Progress
+
+    clock = iter([0.0, 1.0, 10.5, 11.0, 25.0])
+    monkeypatch.setattr("sae_models.progress.time.monotonic", lambda: next(clock))
+    lines: list[str] = []
+    progress = Progress(lines.append, every=10.0)  # created at t = 0
+    for message in "abcd":  # at t = 1, 10.5, 11, 25
+        progress(message)
+    assert lines == ["b", "d"]

@@ -4,8 +4,6 @@ import ast
 import contextlib
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from sae_models.judges import build_judge
 from sae_models.judges.config import JudgeConfig
 from sae_models.judges.protocol import JudgeError, Window
 from sae_models.lm.loading import ModelLoadError, load_config
+from tests.judge_endpoint import QuietHandler, reply, serving
 
 REPO = Path(__file__).resolve().parent.parent
 SCANNED = ("sae_models", "assets", "bench", "tests")
@@ -96,40 +95,22 @@ def test_the_registry_trusts_no_remote_code_by_default(tiny_config):
 SENTINEL = "sk-sentinel-7f3a9c1e-never-written"
 
 
-class _Judge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint that records the Authorization header and answers every call alike;
-    401 when ``refuse`` is set."""
+class _Judge(QuietHandler):
+    """Records the Authorization header and answers every call alike; 401 when ``refuse`` is set."""
 
     keys: list[str] = []
     refuse = False
 
     def do_POST(self):
         type(self).keys.append(self.headers.get("Authorization", ""))
-        self.rfile.read(int(self.headers["Content-Length"]))
-        code = 401 if type(self).refuse else 200
-        body = {"error": {"message": "bad key"}} if code == 401 else {
-            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "Explanation: farming. 1, 2\nRating: [[1]]"}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        reply(self, 401 if type(self).refuse else 200, "Explanation: farming. 1, 2\nRating: [[1]]")
 
 
 @pytest.fixture
 def judge_endpoint():
     _Judge.keys, _Judge.refuse = [], False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    with serving(_Judge) as url:
+        yield url
 
 
 def test_the_judge_key_is_sent_but_never_logged_cached_or_reported(judge_endpoint, tmp_path, monkeypatch, caplog):

@@ -108,6 +108,17 @@ class ExternalSAE(_Strict):
     _name = field_validator("name")(lambda v: _check_slug(v, "name"))
 
 
+class ExecutionSection(_Strict):
+    """Where a run's steps execute. ``default``: Dagster's own (a process per step under ``dagster dev``, one
+    process for ``sae-lake demo``); ``celery``: Celery workers over ``broker`` (GPU steps on the ``gpu`` queue,
+    the rest on ``dagster``); ``k8s``: each step a Kubernetes job (GPU steps request a GPU and land on GPU
+    nodes). Read when the code location loads."""
+
+    executor: Literal["default", "celery", "k8s"] = "default"
+    broker: str = "redis://localhost:6379/0"
+    backend: str = "redis://localhost:6379/1"
+
+
 class Settings(_Strict):
     lake: LakeSection = LakeSection()
     corpus: CorpusSection = CorpusSection()
@@ -118,6 +129,7 @@ class Settings(_Strict):
     steering: SteeringConfig = SteeringConfig()
     selection: SelectionConfig = SelectionConfig()
     patching: PatchingConfig = PatchingConfig()
+    execution: ExecutionSection = ExecutionSection()
     models: list[ModelEntry] = Field(default_factory=list)
     external_saes: list[ExternalSAE] = Field(default_factory=list)
 
@@ -154,9 +166,13 @@ def _field_path(loc: tuple) -> str:
 
 
 def _one_line(err: dict) -> str:
+    """Pydantic's message, with the value that was given when it is a plain one (not a whole table)."""
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown key"
+        return "unknown key"
+    given = err.get("input")
+    if isinstance(given, str | int | float | bool) and not err["type"].startswith("value_error"):
+        msg = f"{given!r}: {msg}"
     return msg
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,7 +60,8 @@ class Lake:
         the staging folder is removed and the lake is unchanged."""
         target = self.path(table, **keys)
         restore_interrupted(target)
-        staging = self.root / STAGING / uuid.uuid4().hex
+        remove_abandoned_staging(self.root / STAGING)
+        staging = self.root / STAGING / f"{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
             yield staging
@@ -125,6 +127,26 @@ def swap_in(staging: Path, target: Path) -> None:
         target.rename(old)
     staging.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_abandoned_staging(staging_root: Path) -> None:
+    """Delete the staging folders of processes of this machine that died before swapping them in (a SIGKILL,
+    an out-of-memory kill). Folders of live processes, and of other machines sharing the lake, are left."""
+    host = socket.gethostname()
+    for folder in staging_root.glob(f"{host}~*~*") if staging_root.is_dir() else []:
+        pid = folder.name.split("~")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def restore_interrupted(target: Path) -> bool:

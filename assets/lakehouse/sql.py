@@ -106,15 +106,17 @@ def lake_state(lake_root: Path) -> tuple | None:
     """The identity of every file a catalog view can read (path, inode, size, mtime), or None while a partition
     is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place)."""
     state = []
-    for path in sorted(lake_root.rglob("*")):
-        relative = path.relative_to(lake_root).parts
-        if relative[0] == STAGING:
-            continue
-        if ".old-" in path.name and path.name.startswith("."):
-            return None
-        if path.suffix in (".parquet", ".duckdb"):
-            stat = path.stat()
-            state.append((str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    try:
+        for path in sorted(lake_root.rglob("*")):
+            if path.relative_to(lake_root).parts[0] == STAGING:
+                continue
+            if path.name.startswith(".") and ".old-" in path.name:
+                return None
+            if path.suffix in (".parquet", ".duckdb"):
+                stat = path.stat()
+                state.append((str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    except FileNotFoundError:  # a folder or file went away while it was listed: a rewrite under way
+        return None
     return tuple(state)
 
 

@@ -81,9 +81,12 @@ class SweepPartition:
             raise dg.Failure(str(exc)) from None
 
     def load_sae(self, device: str = "cpu"):
-        from sae_models.sae import load_sae
+        from sae_models.sae import SAECheckpointError, load_sae
 
-        return load_sae(self.sae_dir).to(device)
+        try:
+            return load_sae(self.sae_dir).to(device)
+        except SAECheckpointError as exc:
+            raise dg.Failure(f"{self.model} / {self.name}: {exc} (materialize `sae` again to rewrite it)") from None
 
 
 def sweep_partition(context, lake) -> SweepPartition:

@@ -7,8 +7,17 @@ import dagster as dg
 from assets.lakehouse.config import Settings, lake_root, load_settings
 from assets.lakehouse.lake import Lake
 
-# Op tags that a Kubernetes executor reads to request an accelerator for GPU steps.
-GPU_OP_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+# Op tags of the GPU steps: Celery workers take them from the `gpu` queue; the Kubernetes executor gives each a
+# GPU, schedules it on a GPU node (the label NVIDIA's GPU operator sets) and tolerates the GPU nodes' taint.
+GPU_OP_TAGS = {
+    "dagster-celery/queue": "gpu",
+    "dagster-k8s/config": {
+        "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+        "pod_spec_config": {"node_selector": {"nvidia.com/gpu.present": "true"},
+                            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                             "effect": "NoSchedule"}]},
+    },
+}
 
 
 class LakeResource(dg.ConfigurableResource):

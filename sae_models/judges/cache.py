@@ -65,9 +65,11 @@ class JudgeCache:
     """Segments are merged into one once there are more than ``compact_at``, so that opening a cache costs a
     few file reads however many flushes came before (the demo's 60 SAEs write thousands of segments)."""
 
-    def __init__(self, root: Path, backend: str, model: str, flush_every: int = 256, compact_at: int = 32):
+    def __init__(self, root: Path, backend: str, model: str, flush_every: int = 256, flush_after_s: float = 2.0,
+                 compact_at: int = 32):
         self.directory = Path(root) / f"backend={backend}" / f"model={folder_name(model)}"
-        self.flush_every = flush_every
+        self.flush_every, self.flush_after_s = flush_every, flush_after_s  # calls, or seconds since the oldest
+        self._oldest = 0.0
         self._lock = threading.Lock()
         self._pending: list[dict] = []
         self._unflushed: dict[str, Completion] = {}
@@ -127,7 +129,10 @@ class JudgeCache:
                                   "prompt_tokens": completion.prompt_tokens,
                                   "completion_tokens": completion.completion_tokens,
                                   "created": int(time.time() * 1000)})
-            if len(self._pending) >= self.flush_every:
+            if len(self._pending) == 1:
+                self._oldest = time.monotonic()
+            # a killed process loses at most the calls of the last flush_after_s seconds (or flush_every calls)
+            if len(self._pending) >= self.flush_every or time.monotonic() - self._oldest >= self.flush_after_s:
                 self._flush_locked()
 
     def flush(self) -> None:

@@ -5,6 +5,7 @@ when a call finally fails (the backend gave up after its retries) everything fin
 a rerun resumes from there.
 """
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -14,8 +15,11 @@ from pathlib import Path
 from sae_models.judges import prompts
 from sae_models.judges.cache import JudgeCache, request_key
 from sae_models.judges.config import JudgeConfig
-from sae_models.judges.protocol import Backend, Completion, JudgeRequest, Window
+from sae_models.judges.protocol import Backend, Completion, JudgeError, JudgeRequest, Window
 from sae_models.progress import Progress
+
+GARBAGE_MIN_ANSWERS = 20  # a batch this large with most answers unparseable stops the stage
+GARBAGE_MAX_SHARE = 0.5
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Judge:
                  progress: Callable[[str], None] | None = None):
         self.backend, self.cache, self.prices = backend, cache, prices
         self.stats = JudgeStats()
+        self.stored = 0  # new answers written to the cache (every new call but the unparseable ones)
         self.progress = Progress(progress)
 
     @property
@@ -55,55 +60,65 @@ class Judge:
     # --- the four tasks ------------------------------------------------------------------------------
 
     def explain(self, window_sets: Sequence[Sequence[Window]], thresholds: Sequence[float]) -> list[str | None]:
-        answers = self.complete([prompts.explain_request(w, t) for w, t in zip(window_sets, thresholds, strict=True)])
-        return self._parsed(answers, prompts.parse_explanation)
+        requests = [prompts.explain_request(w, t) for w, t in zip(window_sets, thresholds, strict=True)]
+        return self._answered("explain", requests, [prompts.parse_explanation] * len(requests))
 
     def detect(self, explanations: Sequence[str], window_sets: Sequence[Sequence[Window]]) -> list[list[bool] | None]:
         requests = [prompts.detect_request(e, w) for e, w in zip(explanations, window_sets, strict=True)]
-        answers = self.complete(requests)
-        return [self._count(prompts.parse_detection(a, len(w))) for a, w in zip(answers, window_sets, strict=True)]
+        return self._answered("detect", requests,
+                              [functools.partial(prompts.parse_detection, n_windows=len(w)) for w in window_sets])
 
     def simulate(self, explanations: Sequence[str],
                  window_sets: Sequence[Sequence[Window]]) -> list[list[list[float]] | None]:
         requests = [prompts.simulate_request(e, w) for e, w in zip(explanations, window_sets, strict=True)]
-        answers = self.complete(requests)
-        return [self._count(prompts.parse_simulation(a, [len(x.tokens) for x in w]))
-                for a, w in zip(answers, window_sets, strict=True)]
+        return self._answered("simulate", requests, [
+            functools.partial(prompts.parse_simulation, lengths=[len(x.tokens) for x in w]) for w in window_sets])
 
     def rate(self, kind: str, concepts: Sequence[str], instructions: Sequence[str],
              texts: Sequence[str]) -> list[int | None]:
         requests = [prompts.rate_request(kind, c, i, t) for c, i, t in zip(concepts, instructions, texts, strict=True)]
-        return self._parsed(self.complete(requests), prompts.parse_rating)
+        return self._answered(f"rate {kind}", requests, [prompts.parse_rating] * len(requests))
 
     # --- calls ---------------------------------------------------------------------------------------
 
-    def complete(self, requests: Sequence[JudgeRequest]) -> list[str]:
-        """Answer texts in request order: from the cache where possible, else from the backend."""
+    def _answered(self, task: str, requests: Sequence[JudgeRequest], parses: Sequence[Callable]) -> list:
+        """Each request's parsed answer (None where the answer did not follow the format), from the cache where
+        possible, else from the backend. Only parsed answers are cached: an unparseable one is asked again next
+        time, so a judge fixed after answering garbage is not served its garbage back. Most of a batch large
+        enough to tell unparseable stops the stage: such a judge (a wrong model, an endpoint answering something
+        else) would otherwise score every latent 0, in silence."""
         keys = [request_key(self.backend.name, self.backend.model, r) for r in requests]
-        answers: list[str | None] = [None] * len(requests)
+        values: list = [None] * len(requests)
+        texts: list[str] = [""] * len(requests)
         missing = []
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache is not None else None
             if hit is None:
                 missing.append(i)
             else:
-                answers[i] = hit.text
+                texts[i], values[i] = hit.text, parses[i](hit.text)
         self.stats.cached += len(requests) - len(missing)
         try:
-            self._call(missing, requests, keys, answers)
+            self._call(missing, requests, keys, parses, values, texts)
         finally:
             if self.cache is not None:
                 self.cache.flush()
-        return answers  # type: ignore[return-value]
+        bad = [texts[i] for i, v in enumerate(values) if v is None]
+        self.stats.unparseable += len(bad)
+        if len(values) >= GARBAGE_MIN_ANSWERS and len(bad) > GARBAGE_MAX_SHARE * len(values):
+            raise JudgeError(f"judge {self.name}: {len(bad)} of {len(values)} {task} answers are not in the format "
+                             f"the task asks for (the first: {bad[0][:80]!r}); check [judge] model and endpoint")
+        return values
 
-    def _call(self, missing: list[int], requests, keys, answers) -> None:
+    def _call(self, missing: list[int], requests, keys, parses, values, texts) -> None:
         lock, done_count = threading.Lock(), [0]
 
         def one(i: int) -> None:
             completion = self.backend.complete(requests[i])
+            value = parses[i](completion.text)
             with lock:
-                self._record(keys[i], requests[i], completion)
-                answers[i] = completion.text
+                self._record(keys[i], requests[i], completion, cache=value is not None)
+                texts[i], values[i] = completion.text, value
                 done_count[0] += 1
                 self._report(done_count[0], len(missing), requests[i].task)
 
@@ -119,9 +134,10 @@ class Judge:
             for future in finished:
                 future.result()  # raises the first failure
 
-    def _record(self, key: str, request: JudgeRequest, completion: Completion) -> None:
-        if self.cache is not None:
+    def _record(self, key: str, request: JudgeRequest, completion: Completion, cache: bool) -> None:
+        if cache and self.cache is not None:
             self.cache.put(key, request.task, completion)
+            self.stored += 1
         s = self.stats
         s.calls += 1
         s.prompt_tokens += completion.prompt_tokens
@@ -130,14 +146,6 @@ class Judge:
 
     def _report(self, n: int, total: int, task: str) -> None:
         self.progress(f"judge {self.name}: {task} {n}/{total} new calls ({self.stats.cached} cached so far)")
-
-    def _parsed(self, answers: list[str], parse) -> list:
-        return [self._count(parse(a)) for a in answers]
-
-    def _count(self, value):
-        if value is None:
-            self.stats.unparseable += 1
-        return value
 
 
 def build_judge(cfg: JudgeConfig, cache_dir: Path | None, device: str = "cpu",

@@ -84,9 +84,20 @@ def d_model_of(config) -> int:
     return _config_int(config, "hidden_size", "n_embd", "d_model")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def _check_source(source: str) -> None:
-    if looks_like_path(source) and not Path(source).expanduser().is_dir():
+    """A local directory must exist and hold a tokenizer: without one every stage after the config would fail,
+    each with transformers' own message."""
+    if not looks_like_path(source):
+        return
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
         raise ModelLoadError(f"model source {source!r}: no such directory")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"model source {source!r}: no tokenizer in this directory (none of "
+                             f"{', '.join(TOKENIZER_FILES)})")
 
 
 def _describe_failure(source: str, exc: BaseException) -> str:

@@ -70,8 +70,8 @@ def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: Lak
     try:
         rows = score_latents(examples, text, judge, cfg)
     except JudgeError as exc:
-        raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stats.calls} calls finished and cached; "
-                         "a rerun resumes from them)") from None
+        raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stored} answers cached; a rerun asks "
+                         "only for the rest)") from None
     rows = mark_concept_and_purity(rows, cfg, _purity(p))
     n_sampled = min(cfg.n_latents, len(live_latents(p.lake, p.model, p.name)))
     summary = summarize(rows, n_sampled, judge, p.identity())

@@ -119,8 +119,8 @@ def steering_ratings(context: dg.AssetExecutionContext, lake: LakeResource):
     try:
         ratings = rate_steering(generations, text, judge)
     except JudgeError as exc:
-        raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stats.calls} calls finished and cached; a rerun "
-                         "resumes from them)") from None
+        raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stored} answers cached; a rerun asks "
+                         "only for the rest)") from None
     scores = score_concepts(ratings, concepts, text)
     summary = summarize(scores, ratings, generations, len(concepts), judge, p.identity())
     rec = p.record("steering")
