@@ -102,13 +102,18 @@ class ReadQueryError(ValueError):
 READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
+APPEND_ONLY = {"judge_cache"}  # new segments only, never a rewrite: a query sees the calls made before it
+
+
 def lake_state(lake_root: Path) -> tuple | None:
     """The identity of every file a catalog view can read (path, inode, size, mtime), or None while a partition
-    is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place)."""
+    is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place).
+    Append-only tables are left out: a judge at work adds segments every few seconds, and a reader retrying
+    on each would wait for the judge to finish."""
     state = []
     try:
         for path in sorted(lake_root.rglob("*")):
-            if path.relative_to(lake_root).parts[0] == STAGING:
+            if path.relative_to(lake_root).parts[0] in APPEND_ONLY | {STAGING}:
                 continue
             if path.name.startswith(".") and ".old-" in path.name:
                 return None
