@@ -164,7 +164,8 @@ def test_sae_lake_sql_processes_read_a_whole_table_while_it_is_rewritten(lake_be
 
 
 @pytest.mark.parametrize("statement", ["create table x as select 1", "copy (select 1) to 'x.csv'",
-                                       "install httpfs", "select 1; select 2", "delete from sae_training"])
+                                       "install httpfs", "select 1; select 2", "delete from sae_training",
+                                       "explain analyze copy (select 1) to 'x.csv'"])
 def test_a_statement_that_writes_is_refused_and_the_lake_is_untouched(lake_being_rewritten, statement):
     catalog, _ = lake_being_rewritten
     before = {p: p.read_bytes() for p in catalog.parent.rglob("*") if p.is_file()}

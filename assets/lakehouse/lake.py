@@ -126,7 +126,10 @@ def swap_in(staging: Path, target: Path) -> None:
     if target.exists():
         target.rename(old)
     staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():  # out of the table's folder before the slow delete: DuckDB's globs see hidden folders too
+        trash = staging.with_name(f"{staging.name}.trash")
+        old.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def remove_abandoned_staging(staging_root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -102,18 +103,13 @@ class ReadQueryError(ValueError):
 READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
-APPEND_ONLY = {"judge_cache"}  # new segments only, never a rewrite: a query sees the calls made before it
-
-
 def lake_state(lake_root: Path) -> tuple | None:
     """The identity of every file a catalog view can read (path, inode, size, mtime), or None while a partition
-    is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place).
-    Append-only tables are left out: a judge at work adds segments every few seconds, and a reader retrying
-    on each would wait for the judge to finish."""
+    is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place)."""
     state = []
     try:
         for path in sorted(lake_root.rglob("*")):
-            if path.relative_to(lake_root).parts[0] in APPEND_ONLY | {STAGING}:
+            if path.relative_to(lake_root).parts[0] == STAGING:
                 continue
             if path.name.startswith(".") and ".old-" in path.name:
                 return None
@@ -135,6 +131,7 @@ def read_query(catalog: Path, query: str, attempts: int = 50, pause_s: float = 0
         before = lake_state(lake_root)
         if before is not None:
             with connect_catalog(catalog) as con:
+                con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
                 _check_reads_only(con, query)
                 try:
                     result = con.sql(query).to_arrow_table()
@@ -156,6 +153,9 @@ def _check_reads_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
     if len(statements) != 1:
         raise ReadQueryError(f"one statement at a time, got {len(statements)}")
     kind = statements[0].type
-    if kind not in READ_STATEMENTS:
+    if kind == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs its statement: only a query may follow
+        inner = re.sub(r"^\s*explain\s+(analyze\s+)?", "", query, flags=re.IGNORECASE)
+        kind = con.extract_statements(inner)[0].type if inner.strip() else kind
+    if kind not in READ_STATEMENTS - {duckdb.StatementType.EXPLAIN}:
         raise ReadQueryError(f"the lake is read-only here: a {kind.name} statement does not run (SELECT, "
                              "DESCRIBE, SHOW, SUMMARIZE and EXPLAIN do); tables are written by materializing assets")
