@@ -105,8 +105,8 @@ def test_a_judge_answering_garbage_stops_the_stage_with_one_line_and_caches_none
     garbage = Counting(answer="I think it is about cows!")
     judge = Judge(garbage, JudgeCache(tmp_path, garbage.name, garbage.model))
     assert _rate(judge, 19) == [None] * 19 and judge.stats.unparseable == 19  # too few to tell
-    with pytest.raises(JudgeError, match=r"judge counting:echo/v1: 25 of 25 rate fluency answers are not in the "
-                                         r"format the task asks for \(the first: 'I think it is about cows!'\)"):
+    with pytest.raises(JudgeError, match=r"judge counting:echo/v1: 25 of 25 new rate fluency answers are not in "
+                                         r"the format the task asks for \(the first: 'I think it is about cows!'\)"):
         _rate(judge, 25)
     assert garbage.calls == 19 + 25 and list(tmp_path.rglob("*.parquet")) == []
     fixed = Counting(answer="Rating: [[2]]")

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets.lakehouse.lake import Lake, restore_interrupted
+from assets.lakehouse.lake import Lake, remove_abandoned_staging, restore_interrupted
 from sae_models.activation_store import ActivationReader, ActivationStoreError, write_shards
 from sae_models.lm.extract import ActivationBatch
 from sae_models.sae.metrics import DownstreamMetrics, HeldOutSplit, ReconstructionMetrics
@@ -122,6 +122,24 @@ def test_a_swap_interrupted_between_renames_is_restored(tmp_path):
     target.rename(target.with_name(".model=m.old-deadbeef"))  # crash right after the first rename
     assert restore_interrupted(target)
     assert lake.read_table("lm_eval", model="m").column("d_model").to_pylist() == [7]
+
+
+def test_only_staging_folders_of_dead_processes_of_this_machine_are_cleared(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    host, dead = socket.gethostname(), int(finished.stdout)
+    staging = tmp_path / "_staging"
+    folders = {name: staging / name for name in (f"{host}~{dead}~a", f"{host}~{dead}~a.trash",
+                                                 f"{host}~{os.getpid()}~b", f"other-{host}~{dead}~c")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    remove_abandoned_staging(staging)
+    assert sorted(p.name for p in staging.iterdir()) == sorted([f"{host}~{os.getpid()}~b", f"other-{host}~{dead}~c"])
 
 
 def test_writes_take_the_declared_schema_whatever_the_rows_hold(tmp_path):

@@ -103,11 +103,12 @@ class Judge:
         finally:
             if self.cache is not None:
                 self.cache.flush()
-        bad = [texts[i] for i, v in enumerate(values) if v is None]
-        self.stats.unparseable += len(bad)
-        if len(values) >= GARBAGE_MIN_ANSWERS and len(bad) > GARBAGE_MAX_SHARE * len(values):
-            raise JudgeError(f"judge {self.name}: {len(bad)} of {len(values)} {task} answers are not in the format "
-                             f"the task asks for (the first: {bad[0][:80]!r}); check [judge] model and endpoint")
+        self.stats.unparseable += sum(v is None for v in values)
+        bad = [texts[i] for i in missing if values[i] is None]  # cached answers always parsed: judge the new
+        if len(missing) >= GARBAGE_MIN_ANSWERS and len(bad) > GARBAGE_MAX_SHARE * len(missing):
+            raise JudgeError(f"judge {self.name}: {len(bad)} of {len(missing)} new {task} answers are not in the "
+                             f"format the task asks for (the first: {bad[0][:80]!r}); check [judge] model and "
+                             "endpoint")
         return values
 
     def _call(self, missing: list[int], requests, keys, parses, values, texts) -> None:
