@@ -100,9 +100,6 @@ class ReadQueryError(ValueError):
     """A statement ``read_query`` does not run, or a query that failed on the lake as it stood."""
 
 
-READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
-
-
 def lake_state(lake_root: Path) -> tuple | None:
     """The identity of every file a catalog view can read (path, inode, size, mtime), or None while a partition
     is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place)."""
@@ -126,13 +123,13 @@ def read_query(catalog: Path, query: str, attempts: int = 50, pause_s: float = 0
     state of the lake: when a materialization rewrote a table the query read (or was mid-swap), the query runs
     again, so a reader never gets a table with a partition missing or twice, nor an error from a file that
     vanished under it."""
+    _check_reads_only(query)
     lake_root = catalog.parent
     for _ in range(attempts):
         before = lake_state(lake_root)
         if before is not None:
             with connect_catalog(catalog) as con:
                 con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-                _check_reads_only(con, query)
                 try:
                     result = con.sql(query).to_arrow_table()
                 except duckdb.Error as exc:
@@ -145,17 +142,20 @@ def read_query(catalog: Path, query: str, attempts: int = 50, pause_s: float = 0
     raise ReadQueryError(f"the lake under {catalog} changed during each of {attempts} attempts at the query")
 
 
-def _check_reads_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+def _check_reads_only(query: str) -> None:
+    """One query (SELECT, DESCRIBE, SHOW, SUMMARIZE), or EXPLAIN [ANALYZE] of one: EXPLAIN ANALYZE runs what
+    follows it, so a COPY behind it would write even on a read-only connection."""
+    parse = duckdb.connect().extract_statements
     try:
-        statements = con.extract_statements(query)
+        statements = parse(query)
+        if len(statements) != 1:
+            raise ReadQueryError(f"one statement at a time, got {len(statements)}")
+        kind = statements[0].type
+        if kind == duckdb.StatementType.EXPLAIN:
+            inner = re.sub(r"^\s*explain\s+(analyze\s+)?", "", query, flags=re.IGNORECASE)
+            kind = parse(inner)[0].type
     except duckdb.Error as exc:
         raise ReadQueryError(str(exc)) from None
-    if len(statements) != 1:
-        raise ReadQueryError(f"one statement at a time, got {len(statements)}")
-    kind = statements[0].type
-    if kind == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs its statement: only a query may follow
-        inner = re.sub(r"^\s*explain\s+(analyze\s+)?", "", query, flags=re.IGNORECASE)
-        kind = con.extract_statements(inner)[0].type if inner.strip() else kind
-    if kind not in READ_STATEMENTS - {duckdb.StatementType.EXPLAIN}:
+    if kind != duckdb.StatementType.SELECT:
         raise ReadQueryError(f"the lake is read-only here: a {kind.name} statement does not run (SELECT, "
                              "DESCRIBE, SHOW, SUMMARIZE and EXPLAIN do); tables are written by materializing assets")
