@@ -156,3 +156,57 @@ def trained_toy_lm(tmp_path_factory) -> Path:
     cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, steps=400, context=64)
     train_toy_lm(docs[:1400], docs[1400:], cfg, out, log=lambda _: None)
     return out
+
+
+S3_BUCKET = "sae-lake-test"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-compatible server on loopback (moto in server mode, its own process) with one bucket; the AWS
+    variables point at it for this process and the processes it starts. Stopped, and the variables restored,
+    after the session."""
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for _ in range(200):
+            try:
+                boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                assert server.poll() is None, "moto_server exited"
+                time.sleep(0.05)
+        yield env["AWS_ENDPOINT_URL"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture
+def s3_lake(s3_server, tmp_path, monkeypatch) -> str:
+    """A fresh lake root on the loopback S3 server, with its local mirror under tmp_path."""
+    import uuid
+
+    monkeypatch.setenv("SAE_LAKE_CACHE", str(tmp_path / "mirror"))
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}"

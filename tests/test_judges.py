@@ -119,9 +119,9 @@ def test_many_segments_are_merged_into_one_and_every_call_survives(tmp_path):
     cache = JudgeCache(tmp_path, backend.name, backend.model, flush_every=1)
     _rate(Judge(backend, cache), 10)
     cache.flush()
-    assert len(list(cache.directory.glob("part-*.parquet"))) == 10
+    assert len(list(Path(cache.directory).glob("part-*.parquet"))) == 10
     merged = JudgeCache(tmp_path, backend.name, backend.model, compact_at=4)
-    assert len(list(cache.directory.glob("part-*.parquet"))) == 1 and len(merged) == 10
+    assert len(list(Path(cache.directory).glob("part-*.parquet"))) == 1 and len(merged) == 10
     again = Counting()
     _rate(Judge(again, JudgeCache(tmp_path, again.name, again.model)), 10)
     assert again.calls == 0
@@ -143,7 +143,7 @@ def test_a_cache_opened_again_in_the_same_process_reads_only_new_segments_and_fo
     again = Counting()
     _rate(Judge(again, JudgeCache(tmp_path, again.name, again.model)), 10)
     assert again.calls == 0 and reads == []  # answered from what this process read and wrote before
-    shutil.rmtree(first.directory)
+    shutil.rmtree(Path(first.directory))
     wiped = Counting()
     _rate(Judge(wiped, JudgeCache(tmp_path, wiped.name, wiped.model)), 10)
     assert wiped.calls == 10  # nothing on disk: not answered from memory

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from assets.lakehouse.lake import Lake
 from assets.lakehouse.sql import build_catalog
 from assets.lakehouse.tables import TABLES
 
@@ -13,9 +14,9 @@ from assets.lakehouse.tables import TABLES
 @pytest.fixture()
 def catalog(tmp_path):
     """A catalog over an empty lake: every declared table empty, the macro and views in place."""
-    path = tmp_path / "catalog.duckdb"
-    build_catalog(tmp_path, [], path, [], {name: spec.schema_with_keys for name, spec in TABLES.items()})
-    return path
+    lake = Lake(tmp_path)
+    build_catalog(lake, [], [], {name: spec.schema_with_keys for name, spec in TABLES.items()})
+    return lake.catalog_path
 
 
 def _tied_groups(seed: int = 0, rows: int = 400):

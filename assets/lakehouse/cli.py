@@ -13,13 +13,13 @@ def _sql(args: argparse.Namespace) -> int:
     import duckdb
     import polars as pl
 
-    from assets.lakehouse.config import lake_root, load_settings
+    from assets.lakehouse.config import load_settings, open_lake
     from assets.lakehouse.lake import Lake
     from assets.lakehouse.sql import ReadQueryError, read_query
 
-    catalog = Path(args.catalog) if args.catalog else Lake(lake_root(load_settings())).catalog_path
+    lake = Lake(Path(args.catalog).parent) if args.catalog else open_lake(load_settings())
     try:
-        result = read_query(catalog, args.query)
+        result = read_query(lake, args.query)
     except ReadQueryError as exc:
         print(f"sae-lake sql: {exc}", file=sys.stderr)
         return 1
@@ -61,6 +61,7 @@ def _check_config(_args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from assets.lakehouse.config import ConfigError
+    from assets.lakehouse.objectstore import ObjectStoreError
 
     parser = argparse.ArgumentParser(prog="sae-lake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("--format", choices=FORMATS, default="table")
     sql.add_argument("--output", help="write to this file instead of the terminal")
     sql.add_argument("--max-rows", type=int, default=40)
-    sql.add_argument("--catalog", help="catalog file (default: the lake's catalog.duckdb)")
+    sql.add_argument("--catalog", help="a local lake's catalog file (default: the catalog of lake.toml's lake)")
     sql.set_defaults(fn=_sql)
     demo = sub.add_parser("demo", help="materialize the toy-world graph and print the result tables")
     demo.add_argument("-v", "--verbose", action="store_true", help="stream every Dagster event")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, ObjectStoreError) as exc:
         print(f"sae-lake: {exc}", file=sys.stderr)
         return 2
 

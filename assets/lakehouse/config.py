@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -24,6 +24,9 @@ from sae_models.judges.config import JudgeConfig
 from sae_models.lm.config import ExtractionConfig
 from sae_models.sae.config import SweepConfig
 from sae_models.toyworld.config import ToyModelConfig
+
+if TYPE_CHECKING:
+    from assets.lakehouse.lake import Lake
 
 CONFIG_ENV = "SAE_LAKE_CONFIG"
 ROOT_ENV = "SAE_LAKE_ROOT"
@@ -45,7 +48,9 @@ _Strict = Config
 
 
 class LakeSection(_Strict):
-    root: str = "lake"
+    root: str = "lake"  # a folder (relative to lake.toml), or s3://bucket/prefix
+    cache: str = ""  # an object-store lake's local mirror; default $SAE_LAKE_CACHE or ~/.cache/sae-lake
+    duckdb_s3: Literal["auto", "fsspec", "httpfs"] = "auto"  # how DuckDB reads an object-store lake
 
 
 class CorpusSection(_Strict):
@@ -197,7 +202,20 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         raise ConfigError(f"{file.name}: {where}: {_one_line(err)}") from None
 
 
-def lake_root(settings: Settings, path: str | os.PathLike | None = None) -> Path:
-    """The lake folder: ``SAE_LAKE_ROOT`` if set, else ``[lake].root`` relative to lake.toml's folder."""
+def lake_root(settings: Settings, path: str | os.PathLike | None = None) -> Path | str:
+    """The lake: ``SAE_LAKE_ROOT`` if set, else ``[lake].root``; a folder relative to lake.toml's folder, or an
+    object-store URL as it is."""
+    from assets.lakehouse.objectstore import is_object_store
+
     root = os.environ.get(ROOT_ENV) or settings.lake.root
+    if is_object_store(root):
+        return root
     return (config_path(path).parent / Path(root).expanduser()).resolve()
+
+
+def open_lake(settings: Settings, path: str | os.PathLike | None = None) -> Lake:
+    """The lake lake.toml points at (``path``: the lake.toml, default as ``load_settings``)."""
+    from assets.lakehouse.lake import Lake
+
+    cache = Path(settings.lake.cache).expanduser() if settings.lake.cache else None
+    return Lake(lake_root(settings, path), cache=cache, duckdb_s3=settings.lake.duckdb_s3)

@@ -105,12 +105,12 @@ def _root_cause(error) -> str:
 
 
 def print_summary(print_fn: Callable[[str], None] = print) -> None:
-    from assets.lakehouse.config import lake_root
-    from assets.lakehouse.lake import Lake
+    from assets.lakehouse.config import open_lake
     from assets.lakehouse.sql import connect_catalog, query_text
 
-    lake = Lake(lake_root(load_settings()))
-    with connect_catalog(lake.catalog_path) as con:
+    lake = open_lake(load_settings())
+    with connect_catalog(lake.fetch_catalog()) as con:
+        lake.configure_duckdb(con)
         for name in SUMMARY_QUERIES:
             print_fn(f"\n-- sql/{name}.sql")
             con.sql(query_text(name)).show(max_width=240)

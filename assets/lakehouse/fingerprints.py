@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 from assets.lakehouse.config import Settings
-from assets.lakehouse.lake import SETTINGS_RECORD, Lake
+from assets.lakehouse.lake import Lake
 from assets.lakehouse.registry import find_variant
 from assets.lakehouse.tables import spec
 from sae_models.sae.sweep import variant_settings
@@ -97,13 +96,15 @@ def record(asset: str, settings: Settings, model: str | None = None, variant: st
     return {"asset": asset, "fingerprint": fingerprint(parts), "settings": parts}
 
 
-def partition_dir(lake: Lake, asset: str, model: str | None = None, variant: str | None = None) -> Path:
+def partition_of(asset: str, model: str | None = None, variant: str | None = None) -> tuple[str, dict[str, str]]:
+    """(folder, partition keys) of ``asset``'s partition in the lake."""
     folder, keys = LOCATION[asset] if asset in LOCATION else (asset, spec(asset).keys)
     values = {"model": model, "sae": variant}
-    return lake.path(folder, **{k: values[k] for k in keys})
+    return folder, {k: values[k] for k in keys}
 
 
 def recorded_fingerprint(lake: Lake, asset: str, model: str | None = None, variant: str | None = None) -> str | None:
     """The fingerprint stored with the partition's data, or None when there is none."""
-    path = partition_dir(lake, asset, model, variant) / SETTINGS_RECORD
-    return json.loads(path.read_text())["fingerprint"] if path.is_file() else None
+    folder, keys = partition_of(asset, model, variant)
+    stored = lake.read_record(folder, **keys)
+    return stored["fingerprint"] if stored else None

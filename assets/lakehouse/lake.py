@@ -1,12 +1,18 @@
-"""The lake: Hive-style folders of Parquet, written atomically.
+"""The lake: Hive-style folders of Parquet, written atomically, on a local disk or an object store.
 
-``lake/<table>/model=<slug>[/sae=<variant>]/part-*.parquet``. A partition is built in ``lake/_staging`` and
-renamed into place, so a crash leaves the old partition or the new one, never half of either, and a
-rerun replaces the partition instead of adding to it.
+``<root>/<table>/model=<slug>[/sae=<variant>]/part-*.parquet``. A partition is built in a local staging folder
+and then swapped in whole: on a local disk by renames, on an object store (``s3://bucket/prefix``) by publishing
+it (assets/lakehouse/objectstore.py). A crash leaves the old partition or the new one, never half of either,
+and a rerun replaces the partition instead of adding to it.
+
+With an object-store root, ``root`` is a local mirror of what this process read or wrote (``[lake] cache``):
+models, SAEs and activations are loaded from there, fetched again whenever the store's copy changed.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -15,25 +21,53 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets.lakehouse.objectstore import PUBLISHING, ObjectStore, ObjectStoreError, alive, is_object_store
+
 STAGING = "_staging"
 SETTINGS_RECORD = "_settings.json"  # what a partition was built from (see assets/lakehouse/fingerprints.py)
+MIRROR_RECORD = ".mirrored.json"  # in a mirrored partition: the store's listing it was copied from
 CATALOG = "catalog.duckdb"
 NON_TABLES = {STAGING, "models", "saes", "reports"}  # folders that hold files other than tables
+DuckdbS3 = Literal["auto", "fsspec", "httpfs"]
 
 
 class Lake:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    """``root``: the lake folder, or ``s3://bucket/prefix`` with ``cache`` the folder its local mirror lives in
+    and ``duckdb_s3`` how DuckDB reads it (``fsspec``: s3fs registered on the connection; ``httpfs``: DuckDB's
+    own extension, which must be installed; ``auto``: httpfs when it is)."""
+
+    def __init__(self, root: str | Path, cache: Path | None = None, duckdb_s3: DuckdbS3 = "auto"):
+        self.url = str(root)
+        self.store = ObjectStore(self.url) if is_object_store(root) else None
+        self.duckdb_s3 = duckdb_s3
+        self.root = mirror_folder(self.url, cache) if self.store else Path(root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lake) and (self.url, self.root) == (other.url, other.root)
+
+    def __hash__(self) -> int:
+        return hash((self.url, self.root))
+
+    @staticmethod
+    def relative(table: str, **keys: str) -> str:
+        return "/".join([table, *(f"{key}={value}" for key, value in keys.items())])
 
     def path(self, table: str, **keys: str) -> Path:
-        out = self.root / table
-        for key, value in keys.items():
-            out = out / f"{key}={value}"
-        return out
+        """The partition's local folder: in the lake, or in the mirror of an object-store lake."""
+        return self.root / self.relative(table, **keys)
+
+    def uri(self, table: str, **keys: str) -> str:
+        """Where the partition lives, as a user would address it (a path, or an s3:// URL)."""
+        return self.store.uri(self.relative(table, **keys)) if self.store else str(self.path(table, **keys))
+
+    def glob(self, table: str) -> str:
+        """Every Parquet file of ``table``, as DuckDB's ``read_parquet`` takes it."""
+        return f"{self.uri(table)}/**/*.parquet" if self.store else (self.path(table) / "**" / "*.parquet").as_posix()
 
     @property
     def catalog_path(self) -> Path:
@@ -41,17 +75,20 @@ class Lake:
 
     def tables(self) -> list[str]:
         """Top-level folders that hold Parquet files, i.e. the catalog's views."""
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            d.name for d in self.root.iterdir()
-            if d.is_dir() and d.name not in NON_TABLES and not d.name.startswith((".", "_"))
-            and next(d.rglob("*.parquet"), None) is not None
-        )
+        if self.store:
+            names = {name.split("/", 1)[0] for name in self.store.listing() if name.endswith(".parquet")}
+        else:
+            folders = [d for d in self.root.iterdir() if d.is_dir()] if self.root.is_dir() else []
+            names = {d.name for d in folders if _is_table(d.name) and next(d.rglob("*.parquet"), None)}
+        return sorted(n for n in names if _is_table(n))
 
     def partitions(self, table: str, key: str) -> list[str]:
-        base = self.path(table)
-        return sorted(p.name.split("=", 1)[1] for p in base.glob(f"{key}=*")) if base.is_dir() else []
+        if self.store:
+            folders = {name.split("/", 1)[0] for name in self.store.listing(table) if "/" in name}
+        else:
+            base = self.path(table)
+            folders = {p.name for p in base.iterdir() if p.is_dir()} if base.is_dir() else set()
+        return sorted(f.split("=", 1)[1] for f in folders if f.startswith(f"{key}="))
 
     @contextmanager
     def replace(self, table: str, record: dict | None = None, **keys: str) -> Iterator[Path]:
@@ -59,22 +96,25 @@ class Lake:
         was there, with ``record`` (the settings it was built from) as ``_settings.json``. On an exception
         the staging folder is removed and the lake is unchanged."""
         target = self.path(table, **keys)
-        restore_interrupted(target)
-        remove_abandoned_staging(self.root / STAGING)
-        staging = self.root / STAGING / f"{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex}"
-        staging.mkdir(parents=True)
+        if not self.store:
+            restore_interrupted(target)
+        staging = self._staging_folder()
         try:
             yield staging
+            if record is not None:
+                (staging / SETTINGS_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
+            if self.store:
+                listing = self.store.publish(staging, self.relative(table, **keys))
+                (staging / MIRROR_RECORD).write_text(json.dumps(listing))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if record is not None:
-            (staging / SETTINGS_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
-        swap_in(staging, target)
+        with self._mirror_lock(target):
+            swap_in(staging, target)
 
-    def write_table(self, table: str, data: pa.Table | list, record: dict | None = None, **keys: str) -> Path:
+    def write_table(self, table: str, data: pa.Table | list, record: dict | None = None, **keys: str) -> str:
         """Atomically (re)write one partition as a single Parquet file, in the table's declared schema
-        (``data``: a table, or rows as dataclasses or dicts), with its settings ``record``."""
+        (``data``: a table, or rows as dataclasses or dicts), with its settings ``record``; returns its uri."""
         from assets.lakehouse.tables import spec
 
         declared = spec(table)
@@ -83,16 +123,68 @@ class Lake:
         data = declared.conform(data)
         with self.replace(table, record, **keys) as staging:
             pq.write_table(data, staging / "part-00000.parquet", compression="zstd")
-        return self.path(table, **keys)
+        return self.uri(table, **keys)
 
-    def write_file(self, folder: str, name: str, data: bytes) -> Path:
-        """Atomically (re)write one file, e.g. a report figure, under ``folder``."""
+    def write_file(self, folder: str, name: str, data: bytes) -> str:
+        """Atomically (re)write one file, e.g. a report figure, under ``folder``; returns its uri."""
+        if self.store:
+            self.store.write_bytes(f"{folder}/{name}", data)
+            return self.store.uri(f"{folder}/{name}")
         target = self.root / folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
-        return target
+        return str(target)
+
+    def fetch(self, folder: str, **keys: str) -> Path:
+        """The partition's local folder, up to date: for an object-store lake, copied from the store into the
+        mirror when the store's listing differs from what the mirror holds (and removed there when the store has
+        none)."""
+        target = self.path(folder, **keys)
+        if not self.store:
+            return target
+        relative = self.relative(folder, **keys)
+        for _ in range(5):
+            listing = self.store.wait_published(relative)
+            with self._mirror_lock(target):
+                if _mirrored(target) == listing:
+                    return target
+                if not listing:
+                    shutil.rmtree(target, ignore_errors=True)
+                    return target
+                staging = self._staging_folder()
+                try:
+                    self.store.download(relative, list(listing), staging)
+                    if self.store.listing(relative) != listing:  # published again meanwhile: fetch again
+                        shutil.rmtree(staging)
+                        continue
+                    (staging / MIRROR_RECORD).write_text(json.dumps(listing))
+                except BaseException:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+                swap_in(staging, target)
+                return target
+        raise ObjectStoreError(f"{self.uri(folder, **keys)}: rewritten during each of 5 fetches")
+
+    def push(self, folder: str, **keys: str) -> None:
+        """Publish the partition's local folder as it is (an object-store lake's training checkpoints)."""
+        if self.store:
+            self.store.publish(self.path(folder, **keys), self.relative(folder, **keys))
+
+    def remove(self, folder: str, **keys: str) -> None:
+        shutil.rmtree(self.path(folder, **keys), ignore_errors=True)
+        if self.store:
+            self.store.remove(self.relative(folder, **keys))
+
+    def read_record(self, folder: str, **keys: str) -> dict | None:
+        """The partition's ``_settings.json``, or None when it has none."""
+        try:
+            if self.store:
+                return json.loads(self.store.read_bytes(f"{self.relative(folder, **keys)}/{SETTINGS_RECORD}"))
+            return json.loads((self.path(folder, **keys) / SETTINGS_RECORD).read_text())
+        except FileNotFoundError:
+            return None
 
     def read_split(self, split: str) -> pa.Table:
         """Documents of one corpus split (doc_id, text, labels...): lm_train, lm_eval or activation."""
@@ -102,17 +194,158 @@ class Lake:
         return corpus.filter(pc.equal(corpus.column("split"), split))
 
     def stamp(self, table: str) -> tuple:
-        """The identity of a table's files (name, inode, size, mtime): it changes whenever the table is
-        rewritten, so a process can keep what it derived from the table until then."""
+        """The identity of a table's files (name and inode, size, mtime, or ETag): it changes whenever the table
+        is rewritten, so a process can keep what it derived from the table until then."""
+        if self.store:
+            return tuple(sorted((n, e) for n, e in self.store.listing(table).items() if n.endswith(".parquet")))
         files = sorted(self.path(table).rglob("*.parquet"))
         return tuple((str(f), s.st_ino, s.st_size, s.st_mtime_ns) for f in files for s in [f.stat()])
 
+    def state(self) -> tuple | None:
+        """The identity of every file a catalog view can read, or None while a partition is being swapped in
+        (on disk its old folder is set aside as ``.<name>.old-*``; on a store it holds a ``_publishing``
+        marker)."""
+        if self.store:
+            listing = {n: e for n, e in self.store.listing().items() if not n.startswith(STAGING + "/")}
+            if any(n.rsplit("/", 1)[-1] == PUBLISHING for n in listing):
+                return None
+            return tuple(sorted((n, e) for n, e in listing.items() if n.endswith((".parquet", ".duckdb"))))
+        return _disk_state(self.root)
+
     def read_table(self, table: str, **keys: str) -> pa.Table:
-        path = self.path(table, **keys)
+        path = self.fetch(table, **keys)
         files = sorted(path.rglob("*.parquet"))
         if not files:
-            raise FileNotFoundError(f"lake table {table} {keys or ''}: nothing at {path} (materialize it first)")
+            raise FileNotFoundError(f"lake table {table} {keys or ''}: nothing at {self.uri(table, **keys)} "
+                                    "(materialize it first)")
         return pa.concat_tables(pq.read_table(f, partitioning=None) for f in files)
+
+    def publish_catalog(self, built: Path) -> str:
+        """Put a catalog built at ``built`` (the local ``catalog_path``) where readers find it."""
+        if self.store:
+            self.store.write_bytes(CATALOG, built.read_bytes())
+            return self.store.uri(CATALOG)
+        return str(built)
+
+    def fetch_catalog(self) -> Path:
+        """The catalog as a local file (copied from an object-store lake when the store's one changed)."""
+        if not self.store:
+            return self.catalog_path
+        try:
+            etag = self.store.fs.info(self.store.key(CATALOG))["ETag"]
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.store.uri(CATALOG)}: no catalog yet (materialize the catalog asset)"
+                                    ) from None
+        seen = self.root / f".{CATALOG}.etag"
+        with self._mirror_lock(self.catalog_path):
+            if not (self.catalog_path.is_file() and seen.is_file() and seen.read_text() == etag):
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp = self.root / f".{CATALOG}.{uuid.uuid4().hex}.tmp"
+                self.store.fs.get_file(self.store.key(CATALOG), str(tmp))
+                os.replace(tmp, self.catalog_path)
+                seen.write_text(etag)
+        return self.catalog_path
+
+    def configure_duckdb(self, con) -> str:
+        """Let ``con`` read this lake's URLs; returns how (``local``, ``fsspec`` or ``httpfs``)."""
+        if not self.store:
+            return "local"
+        mode = self.duckdb_s3
+        if mode == "auto":
+            installed = con.execute("SELECT installed FROM duckdb_extensions() WHERE extension_name = 'httpfs'"
+                                    ).fetchall()
+            mode = "httpfs" if installed and installed[0][0] else "fsspec"
+        if mode == "fsspec":
+            self.store.fresh_listings()
+            if not con.filesystem_is_registered("s3"):  # per database: every connection to a catalog shares it
+                con.register_filesystem(self.store.duckdb_fs)
+        else:
+            _load_httpfs(con)
+        return mode
+
+    def judge_cache_location(self, folder: str) -> tuple[str, object | None]:
+        """(root, fsspec filesystem or None for the local disk) of the judge cache table ``folder``."""
+        if self.store:
+            return self.store.key(folder), self.store.fs
+        return str(self.root / folder), None
+
+    def _staging_folder(self) -> Path:
+        remove_abandoned_staging(self.root / STAGING)
+        staging = self.root / STAGING / f"{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        return staging
+
+    @contextmanager
+    def _mirror_lock(self, target: Path) -> Iterator[None]:
+        """Serialises swaps of one folder between processes of this machine (always uncontended on a local
+        lake, where Dagster runs one writer per partition; a mirror is filled by every reader)."""
+        if not self.store:
+            yield
+            return
+        locks = self.root / "_locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(str(target).encode()).hexdigest()[:16]
+        with open(locks / f"{name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+
+def mirror_folder(url: str, cache: Path | None) -> Path:
+    """Where the local mirror of the object-store lake ``url`` lives: ``cache`` (default ``$SAE_LAKE_CACHE`` or
+    ``~/.cache/sae-lake``) / bucket / prefix."""
+    base = cache or Path(os.environ.get("SAE_LAKE_CACHE") or Path.home() / ".cache" / "sae-lake")
+    return Path(base).expanduser() / url.removeprefix("s3://").strip("/")
+
+
+def _is_table(name: str) -> bool:
+    return name not in NON_TABLES and not name.startswith((".", "_"))
+
+
+def _mirrored(target: Path) -> dict | None:
+    try:
+        return json.loads((target / MIRROR_RECORD).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _load_httpfs(con) -> None:
+    """DuckDB's httpfs with a temporary secret from the AWS variables (nothing is stored in the catalog)."""
+    import duckdb
+
+    try:
+        con.execute("LOAD httpfs")
+    except duckdb.Error as exc:
+        raise ObjectStoreError("[lake] duckdb_s3 = \"httpfs\": DuckDB's httpfs extension is not installed here "
+                               f"({str(exc).splitlines()[0]}); install it (INSTALL httpfs, needs network) or set "
+                               "duckdb_s3 = \"fsspec\"") from None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    options = {"KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", ""), "SECRET": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+               "REGION": os.environ.get("AWS_REGION", "us-east-1")}
+    if endpoint:
+        options |= {"ENDPOINT": endpoint.split("://", 1)[-1].rstrip("/"), "URL_STYLE": "path",
+                    "USE_SSL": str(endpoint.startswith("https")).lower()}
+    body = ", ".join(f"{k} {v if k == 'USE_SSL' else _quoted(v)}" for k, v in options.items())
+    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET sae_lake (TYPE s3, {body})")
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _disk_state(root: Path) -> tuple | None:
+    state = []
+    try:
+        for path in sorted(root.rglob("*")):
+            if path.relative_to(root).parts[0] == STAGING:
+                continue
+            if path.name.startswith(".") and ".old-" in path.name:
+                return None
+            if path.suffix in (".parquet", ".duckdb"):
+                stat = path.stat()
+                state.append((str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    except FileNotFoundError:  # a folder or file went away while it was listed: a rewrite under way
+        return None
+    return tuple(state)
 
 
 def swap_in(staging: Path, target: Path) -> None:
@@ -138,18 +371,8 @@ def remove_abandoned_staging(staging_root: Path) -> None:
     host = socket.gethostname()
     for folder in staging_root.glob(f"{host}~*~*") if staging_root.is_dir() else []:
         pid = folder.name.split("~")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def restore_interrupted(target: Path) -> bool:

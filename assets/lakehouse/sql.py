@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from assets.lakehouse.lake import STAGING
+from assets.lakehouse.lake import Lake
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # Stored in the catalog after the table views, in order, each where the table it reads is there: a plain DuckDB
@@ -26,24 +26,28 @@ def query_text(name: str, **params: str) -> str:
     return text.format(**params) if params else text
 
 
-def build_catalog(lake_root: Path, tables: list[str], target: Path, variants: list[tuple[str, str, bool, bool]],
+def build_catalog(lake: Lake, tables: list[str], variants: list[tuple[str, str, bool, bool]],
                   absent: dict[str, pa.Schema] | None = None) -> dict[str, int]:
-    """(Re)create ``target`` as ``populate`` fills it; returns row counts. Written aside, then renamed."""
+    """(Re)create the lake's catalog as ``populate`` fills it; returns row counts. Written aside, then renamed
+    into place (and published, on an object-store lake)."""
+    target = lake.catalog_path
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     with duckdb.connect(str(tmp)) as con:
-        counts = populate(con, lake_root, tables, variants, absent)
+        counts = populate(con, lake, tables, variants, absent)
     os.replace(tmp, target)
+    lake.publish_catalog(target)
     return counts
 
 
-def populate(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str],
+def populate(con: duckdb.DuckDBPyConnection, lake: Lake, tables: list[str],
              variants: list[tuple[str, str, bool, bool]], absent: dict[str, pa.Schema] | None = None
              ) -> dict[str, int]:
     """One view per table, an empty table per declared table with no data yet (``absent``: name -> schema with
     its partition keys), ``sae_variants`` from ``variants`` (model, sae, in_config, materialized), and the
     analysis layer: the ``kendall_tau_b`` macro and the ``rank_groups`` view (over the ``sae_summary`` table)."""
-    counts = create_views(con, lake_root, tables)
+    counts = create_views(con, lake, tables)
     for name, schema in (absent or {}).items():
         con.register("_empty", schema.empty_table())
         con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _empty')
@@ -58,7 +62,7 @@ def populate(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str],
     return counts
 
 
-def analysis_connection(lake_root: Path, present: list[str], tables: list[str],
+def analysis_connection(lake: Lake, present: list[str], tables: list[str],
                         variants: list[tuple[str, str, bool, bool]]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB populated as the catalog is, over ``tables`` only (``present``: the lake's tables;
     a declared table with no data yet is an empty table of its schema)."""
@@ -66,7 +70,7 @@ def analysis_connection(lake_root: Path, present: list[str], tables: list[str],
 
     con = duckdb.connect()
     absent = {name: TABLES[name].schema_with_keys for name in tables if name not in present}
-    populate(con, lake_root, [name for name in tables if name in present], variants, absent)
+    populate(con, lake, [name for name in tables if name in present], variants, absent)
     return con
 
 
@@ -80,11 +84,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path, tables: list[str]) -> dict[str, int]:
-    """One view per lake table on ``con``; returns their row counts."""
+def create_views(con: duckdb.DuckDBPyConnection, lake: Lake, tables: list[str]) -> dict[str, int]:
+    """One view per lake table on ``con`` (which is set up to read the lake's URLs); returns their row counts."""
+    lake.configure_duckdb(con)
     counts = {}
     for table in tables:
-        glob = (lake_root / table / "**" / "*.parquet").as_posix().replace("'", "''")
+        glob = lake.glob(table).replace("'", "''")
         con.execute(query_text("catalog_view", table=table, glob=glob))
         counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
     return counts
@@ -100,46 +105,28 @@ class ReadQueryError(ValueError):
     """A statement ``read_query`` does not run, or a query that failed on the lake as it stood."""
 
 
-def lake_state(lake_root: Path) -> tuple | None:
-    """The identity of every file a catalog view can read (path, inode, size, mtime), or None while a partition
-    is being swapped in (its old folder is set aside as ``.<name>.old-*`` until the new one is in place)."""
-    state = []
-    try:
-        for path in sorted(lake_root.rglob("*")):
-            if path.relative_to(lake_root).parts[0] == STAGING:
-                continue
-            if path.name.startswith(".") and ".old-" in path.name:
-                return None
-            if path.suffix in (".parquet", ".duckdb"):
-                stat = path.stat()
-                state.append((str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
-    except FileNotFoundError:  # a folder or file went away while it was listed: a rewrite under way
-        return None
-    return tuple(state)
-
-
-def read_query(catalog: Path, query: str, attempts: int = 50, pause_s: float = 0.02) -> pa.Table:
-    """Run one read-only statement (SELECT, EXPLAIN) on the catalog and return its whole result, read from one
-    state of the lake: when a materialization rewrote a table the query read (or was mid-swap), the query runs
-    again, so a reader never gets a table with a partition missing or twice, nor an error from a file that
+def read_query(lake: Lake, query: str, attempts: int = 50, pause_s: float = 0.02) -> pa.Table:
+    """Run one read-only statement (SELECT, EXPLAIN) on the lake's catalog and return its whole result, read from
+    one state of the lake: when a materialization rewrote a table the query read (or was mid-swap), the query
+    runs again, so a reader never gets a table with a partition missing or twice, nor an error from a file that
     vanished under it."""
     _check_reads_only(query)
-    lake_root = catalog.parent
     for _ in range(attempts):
-        before = lake_state(lake_root)
+        before = lake.state()
         if before is not None:
-            with connect_catalog(catalog) as con:
+            with connect_catalog(lake.fetch_catalog()) as con:
                 con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
+                lake.configure_duckdb(con)
                 try:
                     result = con.sql(query).to_arrow_table()
                 except duckdb.Error as exc:
-                    if lake_state(lake_root) == before:
+                    if lake.state() == before:
                         raise ReadQueryError(str(exc)) from None
                     result = None
-            if result is not None and lake_state(lake_root) == before:
+            if result is not None and lake.state() == before:
                 return result
         time.sleep(pause_s)
-    raise ReadQueryError(f"the lake under {catalog} changed during each of {attempts} attempts at the query")
+    raise ReadQueryError(f"the lake at {lake.url} changed during each of {attempts} attempts at the query")
 
 
 def _check_reads_only(query: str) -> None:

@@ -73,15 +73,14 @@ class SettingsChanged(dg.AutomationCondition):
         return "built from other settings than lake.toml's current ones"
 
     def evaluate(self, context) -> dg.AutomationResult:
-        from assets.lakehouse.config import ConfigError, lake_root, load_settings
-        from assets.lakehouse.lake import Lake
+        from assets.lakehouse.config import ConfigError, load_settings, open_lake
 
         asset = context.key.to_user_string()
         try:
             settings = load_settings()
         except ConfigError:
             return dg.AutomationResult(context, true_subset=context.get_empty_subset())
-        lake = Lake(lake_root(settings))
+        lake = open_lake(settings)
         candidates = context.candidate_subset
         if context.partitions_def is None:
             stale = not candidates.is_empty and _changed(lake, settings, asset, None, None)

@@ -42,14 +42,14 @@ class SweepPartition:
 
     @property
     def sae_dir(self) -> Path:
-        return self.lake.path("saes", model=self.model, sae=self.name)
+        return self.lake.fetch("saes", model=self.model, sae=self.name)
 
     def readers(self):
         """(training, held-out) readers over this model's activations."""
         from sae_models.activation_store import ActivationReader, ActivationStoreError
 
         try:
-            reader = ActivationReader(self.lake.path("activations", model=self.model))
+            reader = ActivationReader(self.lake.fetch("activations", model=self.model))
             return reader.split(self.settings.sweep.holdout_fraction)
         except ActivationStoreError as exc:
             raise dg.Failure(f"activations of {self.model}: {exc}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.lakehouse.config import Settings, lake_root, load_settings
+from assets.lakehouse.config import Settings, load_settings, open_lake
 from assets.lakehouse.lake import Lake
 
 # Op tags of the GPU steps: Celery workers take them from the `gpu` queue; the Kubernetes executor gives each a
@@ -29,7 +29,7 @@ class LakeResource(dg.ConfigurableResource):
         return load_settings(self.config_file or None)
 
     def lake(self) -> Lake:
-        return Lake(lake_root(self.settings(), self.config_file or None))
+        return open_lake(self.settings(), self.config_file or None)
 
 
 def torch_device() -> str:

@@ -1,22 +1,25 @@
 """Every judge call, stored: (backend, model, prompt hash) -> completion, as Parquet segments.
 
-A cache lives in one folder per (backend, model); each flush writes a new segment under a temporary name
-and renames it into place, so concurrent runs never clash and a crash loses at most the unflushed calls.
+A cache lives in one folder per (backend, model), on any fsspec filesystem (the local disk by default, an
+object store for a shared lake); each flush writes a new segment under a temporary name and moves it into place,
+so concurrent runs never clash and a crash loses at most the unflushed calls.
 Reading all segments back makes a rerun answer from disk with zero new calls. The segments are ordinary
 Parquet: tokens and cost are one DuckDB query away.
 """
 
+import contextlib
 import hashlib
 import json
-import os
 import re
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from sae_models.judges.protocol import Completion, JudgeRequest
 
@@ -29,6 +32,10 @@ def request_key(backend: str, model: str, request: JudgeRequest) -> str:
     """Content hash of everything that determines an answer."""
     body = json.dumps([backend, model, request.task, request.messages, request.max_tokens], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 def folder_name(model: str) -> str:
@@ -57,7 +64,7 @@ class _Read:
             strict=True)})
 
 
-_READ: dict[Path, _Read] = {}
+_READ: dict[str, _Read] = {}
 _READ_LOCK = threading.Lock()
 
 
@@ -65,33 +72,35 @@ class JudgeCache:
     """Segments are merged into one once there are more than ``compact_at``, so that opening a cache costs a
     few file reads however many flushes came before (the demo's 60 SAEs write thousands of segments)."""
 
-    def __init__(self, root: Path, backend: str, model: str, flush_every: int = 256, flush_after_s: float = 2.0,
-                 compact_at: int = 32):
-        self.directory = Path(root) / f"backend={backend}" / f"model={folder_name(model)}"
+    def __init__(self, root: str | Path, backend: str, model: str, flush_every: int = 256,
+                 flush_after_s: float = 2.0, compact_at: int = 32, fs: fsspec.AbstractFileSystem | None = None):
+        self.fs = fs or fsspec.filesystem("file")
+        root = str(Path(root).resolve()) if isinstance(self.fs, LocalFileSystem) else str(root)
+        self.directory = f"{root.rstrip('/')}/backend={backend}/model={folder_name(model)}"
         self.flush_every, self.flush_after_s = flush_every, flush_after_s  # calls, or seconds since the oldest
         self._oldest = 0.0
         self._lock = threading.Lock()
         self._pending: list[dict] = []
         self._unflushed: dict[str, Completion] = {}
         with _READ_LOCK:
-            self._read = _READ.setdefault(self.directory.resolve(), _Read())
+            self._read = _READ.setdefault(f"{self.fs.protocol}:{self.directory}", _Read())
         with self._read.lock:
             segments = self._read_new_segments()
             if len(segments) > compact_at:
                 self._compact(segments)
 
-    def _read_new_segments(self, attempts: int = 3) -> list[Path]:
+    def _read_new_segments(self, attempts: int = 3) -> list[str]:
         """Every segment's name; the ones not read before are read whole (all of them when none of those read
         before is left). A segment merged away by a concurrent compaction means listing again (its rows are in
         the merged one)."""
         for attempt in range(attempts):
-            segments = sorted(self.directory.glob("part-*.parquet"))
-            if self._read.segments.isdisjoint(s.name for s in segments):
+            segments = sorted(self.fs.glob(f"{self.directory}/part-*.parquet"))
+            if self._read.segments.isdisjoint(map(_name, segments)):
                 self._read.clear()  # emptied, or merged by another process: read it all again
             try:
                 for segment in segments:
-                    if segment.name not in self._read.segments:
-                        self._read.add(segment.name, pq.read_table(segment))
+                    if _name(segment) not in self._read.segments:
+                        self._read.add(_name(segment), self._read_segment(segment))
             except FileNotFoundError:
                 if attempt == attempts - 1:
                     raise
@@ -99,21 +108,27 @@ class JudgeCache:
             return segments
         raise AssertionError("unreachable")
 
-    def _compact(self, segments: list[Path]) -> None:
+    def _read_segment(self, path: str) -> pa.Table:
+        with self.fs.open(path, "rb") as handle:
+            return pq.read_table(handle)
+
+    def _compact(self, segments: list[str]) -> None:
         """One segment holding every row of ``segments``, written before they are removed, so a concurrent
         reader sees each call at least once; segments written since are left alone."""
-        table = pa.concat_tables(pq.read_table(segment) for segment in segments).cast(SCHEMA)
+        table = pa.concat_tables(self._read_segment(segment) for segment in segments).cast(SCHEMA)
         self._read.segments.add(self._write_segment(table))
         for segment in segments:
-            segment.unlink(missing_ok=True)
-            self._read.segments.discard(segment.name)
+            with contextlib.suppress(FileNotFoundError):  # merged away by a concurrent compaction
+                self.fs.rm_file(segment)
+            self._read.segments.discard(_name(segment))
 
     def _write_segment(self, table: pa.Table) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.fs.makedirs(self.directory, exist_ok=True)
         name = f"part-{uuid.uuid4().hex}.parquet"
-        tmp = self.directory / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.directory / name)
+        tmp = f"{self.directory}/.{name}.tmp"
+        with self.fs.open(tmp, "wb") as handle:
+            pq.write_table(table, handle)
+        self.fs.mv(tmp, f"{self.directory}/{name}")  # a rename on disk; a copy then a delete on a store
         return name
 
     def __len__(self) -> int:

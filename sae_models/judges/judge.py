@@ -149,9 +149,10 @@ class Judge:
         self.progress(f"judge {self.name}: {task} {n}/{total} new calls ({self.stats.cached} cached so far)")
 
 
-def build_judge(cfg: JudgeConfig, cache_dir: Path | None, device: str = "cpu",
-                progress: Callable[[str], None] | None = None) -> Judge:
-    """The configured judge, answering from (and filling) the call cache under ``cache_dir``."""
+def build_judge(cfg: JudgeConfig, cache_dir: str | Path | None, device: str = "cpu",
+                progress: Callable[[str], None] | None = None, cache_fs=None) -> Judge:
+    """The configured judge, answering from (and filling) the call cache under ``cache_dir`` (on the fsspec
+    filesystem ``cache_fs``, the local disk by default)."""
     if cfg.backend == "toyworld":
         from sae_models.judges.toyworld import ToyworldBackend
 
@@ -165,5 +166,5 @@ def build_judge(cfg: JudgeConfig, cache_dir: Path | None, device: str = "cpu",
         from sae_models.judges.local import TransformersChatBackend
 
         backend = TransformersChatBackend(cfg.model, device=device)
-    cache = JudgeCache(cache_dir, backend.name, backend.model) if cache_dir is not None else None
+    cache = JudgeCache(cache_dir, backend.name, backend.model, fs=cache_fs) if cache_dir is not None else None
     return Judge(backend, cache, Prices(cfg.price_prompt_per_m, cfg.price_completion_per_m), progress=progress)

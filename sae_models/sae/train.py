@@ -90,8 +90,10 @@ def _stream(reader: ActivationReader, cfg: TrainConfig, epoch: int, skip: int) -
 
 class Trainer:
     def __init__(self, sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
-                 checkpoint_dir: Path | None = None, log: Callable[[str], None] = print, device: str = "cpu"):
+                 checkpoint_dir: Path | None = None, log: Callable[[str], None] = print, device: str = "cpu",
+                 on_checkpoint: Callable[[], None] | None = None):
         self.sae = sae.to(device)
+        self.on_checkpoint = on_checkpoint  # e.g. copy the checkpoint where another machine can resume it
         self.reader, self.cfg, self.log, self.device = reader, cfg, log, device
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         betas = getattr(sae, "adam_betas", (0.9, 0.999))
@@ -116,6 +118,8 @@ class Trainer:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata={"state": json.dumps(meta)})
         os.replace(tmp, self.checkpoint_dir / CHECKPOINT)
+        if self.on_checkpoint:
+            self.on_checkpoint()
 
     def _fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the SAE config and the schedule."""
@@ -207,6 +211,7 @@ class Trainer:
 
 def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
               checkpoint_dir: Path | None = None, log: Callable[[str], None] = print,
-              device: str = "cpu") -> TrainResult:
-    """Train ``sae`` in place on batches from ``reader``; resumes from ``checkpoint_dir`` if one is there."""
-    return Trainer(sae, reader, cfg, checkpoint_dir, log, device).run()
+              device: str = "cpu", on_checkpoint: Callable[[], None] | None = None) -> TrainResult:
+    """Train ``sae`` in place on batches from ``reader``; resumes from ``checkpoint_dir`` if one is there, and
+    calls ``on_checkpoint`` after each checkpoint is written."""
+    return Trainer(sae, reader, cfg, checkpoint_dir, log, device, on_checkpoint).run()

@@ -21,11 +21,11 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     variants = variant_status(lake.settings(), lake_obj)
     present = lake_obj.tables()
     absent = {name: spec.schema_with_keys for name, spec in TABLES.items() if name not in present}
-    counts = build_catalog(lake_obj.root, present, lake_obj.catalog_path, variants, absent)
+    counts = build_catalog(lake_obj, present, variants, absent)
     retired = [f"{m}|{s}" for m, s, current, present in variants if present and not current]
     context.log.info(f"catalog: {len(counts)} views {counts}; retired variants with results: {retired}")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(lake_obj.catalog_path)),
+        "path": dg.MetadataValue.path(lake_obj.uri("catalog.duckdb")),
         "views": dg.MetadataValue.md(markdown_table([{"view": k, "rows": v} for k, v in counts.items()])),
         "retired": ", ".join(retired) or "none",
     })

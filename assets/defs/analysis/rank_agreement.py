@@ -24,7 +24,7 @@ def rank_agreement(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     from sae_models.evals.rank_agreement import rank_rows
 
     lake_obj, settings = lake.lake(), lake.settings()
-    with analysis_connection(lake_obj.root, lake_obj.tables(), ["sae_summary"], []) as con:
+    with analysis_connection(lake_obj, lake_obj.tables(), ["sae_summary"], []) as con:
         groups = con.sql(query_text("rank_agreement")).pl().to_dicts()
         items = {(r["comparison"], r["grouping"], r["group"]): (r["x"], r["y"])
                  for r in con.sql(query_text("rank_items")).pl().to_dicts()}

@@ -76,7 +76,7 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
     lake_obj = lake.lake()
-    with analysis_connection(lake_obj.root, lake_obj.tables(), INPUTS, []) as con:
+    with analysis_connection(lake_obj, lake_obj.tables(), INPUTS, []) as con:
         summary, ranks, lift = (con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
         baselines = con.sql(query_text("report_baselines")).pl().to_dicts()
     saes = [r for r in summary if not r["is_baseline"]]

@@ -19,7 +19,7 @@ def sae_summary(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     are left out; their rows stay in the per-SAE tables."""
     lake_obj = lake.lake()
     variants = variant_status(lake.settings(), lake_obj)
-    with analysis_connection(lake_obj.root, lake_obj.tables(), SOURCES, variants) as con:
+    with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, variants) as con:
         table = con.sql(query_text("sae_summary")).to_arrow_table()
     lake_obj.write_table("sae_summary", table)
     context.log.info(f"sae_summary: {table.num_rows} SAEs and baselines")

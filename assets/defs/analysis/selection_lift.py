@@ -15,7 +15,7 @@ from assets.shared.resources import LakeResource
 def selection_lift(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Per model and over all models, SAEs and baseline dictionaries in separate rows."""
     lake_obj = lake.lake()
-    with analysis_connection(lake_obj.root, lake_obj.tables(), ["sae_summary"], []) as con:
+    with analysis_connection(lake_obj, lake_obj.tables(), ["sae_summary"], []) as con:
         rows = con.sql(query_text("selection_lift")).pl().to_dicts()
     lake_obj.write_table("selection_lift", rows)
     context.log.info("selection lift: " + "; ".join(

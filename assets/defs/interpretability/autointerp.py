@@ -38,7 +38,8 @@ def build_partition_judge(p: SweepPartition, log):
     from sae_models.judges import JudgeError, build_judge
 
     try:
-        return build_judge(p.settings.judge, p.lake.root / JUDGE_CACHE, device=torch_device(), progress=log)
+        root, fs = p.lake.judge_cache_location(JUDGE_CACHE)
+        return build_judge(p.settings.judge, root, device=torch_device(), progress=log, cache_fs=fs)
     except JudgeError as exc:
         raise dg.Failure(str(exc)) from None
 

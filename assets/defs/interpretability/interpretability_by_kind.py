@@ -27,7 +27,7 @@ def interpretability_by_kind(context: dg.AssetExecutionContext, lake: LakeResour
         lake_obj.write_table(TABLE, [])
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no autointerp scores yet"})
     with duckdb.connect() as con:
-        create_views(con, lake_obj.root, ["autointerp", "interpretability"])
+        create_views(con, lake_obj, ["autointerp", "interpretability"])
         create_sae_variants_view(con, variant_status(lake.settings(), lake_obj))
         rows = con.sql(query_text(TABLE)).pl().to_dicts()
         truth = con.sql("SELECT model, detection_score, concept_purity, purity_feature FROM autointerp "

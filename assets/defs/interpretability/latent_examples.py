@@ -54,7 +54,7 @@ def latent_examples(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     cfg = p.settings.autointerp
     live = live_latents(p.lake, p.model, p.name)
     latents = scored_latents(live, cfg.n_latents, cfg.seed)
-    reader = ActivationReader(p.lake.path("activations", model=p.model))
+    reader = ActivationReader(p.lake.fetch("activations", model=p.model))
     start = time.perf_counter()
     rows = _logged(reader.rows(("doc_id", "pos", "token_id")), reader.n_rows, context.log.info)
     examples = gather_sae_examples(p.load_sae(), rows, latents, cfg, device=torch_device())

@@ -18,8 +18,9 @@ MODEL_CHAIN = "model_chain"
 
 
 def model_location(entry: ModelEntry, lake: Lake) -> str:
-    """Where the weights load from: the lake for toy models, else the registry's source."""
-    return str(lake.path("models", model=entry.slug)) if entry.is_toy else entry.source
+    """Where the weights load from: the lake for toy models (its local mirror for an object-store lake), else
+    the registry's source."""
+    return str(lake.fetch("models", model=entry.slug)) if entry.is_toy else entry.source
 
 
 def _train_toy(context: dg.AssetExecutionContext, entry: ModelEntry, lake: Lake, rec: dict) -> dict:
@@ -63,9 +64,10 @@ def language_model_and_lm_eval(context: dg.AssetExecutionContext, lake: LakeReso
     info = _train_toy(context, entry, lake_obj, rec) if entry.is_toy else _check_external(entry)
     row = {"source": entry.source, **info}
     table = lake_obj.write_table("lm_eval", [row], rec, model=entry.slug)
-    yield materialized(rec, {"location": dg.MetadataValue.path(model_location(entry, lake_obj))}, "language_model")
+    location = lake_obj.uri("models", model=entry.slug) if entry.is_toy else entry.source
+    yield materialized(rec, {"location": dg.MetadataValue.path(location)}, "language_model")
     yield materialized(rec, {"report": dg.MetadataValue.md(markdown_table([row])),
-                             "path": dg.MetadataValue.path(str(table)),
+                             "path": dg.MetadataValue.path(table),
                              **{k: v for k, v in row.items() if isinstance(v, int | float)}}, "lm_eval")
 
 

@@ -87,7 +87,7 @@ def patching_report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     report_architecture`` against the baselines (PCA in black), per model that solves IOI."""
     settings, lake_obj = lake.settings(), lake.lake()
     cfg = settings.patching
-    with analysis_connection(lake_obj.root, lake_obj.tables(), ["patching"], []) as con:
+    with analysis_connection(lake_obj, lake_obj.tables(), ["patching"], []) as con:
         rows = con.sql(query_text("patching_frontier")).pl().to_dicts()
     shown = [r for r in rows if r["ioi_accuracy"] >= cfg.min_ioi_accuracy
              and (r["architecture"] == cfg.report_architecture or r["is_baseline"])]

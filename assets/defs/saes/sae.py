@@ -1,8 +1,6 @@
 """``sae`` and ``sae_training`` per (model, variant): a trained SAE, fitted baseline or imported external SAE
 in the SAELens layout at lake/saes/model=/sae=/, with its training curve; and the ``sae_sweep`` job."""
 
-import shutil
-
 import dagster as dg
 
 from assets.shared.automation import SWEEP_EAGER
@@ -12,6 +10,7 @@ from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
 GROUP = "saes"
 SAE_SWEEP = "sae_sweep"
+CHECKPOINTS = "_checkpoints"
 
 
 def _build(p: SweepPartition, d_model: int):
@@ -44,19 +43,22 @@ def _import_external(p: SweepPartition, d_model: int):
 
 
 def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
-    """Fit a baseline or train an SAE (resuming from lake/_checkpoints); returns the logged history."""
+    """Fit a baseline or train an SAE (resuming from the lake's _checkpoints, which an object-store lake holds
+    too, so another machine can resume); returns the logged history."""
     from sae_models.sae.train import TrainingError, train_sae
 
     sweep = p.settings.sweep
     if p.variant.is_baseline:
         sae_model.fit(train_reader.sample(sweep.baseline_fit_tokens, sweep.train.seed))
         return []
-    ckpt = p.lake.root / "_checkpoints" / f"model={p.model}" / f"sae={p.name}"
+    where = {"model": p.model, "sae": p.name}
+    ckpt = p.lake.fetch(CHECKPOINTS, **where)
     try:
-        result = train_sae(sae_model, train_reader, sweep.train, ckpt, log=context.log.info, device=torch_device())
+        result = train_sae(sae_model, train_reader, sweep.train, ckpt, log=context.log.info, device=torch_device(),
+                           on_checkpoint=lambda: p.lake.push(CHECKPOINTS, **where))
     except TrainingError as exc:
         raise dg.Failure(f"{p.model} / {p.name}: {exc}") from None
-    shutil.rmtree(ckpt, ignore_errors=True)
+    p.lake.remove(CHECKPOINTS, **where)
     return result.history
 
 
