@@ -78,6 +78,12 @@ def _unknown_architecture(root, config, instance, capsys, ready):
     return _cli_error(capsys, "config"), ["lake.toml", "architectures", "vanilla"]
 
 
+def _unsupported_lake_scheme(root, config, instance, capsys, ready):
+    config.write_text(ONE_MODEL.replace('root = "lake"', 'root = "gs://bucket/lake"'))
+    ready()
+    return _cli_error(capsys, "config"), ["[lake] root", "gs://bucket/lake", "s3://"]
+
+
 def _corrupt_safetensors(root, config, instance, capsys, ready):
     weights = root / "lake" / "saes" / "model=toy-gemma2" / "sae=topk-k4" / "sae_weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -129,6 +135,7 @@ def _instructions_with_wrong_columns(root, config, instance, capsys, ready):
 CASES: dict[str, Callable] = {
     "malformed lake.toml value": _malformed_value,
     "unknown architecture": _unknown_architecture,
+    "lake root on an unsupported store": _unsupported_lake_scheme,
     "corrupt safetensors file": _corrupt_safetensors,
     "truncated Parquet file": _truncated_parquet,
     "model directory without a tokenizer": _model_without_tokenizer,

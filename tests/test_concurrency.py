@@ -131,7 +131,7 @@ def test_the_readers_see_a_table_torn_by_an_in_place_writer(disk_lake_being_rewr
     assert anomalies, f"{done} queries during in-place rewrites saw no torn table"
 
 
-def test_fifty_readers_during_rewrites_never_see_a_half_written_table(lake_being_rewritten):
+def test_fifty_readers_during_rewrites_never_see_a_half_written_table(lake_being_rewritten, monkeypatch):
     lake, start_writer = lake_being_rewritten
     # On the loopback S3 server a query costs ~0.35 s of this process' CPU (DuckDB reads through Python's s3fs)
     # and a rewrite of the 8 partitions ~1-4 s on 2 shared cores: 4 readers there, and the writer rewrites the
@@ -139,14 +139,23 @@ def test_fifty_readers_during_rewrites_never_see_a_half_written_table(lake_being
     # reader: each query sees it change and runs again). ``test_a_reader_never_sees_half_a_publish`` below
     # holds a publish open at its worst moment instead of relying on timing.
     readers, seconds, burst_pause_s, min_rewrites = (4, 14.0, 3.0, 2) if lake.store else (50, 3.0, 0.0, 3)
+    states, lock, real_state = [0], threading.Lock(), Lake.state
+
+    def counted_state(self):
+        with lock:
+            states[0] += 1
+        return real_state(self)
+
+    monkeypatch.setattr(Lake, "state", counted_state)
     writer = start_writer(seconds + 1, pause_s=burst_pause_s)
     try:
         done, anomalies = _hammer(lambda c: read_query(c, QUERY), lake, readers, seconds)
     finally:
         rewrites = int(writer.communicate(timeout=60)[0].split()[-1])
-    print(f"{done} queries, {rewrites} rewrites of each partition")
+    print(f"{done} queries ({states[0]} lake states taken, 2 per attempt), {rewrites} rewrites of each partition")
     assert rewrites >= min_rewrites  # every partition rewritten several times under the readers
     assert done > readers and anomalies == [], anomalies[:5]
+    assert states[0] > 2 * done  # some queries met a rewrite and ran again: the readers did overlap the writer
 
 
 def test_a_query_that_the_lake_changed_under_runs_again(lake_being_rewritten, monkeypatch):

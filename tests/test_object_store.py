@@ -11,7 +11,7 @@ import pytest
 
 from assets.lakehouse.lake import Lake
 from assets.lakehouse.objectstore import PUBLISHING, STAGING, ObjectStoreError
-from assets.lakehouse.sql import build_catalog, read_query
+from assets.lakehouse.sql import ReadQueryError, build_catalog, read_query
 from assets.lakehouse.tables import spec
 
 ROWS = 100
@@ -50,8 +50,8 @@ def test_a_rewrite_replaces_the_partition_and_a_failed_one_changes_nothing(s3_la
     assert not [k for k in before if k.startswith(STAGING)]
 
 
-def _read_during_held_publish(writer: Lake, reader: Lake, version: float, monkeypatch) -> tuple[bool, list]:
-    """Publish ``version`` and hold it after its first file is copied into place; start a read then. Returns
+def _read_during_held_publish(writer: Lake, read, version: float, monkeypatch) -> tuple[bool, object]:
+    """Publish ``version`` and hold it after its first file is copied into place; call ``read()`` then. Returns
     (whether the read was still waiting 1.5 s later, what it returned once the publish was let go)."""
     first_copied, release, result = threading.Event(), threading.Event(), {}
     real_copy = writer.store.fs.copy
@@ -65,16 +65,19 @@ def _read_during_held_publish(writer: Lake, reader: Lake, version: float, monkey
     publish = threading.Thread(target=_write_two_files, args=(writer, version))
     publish.start()
     assert first_copied.wait(30)
-    read = threading.Thread(target=lambda: result.update(
-        rows=read_query(reader, QUERY, attempts=400, pause_s=0.01).to_pylist()))
-    read.start()
-    read.join(1.5)
-    waiting = read.is_alive()
+    reading = threading.Thread(target=lambda: result.update(got=read()))
+    reading.start()
+    reading.join(1.5)
+    waiting = reading.is_alive()
     release.set()
-    read.join(30)
+    reading.join(30)
     publish.join(30)
     monkeypatch.undo()
-    return waiting, result["rows"]
+    return waiting, result["got"]
+
+
+def _sql(reader: Lake):
+    return lambda: read_query(reader, QUERY, attempts=400, pause_s=0.01).to_pylist()
 
 
 def test_a_reader_never_sees_half_a_publish(s3_lake, monkeypatch):
@@ -87,19 +90,29 @@ def test_a_reader_never_sees_half_a_publish(s3_lake, monkeypatch):
     reader = Lake(s3_lake)
     assert read_query(reader, QUERY).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
 
-    waiting, rows = _read_during_held_publish(writer, reader, 2.0, monkeypatch)
+    waiting, rows = _read_during_held_publish(writer, _sql(reader), 2.0, monkeypatch)
     assert waiting and rows == [{"n": 2 * ROWS, "lo": 2.0, "hi": 2.0}]
 
     real_pipe = writer.store.fs.pipe_file
     monkeypatch.setattr(writer.store.fs, "pipe_file", lambda path, data, **kw: None if path.endswith(PUBLISHING)
                         else real_pipe(path, data, **kw))
-    waiting, rows = _read_during_held_publish(writer, reader, 3.0, monkeypatch)
+    waiting, rows = _read_during_held_publish(writer, _sql(reader), 3.0, monkeypatch)
     assert not waiting and rows == [{"n": 2 * ROWS, "lo": 2.0, "hi": 3.0}]  # half old, half new
 
 
-def test_a_publish_that_died_midway_is_never_read_and_the_next_write_repairs_it(s3_lake):
-    lake = Lake(s3_lake)
-    _write_two_files(lake, 1.0)
+def test_a_mirror_fetch_waits_out_a_publish(s3_lake, tmp_path, monkeypatch):
+    """Another machine's copy of a partition (what asset code reads) is never taken half-way through a
+    publish: the fetch waits and then holds the new version whole."""
+    writer, other = Lake(s3_lake), Lake(s3_lake, cache=tmp_path / "other-machine")
+    _write_two_files(writer, 1.0)
+    assert set(other.read_table("sae_training", model="m", sae="a").column("loss").to_pylist()) == {1.0}
+    waiting, table = _read_during_held_publish(
+        writer, lambda: other.read_table("sae_training", model="m", sae="a"), 2.0, monkeypatch)
+    assert waiting and table.num_rows == 2 * ROWS and set(table.column("loss").to_pylist()) == {2.0}
+
+
+def _die_after_one_copy(lake: Lake, write) -> None:
+    """Run ``write`` with the connection lost after its first server-side copy."""
     real_copy, copies = lake.store.fs.copy, []
 
     def dies_after_one(src, dst, **kwargs):
@@ -109,17 +122,57 @@ def test_a_publish_that_died_midway_is_never_read_and_the_next_write_repairs_it(
         real_copy(src, dst, **kwargs)
 
     lake.store.fs.copy = dies_after_one
-    with pytest.raises(ConnectionError):
-        _write_two_files(lake, 2.0)
-    lake.store.fs.copy = real_copy
+    try:
+        with pytest.raises(ConnectionError):
+            write()
+    finally:
+        lake.store.fs.copy = real_copy
+
+
+def test_a_publish_that_died_midway_is_never_read_and_the_next_write_repairs_it(s3_lake):
+    lake = Lake(s3_lake)
+    _write_two_files(lake, 1.0)
+    build_catalog(lake, ["sae_training"], [])
+    _die_after_one_copy(lake, lambda: _write_two_files(lake, 2.0))
     assert f"model=m/sae=a/{PUBLISHING}" in lake.store.listing("sae_training")
-    assert lake.state() is None  # sae-lake sql retries, then says so
-    with pytest.raises(ObjectStoreError, match="did not finish.*materialize this partition again"):
+    assert lake.state() is None
+    with pytest.raises(ObjectStoreError, match=r"publish by host .*, pid \d+ .*did not finish.*materialize"):
         lake.store.wait_published("sae_training/model=m/sae=a", timeout_s=0.5)
+    with pytest.raises(ReadQueryError, match="sae_training/model=m/sae=a still held a publishing marker"):
+        read_query(lake, QUERY, attempts=3)
     _write_two_files(lake, 3.0)
     assert sorted(lake.store.listing("sae_training")) == ["model=m/sae=a/part-00000.parquet",
                                                           "model=m/sae=a/part-00001.parquet"]
     assert set(lake.read_table("sae_training", model="m", sae="a").column("loss").to_pylist()) == {3.0}
+
+
+def test_a_checkpoint_upload_that_died_blocks_neither_resumption_nor_readers(s3_lake, tmp_path):
+    """Training pushes its checkpoint (one file) to the store; a push killed mid-publish leaves a marker there,
+    which must not stop the rerun from fetching the checkpoint, nor ``sae-lake sql`` from reading the tables."""
+    lake = Lake(s3_lake)
+    _write_two_files(lake, 1.0)
+    build_catalog(lake, ["sae_training"], [])
+    where = {"model": "m", "sae": "a"}
+    local = lake.path("_checkpoints", **where)
+    local.mkdir(parents=True)
+    (local / "checkpoint.safetensors").write_bytes(b"step 10")
+    lake.push("_checkpoints", **where)
+    (local / "checkpoint.safetensors").write_bytes(b"step 20")
+    (local / "extra").write_bytes(b"x")  # two files, so the copy can die between them
+    _die_after_one_copy(lake, lambda: lake.push("_checkpoints", **where))
+    assert PUBLISHING in lake.store.listing("_checkpoints/model=m/sae=a")
+    assert read_query(lake, QUERY, attempts=3).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
+    other = Lake(s3_lake, cache=tmp_path / "resuming-machine")
+    fetched = other.fetch("_checkpoints", wait=False, **where)
+    assert (fetched / "checkpoint.safetensors").read_bytes() in (b"step 10", b"step 20")
+    assert not (fetched / PUBLISHING).exists()
+    lake.push("_checkpoints", **where)
+    assert PUBLISHING not in lake.store.listing("_checkpoints/model=m/sae=a")
+
+
+def test_a_missing_bucket_is_one_clear_error(s3_server):
+    with pytest.raises(ObjectStoreError, match=r"s3://no-such-bucket-here: no such bucket at http://127\.0\.0\.1"):
+        Lake("s3://no-such-bucket-here/lake").tables()
 
 
 def test_the_mirror_follows_the_store(s3_lake, tmp_path):

@@ -210,6 +210,9 @@ def lake_root(settings: Settings, path: str | os.PathLike | None = None) -> Path
     root = os.environ.get(ROOT_ENV) or settings.lake.root
     if is_object_store(root):
         return root
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", root):
+        raise ConfigError(f"[lake] root {root!r}: not a folder, and the only object store supported is s3:// "
+                          "(lower case; any S3-compatible server through AWS_ENDPOINT_URL)")
     return (config_path(path).parent / Path(root).expanduser()).resolve()
 
 

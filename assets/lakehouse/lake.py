@@ -26,9 +26,15 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.lakehouse.objectstore import PUBLISHING, ObjectStore, ObjectStoreError, alive, is_object_store
+from assets.lakehouse.objectstore import (
+    PUBLISHING,
+    STAGING,
+    ObjectStore,
+    ObjectStoreError,
+    alive,
+    is_object_store,
+)
 
-STAGING = "_staging"
 SETTINGS_RECORD = "_settings.json"  # what a partition was built from (see assets/lakehouse/fingerprints.py)
 MIRROR_RECORD = ".mirrored.json"  # in a mirrored partition: the store's listing it was copied from
 CATALOG = "catalog.duckdb"
@@ -137,16 +143,24 @@ class Lake:
         os.replace(tmp, target)
         return str(target)
 
-    def fetch(self, folder: str, **keys: str) -> Path:
+    def fetch(self, folder: str, *, wait: bool = True, **keys: str) -> Path:
         """The partition's local folder, up to date: for an object-store lake, copied from the store into the
         mirror when the store's listing differs from what the mirror holds (and removed there when the store has
-        none)."""
+        none). A publish under way is waited out; ``wait=False`` takes the files as they are, for a partition of
+        one file (a training checkpoint), whose every copy is whole, so that a writer killed mid-publish cannot
+        block its own resumption."""
         target = self.path(folder, **keys)
         if not self.store:
             return target
         relative = self.relative(folder, **keys)
+
+        def current() -> dict[str, str]:
+            if wait:
+                return self.store.wait_published(relative)
+            return {n: e for n, e in self.store.listing(relative).items() if n != PUBLISHING}
+
         for _ in range(5):
-            listing = self.store.wait_published(relative)
+            listing = current()
             with self._mirror_lock(target):
                 if _mirrored(target) == listing:
                     return target
@@ -156,7 +170,7 @@ class Lake:
                 staging = self._staging_folder()
                 try:
                     self.store.download(relative, list(listing), staging)
-                    if self.store.listing(relative) != listing:  # published again meanwhile: fetch again
+                    if current() != listing:  # published again meanwhile: fetch again
                         shutil.rmtree(staging)
                         continue
                     (staging / MIRROR_RECORD).write_text(json.dumps(listing))
@@ -202,15 +216,22 @@ class Lake:
         return tuple((str(f), s.st_ino, s.st_size, s.st_mtime_ns) for f in files for s in [f.stat()])
 
     def state(self) -> tuple | None:
-        """The identity of every file a catalog view can read, or None while a partition is being swapped in
-        (on disk its old folder is set aside as ``.<name>.old-*``; on a store it holds a ``_publishing``
-        marker)."""
+        """The identity of every file a catalog view can read, or None while a partition of a table is being
+        swapped in (on disk its old folder is set aside as ``.<name>.old-*``; on a store it holds a
+        ``_publishing`` marker; publishes elsewhere, e.g. of checkpoints, do not count)."""
         if self.store:
-            listing = {n: e for n, e in self.store.listing().items() if not n.startswith(STAGING + "/")}
-            if any(n.rsplit("/", 1)[-1] == PUBLISHING for n in listing):
+            listing = {n: e for n, e in self.store.listing().items() if _is_table(n.split("/", 1)[0])}
+            if self.publishing(listing):
                 return None
             return tuple(sorted((n, e) for n, e in listing.items() if n.endswith((".parquet", ".duckdb"))))
         return _disk_state(self.root)
+
+    def publishing(self, listing: dict[str, str] | None = None) -> list[str]:
+        """The table partitions of an object-store lake that hold a ``_publishing`` marker."""
+        if listing is None:
+            listing = self.store.listing() if self.store else {}
+        return sorted(n.rsplit("/", 1)[0] for n in listing
+                      if n.rsplit("/", 1)[-1] == PUBLISHING and _is_table(n.split("/", 1)[0]))
 
     def read_table(self, table: str, **keys: str) -> pa.Table:
         path = self.fetch(table, **keys)

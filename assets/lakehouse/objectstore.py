@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,24 +31,50 @@ class ObjectStoreError(RuntimeError):
     """The object store refused or could not be reached; the message names the key and the endpoint."""
 
 
+def endpoint() -> str:
+    """The endpoint the AWS variables point at, for error messages."""
+    return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or "AWS's default endpoint"
+
+
+def _s3fs():
+    try:
+        import s3fs
+    except ImportError:
+        raise ObjectStoreError("an s3:// lake needs s3fs: pip install 'sae-lake[scale]'") from None
+    return s3fs
+
+
+_duckdb_fs = None
+_duckdb_fs_lock = threading.Lock()
+
+
+def duckdb_filesystem():
+    """The filesystem DuckDB reads through: one per process, with a listing cache (without it DuckDB's reads of
+    8 small files cost ~110 requests instead of ~18), emptied before each query by ``fresh_listings``. One
+    explicit instance: fsspec's own instance cache would hand each thread a different one."""
+    global _duckdb_fs
+    with _duckdb_fs_lock:
+        if _duckdb_fs is None:
+            _duckdb_fs = _s3fs().S3FileSystem(use_listings_cache=True, skip_instance_cache=True)
+        return _duckdb_fs
+
+
 class ObjectStore:
-    """Keys under ``s3://bucket/prefix``, addressed by lake-relative paths such as ``saes/model=m/sae=s``."""
+    """Keys under ``s3://bucket/prefix``, addressed by lake-relative paths such as ``saes/model=m/sae=s``.
+
+    One writer per partition at a time, as Dagster schedules them: two runs materializing the same partition
+    at once could interleave their publishes."""
 
     def __init__(self, url: str):
-        import s3fs
-
         self.url = url.rstrip("/")
         self.base = self.url.removeprefix(SCHEME)
+        self.bucket = self.base.split("/", 1)[0]
         # no listing cache: another process may have published since
-        self.fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True)
+        self.fs = _s3fs().S3FileSystem(use_listings_cache=False, skip_instance_cache=True)
 
     @property
     def duckdb_fs(self):
-        """The filesystem DuckDB reads through: one per process, with a listing cache (without it DuckDB's reads
-        of 8 small files cost ~110 requests instead of ~18), emptied before each query by ``fresh_listings``."""
-        import s3fs
-
-        return s3fs.S3FileSystem(use_listings_cache=True)
+        return duckdb_filesystem()
 
     def fresh_listings(self) -> None:
         self.duckdb_fs.invalidate_cache()
@@ -64,10 +91,13 @@ class ObjectStore:
         try:
             found = self.fs.find(prefix, detail=True)
         except FileNotFoundError:
+            if not self.fs.exists(self.bucket):
+                raise ObjectStoreError(f"{SCHEME}{self.bucket}: no such bucket at {endpoint()} (create it, or "
+                                       "fix [lake] root)") from None
             return {}
         except Exception as exc:  # botocore's errors have no common base worth importing here
-            raise ObjectStoreError(f"{SCHEME}{prefix}: cannot list ({exc}); check AWS_ENDPOINT_URL and the "
-                                   "credentials") from exc
+            raise ObjectStoreError(f"{SCHEME}{prefix}: cannot list at {endpoint()} ({exc}); check AWS_ENDPOINT_URL "
+                                   "and the credentials") from exc
         return {name[len(prefix) + 1:]: info.get("ETag", "") for name, info in found.items()
                 if info.get("type") == "file" and name.startswith(prefix + "/")}
 
@@ -141,9 +171,19 @@ class ObjectStore:
             if PUBLISHING not in listing:
                 return listing
             if time.monotonic() > deadline:
-                raise ObjectStoreError(f"{self.uri(relative)}: a publish started and did not finish (a writer died "
-                                       "mid-publish?); materialize this partition again")
+                writer = self._marker_writer(relative)
+                raise ObjectStoreError(f"{self.uri(relative)}: a publish by {writer} started more than {timeout_s:g} s "
+                                       "ago and did not finish (did it die mid-publish?); materialize this "
+                                       "partition again")
             time.sleep(0.2)
+
+    def _marker_writer(self, relative: str) -> str:
+        """``host <h>, pid <p>`` of the writer whose marker is in ``relative``."""
+        try:
+            host, pid, _ = self.read_bytes(f"{relative}/{PUBLISHING}").decode().split("~")
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            return "an unknown writer"
+        return f"host {host}, pid {pid}"
 
 
 def writer_id() -> str:

@@ -126,6 +126,11 @@ def read_query(lake: Lake, query: str, attempts: int = 50, pause_s: float = 0.02
             if result is not None and lake.state() == before:
                 return result
         time.sleep(pause_s)
+    stuck = lake.publishing()
+    if stuck:
+        raise ReadQueryError(f"the lake at {lake.url} is being published to: {', '.join(stuck)} still held a "
+                             f"publishing marker after {attempts} attempts (a writer that died mid-publish leaves "
+                             "one; materializing that partition again clears it)")
     raise ReadQueryError(f"the lake at {lake.url} changed during each of {attempts} attempts at the query")
 
 

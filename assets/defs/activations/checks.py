@@ -14,7 +14,7 @@ from assets.shared.resources import LakeResource
 
 
 def _partition(lake: LakeResource, slug: str) -> tuple[Path, dict]:
-    path = lake.lake().path("activations", model=slug)
+    path = lake.lake().fetch("activations", model=slug)
     manifest = path / MANIFEST
     if not manifest.is_file():
         raise dg.Failure(f"activations for {slug}: no {MANIFEST} at {path} (materialize activations first)")

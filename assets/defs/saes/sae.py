@@ -52,7 +52,7 @@ def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
         sae_model.fit(train_reader.sample(sweep.baseline_fit_tokens, sweep.train.seed))
         return []
     where = {"model": p.model, "sae": p.name}
-    ckpt = p.lake.fetch(CHECKPOINTS, **where)
+    ckpt = p.lake.fetch(CHECKPOINTS, wait=False, **where)
     try:
         result = train_sae(sae_model, train_reader, sweep.train, ckpt, log=context.log.info, device=torch_device(),
                            on_checkpoint=lambda: p.lake.push(CHECKPOINTS, **where))
