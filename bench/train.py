@@ -1,52 +1,48 @@
-"""SAE training speed: tokens/s and peak memory per architecture, against a dense reference.
+"""SAE training speed: tokens/s per architecture against a dense TopK reference and against sae-lens.
 
-Every side runs a full training step: the loss with its auxiliary term, backward, the decoder constraint,
-gradient clipping, Adam and the lr schedule. What each step contains:
+Every side runs a full training step on the same activations, width, target L0 and batch: the loss with its
+auxiliary term, backward, the decoder constraint, gradient clipping, Adam and the lr schedule.
 
-- ``dense-topk-reference``: TopK in the most direct PyTorch. Dense pre-activations (x - b_dec) W_enc + b_enc,
-  ReLU, top-k, dense codes [batch, width], dense decode; AuxK as in ``sae_models``: the top k_aux =
-  min(d/2, #dead) dead latents' pre-activations as dense codes, decoded without b_dec against the detached
-  residual, divided by the residual's variance, weight 1/32. Autograd backward through everything; the
-  decoder-gradient component parallel to each decoder row removed; gradient norm clipped to 1; Adam;
-  decoder rows renormalised to unit norm; the dead-latent counters updated. Same lr schedule as ours;
-  same initialisation (unit decoder rows, W_enc = W_dec^T), b_dec set to the first batch's mean (untimed).
+- ``dense-topk`` (the reference): TopK in the most direct PyTorch. Dense pre-activations
+  (x - b_dec) W_enc + b_enc, ReLU, top-k, dense codes [batch, width], dense decode; AuxK as in ``sae_models``
+  (the top k_aux = min(d/2, #dead) dead latents' pre-activations as dense codes, decoded without b_dec
+  against the detached residual, divided by the residual's variance, weight 1/32). Autograd backward through
+  everything; the decoder-gradient component parallel to each decoder row removed; gradient norm clipped to
+  1; Adam; decoder rows renormalised; the dead-latent counters updated. Same lr schedule and initialisation
+  as ours; b_dec set to the first batch's mean (untimed).
 - ``topk``, ``batchtopk``, ``relu``, ``jumprelu``, ``gated``: the library's own step,
-  ``sae_models.sae.train.Trainer._train_step``, inside the body of ``Trainer.run``'s loop (activation
-  scale, finiteness check, ``init_from_batch`` on step 0). That step sets the lr (``lr_at``: linear warm-up,
-  linear decay to zero from 80% of the steps), takes the dead mask from the trainer's counters, computes
-  ``training_loss`` (TopK/BatchTopK: sparse encode/decode of the active latents plus AuxK on the dead ones;
-  the others: their penalties, Gated its auxiliary gate reconstruction), backward,
-  ``remove_parallel_grads``, ``clip_grad_norm_`` (``grad_clip`` 1.0), Adam (JumpReLU: betas (0, 0.999)),
-  ``normalize_decoder``, ``on_step_end`` (BatchTopK: its inference-threshold EMA, a scalar update) and the
-  dead-latent counter update; a history row every 40th step (2000 steps / 50 rows, the default schedule's rate).
-  ReLU keeps no unit-norm decoder (its penalty is weighted by the decoder norms), so its projection and
-  renormalisation are no-ops, exactly as in real training.
-- ``sae-lens-topk`` (where sae-lens is installed, the test extra): sae-lens's ``SAETrainer.step``, the
-  per-step seam its own ``fit`` loop calls, with ``fit``'s ``maybe_reset_sparsity`` and step counter around
-  it: ``TopKTrainingSAE.training_forward_pass`` with the trainer's ``dead_neuron_mask`` (MSE plus sae-lens's
-  TopK aux loss: k_aux = min(d/2, #dead), coefficient 1, no variance normalisation), its firing counters and
-  activation-frequency scores, backward, ``clip_grad_norm_(1.0)``, Adam, its lr scheduler (the same linear
-  warm-up and linear decay) and coefficient schedulers. Decoder normalisation as sae-lens does it for TopK:
-  ``rescale_acts_by_decoder_norm=True`` (its default), i.e. pre-activations multiplied by ||d_i|| and codes
-  divided by it in decode, every step; sae-lens's trainer neither projects gradients nor renormalises weights.
+  ``sae_models.sae.train.Trainer._train_step``, inside the body of ``Trainer.run``'s loop (activation scale,
+  finiteness check, ``init_from_batch`` on step 0): lr schedule, ``training_loss`` (TopK/BatchTopK: sparse
+  encode/decode of the active latents plus AuxK; ReLU, JumpReLU, Gated: their penalties, Gated its auxiliary
+  gate reconstruction, on the active pairs once their measured density is under ``sparse_below``), backward,
+  ``remove_parallel_grads``, ``clip_grad_norm_`` (1.0), Adam (JumpReLU: betas (0, 0.999)),
+  ``normalize_decoder``, ``on_step_end`` and the dead-latent counters; a history row every 40th step.
+- ``sae-lens-*`` (where sae-lens is installed, the test extra): sae-lens's training SAE of the same
+  architecture (``TopKTrainingSAE``, ``BatchTopKTrainingSAE``, ``StandardTrainingSAE`` for ReLU,
+  ``JumpReLUTrainingSAE`` with its quadratic L0 loss at the same target, ``GatedTrainingSAE``) under
+  ``SAETrainer.step``, the per-step seam its own ``fit`` loop calls, with ``fit``'s ``maybe_reset_sparsity``
+  and step counter around it: its forward pass and losses (TopK/BatchTopK: its AuxK, k_aux = min(d/2, #dead),
+  coefficient 1), firing counters, backward, ``clip_grad_norm_(1.0)``, Adam, its lr and coefficient
+  schedulers, all with its default settings (e.g. dense TopK activations).
 
-AuxK has work to do: a latent counts as dead when it has not fired for ``--dead-window`` steps (default 1:
-our ``dead_tokens`` = window x batch, sae-lens's ``dead_feature_window`` = window - 1, its test being
-strict), and the activations are not isotropic noise (on which every latent fires in every batch) but have
-a power-law spectrum like a residual stream's: principal direction i has standard deviation ~ 1/i, in a
-random orthonormal basis, scaled to unit mean squared norm. The table reports the mean number of dead
-latents per timed step and the mean k_aux (the number of dead latents AuxK decodes per token, capped at
-d/2); once every TopK side has at least d/2 dead latents, their AuxK terms do the same amount of work.
+The penalised architectures reach their L0 by training, which a benchmark cannot wait for at these shapes:
+before timing (untimed) each of them, ours and sae-lens's, has its per-latent thresholds (ReLU's b_enc,
+JumpReLU's theta, Gated's b_gate) set so that every latent fires on a fraction L0 / width of the activations,
+i.e. it starts where a converged SAE of that L0 is. The table reports each penalised side's L0 after its timed
+steps (its encoder's codes on all the benchmark's activations; TopK sides: k), and how many of our timed steps
+took the sparse path.
 
-Every run uses the same activations, width, k and batch, and runs in its own subprocess so peak memory
-(max RSS on the CPU, which includes the imported libraries, e.g. sae-lens's transformer_lens; max allocated
-on a GPU) belongs to it alone. Each is timed over ``--steps`` steps after 3 warm-up steps, in ``--repeats``
-rounds through all the sides (interleaved, so a shift in the load of a shared machine reaches every side);
-the table gives each side's fastest round (and its slowest), and the ratio column is tokens/s against the
-reference from the same invocation.
+AuxK has work to do: a latent counts as dead when it has not fired for ``--dead-window`` steps (default 1),
+and the activations have a power-law spectrum like a residual stream's (principal direction i has standard
+deviation ~ 1/i, in a random orthonormal basis, unit mean squared norm).
 
-    python bench/train.py                          # CPU: d 256, width 16 x d, k 32, batch 1024
-    python bench/train.py --d 2304 --width 16384 --k 64 --batch 4096   # paper scale, on a GPU (bf16)
+Every run is its own subprocess (so peak memory, max RSS on the CPU or max allocated on a GPU, is its own) and
+is timed over ``--steps`` steps after 3 warm-up steps, in ``--repeats`` rounds through all the sides
+(interleaved, so a shift in a shared machine's load reaches every side); a side's figure is its fastest round
+(its slowest alongside), and the ratios are against the reference and sae-lens from the same invocation.
+
+    python bench/train.py          # CPU: d 256 / width 4096 and d 768 / width 16384, L0 32 and 128
+    python bench/train.py --shapes 2304x16384 --l0 64 --batch 4096 --peak-tflops 989   # paper scale on a GPU (bf16)
 """
 
 import argparse
@@ -58,20 +54,21 @@ import time
 
 import torch
 
-ARCHS = {
-    "dense-topk-reference": {},
-    "sae-lens-topk": {},
-    "topk": dict(k=None),
-    "batchtopk": dict(k=None),
-    "relu": dict(sparsity_coefficient=0.04),
-    "jumprelu": dict(target_l0=None, sparsity_coefficient=1.0),
-    "gated": dict(sparsity_coefficient=0.04),
-}
-AUXK = {"dense-topk-reference", "sae-lens-topk", "topk", "batchtopk"}
+OURS = ("topk", "batchtopk", "relu", "jumprelu", "gated")
+REFERENCE = "dense-topk"
+SAE_LENS = {f"sae-lens-{arch}": arch for arch in OURS}
+SIDES = (REFERENCE, *OURS, *SAE_LENS)
+PENALISED = ("relu", "jumprelu", "gated")
 WARMUP_STEPS = 3
-LR = 3e-4
+# The step's compute does not depend on the lr's value, but its state does: at the paper's 3e-4 Adam's first
+# steps (unit-size updates on every weight) move the penalised SAEs' L0 from its target by 2-40x within the
+# timed steps. A tiny lr keeps every side where it started, at its target L0, for the whole measurement.
+LR = 1e-6
 GRAD_CLIP = 1.0
 AUX_K_COEFFICIENT = 1 / 32
+L1 = 0.04  # ReLU and Gated: a mid-sweep L1 weight; the thresholds, not the weight, set the L0 here
+PAPER_TOKENS = 5e8  # per SAE, [W25]
+PAPER_SAES = 30  # per model: 5 architectures x 6 sparsities
 
 
 def lr_schedule(total: int) -> tuple[int, float]:
@@ -79,13 +76,21 @@ def lr_schedule(total: int) -> tuple[int, float]:
     return max(1, total // 5), 0.8
 
 
-def activations(args, device: str) -> torch.Tensor:
-    """[4 x batch, d] rows with a power-law spectrum (std of principal direction i ~ 1/i), unit mean ||x||^2."""
+def activations(d: int, rows: int, device: str) -> torch.Tensor:
+    """[rows, d] with a power-law spectrum (std of principal direction i ~ 1/i), unit mean ||x||^2."""
     gen = torch.Generator().manual_seed(0)
-    basis = torch.linalg.qr(torch.randn(args.d, args.d, generator=gen))[0]
-    std = 1 / torch.arange(1, args.d + 1, dtype=torch.float32)
-    x = (torch.randn(args.batch * 4, args.d, generator=gen) * std) @ basis.T
+    basis = torch.linalg.qr(torch.randn(d, d, generator=gen))[0]
+    std = 1 / torch.arange(1, d + 1, dtype=torch.float32)
+    x = (torch.randn(rows, d, generator=gen) * std) @ basis.T
     return (x / x.pow(2).sum(-1).mean().sqrt()).to(device)
+
+
+@torch.no_grad()
+def firing_cut(x: torch.Tensor, b_dec: torch.Tensor, w_enc: torch.Tensor, l0: int) -> torch.Tensor:
+    """Per latent, the projection (x - b_dec) W_enc that a fraction l0 / width of the rows of ``x`` exceed."""
+    proj = (x.float() - b_dec.float()) @ w_enc.float()
+    above = max(1, round(x.shape[0] * l0 / w_enc.shape[1]))
+    return proj.kthvalue(x.shape[0] - above, dim=0).values.to(w_enc.dtype)
 
 
 class DenseTopK(torch.nn.Module):
@@ -118,176 +123,270 @@ class DenseTopK(torch.nn.Module):
         return mse, (codes > 0).any(0)
 
 
-def dense_reference(args, device: str, total: int):
-    """The reference's step: loss with AuxK, backward, gradient projection, clipping, Adam, renormalisation."""
-    model = DenseTopK(args.d, args.width, args.k).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    since_fired = torch.zeros(args.width, dtype=torch.long, device=device)
-    dead_after = args.dead_window * args.batch
-    warm, decay_start = lr_schedule(total)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
-    state = {"step": 0}
+class Side:
+    """One side's training step, driven by the worker: ``step(batch)``, and what the table reports."""
 
-    def step(x: torch.Tensor) -> None:
-        i = state["step"]
-        if i == 0:
+    def step(self, batch: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def dead(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encoder(self):
+        """The model whose ``encode`` gives the codes (None: a TopK side, whose L0 is k by construction)."""
+        return None
+
+    sparse_steps = None  # ours (penalised): timed steps that took the sparse path
+
+
+class Reference(Side):
+    """The reference's step: loss with AuxK, backward, gradient projection, clipping, Adam, renormalisation."""
+
+    def __init__(self, args, x: torch.Tensor, total: int):
+        self.model = DenseTopK(args.d, args.width, args.l0).to(x.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=LR, foreach=True)  # as ours
+        self.since_fired = torch.zeros(args.width, dtype=torch.long, device=x.device)
+        self.dead_after, self.total, self.i, self.k = args.dead_window * args.batch, total, 0, args.l0
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda")
+
+    def step(self, x: torch.Tensor) -> None:
+        model = self.model
+        if self.i == 0:
             with torch.no_grad():
                 model.b_dec.copy_(x.mean(0))
-        decay_from = int(decay_start * total)
-        decay = 1.0 if i < decay_from else (total - i) / max(1, total - decay_from)
-        for group in opt.param_groups:
-            group["lr"] = LR * min(1.0, (i + 1) / warm) * decay
-        with autocast:
-            loss, fired = model.loss(x, since_fired >= dead_after)
-        opt.zero_grad(set_to_none=True)
+        warm, decay_start = lr_schedule(self.total)
+        decay_from = int(decay_start * self.total)
+        decay = 1.0 if self.i < decay_from else (self.total - self.i) / max(1, self.total - decay_from)
+        for group in self.opt.param_groups:
+            group["lr"] = LR * min(1.0, (self.i + 1) / warm) * decay
+        with self.autocast:
+            loss, fired = model.loss(x, self.dead())
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
             rows = model.W_dec / model.W_dec.norm(dim=-1, keepdim=True)
             model.W_dec.grad -= (model.W_dec.grad * rows).sum(-1, keepdim=True) * rows
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
+        self.opt.step()
         with torch.no_grad():
             model.W_dec /= model.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        since_fired.add_(x.shape[0])
-        since_fired[fired] = 0
-        state["step"] += 1
+        self.since_fired.add_(x.shape[0])
+        self.since_fired[fired] = 0
+        self.i += 1
 
-    return step, lambda: since_fired >= dead_after
+    def dead(self) -> torch.Tensor:
+        return self.since_fired >= self.dead_after
 
 
-def library(arch: str, args, device: str, total: int):
+class Ours(Side):
     """Our trainer's step, driven the way ``Trainer.run`` drives it."""
-    from sae_models.sae import SAEConfig, TrainConfig, build_sae
-    from sae_models.sae.train import Trainer, TrainingError
 
-    warm, decay_start = lr_schedule(total)
-    cfg = TrainConfig(steps=total, batch_size=args.batch, lr=LR, lr_warmup_steps=warm, decay_start=decay_start,
-                      grad_clip=GRAD_CLIP, dead_tokens=args.dead_window * args.batch, log_every=40)
-    extra = {k: (args.k if v is None else v) for k, v in ARCHS[arch].items()}
-    sae = build_sae(SAEConfig(arch, args.d, args.width, dead_tokens=cfg.dead_tokens, **extra))
-    trainer = Trainer(sae, reader=None, cfg=cfg, log=lambda _: None, device=device)
-    scale = {}
+    def __init__(self, arch: str, args, x: torch.Tensor, total: int):
+        from sae_models.sae import SAEConfig, TrainConfig, build_sae
+        from sae_models.sae.train import Trainer
 
-    def step(batch: torch.Tensor) -> None:
-        if trainer.step == 0:  # norm_scale(): unit mean squared norm
-            scale["s"] = float(batch.pow(2).sum(-1).mean()) ** -0.5 if cfg.normalize_activations else 1.0
-        x = batch * scale["s"]
+        warm, decay_start = lr_schedule(total)
+        cfg = TrainConfig(steps=total, batch_size=args.batch, lr=LR, lr_warmup_steps=warm,
+                          decay_start=decay_start, grad_clip=GRAD_CLIP, dead_tokens=args.dead_window * args.batch,
+                          log_every=40)
+        extra = {"topk": dict(k=args.l0), "batchtopk": dict(k=args.l0), "relu": dict(sparsity_coefficient=L1),
+                 "gated": dict(sparsity_coefficient=L1),
+                 "jumprelu": dict(target_l0=args.l0, sparsity_coefficient=1.0)}[arch]
+        sae = build_sae(SAEConfig(arch, args.d, args.width, dead_tokens=cfg.dead_tokens, **extra))
+        self.trainer = Trainer(sae, reader=None, cfg=cfg, log=lambda _: None, device=x.device.type)
+        self.scale = float(x.pow(2).sum(-1).mean()) ** -0.5  # norm_scale(): unit mean squared norm
+        self.sparse_steps = 0
+        if arch in PENALISED:  # (scaled as the trainer scales them)
+            sae.set_firing_cut(firing_cut(x * self.scale, sae.b_dec, sae.W_enc, args.l0))
+
+    def step(self, batch: torch.Tensor) -> None:
+        from sae_models.sae.train import TrainingError
+
+        trainer = self.trainer
+        x = batch * self.scale
         if not torch.isfinite(x).all():
             raise TrainingError(f"step {trainer.step}: non-finite activations")
         if trainer.step == 0:
             trainer.sae.init_from_batch(x)
-        trainer._train_step(x)
+        self.sparse_steps += trainer._train_step(x).sparse
         trainer.step += 1
 
-    return step, lambda: trainer.since_fired >= sae.cfg.dead_tokens
+    def dead(self) -> torch.Tensor:
+        return self.trainer.since_fired >= self.trainer.sae.cfg.dead_tokens
+
+    def encoder(self):
+        sae = self.trainer.sae
+        return sae if sae.architecture in PENALISED else None
 
 
-def sae_lens_topk(args, device: str, total: int):
-    """sae-lens's TopK training SAE under its own trainer's step."""
-    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.config import SAETrainerConfig
-    from sae_lens.training.sae_trainer import SAETrainer
+class SaeLens(Side):
+    """sae-lens's training SAE of the architecture under its own trainer's step."""
 
-    warm, decay_start = lr_schedule(total)
-    model = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=args.d, d_sae=args.width, k=args.k, device=device))
-    cfg = SAETrainerConfig(total_training_samples=total * args.batch, train_batch_size_samples=args.batch,
-                           lr=LR, lr_end=LR, lr_scheduler_name="constant", lr_warm_up_steps=warm,
-                           lr_decay_steps=total - int(decay_start * total), device=device,
-                           autocast=device == "cuda", dead_feature_window=args.dead_window - 1)
-    trainer = SAETrainer(cfg=cfg, sae=model, data_provider=iter(()))
-    model.to(device)
+    def __init__(self, arch: str, args, x: torch.Tensor, total: int):
+        import sae_lens
+        from sae_lens.config import SAETrainerConfig
+        from sae_lens.training.sae_trainer import SAETrainer
 
-    def step(batch: torch.Tensor) -> None:  # the body of SAETrainer.fit's loop, logging off
-        trainer.maybe_reset_sparsity()
-        trainer.step(batch)
-        trainer.n_training_steps += 1
+        device = x.device.type
+        common = dict(d_in=args.d, d_sae=args.width, device=device)
+        model = {
+            "topk": lambda: sae_lens.TopKTrainingSAE(sae_lens.TopKTrainingSAEConfig(k=args.l0, **common)),
+            "batchtopk": lambda: sae_lens.BatchTopKTrainingSAE(
+                sae_lens.BatchTopKTrainingSAEConfig(k=args.l0, **common)),
+            "relu": lambda: sae_lens.StandardTrainingSAE(
+                sae_lens.StandardTrainingSAEConfig(l1_coefficient=L1, **common)),
+            "jumprelu": lambda: sae_lens.JumpReLUTrainingSAE(sae_lens.JumpReLUTrainingSAEConfig(
+                jumprelu_sparsity_loss_mode="quadratic", target_l0=args.l0, l0_coefficient=1.0, **common)),
+            "gated": lambda: sae_lens.GatedTrainingSAE(sae_lens.GatedTrainingSAEConfig(l1_coefficient=L1, **common)),
+        }[arch]()
+        warm, decay_start = lr_schedule(total)
+        cfg = SAETrainerConfig(total_training_samples=total * args.batch, train_batch_size_samples=args.batch,
+                               lr=LR, lr_end=LR, lr_scheduler_name="constant", lr_warm_up_steps=warm,
+                               lr_decay_steps=total - int(decay_start * total), device=device,
+                               autocast=device == "cuda", dead_feature_window=args.dead_window - 1)
+        self.trainer = SAETrainer(cfg=cfg, sae=model, data_provider=iter(()))
+        self.model, self.arch = model.to(device), arch
+        if arch in PENALISED:
+            self._start_at_l0(arch, x, args.l0)
 
-    return step, lambda: trainer.dead_neurons
+    @torch.no_grad()
+    def _start_at_l0(self, arch: str, x: torch.Tensor, l0: int) -> None:
+        model = self.model
+        cut = firing_cut(x, model.b_dec, model.W_enc, l0)
+        if arch == "relu":
+            model.b_enc.copy_(-cut)
+        elif arch == "jumprelu":
+            model.threshold.copy_(cut.clamp_min(1e-6))
+        else:
+            model.b_gate.copy_(-cut)
+
+    def step(self, batch: torch.Tensor) -> None:  # the body of SAETrainer.fit's loop, logging off
+        self.trainer.maybe_reset_sparsity()
+        self.trainer.step(batch)
+        self.trainer.n_training_steps += 1
+
+    def dead(self) -> torch.Tensor:
+        return self.trainer.dead_neurons
+
+    def encoder(self):
+        return self.model if self.arch in PENALISED else None
 
 
-def worker(arch: str, args) -> dict:
+def build_side(side: str, args, x: torch.Tensor, total: int) -> Side:
+    if side == REFERENCE:
+        return Reference(args, x, total)
+    if side in SAE_LENS:
+        return SaeLens(SAE_LENS[side], args, x, total)
+    return Ours(side, args, x, total)
+
+
+def worker(side: str, args) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    x = activations(args, device)
+    x = activations(args.d, args.batch * 4, device)
     total = WARMUP_STEPS + args.steps
-    if arch == "dense-topk-reference":
-        step, dead = dense_reference(args, device, total)
-    elif arch == "sae-lens-topk":
-        step, dead = sae_lens_topk(args, device, total)
-    else:
-        step, dead = library(arch, args, device, total)
+    runner = build_side(side, args, x, total)
     n_dead = torch.zeros((), dtype=torch.long, device=device)
-    k_aux = torch.zeros((), dtype=torch.long, device=device)
 
     def run(first: int, steps: int, count: bool) -> None:
         for i in range(first, first + steps):
             if count:  # before the step: the mask the step will use (a reduction, no sync)
-                dead_now = dead().sum()
-                n_dead.add_(dead_now)
-                k_aux.add_(dead_now.clamp(max=args.d // 2))
-            step(x[(i % 4) * args.batch:(i % 4 + 1) * args.batch])
+                n_dead.add_(runner.dead().sum())
+            runner.step(x[(i % 4) * args.batch:(i % 4 + 1) * args.batch])
         if device == "cuda":
             torch.cuda.synchronize()
 
     run(0, WARMUP_STEPS, False)
+    sparse_before = runner.sparse_steps
     start = time.perf_counter()
     run(WARMUP_STEPS, args.steps, True)
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"arch": arch, "tokens_per_s": args.steps * args.batch / seconds, "peak_mb": peak / 2**20,
-            "device": device, "dead": n_dead.item() / args.steps,
-            "k_aux": k_aux.item() / args.steps if arch in AUXK else None}
+    sparse = None if runner.sparse_steps is None or side not in PENALISED else runner.sparse_steps - sparse_before
+    encoder = runner.encoder()
+    with torch.no_grad():  # after timing: the codes' L0 over all the benchmark's activations
+        l0 = float(args.l0) if encoder is None else (encoder.encode(x) > 0).sum(-1).float().mean().item()
+    return {"side": side, "tokens_per_s": args.steps * args.batch / seconds, "peak_mb": peak / 2**20,
+            "device": device, "dead": n_dead.item() / args.steps, "l0": l0, "sparse_steps": sparse}
+
+
+def run_block(args, d: int, width: int, l0: int) -> list[dict]:
+    """Every side at one shape and L0, in interleaved rounds; each side's fastest round."""
+    runs: dict[str, list[dict]] = {side: [] for side in SIDES if side == REFERENCE or side in args.sides}
+    for _ in range(args.repeats):
+        for side in list(runs):
+            cmd = [sys.executable, __file__, "--worker", side, f"--d={d}", f"--width={width}", f"--l0={l0}",
+                   f"--batch={args.batch}", f"--steps={args.steps}", f"--dead-window={args.dead_window}"]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:  # e.g. sae-lens not installed: leave its row out, say why
+                print(f"{side}: skipped ({done.stderr.strip().splitlines()[-1]})", flush=True)
+                del runs[side]
+                continue
+            runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return [max(r, key=lambda row: row["tokens_per_s"]) | {"peak_mb": max(row["peak_mb"] for row in r),
+                                                           "slowest": min(row["tokens_per_s"] for row in r)}
+            for r in runs.values() if r]
+
+
+def print_block(rows: list[dict], args, d: int, width: int, l0: int) -> None:
+    by_side = {row["side"]: row for row in rows}
+    ref = by_side[REFERENCE]["tokens_per_s"]
+    print(f"\nd {d}, width {width}, L0 {l0}, batch {args.batch}, {args.steps} steps on {rows[0]['device']}; "
+          f"best of {args.repeats} interleaved round(s), slowest alongside")
+    print(f"{'side':20s} {'tokens/s':>10s} {'vs dense':>9s} {'vs sae-lens':>12s} {'L0':>6s} {'sparse':>7s} "
+          f"{'dead':>6s} {'peak MB':>8s} {'slowest':>9s} {'h / 5e8 tok':>12s}", end="")
+    print(f" {'enc MFU':>8s}" if args.peak_tflops else "")
+    for row in rows:
+        theirs = by_side.get(f"sae-lens-{row['side']}")
+        vs_lens = f"{row['tokens_per_s'] / theirs['tokens_per_s']:.2f}x" if theirs else "-"
+        sparse = "-" if row["sparse_steps"] is None else f"{row['sparse_steps']}/{args.steps}"
+        hours = PAPER_TOKENS / row["tokens_per_s"] / 3600
+        print(f"{row['side']:20s} {row['tokens_per_s']:10.0f} {row['tokens_per_s'] / ref:8.2f}x {vs_lens:>12s} "
+              f"{row['l0']:6.1f} {sparse:>7s} {row['dead']:6.0f} {row['peak_mb']:8.0f} {row['slowest']:9.0f} "
+              f"{hours:12.2f}", end="")
+        # the one dense matmul every architecture does: the encoder's forward, 2 d width FLOPs per token
+        print(f" {row['tokens_per_s'] * 2 * d * width / (args.peak_tflops * 1e12):8.1%}" if args.peak_tflops else "")
+    ours = [by_side[a]["tokens_per_s"] for a in OURS if a in by_side]
+    hours = PAPER_SAES * PAPER_TOKENS * sum(1 / rate for rate in ours) / len(ours) / 3600
+    print(f"the paper's sweep at these rates ({PAPER_SAES} SAEs x {PAPER_TOKENS:.0e} tokens, as many of each "
+          f"architecture): {hours:,.0f} device-hours of training")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--d", type=int, default=256)
-    parser.add_argument("--width", type=int, default=4096)
-    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--shapes", nargs="+", default=["256x4096", "768x16384"], help="d x width")
+    parser.add_argument("--l0", nargs="+", type=int, default=[32, 128], help="target L0 (TopK's k)")
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES),
+                        help=f"which sides to run ({REFERENCE} always runs: the ratios need it)")
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--dead-window", type=int, default=1,
                         help="steps a latent must stay silent to count as dead (AuxK)")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=2,
                         help="rounds through all sides; each side's fastest round is reported")
-    parser.add_argument("--worker", choices=sorted(ARCHS))
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak FLOP/s in TFLOP/s (e.g. 989 for an H100's bf16): adds the "
+                             "encoder matmul's share of it")
+    parser.add_argument("--worker", choices=SIDES)
+    parser.add_argument("--d", type=int)
+    parser.add_argument("--width", type=int)
     args = parser.parse_args()
-    if args.dead_window < 1 or args.repeats < 1:
-        parser.error("--dead-window and --repeats must be >= 1")
+    if args.dead_window < 1 or args.repeats < 1 or args.steps < 1:
+        parser.error("--dead-window, --repeats and --steps must be >= 1")
     if args.worker:
+        args.l0 = args.l0[0]
         print(json.dumps(worker(args.worker, args)))
         return
-    runs: dict[str, list[dict]] = {arch: [] for arch in ARCHS}
-    for _ in range(args.repeats):  # rounds through every side, so a change in machine load hits them all
-        for arch in [a for a in ARCHS if a in runs]:
-            cmd = [sys.executable, __file__, "--worker", arch] + [
-                f"--{k.replace('_', '-')}={getattr(args, k)}" for k in ("d", "width", "k", "batch", "steps",
-                                                                       "dead_window")]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode:  # e.g. sae-lens not installed: leave its row out, say why
-                print(f"{arch}: skipped ({done.stderr.strip().splitlines()[-1]})")
-                del runs[arch]
-                continue
-            runs[arch].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    rows = [max(r, key=lambda row: row["tokens_per_s"]) | {"peak_mb": max(row["peak_mb"] for row in r),
-                                                           "slowest": min(row["tokens_per_s"] for row in r)}
-            for r in runs.values()]
-    ref = rows[0]["tokens_per_s"]
-    print(f"d {args.d}, width {args.width} ({args.width // args.d} x d), k {args.k}, batch {args.batch}, "
-          f"{args.steps} steps on {rows[0]['device']}; dead = silent for {args.dead_window} step(s), "
-          f"k_aux = min(d/2 = {args.d // 2}, dead), both means per timed step; tokens/s: best of "
-          f"{args.repeats} interleaved round(s) (slowest alongside), peak MB: the largest")
-    print(f"{'architecture':24s} {'tokens/s':>12s} {'vs reference':>13s} {'peak MB':>9s} {'dead':>7s} {'k_aux':>6s} "
-          f"{'slowest':>8s}")
-    for row in rows:
-        k_aux = "-" if row["k_aux"] is None else f"{row['k_aux']:.0f}"
-        print(f"{row['arch']:24s} {row['tokens_per_s']:12.0f} {row['tokens_per_s'] / ref:12.2f}x "
-              f"{row['peak_mb']:9.0f} {row['dead']:7.0f} {k_aux:>6s} {row['slowest']:8.0f}")
-    starved = [r["arch"] for r in rows if r["k_aux"] is not None and r["k_aux"] < args.d // 2]
-    if starved:
-        print(f"note: fewer than d/2 dead latents on {', '.join(starved)}: AuxK decodes fewer than d/2 latents "
-              "per token there (see k_aux), less work than at steady state")
+    for shape in args.shapes:
+        try:
+            d, width = (int(v) for v in shape.lower().split("x"))
+        except ValueError:
+            parser.error(f"--shapes {shape!r}: expected d x width, e.g. 768x16384")
+        for l0 in args.l0:
+            if not 0 < l0 < width:
+                parser.error(f"--l0 {l0}: must be in 1..width-1 ({width})")
+            print_block(run_block(args, d, width, l0), args, d, width, l0)
 
 
 if __name__ == "__main__":

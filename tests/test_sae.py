@@ -103,17 +103,24 @@ def test_sae_config_of_an_older_checkpoint_loads_without_its_retired_keys():
 
 
 def test_batchtopk_active_set_is_exactly_the_batch_top_k_times_b():
+    """Every way to the set gives the exact k * B largest, in CSR order: from the last batch's threshold (a
+    guess low enough, or too high, so it falls back), from every row's top 4k, and from the whole batch when one
+    row holds more than 4k of them."""
     sae = build_sae(SAEConfig("batchtopk", 16, 64, k=3))
     gen = torch.Generator().manual_seed(0)
     for trial in range(12):
         pre = torch.randn(32, 64, generator=gen) * torch.rand(32, 1, generator=gen) * 5
         if trial % 3 == 0:
-            pre[0] += 10  # one row holds more than 4k of the batch's top values: the fallback path
-        rows, cols = sae.active_set(pre)
+            pre[0] += 10  # one row holds more than 4k of the batch's top values: the whole-batch path
         acts = torch.relu(pre).flatten()
         top = acts.topk(3 * 32)
-        assert set((rows * 64 + cols).tolist()) == set(top.indices[top.values > 0].tolist())
-        assert bool((rows[1:] >= rows[:-1]).all())
+        for guess in (None, 0.5 * top.values[-1].item(), 2 * top.values[0].item()):
+            sae._min_kept = guess
+            active = sae.active_set(pre)
+            keys = active.rows * 64 + active.cols
+            assert set(keys.tolist()) == set(top.indices[top.values > 0].tolist()), (trial, guess)
+            assert bool((keys[1:] > keys[:-1]).all())  # CSR order
+            assert sae._min_kept == top.values[-1].item()
 
 
 def test_jumprelu_reference_forward_and_threshold_gradient():
@@ -147,6 +154,98 @@ def test_tied_reference_forward():
     # decoder rows normalised: (1,0), (0,1), (0.6,0.8); pre = (1, 2, 2.2 - 3) -> f = (1, 2, 0); x_hat = x
     assert torch.allclose(sae.encode(X), torch.tensor([[1.0, 2.0, 0.0]]))
     assert torch.allclose(sae(X), X)
+
+
+SPARSE_PATH_CONFIGS = {
+    "relu": dict(sparsity_coefficient=0.05),
+    "jumprelu": dict(target_l0=4, sparsity_coefficient=1.0, jumprelu_bandwidth=0.05),
+    "gated": dict(sparsity_coefficient=0.05),
+}
+
+
+def _with_density(sae, x: torch.Tensor, density: float):
+    """Thresholds moved so each latent is active on about ``density`` of the rows of ``x`` (decoder norms and
+    gate magnitudes jittered, so no gradient is trivially uniform)."""
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.rand(sae.cfg.d_sae, 1) + 0.5)
+        sae.set_firing_cut(((x - sae.b_dec) @ sae.W_enc).quantile(1 - density, dim=0))
+        if sae.architecture == "gated":
+            sae.r_mag.copy_(0.3 * torch.randn(sae.cfg.d_sae))
+            sae.b_mag.copy_(0.1 * torch.randn(sae.cfg.d_sae))
+    return sae
+
+
+def _float_close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to float32 summation order: within 1e-5 of the larger tensor's largest magnitude."""
+    return bool((a - b).abs().max() <= 1e-5 * max(a.abs().max(), b.abs().max()))
+
+
+def _loss_and_grads(sae, x, sparse_below: float):
+    sae.sparse_below = sparse_below
+    sae.zero_grad()
+    loss = sae.training_loss(x, 0.7, None)
+    loss.total.backward()
+    grads = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    return loss, grads
+
+
+@pytest.mark.parametrize("arch", sorted(SPARSE_PATH_CONFIGS))
+@pytest.mark.parametrize("density", [0.01, 0.04, 0.3])
+def test_the_sparse_path_has_the_dense_paths_loss_and_gradients(arch, density):
+    """The penalised architectures train on their active pairs once few are active: same loss terms, codes'
+    reconstruction, dead-latent signal and gradients of every parameter as the dense path, to float tolerance."""
+    torch.manual_seed(3)
+    x = torch.randn(96, 16) @ torch.randn(16, 16) + 0.5
+    sae = _with_density(build_sae(SAEConfig(arch, 16, 256, **SPARSE_PATH_CONFIGS[arch])), x, density)
+    dense, dense_grads = _loss_and_grads(sae, x, sparse_below=0.0)
+    sparse, sparse_grads = _loss_and_grads(sae, x, sparse_below=1.0)
+    assert not dense.sparse and sparse.sparse
+    for term in ("total", "mse", "sparsity", "aux", "x_hat"):
+        assert _float_close(getattr(sparse, term), getattr(dense, term)), term
+    assert sparse.l0 == pytest.approx(dense.l0) and torch.equal(sparse.fired, dense.fired)
+    for name, grad in dense_grads.items():
+        assert grad.abs().max() > 0, f"{name}: no gradient to compare"
+        assert _float_close(sparse_grads[name], grad), name
+    # the default switch takes the sparse path at low measured density only
+    sae.sparse_below = type(sae).sparse_below
+    assert sae.training_loss(x, 0.7, None).sparse == (density < sae.sparse_below)
+
+
+def _dense_topk_total(sae, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
+    """TopK's loss (MSE + AuxK / 32) written densely: codes and AuxK codes as [batch, d_sae] tensors."""
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    acts = torch.relu(pre)
+    codes = torch.zeros_like(pre).scatter(-1, acts.topk(sae.cfg.k, dim=-1).indices, acts.topk(sae.cfg.k).values)
+    x_hat = codes @ sae.W_dec + sae.b_dec
+    mse = (x - x_hat).pow(2).sum(-1).mean()
+    k_aux = min(sae.cfg.d_in // 2, int(dead.sum()))
+    aux_idx = torch.where(dead, pre, -torch.inf).topk(k_aux, dim=-1).indices
+    aux_codes = torch.zeros_like(pre).scatter(-1, aux_idx, acts.gather(-1, aux_idx))
+    residual = (x - x_hat).detach()
+    variance = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+    return mse + (residual - aux_codes @ sae.W_dec).pow(2).sum(-1).mean() / variance / 32
+
+
+def test_topk_training_on_its_pairs_has_the_dense_loss_and_gradients():
+    """TopK's stacked sparse path (k active latents plus AuxK's dead ones, through one set of sparse products;
+    BatchTopK's too, with its own pairs) against the same loss written with dense codes: loss and every
+    gradient to float tolerance."""
+    torch.manual_seed(4)
+    sae = build_sae(SAEConfig("topk", 16, 256, k=6))
+    with torch.no_grad():
+        sae.b_dec.copy_(0.1 * torch.randn(16))
+        sae.b_enc.copy_(0.05 * torch.randn(256))
+    x = torch.randn(64, 16) @ torch.randn(16, 16)
+    dead = torch.rand(256) < 0.3
+    ours = sae.training_loss(x, 1.0, dead)
+    ours.total.backward()
+    sparse_grads = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    sae.zero_grad()
+    dense = _dense_topk_total(sae, x, dead)
+    dense.backward()
+    assert _float_close(ours.total, dense)
+    for name, p in sae.named_parameters():
+        assert p.grad.abs().max() > 0 and _float_close(sparse_grads[name], p.grad), name
 
 
 ARCH_CONFIGS = {

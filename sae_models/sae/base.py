@@ -1,12 +1,16 @@
 """What every sparse autoencoder shares: config, parameters, the encode/decode interface, decoder geometry.
 
 Weights follow the SAELens layout: ``W_enc`` [d_in, d_sae], ``W_dec`` [d_sae, d_in], ``b_enc`` [d_sae],
-``b_dec`` [d_in]. Codes are dense [batch, d_sae] tensors at the interface; architectures whose codes are
-k-sparse also expose a sparse decode used in training, where only active latents are touched.
+``b_dec`` [d_in]. Codes are dense [batch, d_sae] tensors at the interface. In training, once few latents are
+active (TopK always; the penalised architectures once the measured density of their active set falls under
+``sparse_below``), only the active (token, latent) pairs are touched: the encoder's gradient, the decode and
+the decoder's gradient cost O(nnz * d_in) instead of O(batch * d_sae * d_in). The sparse path computes the
+same loss and gradients as the dense one, up to float summation order.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import InitVar, asdict, dataclass, field
 from typing import ClassVar
 
@@ -14,6 +18,9 @@ import torch
 from torch import nn
 
 from sae_models.sae.config import THRESHOLD_WINDOW
+
+# The sparse training path uses CSR matrices on purpose (their kernels are the fast ones); torch flags them beta.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
 class SAEConfigError(ValueError):
@@ -55,12 +62,19 @@ class SAELoss:
     x_hat: torch.Tensor
     fired: torch.Tensor  # [d_sae] bool: latents active anywhere in the batch (dead-latent tracking)
     l0: float
+    sparse: bool = False  # computed on the active pairs only
 
     @classmethod
     def from_codes(cls, total, mse, sparsity, x_hat, codes, aux=None) -> SAELoss:
         active = codes > 0
         aux = torch.zeros((), device=codes.device) if aux is None else aux
         return cls(total, mse, sparsity, aux, x_hat, active.any(0), active.sum(-1).float().mean().item())
+
+    @classmethod
+    def from_active(cls, total, mse, sparsity, x_hat, active: ActiveSet, values, aux=None) -> SAELoss:
+        """The sparse path's loss: ``values`` are the codes at the active pairs."""
+        aux = torch.zeros((), device=values.device) if aux is None else aux
+        return cls(total, mse, sparsity, aux, x_hat, active.fired(values), active.l0(values), sparse=True)
 
 
 def mse_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -75,6 +89,10 @@ class SparseAutoencoder(nn.Module):
     sae_lens_architecture: ClassVar[str]
     unit_norm_decoder: ClassVar[bool] = True
     needs_sparsity_coefficient: ClassVar[bool] = False  # L1 / L0 penalised architectures
+    # Penalised architectures train on the active pairs only when at most this fraction of (token, latent)
+    # pairs is active; above it the dense matmuls are faster. Set to 0 (always dense) or 1 (always sparse)
+    # to compare the paths.
+    sparse_below: float = 0.05
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -98,6 +116,12 @@ class SparseAutoencoder(nn.Module):
             raise SAEConfigError(f"{cls.architecture}: sparsity_coefficient must be > 0, "
                                  f"got {cfg.sparsity_coefficient}")
 
+    def active_pairs(self, mask: torch.Tensor) -> ActiveSet | None:
+        """The active set of a [batch, d_sae] mask when it is sparse enough to train on, else None."""
+        if mask.count_nonzero().item() > self.sparse_below * mask.numel():
+            return None
+        return ActiveSet.from_mask(mask)
+
     # --- the interface ------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -117,6 +141,11 @@ class SparseAutoencoder(nn.Module):
 
     def on_step_end(self, step: int, loss: SAELoss) -> None:
         """Bookkeeping after the optimizer step (e.g. BatchTopK's threshold EMA)."""
+
+    def set_firing_cut(self, cut: torch.Tensor) -> None:
+        """Make latent i fire exactly where its projection (x - b_dec) W_enc[:, i] exceeds ``cut[i]`` (e.g. to
+        start at a chosen L0); only architectures with per-latent thresholds have it."""
+        raise NotImplementedError(f"{self.architecture} has no per-latent threshold to set")
 
     @torch.no_grad()
     def remove_parallel_grads(self) -> None:
@@ -155,37 +184,125 @@ class SparseAutoencoder(nn.Module):
         return self.W_dec / self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
-class SparsePreacts(torch.autograd.Function):
-    """Pre-activations at a sparse set of (row, latent) positions, with a sparse backward.
+@dataclass
+class ActiveSet:
+    """The active (row, latent) pairs of a batch in CSR order (rows ascending; latents ascending within a row,
+    except from ``from_row_indices`` on the CPU): what the sparse training path works on. Its sparse products
+    run on CSR kernels (MKL on the CPU, cuSPARSE on a GPU)."""
 
-    The dense pre-activations are computed once (without a graph) to choose the active set; this function
-    returns their values there and, in backward, builds the encoder gradients from the active entries
-    only: O(nnz * d) instead of O(batch * d_sae * d).
-    """
+    rows: torch.Tensor
+    cols: torch.Tensor
+    crow: torch.Tensor  # [batch + 1]: row i's pairs are crow[i]:crow[i + 1]
+    d_sae: int
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> ActiveSet:
+        rows, cols = mask.nonzero(as_tuple=True)  # row-major: already in CSR order
+        return cls.from_pairs(rows, cols, mask.shape[0], mask.shape[1])
+
+    @classmethod
+    def from_pairs(cls, rows: torch.Tensor, cols: torch.Tensor, batch: int, d_sae: int) -> ActiveSet:
+        """Pairs already in CSR order."""
+        crow = torch.zeros(batch + 1, dtype=cols.dtype, device=cols.device)
+        crow[1:] = torch.bincount(rows, minlength=batch).cumsum(0)
+        return cls(rows, cols, crow, d_sae)
+
+    @classmethod
+    def from_row_indices(cls, idx: torch.Tensor, d_sae: int) -> ActiveSet:
+        """``idx`` [batch, k]: the same number of latents in every row, in any order (MKL's CSR kernels take
+        a row's latents unsorted; on a GPU they are sorted, as cuSPARSE's may not)."""
+        batch, k = idx.shape
+        rows = torch.arange(batch, device=idx.device).repeat_interleave(k)
+        crow = torch.arange(0, batch * k + 1, k, device=idx.device)
+        return cls(rows, (idx.sort(dim=-1).values if idx.is_cuda else idx).reshape(-1), crow, d_sae)
+
+    @classmethod
+    def stack(cls, first: ActiveSet, second: ActiveSet) -> ActiveSet:
+        """Two sets over the same batch as one over twice its rows (``first``'s, then ``second``'s): their
+        products then build each weight's gradient in one pass."""
+        return cls(torch.cat([first.rows, second.rows + first.batch]), torch.cat([first.cols, second.cols]),
+                   torch.cat([first.crow, second.crow[1:] + first.crow[-1]]), first.d_sae)
+
+    @property
+    def batch(self) -> int:
+        return self.crow.shape[0] - 1
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        """The [batch, d_sae] sparse matrix holding ``values`` at the pairs."""
+        return torch.sparse_csr_tensor(self.crow, self.cols, values, (self.batch, self.d_sae), check_invariants=False)
+
+    def preacts(self, x_c: torch.Tensor, b_dec: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor | None,
+                pre: torch.Tensor) -> torch.Tensor:
+        """``pre`` = (x - b_dec) W_enc + b_enc, computed densely from ``x_c`` = x - b_dec (any graph of either
+        ignored), at the pairs, differentiable with a sparse backward to ``b_dec``, ``w_enc`` and ``b_enc``
+        (None: an architecture that adds its biases itself). x is data: no gradient flows to it. A stacked set
+        reads row r of a stack from row r mod batch of ``x_c`` and ``pre``."""
+        n = x_c.shape[0]
+        rows = self.rows if self.batch == n else self.rows % n
+        x_c = x_c.detach() if self.batch == n else x_c.detach().repeat(self.batch // n, 1)
+        return SparsePreacts.apply(x_c, b_dec, w_enc, b_enc, pre.detach()[rows, self.cols], self)
+
+    def decode(self, w_dec: torch.Tensor, b_dec: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """sum_i f_i d_i + b_dec over the pairs only."""
+        return SparseDecode.apply(values.to(w_dec.dtype), w_dec, self) + b_dec
+
+    def fired(self, values: torch.Tensor) -> torch.Tensor:
+        """[d_sae] bool: latents with a positive code somewhere in the batch."""
+        fired = torch.zeros(self.d_sae, dtype=torch.bool, device=values.device)
+        fired[self.cols[values > 0]] = True
+        return fired
+
+    def l0(self, values: torch.Tensor) -> float:
+        return (values > 0).sum().item() / self.batch
+
+
+class SparsePreacts(torch.autograd.Function):
+    """Pre-activations at the pairs of an ``ActiveSet``, with a sparse backward.
+
+    The dense pre-activations are computed once to choose the pairs; this function returns their values there
+    and, in backward, builds the encoder gradients from the pairs only: O(nnz * d) instead of
+    O(batch * d_sae * d). Every pre-activation of latent j moves by -W_enc[:, j] with b_dec, so b_dec's gradient
+    is -W_enc times the per-latent sum of the gradient (b_enc's): no [batch, d] product is needed."""
 
     @staticmethod
-    def forward(ctx, x_c, w_enc, b_enc, values, rows, cols):
-        ctx.save_for_backward(x_c, w_enc, rows, cols)
-        ctx.d_sae = w_enc.shape[1]
+    def forward(ctx, x_c, b_dec, w_enc, b_enc, values, active: ActiveSet):
+        ctx.save_for_backward(x_c, w_enc)
+        ctx.active = active
         return values.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        x_c, w_enc, rows, cols = ctx.saved_tensors
-        sparse = torch.sparse_coo_tensor(torch.stack([rows, cols]), grad, (x_c.shape[0], ctx.d_sae),
-                                         check_invariants=False)
-        grad_x = torch.sparse.mm(sparse, w_enc.T) if ctx.needs_input_grad[0] else None
-        grad_w = torch.sparse.mm(sparse.t(), x_c).T if ctx.needs_input_grad[1] else None
-        grad_b = torch.zeros(ctx.d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)
-        return grad_x, grad_w, grad_b, None, None, None
+        x_c, w_enc = ctx.saved_tensors
+        active = ctx.active
+        grad = grad.to(x_c.dtype)
+        per_latent = torch.zeros(active.d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, active.cols, grad)
+        grad_b_dec = -(w_enc @ per_latent) if ctx.needs_input_grad[1] else None
+        grad_w = (active.matrix(grad).t() @ x_c).T if ctx.needs_input_grad[2] else None
+        grad_b_enc = per_latent if ctx.needs_input_grad[3] else None
+        return None, grad_b_dec, grad_w, grad_b_enc, None, None
 
 
-def sparse_decode(w_dec: torch.Tensor, b_dec: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                  values: torch.Tensor, batch: int) -> torch.Tensor:
-    """sum_i f_i d_i + b_dec over the active (row, latent) pairs only; ``rows`` must be sorted."""
-    offsets = torch.searchsorted(rows, torch.arange(batch, device=rows.device))
-    out = nn.functional.embedding_bag(cols, w_dec, offsets, mode="sum", per_sample_weights=values)
-    return out + b_dec
+class SparseDecode(torch.autograd.Function):
+    """codes @ W_dec for codes held at the pairs of an ``ActiveSet``: the codes' gradient is sampled at the
+    pairs only (grad . d_i) and the decoder's comes from the active rows only."""
+
+    @staticmethod
+    def forward(ctx, values, w_dec, active: ActiveSet):
+        ctx.save_for_backward(values, w_dec)
+        ctx.active = active
+        return active.matrix(values) @ w_dec
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, w_dec = ctx.saved_tensors
+        active = ctx.active
+        grad = grad.contiguous()
+        grad_values = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_values = torch.sparse.sampled_addmm(active.matrix(values), grad, w_dec.T, beta=0.0).values()
+        if ctx.needs_input_grad[1]:
+            grad_w = active.matrix(values).t() @ grad
+        return grad_values, grad_w, None
 
 
 def geometric_median(x: torch.Tensor, iters: int = 50, eps: float = 1e-6) -> torch.Tensor:

@@ -17,7 +17,7 @@ thresholds of a short run: held-out L0 0.70-0.86 k on the toy lake, against 0.98
 
 import torch
 
-from sae_models.sae.base import SAEConfigError, SAELoss
+from sae_models.sae.base import ActiveSet, SAEConfigError, SAELoss
 from sae_models.sae.topk import TopKSAE
 
 
@@ -34,27 +34,42 @@ class BatchTopKSAE(TopKSAE):
         acts = torch.relu(self.preacts(x))
         return acts * (acts > self.threshold)
 
-    def active_set(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k * B largest positive activations of the batch, rows sorted.
+    def active_set(self, pre: torch.Tensor) -> ActiveSet:
+        """The k * B largest positive activations of the batch.
 
-        Exact and fast: every kept activation is among its row's top ``4k`` unless some row places all 4k
-        candidates in the kept set, so the batch selection runs on the [B, 4k] candidates, falling back to
-        the whole batch only in that case."""
+        Exact and fast: when more than k * B activations exceed a cut below the last batch's smallest kept one,
+        the k * B largest are all among them, so the selection runs on those few; otherwise (the first step, or
+        a batch whose threshold fell below the cut) it runs on every row's top ``4k``, and on the whole batch if
+        some row places all 4k of its candidates in the kept set."""
         acts = torch.relu(pre)
+        n_keep = min(self.cfg.k * acts.shape[0], acts.numel())
+        if self._min_kept is not None:
+            rows, cols = (acts > 0.8 * self._min_kept).nonzero(as_tuple=True)
+            if len(rows) >= n_keep:
+                return self._keep_largest(acts, rows, cols, n_keep)
         batch, width = acts.shape
-        n_keep = min(self.cfg.k * batch, acts.numel())
         per_row = min(width, 4 * self.cfg.k)
-        cand_vals, cand_idx = acts.topk(per_row, dim=-1)
+        cand_idx = acts.topk(per_row, dim=-1).indices.sort(dim=-1).values
+        cand_vals = acts.gather(-1, cand_idx)
         chosen = cand_vals.flatten().topk(n_keep).indices
         if per_row < width and bool((torch.bincount(chosen // per_row, minlength=batch) == per_row).any()):
-            cand_vals, cand_idx = acts, torch.arange(width, device=acts.device).expand(batch, width)
-            chosen = acts.flatten().topk(n_keep).indices
+            return self._keep_largest(acts, *(acts > 0).nonzero(as_tuple=True), n_keep)
         keep = torch.zeros(cand_vals.numel(), dtype=torch.bool, device=acts.device)
         keep[chosen] = True
         rows, slots = (keep.view_as(cand_vals) & (cand_vals > 0)).nonzero(as_tuple=True)
-        kept = cand_vals[rows, slots]
+        return self._kept(acts, rows, cand_idx[rows, slots])
+
+    def _keep_largest(self, acts, rows, cols, n_keep) -> ActiveSet:
+        """The ``n_keep`` largest of the candidate pairs (in CSR order, all positive)."""
+        if len(rows) > n_keep:
+            chosen = acts[rows, cols].topk(n_keep, sorted=False).indices.sort().values
+            rows, cols = rows[chosen], cols[chosen]
+        return self._kept(acts, rows, cols)
+
+    def _kept(self, acts, rows, cols) -> ActiveSet:
+        kept = acts[rows, cols]
         self._min_kept = kept.min().item() if len(kept) else None
-        return rows, cand_idx[rows, slots]
+        return ActiveSet.from_pairs(rows, cols, acts.shape[0], acts.shape[1])
 
     @classmethod
     def validate(cls, cfg) -> None:

@@ -9,14 +9,13 @@ and decoder rows stay unit norm. Only the k active latents are decoded (and get 
 import torch
 
 from sae_models.sae.base import (
+    ActiveSet,
     SAEConfig,
     SAEConfigError,
     SAELoss,
     SparseAutoencoder,
-    SparsePreacts,
     geometric_median,
     mse_loss,
-    sparse_decode,
 )
 
 
@@ -42,41 +41,40 @@ class TopKSAE(SparseAutoencoder):
     def init_from_batch(self, x: torch.Tensor) -> None:
         self.b_dec.copy_(geometric_median(x.float()))
 
-    def active_set(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, cols) of the kept latents, rows sorted."""
-        idx = torch.relu(pre).topk(self.cfg.k, dim=-1).indices
-        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(self.cfg.k)
-        return rows, idx.reshape(-1)
-
-    def _sparse_codes(self, x_c, pre, rows, cols) -> torch.Tensor:
-        return torch.relu(SparsePreacts.apply(x_c, self.W_enc, self.b_enc, pre[rows, cols], rows, cols))
+    def active_set(self, pre: torch.Tensor) -> ActiveSet:
+        """The k largest pre-activations of each row."""
+        return ActiveSet.from_row_indices(pre.topk(self.cfg.k, dim=-1, sorted=False).indices, self.cfg.d_sae)
 
     def training_loss(self, x, sparsity_scale, dead) -> SAELoss:
-        x_c = x - self.b_dec
+        """The main and the AuxK pairs go through the encoder's and the decoder's sparse products as one
+        stacked set (main rows, then AuxK rows), so each weight's gradient is built once."""
         with torch.no_grad():
-            pre = x_c @ self.W_enc + self.b_enc
-        rows, cols = self.active_set(pre)
-        vals = self._sparse_codes(x_c, pre, rows, cols)
-        x_hat = sparse_decode(self.W_dec, self.b_dec, rows, cols, vals, x.shape[0])
+            x_c = x - self.b_dec
+            pre = torch.addmm(self.b_enc, x_c, self.W_enc)
+        main, aux = self.active_set(pre), self.aux_set(pre, dead)
+        both = main if aux is None else ActiveSet.stack(main, aux)
+        vals = torch.relu(both.preacts(x_c, self.b_dec, self.W_enc, self.b_enc, pre))
+        decoded = both.decode(self.W_dec, torch.zeros_like(self.b_dec), vals)
+        n_main = len(main.cols)
+        x_hat = decoded[: x.shape[0]] + self.b_dec
         mse = mse_loss(x, x_hat)
-        aux = self.aux_k_loss(x, x_c, x_hat, pre, dead)
-        fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=x.device)
-        fired[cols[vals > 0]] = True
-        return SAELoss(mse + self.cfg.aux_k_coefficient * aux, mse, torch.zeros(()), aux, x_hat, fired,
-                       (vals > 0).sum().item() / x.shape[0])
+        aux_loss = torch.zeros((), device=x.device) if aux is None else self.aux_k_loss(x, x_hat, decoded[x.shape[0]:])
+        return SAELoss.from_active(mse + self.cfg.aux_k_coefficient * aux_loss, mse, torch.zeros(()), x_hat, main,
+                                   vals[:n_main], aux_loss)
 
-    def aux_k_loss(self, x, x_c, x_hat, pre, dead) -> torch.Tensor:
-        n_dead = 0 if dead is None else int(dead.sum())
-        if n_dead == 0:
-            return torch.zeros((), device=x.device)
-        k_aux = min(self.cfg.d_in // 2, n_dead)
-        masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
-        idx = masked.topk(k_aux, dim=-1).indices
-        rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(k_aux)
-        cols = idx.reshape(-1)
-        vals = torch.relu(SparsePreacts.apply(x_c, self.W_enc, self.b_enc, pre[rows, cols], rows, cols))
+    def aux_set(self, pre: torch.Tensor, dead: torch.Tensor | None) -> ActiveSet | None:
+        """AuxK's pairs: each row's top k_aux = min(d/2, #dead) dead latents, chosen among the dead columns."""
+        dead_cols = None if dead is None else dead.nonzero().squeeze(1)
+        if dead_cols is None or len(dead_cols) == 0:
+            return None
+        k_aux = min(self.cfg.d_in // 2, len(dead_cols))
+        idx = pre.index_select(1, dead_cols).topk(k_aux, dim=-1, sorted=False).indices
+        return ActiveSet.from_row_indices(dead_cols[idx], self.cfg.d_sae)
+
+    @staticmethod
+    def aux_k_loss(x: torch.Tensor, x_hat: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """The residual's reconstruction error from the dead latents, over the residual's variance."""
         residual = (x - x_hat).detach()
-        recon = sparse_decode(self.W_dec, torch.zeros_like(self.b_dec), rows, cols, vals, x.shape[0])
         variance = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-8)
         return (residual - recon).pow(2).sum(-1).mean() / variance
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from sae_models.activation_store import ActivationReader
 from sae_models.arrow import schema_of
 from sae_models.progress import Progress
-from sae_models.sae.base import SparseAutoencoder
+from sae_models.sae.base import SAELoss, SparseAutoencoder
 from sae_models.sae.config import TrainConfig
 
 CHECKPOINT = "checkpoint.safetensors"  # tensors, plus the loop state as JSON in its metadata: one atomic file
@@ -97,7 +97,10 @@ class Trainer:
         self.reader, self.cfg, self.log, self.device = reader, cfg, log, device
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         betas = getattr(sae, "adam_betas", (0.9, 0.999))
-        self.opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=cfg.lr, betas=betas)
+        # foreach: one multi-tensor update (on 2 CPU cores 66 ms instead of 87 for a 768 x 16k SAE). The fused
+        # kernel (16 ms) would be faster still, but a run resumed under it does not end bit-identical.
+        self.opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=cfg.lr, betas=betas,
+                                    foreach=True)
         self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
         self.step, self.epoch, self.cursor = 0, 0, 0
         self.result = TrainResult()
@@ -180,7 +183,7 @@ class Trainer:
         every = self.cfg.checkpoint_every
         return bool(self.checkpoint_dir and every and self.step % every == 0 and self.step < self.cfg.steps)
 
-    def _train_step(self, x: torch.Tensor) -> None:
+    def _train_step(self, x: torch.Tensor) -> SAELoss:
         cfg, sae = self.cfg, self.sae
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, cfg)
@@ -207,6 +210,7 @@ class Trainer:
             self.result.history.append(row)
             message = f"{sae.architecture} step {self.step}/{cfg.steps} loss {row['loss']:.4f} l0 {row['l0']:.1f}"
             (self.log if self.step == cfg.steps - 1 else self.progress)(message)
+        return loss
 
 
 def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
