@@ -23,23 +23,25 @@ auxiliary term, backward, the decoder constraint, gradient clipping, Adam and th
   ``SAETrainer.step``, the per-step seam its own ``fit`` loop calls, with ``fit``'s ``maybe_reset_sparsity``
   and step counter around it: its forward pass and losses (TopK/BatchTopK: its AuxK, k_aux = min(d/2, #dead),
   coefficient 1), firing counters, backward, ``clip_grad_norm_(1.0)``, Adam, its lr and coefficient
-  schedulers, all with its default settings (e.g. dense TopK activations).
+  schedulers, with its default settings. (Its TopK option ``use_sparse_activations``, which it advises for
+  float32 without autocast, fails in backward on the CPU with this torch: ``aten::view`` on SparseCPU.)
 
 The penalised architectures reach their L0 by training, which a benchmark cannot wait for at these shapes:
 before timing (untimed) each of them, ours and sae-lens's, has its per-latent thresholds (ReLU's b_enc,
 JumpReLU's theta, Gated's b_gate) set so that every latent fires on a fraction L0 / width of the activations,
-i.e. it starts where a converged SAE of that L0 is. The table reports each penalised side's L0 after its timed
-steps (its encoder's codes on all the benchmark's activations; TopK sides: k), and how many of our timed steps
-took the sparse path.
+i.e. every side's per-step throughput is measured at that L0 (not over a run from initialisation, whose early,
+dense steps these figures leave out). The table reports the mean L0 of each side's training codes over its
+timed steps, and how many of our timed steps took the sparse path.
 
 AuxK has work to do: a latent counts as dead when it has not fired for ``--dead-window`` steps (default 1),
 and the activations have a power-law spectrum like a residual stream's (principal direction i has standard
 deviation ~ 1/i, in a random orthonormal basis, unit mean squared norm).
 
-Every run is its own subprocess (so peak memory, max RSS on the CPU or max allocated on a GPU, is its own) and
-is timed over ``--steps`` steps after 3 warm-up steps, in ``--repeats`` rounds through all the sides
-(interleaved, so a shift in a shared machine's load reaches every side); a side's figure is its fastest round
-(its slowest alongside), and the ratios are against the reference and sae-lens from the same invocation.
+Every run is its own subprocess (so its memory is its own: "+MB" is the growth of max RSS once the imports
+and the activations are in, or max allocated on a GPU) and is timed over ``--steps`` steps after 3 warm-up
+steps, in ``--repeats`` rounds through all the sides (interleaved, so a shift in a shared machine's load reaches
+every side). tokens/s is a side's median over the rounds; the ratios are paired by round (the side against the
+reference, or against sae-lens, measured in the same round), their median and their smallest.
 
     python bench/train.py          # CPU: d 256 / width 4096 and d 768 / width 16384, L0 32 and 128
     python bench/train.py --shapes 2304x16384 --l0 64 --batch 4096 --peak-tflops 989   # paper scale on a GPU (bf16)
@@ -48,6 +50,7 @@ is timed over ``--steps`` steps after 3 warm-up steps, in ``--repeats`` rounds t
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -126,15 +129,12 @@ class DenseTopK(torch.nn.Module):
 class Side:
     """One side's training step, driven by the worker: ``step(batch)``, and what the table reports."""
 
-    def step(self, batch: torch.Tensor) -> None:
+    def step(self, batch: torch.Tensor) -> float:
+        """One training step; returns the L0 of its training codes (mean active latents per token)."""
         raise NotImplementedError
 
     def dead(self) -> torch.Tensor:
         raise NotImplementedError
-
-    def encoder(self):
-        """The model whose ``encode`` gives the codes (None: a TopK side, whose L0 is k by construction)."""
-        return None
 
     sparse_steps = None  # ours (penalised): timed steps that took the sparse path
 
@@ -149,7 +149,7 @@ class Reference(Side):
         self.dead_after, self.total, self.i, self.k = args.dead_window * args.batch, total, 0, args.l0
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda")
 
-    def step(self, x: torch.Tensor) -> None:
+    def step(self, x: torch.Tensor) -> float:
         model = self.model
         if self.i == 0:
             with torch.no_grad():
@@ -173,6 +173,7 @@ class Reference(Side):
         self.since_fired.add_(x.shape[0])
         self.since_fired[fired] = 0
         self.i += 1
+        return float(self.k)
 
     def dead(self) -> torch.Tensor:
         return self.since_fired >= self.dead_after
@@ -199,7 +200,7 @@ class Ours(Side):
         if arch in PENALISED:  # (scaled as the trainer scales them)
             sae.set_firing_cut(firing_cut(x * self.scale, sae.b_dec, sae.W_enc, args.l0))
 
-    def step(self, batch: torch.Tensor) -> None:
+    def step(self, batch: torch.Tensor) -> float:
         from sae_models.sae.train import TrainingError
 
         trainer = self.trainer
@@ -208,15 +209,14 @@ class Ours(Side):
             raise TrainingError(f"step {trainer.step}: non-finite activations")
         if trainer.step == 0:
             trainer.sae.init_from_batch(x)
-        self.sparse_steps += trainer._train_step(x).sparse
+        loss = trainer._train_step(x)
+        self.sparse_steps += loss.sparse
         trainer.step += 1
+        return loss.l0
 
     def dead(self) -> torch.Tensor:
         return self.trainer.since_fired >= self.trainer.sae.cfg.dead_tokens
 
-    def encoder(self):
-        sae = self.trainer.sae
-        return sae if sae.architecture in PENALISED else None
 
 
 class SaeLens(Side):
@@ -245,7 +245,7 @@ class SaeLens(Side):
                                lr_decay_steps=total - int(decay_start * total), device=device,
                                autocast=device == "cuda", dead_feature_window=args.dead_window - 1)
         self.trainer = SAETrainer(cfg=cfg, sae=model, data_provider=iter(()))
-        self.model, self.arch = model.to(device), arch
+        self.model = model.to(device)
         if arch in PENALISED:
             self._start_at_l0(arch, x, args.l0)
 
@@ -260,16 +260,15 @@ class SaeLens(Side):
         else:
             model.b_gate.copy_(-cut)
 
-    def step(self, batch: torch.Tensor) -> None:  # the body of SAETrainer.fit's loop, logging off
+    def step(self, batch: torch.Tensor) -> float:  # the body of SAETrainer.fit's loop, logging off
         self.trainer.maybe_reset_sparsity()
-        self.trainer.step(batch)
+        codes = self.trainer.step(batch).feature_acts
         self.trainer.n_training_steps += 1
+        return (codes != 0).sum().item() / batch.shape[0]
 
     def dead(self) -> torch.Tensor:
         return self.trainer.dead_neurons
 
-    def encoder(self):
-        return self.model if self.arch in PENALISED else None
 
 
 def build_side(side: str, args, x: torch.Tensor, total: int) -> Side:
@@ -285,14 +284,16 @@ def worker(side: str, args) -> dict:
     torch.manual_seed(0)
     x = activations(args.d, args.batch * 4, device)
     total = WARMUP_STEPS + args.steps
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # imports and data: not the side's
     runner = build_side(side, args, x, total)
     n_dead = torch.zeros((), dtype=torch.long, device=device)
+    l0s = []
 
     def run(first: int, steps: int, count: bool) -> None:
         for i in range(first, first + steps):
             if count:  # before the step: the mask the step will use (a reduction, no sync)
                 n_dead.add_(runner.dead().sum())
-            runner.step(x[(i % 4) * args.batch:(i % 4 + 1) * args.batch])
+            l0s.append(runner.step(x[(i % 4) * args.batch:(i % 4 + 1) * args.batch]))
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -302,17 +303,15 @@ def worker(side: str, args) -> dict:
     run(WARMUP_STEPS, args.steps, True)
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
     sparse = None if runner.sparse_steps is None or side not in PENALISED else runner.sparse_steps - sparse_before
-    encoder = runner.encoder()
-    with torch.no_grad():  # after timing: the codes' L0 over all the benchmark's activations
-        l0 = float(args.l0) if encoder is None else (encoder.encode(x) > 0).sum(-1).float().mean().item()
     return {"side": side, "tokens_per_s": args.steps * args.batch / seconds, "peak_mb": peak / 2**20,
-            "device": device, "dead": n_dead.item() / args.steps, "l0": l0, "sparse_steps": sparse}
+            "device": device, "dead": n_dead.item() / args.steps, "l0": sum(l0s[WARMUP_STEPS:]) / args.steps,
+            "sparse_steps": sparse}
 
 
-def run_block(args, d: int, width: int, l0: int) -> list[dict]:
-    """Every side at one shape and L0, in interleaved rounds; each side's fastest round."""
+def run_block(args, d: int, width: int, l0: int) -> dict[str, list[dict]]:
+    """Every side at one shape and L0, in interleaved rounds: side -> its rounds."""
     runs: dict[str, list[dict]] = {side: [] for side in SIDES if side == REFERENCE or side in args.sides}
     for _ in range(args.repeats):
         for side in list(runs):
@@ -324,33 +323,38 @@ def run_block(args, d: int, width: int, l0: int) -> list[dict]:
                 del runs[side]
                 continue
             runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return [max(r, key=lambda row: row["tokens_per_s"]) | {"peak_mb": max(row["peak_mb"] for row in r),
-                                                           "slowest": min(row["tokens_per_s"] for row in r)}
-            for r in runs.values() if r]
+    return runs
 
 
-def print_block(rows: list[dict], args, d: int, width: int, l0: int) -> None:
-    by_side = {row["side"]: row for row in rows}
-    ref = by_side[REFERENCE]["tokens_per_s"]
-    print(f"\nd {d}, width {width}, L0 {l0}, batch {args.batch}, {args.steps} steps on {rows[0]['device']}; "
-          f"best of {args.repeats} interleaved round(s), slowest alongside")
-    print(f"{'side':20s} {'tokens/s':>10s} {'vs dense':>9s} {'vs sae-lens':>12s} {'L0':>6s} {'sparse':>7s} "
-          f"{'dead':>6s} {'peak MB':>8s} {'slowest':>9s} {'h / 5e8 tok':>12s}", end="")
+def paired(runs: dict[str, list[dict]], side: str, against: str) -> list[float]:
+    """The side's tokens/s over ``against``'s, round by round (the same machine load on both)."""
+    return [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs[side], runs[against], strict=True)]
+
+
+def print_block(runs: dict[str, list[dict]], args, d: int, width: int, l0: int) -> None:
+    print(f"\nd {d}, width {width}, L0 {l0}, batch {args.batch}, {args.steps} timed steps on "
+          f"{runs[REFERENCE][0]['device']}, {args.repeats} interleaved rounds: medians over the rounds; ratios "
+          f"paired by round (median, and the smallest)")
+    print(f"{'side':20s} {'tokens/s':>10s} {'vs dense':>9s} {'(min)':>7s} {'vs sae-lens':>12s} {'(min)':>7s} "
+          f"{'L0':>6s} {'sparse':>7s} {'dead':>6s} {'+MB':>6s} {'h / 5e8 tok':>12s}", end="")
     print(f" {'enc MFU':>8s}" if args.peak_tflops else "")
-    for row in rows:
-        theirs = by_side.get(f"sae-lens-{row['side']}")
-        vs_lens = f"{row['tokens_per_s'] / theirs['tokens_per_s']:.2f}x" if theirs else "-"
-        sparse = "-" if row["sparse_steps"] is None else f"{row['sparse_steps']}/{args.steps}"
-        hours = PAPER_TOKENS / row["tokens_per_s"] / 3600
-        print(f"{row['side']:20s} {row['tokens_per_s']:10.0f} {row['tokens_per_s'] / ref:8.2f}x {vs_lens:>12s} "
-              f"{row['l0']:6.1f} {sparse:>7s} {row['dead']:6.0f} {row['peak_mb']:8.0f} {row['slowest']:9.0f} "
-              f"{hours:12.2f}", end="")
+    rates = {}
+    for side, rounds in runs.items():
+        rate = rates[side] = statistics.median(r["tokens_per_s"] for r in rounds)
+        dense = paired(runs, side, REFERENCE)
+        lens = paired(runs, side, f"sae-lens-{side}") if f"sae-lens-{side}" in runs else None
+        vs_lens = f"{statistics.median(lens):11.2f}x {min(lens):6.2f}x" if lens else f"{'-':>12s} {'-':>7s}"
+        sparse = rounds[0]["sparse_steps"]
+        sparse = "-" if sparse is None else f"{min(r['sparse_steps'] for r in rounds)}/{args.steps}"
+        print(f"{side:20s} {rate:10.0f} {statistics.median(dense):8.2f}x {min(dense):6.2f}x {vs_lens} "
+              f"{statistics.median(r['l0'] for r in rounds):6.1f} {sparse:>7s} {rounds[0]['dead']:6.0f} "
+              f"{max(r['peak_mb'] for r in rounds):6.0f} {PAPER_TOKENS / rate / 3600:12.2f}", end="")
         # the one dense matmul every architecture does: the encoder's forward, 2 d width FLOPs per token
-        print(f" {row['tokens_per_s'] * 2 * d * width / (args.peak_tflops * 1e12):8.1%}" if args.peak_tflops else "")
-    ours = [by_side[a]["tokens_per_s"] for a in OURS if a in by_side]
+        print(f" {rate * 2 * d * width / (args.peak_tflops * 1e12):8.1%}" if args.peak_tflops else "")
+    ours = [rates[a] for a in OURS if a in rates]
     hours = PAPER_SAES * PAPER_TOKENS * sum(1 / rate for rate in ours) / len(ours) / 3600
-    print(f"the paper's sweep at these rates ({PAPER_SAES} SAEs x {PAPER_TOKENS:.0e} tokens, as many of each "
-          f"architecture): {hours:,.0f} device-hours of training")
+    print(f"the paper's sweep at these per-step rates ({PAPER_SAES} SAEs x {PAPER_TOKENS:.0e} tokens, as many of "
+          f"each architecture): {hours:,.0f} device-hours of training")
 
 
 def main() -> None:
@@ -363,8 +367,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--dead-window", type=int, default=1,
                         help="steps a latent must stay silent to count as dead (AuxK)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="rounds through all sides; each side's fastest round is reported")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds through all sides (medians and paired ratios over them)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's peak FLOP/s in TFLOP/s (e.g. 989 for an H100's bf16): adds the "
                              "encoder matmul's share of it")

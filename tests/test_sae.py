@@ -212,10 +212,17 @@ def test_the_sparse_path_has_the_dense_paths_loss_and_gradients(arch, density):
 
 
 def _dense_topk_total(sae, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
-    """TopK's loss (MSE + AuxK / 32) written densely: codes and AuxK codes as [batch, d_sae] tensors."""
+    """TopK's (or BatchTopK's) loss (MSE + AuxK / 32) written densely: codes and AuxK codes as [batch, d_sae]
+    tensors, the kept set from each row's top k (or the batch's top k * B)."""
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     acts = torch.relu(pre)
-    codes = torch.zeros_like(pre).scatter(-1, acts.topk(sae.cfg.k, dim=-1).indices, acts.topk(sae.cfg.k).values)
+    if sae.architecture == "topk":
+        kept = torch.zeros_like(acts, dtype=torch.bool).scatter(-1, acts.topk(sae.cfg.k, dim=-1).indices, True)
+    else:
+        flat = torch.zeros(acts.numel(), dtype=torch.bool).scatter(0, acts.flatten().topk(sae.cfg.k * len(x)).indices,
+                                                                     True)
+        kept = flat.view_as(acts)
+    codes = acts * kept
     x_hat = codes @ sae.W_dec + sae.b_dec
     mse = (x - x_hat).pow(2).sum(-1).mean()
     k_aux = min(sae.cfg.d_in // 2, int(dead.sum()))
@@ -226,17 +233,21 @@ def _dense_topk_total(sae, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
     return mse + (residual - aux_codes @ sae.W_dec).pow(2).sum(-1).mean() / variance / 32
 
 
-def test_topk_training_on_its_pairs_has_the_dense_loss_and_gradients():
+@pytest.mark.parametrize(("arch", "last_kept"), [("topk", None), ("batchtopk", None), ("batchtopk", "previous")])
+def test_topk_training_on_its_pairs_has_the_dense_loss_and_gradients(arch, last_kept):
     """TopK's stacked sparse path (k active latents plus AuxK's dead ones, through one set of sparse products;
-    BatchTopK's too, with its own pairs) against the same loss written with dense codes: loss and every
-    gradient to float tolerance."""
+    BatchTopK's, choosing its pairs afresh or from the last batch's threshold) against the same loss written
+    with dense codes: loss and every gradient to float tolerance."""
     torch.manual_seed(4)
-    sae = build_sae(SAEConfig("topk", 16, 256, k=6))
+    sae = build_sae(SAEConfig(arch, 16, 256, k=6))
     with torch.no_grad():
         sae.b_dec.copy_(0.1 * torch.randn(16))
         sae.b_enc.copy_(0.05 * torch.randn(256))
     x = torch.randn(64, 16) @ torch.randn(16, 16)
     dead = torch.rand(256) < 0.3
+    if last_kept:
+        sae.training_loss(x[:32], 1.0, dead)  # sets the threshold the next selection starts from
+        assert sae._min_kept is not None
     ours = sae.training_loss(x, 1.0, dead)
     ours.total.backward()
     sparse_grads = {name: p.grad.clone() for name, p in sae.named_parameters()}
@@ -246,6 +257,32 @@ def test_topk_training_on_its_pairs_has_the_dense_loss_and_gradients():
     assert _float_close(ours.total, dense)
     for name, p in sae.named_parameters():
         assert p.grad.abs().max() > 0 and _float_close(sparse_grads[name], p.grad), name
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", *sorted(SPARSE_PATH_CONFIGS)])
+def test_the_sparse_path_trains_under_bf16_autocast(arch):
+    """The sparse kernels have no bf16 version: under autocast (as on a GPU) they run in float32, and the
+    gradients stay close to a float32 step's."""
+    torch.manual_seed(5)
+    x = torch.randn(96, 16) @ torch.randn(16, 16)
+    config = dict(k=6) if "topk" in arch else SPARSE_PATH_CONFIGS[arch]
+    sae = build_sae(SAEConfig(arch, 16, 256, **config))
+    if "topk" not in arch:
+        _with_density(sae, x, 0.03)
+    sae.sparse_below = 1.0
+    dead = torch.rand(256) < 0.3  # AuxK too, for TopK
+    grads = {}
+    for precision in ("float32", "bf16"):
+        sae.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = sae.training_loss(x, 0.7, dead)
+        loss.total.backward()
+        assert loss.sparse and torch.isfinite(loss.total)
+        grads[precision] = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    for name in ("W_enc", "W_dec"):
+        bf16, full = grads["bf16"][name], grads["float32"][name]
+        assert bf16.dtype == torch.float32
+        assert torch.nn.functional.cosine_similarity(bf16.flatten(), full.flatten(), dim=0) > 0.9, name
 
 
 ARCH_CONFIGS = {

@@ -240,7 +240,8 @@ class ActiveSet:
         n = x_c.shape[0]
         rows = self.rows if self.batch == n else self.rows % n
         x_c = x_c.detach() if self.batch == n else x_c.detach().repeat(self.batch // n, 1)
-        return SparsePreacts.apply(x_c, b_dec, w_enc, b_enc, pre.detach()[rows, self.cols], self)
+        values = pre.detach()[rows, self.cols].to(w_enc.dtype)
+        return SparsePreacts.apply(x_c.to(w_enc.dtype), b_dec, w_enc, b_enc, values, self)
 
     def decode(self, w_dec: torch.Tensor, b_dec: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """sum_i f_i d_i + b_dec over the pairs only."""
@@ -274,7 +275,7 @@ class SparsePreacts(torch.autograd.Function):
     def backward(ctx, grad):
         x_c, w_enc = ctx.saved_tensors
         active = ctx.active
-        grad = grad.to(x_c.dtype)
+        grad = grad.to(w_enc.dtype)
         per_latent = torch.zeros(active.d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, active.cols, grad)
         grad_b_dec = -(w_enc @ per_latent) if ctx.needs_input_grad[1] else None
         grad_w = (active.matrix(grad).t() @ x_c).T if ctx.needs_input_grad[2] else None
@@ -284,19 +285,21 @@ class SparsePreacts(torch.autograd.Function):
 
 class SparseDecode(torch.autograd.Function):
     """codes @ W_dec for codes held at the pairs of an ``ActiveSet``: the codes' gradient is sampled at the
-    pairs only (grad . d_i) and the decoder's comes from the active rows only."""
+    pairs only (grad . d_i) and the decoder's comes from the active rows only. In the weights' dtype (float32)
+    under bf16 autocast too: the sparse kernels have no bf16 version on the CPU."""
 
     @staticmethod
     def forward(ctx, values, w_dec, active: ActiveSet):
         ctx.save_for_backward(values, w_dec)
         ctx.active = active
-        return active.matrix(values) @ w_dec
+        with torch.autocast(values.device.type, enabled=False):  # sparse kernels take float32 only
+            return active.matrix(values) @ w_dec
 
     @staticmethod
     def backward(ctx, grad):
         values, w_dec = ctx.saved_tensors
         active = ctx.active
-        grad = grad.contiguous()
+        grad = grad.to(w_dec.dtype).contiguous()
         grad_values = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_values = torch.sparse.sampled_addmm(active.matrix(values), grad, w_dec.T, beta=0.0).values()
