@@ -1,6 +1,9 @@
 """The base of every setting: each evaluation, trainer and judge declares its configuration once, as a
 frozen pydantic model, and lake.toml's sections are those very models (no second copy to drift)."""
 
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -9,3 +12,8 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+
+def matches_any(name: str, patterns: Iterable[str]) -> bool:
+    """Whether ``name`` matches one of the glob ``patterns`` (``topk-*``, ``pca``; case-sensitive)."""
+    return any(fnmatchcase(name, pattern) for pattern in patterns)

@@ -63,3 +63,26 @@ def tau_inference(x, y, resamples: int = 9999, level: float = 0.95, seed: int = 
     low, high = float(ci.low), float(ci.high)
     finite = np.isfinite(low) and np.isfinite(high)
     return TauInference(low if finite else None, high if finite else None, float(p))
+
+
+def mean_difference_ci(a, b, paired: bool = False, resamples: int = 9999, level: float = 0.95, seed: int = 0
+                       ) -> tuple[float | None, float | None]:
+    """BCa bootstrap interval of mean(a) - mean(b): each sample resampled within itself, or (``paired``) the
+    pairs resampled together. (None, None) with fewer than 2 values on a side; (d, d) when every value of each
+    side is the same (no resample can differ)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return None, None
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return float(a[0] - b[0]), float(a[0] - b[0])
+
+    def difference(x, y, axis=-1):
+        return x.mean(axis) - y.mean(axis)
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        ci = stats.bootstrap((a, b), difference, paired=paired, vectorized=True, n_resamples=resamples,
+                             confidence_level=level, method="BCa", random_state=np.random.default_rng(seed)
+                             ).confidence_interval
+    low, high = float(ci.low), float(ci.high)
+    return (low, high) if np.isfinite(low) and np.isfinite(high) else (None, None)

@@ -1,6 +1,9 @@
--- How well each language model knows its world (toy models; loss in nats per token).
+-- How well each language model knows its world (toy models; loss in nats per token). A control twin (SPEC §8)
+-- names its trained model in control_of and the seed its random weights were drawn under.
 SELECT
     model,
+    control_of,
+    init_seed,
     family,
     n_layers,
     d_model,

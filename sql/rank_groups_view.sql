@@ -4,8 +4,13 @@
 --   psi_<axis>: groups of SAEs that agree on the two other axes, so only <axis> varies within a group
 --   (psi_axis = the mean tau-b over those groups, Psi = the mean of the psi).
 -- The toy world adds its ground truth: how mu, g and g_dtc each rank the SAEs against concept_f1.
+-- The control twins' SAEs (SPEC §8) are items only after SET VARIABLE include_controls = true (the rank_agreement
+-- asset sets it from [control] in_rank_analysis); by default the analysis is over trained models' SAEs.
 CREATE OR REPLACE VIEW rank_groups AS
-WITH saes AS (SELECT * FROM sae_summary WHERE NOT is_baseline),
+WITH saes AS (
+    SELECT * FROM sae_summary
+    WHERE NOT is_baseline AND (control_of IS NULL OR coalesce(getvariable('include_controls'), false))
+),
 items AS (
     SELECT 'mu vs g' AS comparison, model, architecture, sparsity_index, mu AS x, g AS y FROM saes
     UNION ALL SELECT 'mu vs gain', model, architecture, sparsity_index, mu, gain FROM saes

@@ -1,24 +1,35 @@
 -- sae_summary: one row per current SAE and baseline dictionary (retired variants left out), every per-SAE score
 -- side by side: SPEC §6's items. The sae_summary asset stores it as a lake table.
+-- control_of: on a control twin's dictionaries (SPEC §8), the trained model the twin is the random-weights copy of.
 -- sparsity_index numbers each architecture's grid from its densest SAE (1) on, so that SAEs of different
 -- architectures and models at the same grid position "agree on the sparsity axis": k / target L0 descending,
--- an L1 coefficient ascending; over the current variants with metrics, before any other table is joined, so a
--- score still missing elsewhere does not shift it. Null where there is no level (baselines, external SAEs).
+-- an L1 coefficient ascending; over the trained models' current variants with metrics, before any other table is
+-- joined, so a score still missing elsewhere does not shift it. A twin's SAE takes the index of its trained
+-- model's SAE at the same level (a twin may have a part of the sweep only). Null where there is no level
+-- (baselines, external SAEs).
 -- concept_f1: the toy world's ground truth (mean best F1 over its concepts; null for real models).
 WITH f1 AS (
     SELECT model, sae, avg(best_f1) AS concept_f1, avg(best_f1_swept) AS concept_f1_swept
     FROM concept_recovery GROUP BY model, sae
 ),
+models AS (SELECT model, control_of, coalesce(control_of, model) AS trained FROM lm_eval),
+current AS (
+    SELECT m.model, m.sae, m.architecture, m.level, m.target_l0, coalesce(models.trained, m.model) AS trained,
+           models.control_of
+    FROM sae_metrics m JOIN sae_variants v USING (model, sae) LEFT JOIN models USING (model)
+    WHERE v.in_config
+),
 grid AS (
-    SELECT model, sae, dense_rank() OVER (
-        PARTITION BY model, architecture
+    SELECT trained, architecture, level, dense_rank() OVER (
+        PARTITION BY trained, architecture
         ORDER BY CASE WHEN target_l0 IS NULL THEN level ELSE -level END) AS sparsity_index
-    FROM sae_metrics JOIN sae_variants USING (model, sae)
-    WHERE in_config AND level IS NOT NULL
+    FROM current
+    WHERE control_of IS NULL AND level IS NOT NULL
 )
 SELECT
     m.model,
     m.sae,
+    c.control_of,
     m.architecture,
     i.is_baseline,
     m.level,
@@ -42,11 +53,10 @@ SELECT
     f1.concept_f1,
     f1.concept_f1_swept
 FROM sae_metrics m
+JOIN current c USING (model, sae)
 JOIN interpretability i USING (model, sae)
 LEFT JOIN steering_summary s USING (model, sae)
 LEFT JOIN selection sel USING (model, sae)
 LEFT JOIN f1 USING (model, sae)
-LEFT JOIN grid USING (model, sae)
-JOIN sae_variants v USING (model, sae)
-WHERE v.in_config
+LEFT JOIN grid ON grid.trained = c.trained AND grid.architecture = c.architecture AND grid.level = c.level
 ORDER BY m.model, i.is_baseline, m.architecture, sparsity_index, m.sae;

@@ -4,7 +4,8 @@
 -- g_random_rank (the same dev choice among candidate sets with a random order in place of DeltaC). Lifts are given
 -- two ways, because they differ: of the means, (mean g_dtc - mean g) / mean g; and the mean of the per-SAE
 -- gains L = (g_dtc - g) / g (undefined for an SAE with g = 0: n_gain counts the SAEs that have one). Every
--- mean is over the same SAEs: those with g, g_out and g_dtc. The baseline dictionaries get their own rows.
+-- mean is over the same SAEs: those with g, g_out and g_dtc. The baseline dictionaries get their own rows; a
+-- control twin (SPEC §8) gets its own model rows and is left out of 'all models'.
 WITH rows AS (
     SELECT model, CASE WHEN is_baseline THEN 'baselines' ELSE 'SAEs' END AS dictionaries, *
     EXCLUDE (model) FROM sae_summary
@@ -14,6 +15,7 @@ per_model AS (
     SELECT model, dictionaries, g, g_out, g_dtc, g_dtc_chosen_on_test, g_random_rank, g_unsteered, gain, gain_out FROM rows
     UNION ALL
     SELECT 'all models', dictionaries, g, g_out, g_dtc, g_dtc_chosen_on_test, g_random_rank, g_unsteered, gain, gain_out FROM rows
+    WHERE control_of IS NULL
 )
 SELECT
     model,

@@ -65,6 +65,9 @@ n_eval_pairs = 4
 thresholds = [0.05, 0.5, 5.0]
 min_ioi_accuracy = 0.0        # the tiny models do not solve IOI; the refusal is tested on its own
 
+[control]
+variants = ["topk-*", "relu-*", "pca"]
+
 [sweep.train]
 steps = 80
 batch_size = 128
@@ -91,6 +94,7 @@ source = "toyworld"
 layer = 1
 hook = "mlp_out"
 tokens = 1500
+control = "none"
 [models.toy]
 family = "qwen2"
 hidden = 32
@@ -98,6 +102,11 @@ layers = 2
 intermediate = 64
 steps = 15
 """
+
+
+def without_twins(text: str) -> str:
+    """``text`` (a lake.toml) with ``control = "none"`` on every toy model: no random-weights twins."""
+    return text.replace('control = "none"\n', "").replace("[models.toy]", 'control = "none"\n[models.toy]')
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from assets.definitions import defs
 from assets.lakehouse.cli import main as cli
 from assets.lakehouse.demo import run_demo
 from assets.shared.partitions import pair_key
-from tests.conftest import TINY_TOML
+from tests.conftest import TINY_TOML, without_twins
 from tests.judge_endpoint import QuietHandler, reply, serving
 
 ONE_MODEL = (TINY_TOML.split("[[models]]")[0].replace('["relu", "topk", "gated"]', '["topk"]')
              .replace('baselines = ["pca", "neuron"]', "baselines = []")
-             + "[[models]]" + TINY_TOML.split("[[models]]")[1])
+             + "[[models]]" + without_twins(TINY_TOML.split("[[models]]")[1]))
 PARTITION = pair_key("toy-gemma2", "topk-k4")
 
 

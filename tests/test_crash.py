@@ -12,12 +12,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.conftest import TINY_TOML
+from tests.conftest import TINY_TOML, without_twins
 
 REPO = Path(__file__).resolve().parent.parent
 ONE_MODEL = (TINY_TOML.split("[[models]]")[0].replace('["relu", "topk", "gated"]', '["topk"]')
              .replace('baselines = ["pca", "neuron"]', "baselines = []")
-             + "[[models]]" + TINY_TOML.split("[[models]]")[1])
+             + "[[models]]" + without_twins(TINY_TOML.split("[[models]]")[1]))
 
 # Runs one job partition (a selection of its assets) in a fresh process; with a target, the process SIGKILLs
 # itself right after the target's ``kill_at``-th call returns.

@@ -78,29 +78,32 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     loads = shared_lm_loads()
     with dg.instance_for_test() as instance:
         timings = run_demo(instance=instance, print_fn=lambda _: None)
-        assert len(timings) == 4 + 2 * 5  # world, 2 model chains, 2 x 5 SAE variants, catalog
-        # one LM load per model, shared by the metrics and the steering of its 5 SAEs (20 loads unshared)
-        assert shared_lm_loads() - loads == 2
+        # world, 2 model chains and toy-gemma2's twin's, 2 x 5 SAE variants and the twin's 3, catalog
+        assert len(timings) == 5 + 2 * 5 + 3
+        # one LM load per model, shared by the metrics and the steering of its SAEs (26 loads unshared)
+        assert shared_lm_loads() - loads == 3
         runs = instance.get_runs()
         assert all(r.is_success for r in runs)
         evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        # activation checks x 2 models, SAE checks x 10 SAEs, the patching check x 2 patched variants x 2 models
-        assert len(evaluations) == 3 * 2 + 10 * 10 + 2 * 2
+        # activation checks x 3 models, SAE checks x 13 SAEs, the patching check x 2 patched variants x 2 trained
+        # models (a twin is not patched)
+        assert len(evaluations) == 3 * 3 + 10 * 13 + 2 * 2
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")
-    assert lake.partitions("activations", "model") == ["toy-gemma2", "toy-qwen2"]
-    for slug in ("toy-gemma2", "toy-qwen2"):
+    assert lake.partitions("activations", "model") == ["toy-gemma2", "toy-gemma2-random", "toy-qwen2"]
+    for slug in ("toy-gemma2", "toy-gemma2-random", "toy-qwen2"):
         path = lake.path("activations", model=slug)
         assert json.loads((path / "_manifest.json").read_text())["tokens"] == 1500
         assert sum(pq.ParquetFile(f).metadata.num_rows for f in path.glob("*.parquet")) == 1500
         assert (lake.path("models", model=slug) / "model.safetensors").is_file()
 
     assert cli(["sql", "select model, count(*) as n from activations group by 1 order by 1", "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines() == ["model,n", "toy-gemma2,1500", "toy-qwen2,1500"]
+    assert capsys.readouterr().out.splitlines() == ["model,n", "toy-gemma2,1500", "toy-gemma2-random,1500",
+                                                    "toy-qwen2,1500"]
     assert cli(["sql", "select count(*) as n, min(d_model) as d from lm_eval", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"n": 2, "d": 32}]
+    assert json.loads(capsys.readouterr().out) == [{"n": 3, "d": 32}]
     assert cli(["sql", "create table x as select 1"]) == 1  # the catalog is read-only
     assert "read-only" in capsys.readouterr().err
 
@@ -111,6 +114,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     _check_selection_lift_and_report(lake)
     _check_patching(lake, capsys, tiny_config)
     _check_interpretability(lake, tiny_config)
+    _check_control(lake, capsys, tiny_config)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
     before = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
@@ -169,7 +173,7 @@ def _check_selection(lake: Lake, capsys) -> None:
             assert row["g_dtc"] <= row["g_dtc_chosen_on_test"] + 1e-12  # the choice on test is the optimistic one
     assert cli(["sql", "select model, sae, g, g_out, g_dtc, gain from selection order by 1, 2", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "model,sae,g,g_out,g_dtc,gain" and len(lines) == 11
+    assert lines[0] == "model,sae,g,g_out,g_dtc,gain" and len(lines) == 1 + 10 + 3
 
 
 def _check_rank_agreement(lake: Lake, capsys) -> None:
@@ -177,7 +181,8 @@ def _check_rank_agreement(lake: Lake, capsys) -> None:
     interval and a p-value; by-model groups hold 3 SAEs; the catalog's macro answers through `sae-lake sql`."""
     from scipy import stats
 
-    assert cli(["sql", "select mu, g, concept_f1 from sae_summary where not is_baseline", "--format", "json"]) == 0
+    query = "select mu, g, concept_f1 from sae_summary where not is_baseline and control_of is null"
+    assert cli(["sql", query, "--format", "json"]) == 0
     saes = json.loads(capsys.readouterr().out)
     rows = {(r["comparison"], r["grouping"], r["group"]): r for r in lake.read_table("rank_agreement").to_pylist()}
     for comparison, x, y in (("mu vs g", "mu", "g"), ("concept_f1 vs mu", "concept_f1", "mu")):
@@ -189,6 +194,7 @@ def _check_rank_agreement(lake: Lake, capsys) -> None:
         else:
             assert overall["tau_b"] == pytest.approx(expected, abs=1e-12) and 0 <= overall["p_value"] <= 1
     assert rows[("concept_f1 vs mu", "overall", "all")]["tau_b"] is not None  # the truth check is defined here
+    assert not any(r["controls_included"] for r in rows.values())  # the twin's 2 SAEs are not items
     assert rows[("mu vs g", "model", "toy-gemma2")]["n"] == 3
     assert {("mu vs g", "psi", axis) for axis in ("architecture", "sparsity", "model", "Psi")} <= set(rows)
     assert rows[("mu vs g", "psi", "model")]["tau_b"] is None  # two models: no group of 3 along the model axis
@@ -204,10 +210,12 @@ def _check_selection_lift_and_report(lake: Lake) -> None:
     the report shows the three tables, the ground truth and figures that exist."""
     summary = lake.read_table("sae_summary").to_pylist()
     lift = {(r["model"], r["dictionaries"]): r for r in lake.read_table("selection_lift").to_pylist()}
-    assert set(lift) == {(m, d) for m in ("toy-gemma2", "toy-qwen2", "all models") for d in ("SAEs", "baselines")}
+    models = ("toy-gemma2", "toy-gemma2-random", "toy-qwen2", "all models")
+    assert set(lift) == {(m, d) for m in models for d in ("SAEs", "baselines")}
     for (model, kind), row in lift.items():
         mine = [r for r in summary if r["is_baseline"] == (kind == "baselines")
-                and model in (r["model"], "all models") and None not in (r["g"], r["g_out"], r["g_dtc"])]
+                and (r["model"] == model or (model == "all models" and r["control_of"] is None))
+                and None not in (r["g"], r["g_out"], r["g_dtc"])]
         assert row["n"] == len(mine)
         for key in ("g", "g_out", "g_dtc"):
             assert row[key] == pytest.approx(sum(r[key] for r in mine) / len(mine), abs=1e-12)
@@ -270,7 +278,7 @@ def _check_steering(lake: Lake, capsys, config) -> None:
             assert row["judge_calls"] + row["judge_cached"] == 3 * generations.num_rows
     assert cli(["sql", "select model, sae, g from steering_summary order by 1, 2", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "model,sae,g" and len(lines) == 11
+    assert lines[0] == "model,sae,g" and len(lines) == 1 + 10 + 3
 
     key = dg.MultiPartitionKey({"model": "toy-gemma2", "sae": "topk-k4"})
     generations = lake.read_table("steering_generations", model="toy-gemma2", sae="topk-k4")
@@ -337,6 +345,50 @@ def _check_interpretability(lake: Lake, config) -> None:
     (message,) = _failure_messages(down)
     assert "toy-gemma2 / topk-k4: judge endpoint http://127.0.0.1:9/v1" in message and "after 1 retries" in message
     assert lake.read_table("autointerp", model="toy-gemma2", sae="topk-k4").equals(before)
+
+
+def _check_control(lake: Lake, capsys, config) -> None:
+    """toy-gemma2's twin: the same config and tokenizer, untrained weights, marked in lm_eval and sae_summary;
+    its 3 dictionaries beside toy-gemma2's in control_contrast, each score the mean of the units the contrast
+    resamples; control_separation over the 2 SAE pairs; the report's section; and [control] in_rank_analysis
+    puts the twin's SAEs into the rank analysis, with the column that says so."""
+    trained, twin = (lake.path("models", model=m) for m in ("toy-gemma2", "toy-gemma2-random"))
+    assert json.loads((twin / "config.json").read_text()) == json.loads((trained / "config.json").read_text())
+    assert (twin / "tokenizer.json").read_bytes() == (trained / "tokenizer.json").read_bytes()
+    (row,) = lake.read_table("lm_eval", model="toy-gemma2-random").to_pylist()
+    assert (row["control_of"], row["init_seed"], row["steps"]) == ("toy-gemma2", 0, 0)
+    assert lake.read_table("lm_eval", model="toy-gemma2").to_pylist()[0]["control_of"] is None
+    assert not lake.partitions("patching/model=toy-gemma2-random", "sae")
+
+    summary = {(r["model"], r["sae"]): r for r in lake.read_table("sae_summary").to_pylist()}
+    assert {s for (m, s), r in summary.items() if r["control_of"] == "toy-gemma2"} == {"relu-0.1", "topk-k4", "pca"}
+    assert {m for (m, _), r in summary.items() if r["control_of"] is None} == {"toy-gemma2", "toy-qwen2"}
+    contrast = lake.read_table("control_contrast").to_pylist()
+    assert {(r["sae"], r["metric"]) for r in contrast} == {
+        (s, m) for s in ("relu-0.1", "topk-k4", "pca") for m in ("mu", "mu_simulation", "g", "g_dtc", "concept_f1")}
+    for r in contrast:
+        assert (r["model"], r["control"]) == ("toy-gemma2", "toy-gemma2-random")
+        for side, model in (("trained", "toy-gemma2"), ("twin", "toy-gemma2-random")):
+            assert r[side] == pytest.approx(summary[(model, r["sae"])][r["metric"]], abs=1e-6), (r, side)
+        assert r["paired"] == (r["metric"] == "concept_f1")
+        assert r["ci_low"] is None or r["ci_low"] <= r["ci_high"]
+    separation = {r["metric"]: r for r in lake.read_table("control_separation").to_pylist()}
+    assert set(separation) == {"mu", "mu_simulation", "g", "g_dtc", "concept_f1"}
+    assert all(r["model"] == "toy-gemma2" and r["n_pairs"] == 2 for r in separation.values())
+    report = (lake.root / "reports" / "report.md").read_text()
+    assert "## Control: trained models against their random-weights twins" in report
+    assert "excludes their SAEs" in report
+    assert (lake.root / "reports" / "control.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli(["sql", query_text("control"), "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 5
+
+    config.write_text(config.read_text().replace("[control]", "[control]\nin_rank_analysis = true"))
+    with dg.instance_for_test() as instance:
+        assert defs.resolve_job_def("catalog_refresh").execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("rank_agreement")]).success
+    rows = {(r["comparison"], r["grouping"], r["group"]): r for r in lake.read_table("rank_agreement").to_pylist()}
+    assert rows[("mu vs g", "overall", "all")]["n"] == 8 and all(r["controls_included"] for r in rows.values())
+    assert rows[("mu vs g", "model", "toy-gemma2-random")]["n"] == 2
 
 
 def _run_autointerp(instance, key):

@@ -10,9 +10,10 @@ from assets.defs.models.registry_sensor import model_registry_sensor
 from assets.lakehouse.cli import main as cli
 from assets.lakehouse.config import load_settings
 from assets.lakehouse.demo import run_demo
-from tests.conftest import TINY_TOML
+from tests.conftest import TINY_TOML, without_twins
 
-ONE_MODEL = TINY_TOML[:TINY_TOML.index("[[models]]\nslug = \"toy-qwen2\"")]
+NO_TWINS = without_twins(TINY_TOML)  # the twins' automation is the same; test_pipeline runs one
+ONE_MODEL = NO_TWINS[:NO_TWINS.index("[[models]]\nslug = \"toy-qwen2\"")]
 
 
 def _sweep(text: str, target_l0: str) -> str:
@@ -22,7 +23,8 @@ def _sweep(text: str, target_l0: str) -> str:
 
 
 BASE = _sweep(ONE_MODEL, "[4, 6]")
-ANALYSIS = ("sae_summary", "rank_agreement", "selection_lift", "report", "catalog")
+ANALYSIS = ("sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation", "report",
+            "catalog")
 NOT_SWEEP = ("interpretability_by_kind", *ANALYSIS)  # cross-model, rerun on any update
 RATINGS = ("steering", "steering_concepts", "steering_summary")
 
@@ -140,7 +142,7 @@ def test_retired_variant_is_never_requested_for_a_new_model_and_stays_queryable(
     _, cursor = _automate(instance, None)
 
     # retire topk-k6, add a model: the sensor adds the model and runs its chain, automation does the rest
-    config.write_text(_sweep(TINY_TOML, "[4]"))
+    config.write_text(_sweep(NO_TWINS, "[4]"))
     second = _sensor_tick(instance, first.cursor)
     assert [r.partition_key for r in second.run_requests if r.job_name == "model_chain"] == ["toy-qwen2"]
     done, cursor = _automate(instance, cursor)
@@ -165,7 +167,7 @@ def test_retired_variant_is_never_requested_for_a_new_model_and_stays_queryable(
     assert capsys.readouterr().out.splitlines() == ["only_current", "true"]
 
     # putting it back brings the old results back without recomputation (the new model gets it, once)
-    config.write_text(_sweep(TINY_TOML, "[4, 6]"))
+    config.write_text(_sweep(NO_TWINS, "[4, 6]"))
     _sensor_tick(instance, second.cursor)
     done, _ = _automate(instance, cursor)
     assert {p for _, p in done if "|" in p} == {"toy-qwen2|topk-k6"}

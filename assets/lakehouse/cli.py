@@ -54,8 +54,9 @@ def _check_config(_args: argparse.Namespace) -> int:
 
     settings = load_settings()
     print(f"lake: {lake_root(settings)}")
-    for m in settings.models:
-        print(f"  {m.slug:20s} {m.source:30s} layer {m.layer} {m.hook} tokens {m.tokens}")
+    for m in settings.registry:
+        twin = f"  (control: {m.control_of} with random weights, seed {m.control_seed})" if m.control_of else ""
+        print(f"  {m.slug:20s} {m.source:30s} layer {m.layer} {m.hook} tokens {m.tokens}{twin}")
     return 0
 
 

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sae_models.config import Config
-from sae_models.evals.config import AutointerpConfig, PatchingConfig, SelectionConfig, SteeringConfig
+from sae_models.evals.config import (
+    AutointerpConfig,
+    ControlConfig,
+    PatchingConfig,
+    SelectionConfig,
+    SteeringConfig,
+)
 from sae_models.judges.config import JudgeConfig
 from sae_models.lm.config import ExtractionConfig
 from sae_models.sae.config import SweepConfig
@@ -32,6 +38,8 @@ CONFIG_ENV = "SAE_LAKE_CONFIG"
 ROOT_ENV = "SAE_LAKE_ROOT"
 SLUG = re.compile(r"^[a-z0-9._-]+$")
 TOYWORLD = "toyworld"
+RANDOM_INIT = "random-init"
+TWIN_SUFFIX = "-random"  # a twin's slug: the trained model's, then this
 
 
 def _check_slug(value: str, field: str) -> str:
@@ -71,13 +79,26 @@ class ModelEntry(_Strict):
     tokens: int = Field(ge=1)  # activation token budget
     trust_remote_code: bool = False
     toy: ToyModelConfig | None = None
+    control: Literal["random-init", "none"] | None = None  # default: "random-init" for toy models, else "none"
+    control_seed: int = 0  # the twin's weights are drawn under this seed
+    control_of: str | None = None  # a twin's trained model; set by sae-lake, never in lake.toml
 
     _slug = field_validator("slug")(lambda v: _check_slug(v, "slug"))
+
+    @field_validator("control_of")
+    @classmethod
+    def _not_by_hand(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(f"{value!r}: control_of is set on the twins sae-lake adds; ask for a twin with "
+                             f"control = {RANDOM_INIT!r}")
+        return value
 
     @model_validator(mode="after")
     def _layer_in_range(self) -> ModelEntry:
         if self.is_toy and self.toy is None:
             object.__setattr__(self, "toy", ToyModelConfig())
+        if self.control is None:
+            object.__setattr__(self, "control", RANDOM_INIT if self.is_toy else "none")
         if not self.is_toy and self.toy is not None:
             raise ValueError(f"{self.slug}: a [models.toy] table is only for source = {TOYWORLD!r}")
         n_layers = self.known_n_layers()
@@ -89,6 +110,19 @@ class ModelEntry(_Strict):
     @property
     def is_toy(self) -> bool:
         return self.source == TOYWORLD
+
+    @property
+    def in_lake(self) -> bool:
+        """Whether the weights live in the lake (a toy model, or any twin) rather than at ``source``."""
+        return self.is_toy or self.control_of is not None
+
+    def twin(self) -> ModelEntry | None:
+        """The random-weights control of this model (SPEC §8), or None without ``control = "random-init"``:
+        the same entry under ``<slug>-random``, its weights drawn under ``control_seed``."""
+        if self.control != RANDOM_INIT:
+            return None
+        return self.model_copy(update={"slug": self.slug + TWIN_SUFFIX, "control": "none",
+                                       "control_of": self.slug})
 
     def known_n_layers(self) -> int | None:
         """Layer count when it is known without loading anything (toy, or a local dir's config.json)."""
@@ -134,9 +168,15 @@ class Settings(_Strict):
     steering: SteeringConfig = SteeringConfig()
     selection: SelectionConfig = SelectionConfig()
     patching: PatchingConfig = PatchingConfig()
+    control: ControlConfig = ControlConfig()
     execution: ExecutionSection = ExecutionSection()
     models: list[ModelEntry] = Field(default_factory=list)
     external_saes: list[ExternalSAE] = Field(default_factory=list)
+
+    @property
+    def registry(self) -> list[ModelEntry]:
+        """Every model the lake holds: lake.toml's, then the control twins they ask for."""
+        return self.models + [twin for m in self.models if (twin := m.twin()) is not None]
 
     @model_validator(mode="after")
     def _unique_slugs(self) -> Settings:
@@ -144,6 +184,10 @@ class Settings(_Strict):
         dupes = sorted({s for s in slugs if slugs.count(s) > 1})
         if dupes:
             raise ValueError(f"duplicate model slugs {dupes}")
+        clash = next((t for t in self.registry[len(self.models):] if t.slug in slugs), None)
+        if clash is not None:
+            raise ValueError(f"model slug {clash.slug!r} is the name of {clash.control_of}'s control twin: rename "
+                             f"the model, or set control = \"none\" on {clash.control_of}")
         from sae_models.sae.sweep import sweep_variants
 
         taken = {v.name for v in sweep_variants(self.sweep)}
@@ -157,10 +201,15 @@ class Settings(_Strict):
         return self
 
     def model(self, slug: str) -> ModelEntry:
-        for m in self.models:
+        for m in self.registry:
             if m.slug == slug:
                 return m
-        raise ConfigError(f"model {slug!r} is not in the registry (known: {[m.slug for m in self.models]})")
+        raise ConfigError(f"model {slug!r} is not in the registry (known: {[m.slug for m in self.registry]})")
+
+    def patches(self, model: str, variant: str) -> bool:
+        """Whether ``[patching]`` runs on this pair: a variant it names, of a trained model (a twin does not
+        solve IOI, so the patching check would refuse it)."""
+        return self.patching.patches(variant) and self.model(model).control_of is None
 
 
 def _field_path(loc: tuple) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from assets.lakehouse.config import load_settings
 
 SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery", "interpretability",
-                   "interpretability_mu", "steering", "selection", "rank_agreement", "rank_psi")
+                   "interpretability_mu", "steering", "selection", "rank_agreement", "rank_psi", "control")
 
 
 def _instance():
@@ -31,13 +31,14 @@ def demo_plan(settings) -> list[tuple[str, str | None]]:
     from assets.lakehouse.registry import valid_pairs
     from assets.shared.partitions import pair_key
 
-    return ([("world", None)] + [("model_chain", m.slug) for m in settings.models]
+    return ([("world", None)] + [("model_chain", m.slug) for m in settings.registry]
             + [("sae_sweep", pair_key(m, v)) for m, v in valid_pairs(settings)] + [("catalog_refresh", None)])
 
 
 def _asset_selection(job_def, settings, partition) -> list | None:
-    """The sweep job without ``patching`` for a variant that ``[patching] variants`` does not name (None: all)."""
-    if job_def.name != "sae_sweep" or settings.patching.patches(partition.keys_by_dimension["sae"]):
+    """The sweep job without ``patching`` for a pair that is not patched (``Settings.patches``; None: all)."""
+    keys = partition.keys_by_dimension if job_def.name == "sae_sweep" else {}
+    if not keys or settings.patches(keys["model"], keys["sae"]):
         return None
     return [k for k in job_def.asset_layer.executable_asset_keys if k.to_user_string() != "patching"]
 
@@ -47,7 +48,7 @@ def _add_partitions(instance, settings) -> None:
     from assets.shared.partitions import models_partitions, saes_partitions
 
     existing = set(instance.get_dynamic_partitions(models_partitions.name))
-    new = [m.slug for m in settings.models if m.slug not in existing]
+    new = [m.slug for m in settings.registry if m.slug not in existing]
     if new:
         instance.add_dynamic_partitions(models_partitions.name, new)
     variants = missing_variants(settings, set(instance.get_dynamic_partitions(saes_partitions.name)))

@@ -20,7 +20,10 @@ from assets.lakehouse.tables import spec
 from sae_models.sae.sweep import variant_settings
 
 # A registry entry's fields that shape the model itself; the others (layer, hook, dtype, tokens) its activations.
+# A control twin is shaped by its seed too; whether a model has a twin shapes only the twin.
 MODEL_FIELDS = {"slug", "source", "revision", "trust_remote_code", "toy"}
+TWIN_FIELDS = {"control_of", "control_seed"}
+CONTROL_FIELDS = {"control", *TWIN_FIELDS}
 # [autointerp] settings that decide the windows gathered and which latents keep enough of them to be scored.
 EXAMPLE_FIELDS = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents", "explain_top",
                   "score_top", "sim_explain_top", "sim_top"}
@@ -58,10 +61,10 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
         return {"corpus": settings.corpus.model_dump()}
     parts = {"corpus": settings.corpus.model_dump(exclude=CORPUS_FOR_ACTIVATIONS)}
     entry = settings.model(model)
-    parts["model"] = entry.model_dump(include=MODEL_FIELDS)
+    parts["model"] = entry.model_dump(include=MODEL_FIELDS | (TWIN_FIELDS if entry.control_of else set()))
     if stage == "model":
         return parts
-    parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS)
+    parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS | CONTROL_FIELDS)
     parts["corpus_for_activations"] = settings.corpus.model_dump(include=CORPUS_FOR_ACTIVATIONS)
     parts["extraction"] = settings.extraction.model_dump(exclude=EXTRACTION_SPEED)
     if stage == "activations":

@@ -1,6 +1,7 @@
 """What lake.toml asks for: the models, the SAE variants of each, and which (model, variant) pairs are valid.
 
-The sweep's variants belong to every model; an ``[[external_saes]]`` entry belongs to its own model only.
+The sweep's variants belong to every trained model, the part ``[control] variants`` names to every control
+twin; an ``[[external_saes]]`` entry belongs to its own model only.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ def all_variants(settings: Settings) -> list[Variant]:
 
 
 def variants_for(settings: Settings, model: str) -> list[Variant]:
-    return [v for v in all_variants(settings) if v.model in (None, model)]
+    twin = settings.model(model).control_of is not None
+    return [v for v in all_variants(settings)
+            if v.model in (None, model) and (not twin or settings.control.sweeps(v.name))]
 
 
 def valid_pairs(settings: Settings) -> list[tuple[str, str]]:
-    """Every (model, variant) pair the current lake.toml asks for, models in registry order."""
-    return [(m.slug, v.name) for m in settings.models for v in variants_for(settings, m.slug)]
+    """Every (model, variant) pair the current lake.toml asks for, models in registry order (twins last)."""
+    return [(m.slug, v.name) for m in settings.registry for v in variants_for(settings, m.slug)]
 
 
 def variant_status(settings: Settings, lake) -> list[tuple[str, str, bool, bool]]:
@@ -40,5 +43,7 @@ def find_variant(settings: Settings, model: str, name: str) -> Variant:
             continue
         if v.model not in (None, model):
             raise KeyError(f"SAE variant {name!r} is an external SAE of {v.model!r}, not of {model!r}")
+        if settings.model(model).control_of is not None and not settings.control.sweeps(name):
+            raise KeyError(f"SAE variant {name!r} is not in [control] variants, the sweep of control twins")
         return v
     raise KeyError(f"SAE variant {name!r} is not in lake.toml's [sweep] or [[external_saes]] (retired)")

@@ -93,8 +93,8 @@ def _lm_eval() -> pa.Schema:
     from sae_models.arrow import schema_of
     from sae_models.toyworld.train import ToyModelReport
 
-    head = pa.schema([("source", pa.string()), ("family", pa.string()), ("n_layers", pa.int64()),
-                      ("d_model", pa.int64())])
+    head = pa.schema([("source", pa.string()), ("control_of", pa.string()), ("init_seed", pa.int64()),
+                      ("family", pa.string()), ("n_layers", pa.int64()), ("d_model", pa.int64())])
     report = schema_of(ToyModelReport)
     return pa.schema([*head, *(f.with_nullable(True) for f in report)])  # null for hub / local models
 
@@ -113,7 +113,8 @@ def _interpretability_by_kind() -> pa.Schema:
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("corpus", (), _corpus, "documents with split, kind, topic, sentiment, per-word concept labels"),
-    TableSpec("lm_eval", MODEL, _lm_eval, "one row per model: how well it knows its world"),
+    TableSpec("lm_eval", MODEL, _lm_eval,
+              "one row per model: how well it knows its world; a control twin names its trained model"),
     TableSpec("activations", MODEL, _activations, "one row per token: doc_id, pos, token_id, act",
               vector_columns=("act",)),
     TableSpec("sae_training", MODEL_SAE, "sae_models.sae.train:HISTORY_SCHEMA",
@@ -155,6 +156,12 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per model: mean g without selection, with the output score, with DTC, and the lifts ([W25] Table 2)"),
     TableSpec("rank_agreement", (), "sae_models.evals.rank_agreement:RANK_AGREEMENT_SCHEMA",
               "per comparison and group: Kendall tau-b over SAEs, its BCa interval and permutation p; psi and Psi"),
+    TableSpec("control_contrast", (), "sae_models.evals.control:CONTRAST_SCHEMA",
+              "per dictionary of a trained model and score: its value, its control twin's, the difference and its "
+              "95% BCa interval (SPEC §8)"),
+    TableSpec("control_separation", (), "sae_models.evals.control:SEPARATION_SCHEMA",
+              "per model and score: how well it tells trained SAEs from their random-weights twins' (AUROC, mean "
+              "paired difference with its interval)"),
     TableSpec("judge_cache", ("backend", "model"), "sae_models.judges.cache:SCHEMA",
               "every judge call, appended by the judge as it goes (an external asset: autointerp reads and "
               "extends it)"),

@@ -52,7 +52,7 @@ class PatchedInCurrentSweep(InCurrentSweep):
         return "the (model, variant) pair is in the current sweep and [patching] variants names it"
 
     def pairs(self, settings) -> list[tuple[str, str]]:
-        return [(m, v) for m, v in super().pairs(settings) if settings.patching.patches(v)]
+        return [(m, v) for m, v in super().pairs(settings) if settings.patches(m, v)]
 
 
 class SettingsChanged(dg.AutomationCondition):

@@ -179,6 +179,35 @@ def tau_bars_png(rows: list[dict], comparisons: list[str], title: str) -> bytes:
     return _png(plt, fig)
 
 
+def control_png(rows: list[dict], metrics: list[str], title: str) -> bytes:
+    """One panel per score: each dictionary's value on the trained model (x) against the same dictionary on the
+    random-weights twin (y), coloured by architecture (marker by model, baselines as grey crosses), with the
+    diagonal: a point below it scores higher trained than random."""
+    plt, fig, axes = _figure(len(metrics))
+    fig.set_size_inches(3.4 * len(metrics), 3.4)
+    architectures = sorted({r["architecture"] for r in rows if not r["is_baseline"]})
+    models = sorted({r["model"] for r in rows})
+    markers = {m: "os^Dv<>ph"[i % 9] for i, m in enumerate(models)}
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        mine = [r for r in rows if r["metric"] == metric and r["trained"] is not None and r["twin"] is not None]
+        for r in mine:
+            colour = "0.4" if r["is_baseline"] else f"C{architectures.index(r['architecture'])}"
+            ax.scatter(r["trained"], r["twin"], color=colour, marker="x" if r["is_baseline"] else markers[r["model"]],
+                       s=22)
+        values = [v for r in mine for v in (r["trained"], r["twin"])]
+        if values:
+            low, high = min(values), max(values)
+            pad = 0.05 * (high - low or 1)
+            ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", ls="--", lw=0.8)
+        ax.set(title=metric, xlabel="trained model", ylabel="random-weights twin")
+    for i, arch in enumerate(architectures):
+        axes[0, 0].scatter([], [], color=f"C{i}", label=arch, s=22)
+    axes[0, 0].legend(fontsize=6, title=" / ".join(f"{markers[m]} {m}" for m in models) + " / x baselines",
+                      title_fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return _png(plt, fig)
+
+
 KL_FLOOR = 1e-4  # a KL below it (an exact basis patched in full) is drawn at it on the log axis
 
 

@@ -7,7 +7,7 @@ import math
 
 from pydantic import Field, model_validator
 
-from sae_models.config import Config
+from sae_models.config import Config, matches_any
 
 
 class ExampleConfig(Config):
@@ -148,6 +148,24 @@ class PatchingConfig(Config):
 
     def patches(self, variant: str) -> bool:
         """Whether the dictionary ``variant`` is patched."""
-        from fnmatch import fnmatchcase
+        return matches_any(variant, self.variants)
 
-        return any(fnmatchcase(variant, pattern) for pattern in self.variants)
+
+class ControlConfig(Config):
+    """lake.toml's ``[control]``: the random-weights twins (SPEC §8). A model with ``control = "random-init"``
+    gets a twin with its config and tokenizer and freshly initialised weights; ``variants`` (glob patterns over
+    variant names, as ``[patching] variants``) is the part of the sweep the twins get, and the rank analysis
+    takes the twins' SAEs as items only with ``in_rank_analysis``."""
+
+    variants: tuple[str, ...] = ("*",)  # the twins' sweep: every [sweep] variant and baseline by default
+    in_rank_analysis: bool = False  # the rank analysis of SPEC §6 over trained models' SAEs only, by default
+
+    @model_validator(mode="after")
+    def _valid(self) -> ControlConfig:
+        if not self.variants:
+            raise ValueError("variants is empty: give at least one pattern, e.g. [\"*\"] for the whole sweep")
+        return self
+
+    def sweeps(self, variant: str) -> bool:
+        """Whether the twins get the dictionary ``variant``."""
+        return matches_any(variant, self.variants)

@@ -17,6 +17,7 @@ class SaeSummary:
 
     model: str
     sae: str
+    control_of: str | None  # a control twin's dictionary: the trained model the twin copies (SPEC §8)
     architecture: str
     is_baseline: bool
     level: float | None
@@ -58,24 +59,27 @@ class RankRow:
     ci_high: float | None
     p_value: float | None  # two-sided permutation test
     note: str | None  # why tau_b is null
+    controls_included: bool = False  # whether the control twins' SAEs were items (SPEC §8; not by default)
 
 
 RANK_AGREEMENT_SCHEMA = schema_of(RankRow)
 
 
 def rank_rows(groups: Sequence[dict], items: dict[tuple, tuple[list, list]], psi: Sequence[dict],
-              resamples: int, seed: int = 0) -> list[RankRow]:
+              resamples: int, seed: int = 0, controls_included: bool = False) -> list[RankRow]:
     """``groups``: the rows of sql/rank_agreement.sql; ``items``: (comparison, grouping, group) -> (x, y), the
-    values each tau-b was computed from; ``psi``: the rows of sql/rank_psi.sql."""
+    values each tau-b was computed from; ``psi``: the rows of sql/rank_psi.sql; ``controls_included``: whether
+    the control twins' SAEs were among the items."""
     out = []
     for g in groups:
         key = (g["comparison"], g["grouping"], g["group"])
         inference = tau_inference(*items[key], resamples=resamples, seed=seed)
         out.append(RankRow(*key, g["n"], g["pairs"], g["tau_b"], inference.ci_low, inference.ci_high,
-                           inference.p_value if g["tau_b"] is not None else None, g["null_reason"]))
+                           inference.p_value if g["tau_b"] is not None else None, g["null_reason"], controls_included))
     for p in psi:
         note = None if p["psi"] is not None else "no group with 3 or more SAEs differing along this axis alone"
         if p["axis"] == "Psi" and p["psi"] is not None and p["null_groups"]:
             note = f"the mean of {p['groups']} axes: {p['null_groups']} without a group of 3 or more SAEs left out"
-        out.append(RankRow(p["comparison"], "psi", p["axis"], p["groups"], None, p["psi"], None, None, None, note))
+        out.append(RankRow(p["comparison"], "psi", p["axis"], p["groups"], None, p["psi"], None, None, None, note,
+                           controls_included))
     return out

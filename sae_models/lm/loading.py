@@ -110,6 +110,12 @@ def _describe_failure(source: str, exc: BaseException) -> str:
             f"or its local cache (offline or unknown id?): {_first_line(exc)}")
 
 
+def attn_implementation(config) -> str | None:
+    """Eager attention for Gemma-2 (its logit soft-capping runs only there in transformers 5), else the
+    default."""
+    return "eager" if config.model_type.startswith("gemma2") else None
+
+
 def load_lm(
     source: str,
     *,
@@ -126,13 +132,12 @@ def load_lm(
     if dtype not in DTYPES:
         raise ModelLoadError(f"model source {source!r}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
     config = load_config(source, revision, trust_remote_code)
-    attn = "eager" if config.model_type.startswith("gemma2") else None  # transformers 5: Gemma-2 is eager-only
     try:
         tokenizer = load_tokenizer(str(Path(source).expanduser()) if looks_like_path(source) else source,
                                    revision, trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             source, revision=revision, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-            attn_implementation=attn,
+            attn_implementation=attn_implementation(config),
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_describe_failure(source, exc)) from exc

@@ -9,5 +9,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "build_tokenizer": "tokenizer", "save_tokenizer": "tokenizer",
     "ToyModelConfig": "config",
     "ToyModelReport": "train", "evaluate_toy_lm": "train", "ioi_scores": "train",
-    "train_toy_lm": "train",
+    "train_toy_lm": "train", "init_toy_twin": "train",
 })

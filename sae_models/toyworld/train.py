@@ -11,7 +11,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,28 @@ def train_toy_lm(
     model.eval()
     model.save_pretrained(out_dir)
     report = evaluate_toy_lm(model, tokenizer, train_texts, eval_texts, cfg, seconds)
+    (out_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2))
+    return report
+
+
+def init_toy_twin(
+    train_texts: Sequence[str],
+    eval_texts: Sequence[str],
+    cfg: ToyModelConfig,
+    seed: int,
+    out_dir: Path,
+) -> ToyModelReport:
+    """The toy LM's random-weights control (SPEC §8): its config and tokenizer, weights drawn by the family's own
+    initialiser under ``seed`` and never trained, saved to ``out_dir`` and evaluated as the trained one is."""
+    from sae_models.lm.control import save_random_init
+
+    if not train_texts or not eval_texts:
+        raise ValueError("toy LM control: the corpus has no training or no evaluation documents")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(out_dir)
+    tokenizer = load_tokenizer(str(out_dir))
+    model = save_random_init(hf_config(cfg, tokenizer), seed, out_dir)
+    report = replace(evaluate_toy_lm(model, tokenizer, train_texts, eval_texts, cfg), steps=0)
     (out_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2))
     return report
 

@@ -8,10 +8,11 @@ import dagster as dg
 
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
-from assets.shared.metadata import image_md, markdown_table, mu_vs_g_png, tau_bars_png
+from assets.shared.metadata import control_png, image_md, markdown_table, mu_vs_g_png, tau_bars_png
 from assets.shared.resources import LakeResource
 
-INPUTS = ["sae_summary", "rank_agreement", "selection_lift"]
+INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation"]
+CONTROL_METRICS = ["mu", "mu_simulation", "g", "g_dtc", "concept_f1"]
 RANK_COLUMNS = ("group", "n", "pairs", "tau_b", "ci_low", "ci_high", "p_value", "note")
 REFERENCE = {  # [W25] on real LLMs (SPEC §6): the expected shape, not a target
     "mu vs g": "[W25]: overall 0.298 (n = 90, CI [0.159, 0.419]); Psi 0.250",
@@ -39,6 +40,36 @@ def _baselines_section(rows: list[dict]) -> list[str]:
             "what the same ratings give with no steering at all.", "", markdown_table(rows), ""]
 
 
+def _side_by_side(contrast: list[dict]) -> list[dict]:
+    """Per dictionary, one cell per score: trained / twin (difference [95% CI])."""
+    def cell(r: dict | None) -> str:
+        if r is None or r["trained"] is None or r["twin"] is None:
+            return "–"
+        ci = f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if r["ci_low"] is not None else ""
+        return f"{r['trained']:.3f} / {r['twin']:.3f} ({r['difference']:+.3f}{ci})"
+
+    by_key = {(r["model"], r["sae"], r["metric"]): r for r in contrast}
+    keys = list(dict.fromkeys((r["model"], r["control"], r["sae"]) for r in contrast))
+    return [{"model": m, "twin": c, "sae": s, **{k: cell(by_key.get((m, s, k))) for k in CONTROL_METRICS}}
+            for m, c, s in keys]
+
+
+def _control_section(contrast: list[dict], separation: list[dict]) -> list[str]:
+    """Trained vs random-weights twin (SPEC §8): which score separates them best, and every dictionary."""
+    if not contrast:
+        return []
+    pooled = [r for r in separation if r["model"] == "all models"] or separation
+    ranked = sorted((r for r in pooled if r["auroc"] is not None), key=lambda r: -r["auroc"])
+    verdict = ", ".join(f"{r['metric']} {r['auroc']:.2f}" for r in ranked)
+    return ["## Control: trained models against their random-weights twins", "",
+            "Each twin has its model's config and tokenizer and weights drawn by the family's own initialiser, and "
+            "runs through the same pipeline. AUROC: the chance that a trained SAE outscores a twin SAE (0.5: the "
+            f"score cannot tell them apart). By AUROC over {pooled[0]['model'] if pooled else ''}: {verdict}.", "",
+            "![trained vs twin](control.png)", "", markdown_table(separation), "",
+            "Per dictionary: trained / twin (difference trained - twin [95% BCa interval over the score's units]).",
+            "", markdown_table(_side_by_side(contrast)), ""]
+
+
 PATCHING_SECTION = ["## Causal localisation: feature patching on IOI ([C23])", "",
                     "Latents patched and edit magnitude against KL, per sparsity level against PCA; the table and "
                     "baselines are in [patching.md](patching.md).", "", "![patching frontiers](patching_frontiers.png)",
@@ -46,12 +77,17 @@ PATCHING_SECTION = ["## Causal localisation: feature patching on IOI ([C23])", "
 
 
 def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines: list[dict],
-            patched: bool = False) -> str:
+            patched: bool = False, contrast: list[dict] = (), separation: list[dict] = ()) -> str:
+    twins = sorted({r["model"] for r in summary if r["control_of"]})
+    summary = [r for r in summary if not r["control_of"]]
     saes = [r for r in summary if not r["is_baseline"]]
     models = sorted({r["model"] for r in summary})
     lines = ["# sae-lake report", "",
              f"{len(saes)} SAEs over {len(models)} models ({', '.join(models)}), "
              f"{len(summary) - len(saes)} baseline dictionaries; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
+             + (f"The control twins ({', '.join(twins)}) are in their own section, not in the tables before it; "
+                f"the rank analysis {'includes' if any(r['controls_included'] for r in ranks) else 'excludes'} "
+                "their SAEs. " if twins else "") +
              "g_dtc is the DTC set chosen on the dev half of the steering rows and scored on the test half; "
              "g_dtc_chosen_on_test is [W25]'s choice on the reported outcome itself. A null tau-b carries its "
              "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", "",
@@ -68,7 +104,8 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
         lines += ["## Against the ground truth (toy world)", "",
                   "How each measure ranks the SAEs against the concept-recovery F1 of the world's known concepts.",
                   "", markdown_table(_rank_table(truth, "comparison")), ""]
-    return "\n".join(lines + _baselines_section(baselines) + (PATCHING_SECTION if patched else []))
+    lines += _baselines_section(baselines) + _control_section(list(contrast), list(separation))
+    return "\n".join(lines + (PATCHING_SECTION if patched else []))
 
 
 @dg.asset(deps=[*INPUTS, "patching_report"], group_name="analysis", kinds={"duckdb", "markdown"},
@@ -77,17 +114,21 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
     lake_obj = lake.lake()
     with analysis_connection(lake_obj, lake_obj.tables(), INPUTS, []) as con:
-        summary, ranks, lift = (con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
+        summary, ranks, lift, contrast, separation = (con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
         baselines = con.sql(query_text("report_baselines")).pl().to_dicts()
-    saes = [r for r in summary if not r["is_baseline"]]
-    scatter = mu_vs_g_png(saes, [r for r in summary if r["is_baseline"]],
+    trained = [r for r in summary if not r["control_of"]]
+    saes = [r for r in trained if not r["is_baseline"]]
+    scatter = mu_vs_g_png(saes, [r for r in trained if r["is_baseline"]],
                           [("g", "before selection: g"), ("g_out", "output score: g_out"),
                            ("g_dtc", "DTC selection: g_dtc")], "mu vs steering utility, one point per SAE")
     comparisons = [c for c in ("mu vs g", "mu vs g_dtc", "mu vs gain", "concept_f1 vs mu", "concept_f1 vs g",
                                "concept_f1 vs g_dtc")
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
-    text = compose(summary, ranks, lift, baselines, patched="patching" in lake_obj.tables())
+    text = compose(summary, ranks, lift, baselines, "patching" in lake_obj.tables(), contrast, separation)
+    if contrast:
+        lake_obj.write_file("reports", "control.png", control_png(contrast, CONTROL_METRICS,
+                                                                  "each dictionary, trained model vs random twin"))
     lake_obj.write_file("reports", "mu_vs_g.png", scatter)
     lake_obj.write_file("reports", "tau_by_axis.png", bars)
     path = lake_obj.write_file("reports", "report.md", text.encode())

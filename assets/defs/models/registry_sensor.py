@@ -33,7 +33,7 @@ class RegistryDiff:
 
 
 def diff_registry(settings: Settings, existing: set[str]) -> RegistryDiff:
-    slugs = [m.slug for m in settings.models]
+    slugs = [m.slug for m in settings.registry]
     return RegistryDiff(added=[s for s in slugs if s not in existing], removed=sorted(existing - set(slugs)))
 
 

@@ -1,0 +1,111 @@
+"""The random-weights control (SPEC §8): each score of a trained model's dictionary beside the same dictionary
+trained on the model's twin with random weights, and which score tells the two apart.
+
+Heap et al. 2025 find that SAEs of a randomly initialised transformer score about as well on autointerp as
+SAEs of the trained one. Per dictionary, the difference trained - twin of each score comes with a 95% BCa
+bootstrap interval over the score's own units: the CONCEPT100 latents for mu and mu_simulation, the steered
+concepts for g, the chosen set's concepts for g_dtc (resampled within each side), and the world's concepts for
+concept recovery F1 (the same concepts on both sides, resampled as pairs). Over a model's SAEs, ``separation``
+asks how well each score tells trained from twin: the mean paired difference with a bootstrap interval over
+SAE pairs, how many pairs the trained SAE wins, and the AUROC (the chance that a trained SAE outscores a twin
+SAE; 0.5: the score cannot tell them apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from sae_models.arrow import schema_of
+from sae_models.stats import mean_difference_ci
+
+METRICS = ("mu", "mu_simulation", "g", "g_dtc", "concept_f1")
+PAIRED_UNITS = {"concept_f1"}  # the world's concepts: the same units on both sides
+ALL_MODELS = "all models"
+
+
+@dataclass
+class ControlContrast:
+    """One row of ``control_contrast``: one score of a trained model's dictionary beside its twin's."""
+
+    model: str  # the trained model
+    control: str  # its random-weights twin
+    sae: str
+    architecture: str
+    is_baseline: bool
+    level: float | None
+    sparsity_index: int | None
+    metric: str  # mu, mu_simulation, g, g_dtc, concept_f1
+    trained: float | None  # the score: the mean over its units
+    twin: float | None
+    difference: float | None  # trained - twin
+    ci_low: float | None  # 95% BCa bootstrap over the units (null with fewer than 2 on a side)
+    ci_high: float | None
+    n_trained: int  # units: latents, concepts
+    n_twin: int
+    paired: bool  # the same units on both sides, resampled as pairs
+
+
+@dataclass
+class ControlSeparation:
+    """One row of ``control_separation``: how well one score tells a model's SAEs from its twin's."""
+
+    model: str  # a trained model, or "all models"
+    metric: str
+    n_pairs: int  # SAEs (not baselines) of the trained model and the twin at the same variant, both scored
+    trained: float | None  # the mean over those SAEs
+    twin: float | None
+    difference: float | None  # the mean paired difference trained - twin
+    ci_low: float | None  # 95% BCa bootstrap over the SAE pairs
+    ci_high: float | None
+    effect_size: float | None  # the mean paired difference over its standard deviation (Cohen's d_z)
+    trained_higher: int  # pairs where the trained SAE scores higher
+    auroc: float | None  # P(a trained SAE's score > a twin SAE's), ties half: 0.5 cannot tell them apart
+
+
+CONTRAST_SCHEMA = schema_of(ControlContrast)
+SEPARATION_SCHEMA = schema_of(ControlSeparation)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def contrast(pair: dict, metric: str, trained: Sequence[float], twin: Sequence[float], same_units: bool = False,
+             resamples: int = 9999) -> ControlContrast:
+    """One dictionary's ``metric`` on the trained model and on the twin; ``pair`` gives model, control, sae,
+    architecture, is_baseline, level and sparsity_index; ``trained`` and ``twin`` are the units' values, the same
+    units in the same order when ``same_units`` (then a metric of ``PAIRED_UNITS`` is resampled as pairs)."""
+    paired = metric in PAIRED_UNITS and same_units
+    a, b = _mean(trained), _mean(twin)
+    low, high = mean_difference_ci(trained, twin, paired=paired, resamples=resamples)
+    return ControlContrast(**pair, metric=metric, trained=a, twin=b,
+                           difference=a - b if a is not None and b is not None else None, ci_low=low, ci_high=high,
+                           n_trained=len(trained), n_twin=len(twin), paired=paired)
+
+
+def separation(model: str, metric: str, rows: Sequence[ControlContrast], resamples: int = 9999
+               ) -> ControlSeparation:
+    """How well ``metric`` separates the trained SAEs from their twins over ``rows`` (one per SAE pair)."""
+    both = [r for r in rows if not r.is_baseline and r.trained is not None and r.twin is not None]
+    a = np.array([r.trained for r in both], float)
+    b = np.array([r.twin for r in both], float)
+    diff = a - b
+    low, high = mean_difference_ci(a, b, paired=True, resamples=resamples)
+    sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    auroc = float(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b))) if len(both) else None
+    return ControlSeparation(model, metric, len(both), _mean(a), _mean(b), _mean(diff), low, high,
+                             float(diff.mean() / sd) if sd > 0 else None, int((diff > 0).sum()), auroc)
+
+
+def separations(rows: Sequence[ControlContrast], resamples: int = 9999) -> list[ControlSeparation]:
+    """``separation`` per trained model and metric, then over all models."""
+    models = sorted({r.model for r in rows})
+    groups = [(m, [r for r in rows if r.model == m]) for m in models]
+    if len(models) > 1:
+        groups.append((ALL_MODELS, list(rows)))
+    return [separation(model, metric, [r for r in group if r.metric == metric], resamples)
+            for model, group in groups for metric in METRICS if any(r.metric == metric for r in group)]

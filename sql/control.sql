@@ -1,0 +1,16 @@
+-- Trained models against their random-weights twins (SPEC §8): per model and score, the mean over the SAE pairs
+-- (the same variant on both), the mean paired difference with its 95% BCa interval, how many pairs the trained
+-- SAE wins, and the AUROC (the chance a trained SAE outscores a twin SAE; 0.5 cannot tell them apart).
+SELECT
+    model,
+    metric,
+    n_pairs,
+    round(trained, 3)     AS trained,
+    round(twin, 3)        AS twin,
+    round(difference, 3)  AS difference,
+    round(ci_low, 3)      AS ci_low,
+    round(ci_high, 3)     AS ci_high,
+    trained_higher,
+    round(auroc, 2)       AS auroc
+FROM control_separation
+ORDER BY model = 'all models', model, auroc DESC NULLS LAST, metric;

@@ -1,0 +1,31 @@
+-- control_units: for each dictionary of a trained model and the same dictionary of its control twin (SPEC §8),
+-- the units each score averages, one row per (dictionary, score): mu and mu_simulation over the CONCEPT100
+-- latents, g over the steered concepts (test-half HM at the dev-chosen factor), g_dtc over the chosen set's
+-- concepts, concept_f1 over the toy world's concepts. Each list is sorted by its unit, so same_units says whether
+-- both sides hold the same units in the same order (the world's concepts do: they are resampled as pairs).
+WITH pairs AS (
+    SELECT twin.control_of AS model, twin.model AS control, twin.sae, twin.architecture, twin.is_baseline,
+           twin.level, trained.sparsity_index
+    FROM sae_summary twin
+    JOIN sae_summary trained ON trained.model = twin.control_of AND trained.sae = twin.sae
+),
+units AS (
+    SELECT model, sae, 'mu' AS metric, latent::VARCHAR AS unit, detection_score AS value
+    FROM autointerp WHERE concept100
+    UNION ALL SELECT model, sae, 'mu_simulation', latent::VARCHAR, simulation_score FROM autointerp WHERE concept100
+    UNION ALL SELECT model, sae, 'g', latent::VARCHAR, test_hm FROM steering_concepts
+    UNION ALL SELECT c.model, c.sae, 'g_dtc', c.latent::VARCHAR, c.test_hm
+    FROM steering_concepts c JOIN selection s USING (model, sae)
+    WHERE list_contains(s.chosen_latents, c.latent)
+    UNION ALL SELECT model, sae, 'concept_f1', concept, best_f1 FROM concept_recovery
+),
+sides AS (
+    SELECT model, sae, metric, list(value::DOUBLE ORDER BY unit) AS "values", list(unit ORDER BY unit) AS units
+    FROM units GROUP BY ALL
+)
+SELECT p.*, t.metric, t."values" AS trained, coalesce(c."values", []) AS twin,
+       coalesce(t.units = c.units, false) AS same_units
+FROM pairs p
+JOIN sides t ON t.model = p.model AND t.sae = p.sae
+LEFT JOIN sides c ON c.model = p.control AND c.sae = p.sae AND c.metric = t.metric
+ORDER BY p.model, p.is_baseline, p.architecture, p.sparsity_index, p.sae, t.metric;

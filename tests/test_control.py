@@ -1,0 +1,135 @@
+"""The random-weights control (SPEC §8): the twin in the registry, its weights, and the statistics that set its
+scores beside the trained model's."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from assets.lakehouse.config import ConfigError, load_settings
+from assets.lakehouse.fingerprints import record
+from assets.lakehouse.registry import find_variant, valid_pairs
+from sae_models.evals.control import ControlContrast, separation
+from sae_models.stats import mean_difference_ci
+from tests.conftest import TINY_TOML
+
+
+def _settings(tmp_path, text=TINY_TOML):
+    path = tmp_path / "lake.toml"
+    path.write_text(text)
+    return load_settings(path)
+
+
+def test_a_toy_model_gets_a_twin_by_default_and_control_none_turns_it_off(tmp_path):
+    settings = _settings(tmp_path, TINY_TOML.replace('control = "none"\n', ""))
+    assert [m.slug for m in settings.registry] == ["toy-gemma2", "toy-qwen2", "toy-gemma2-random", "toy-qwen2-random"]
+    twin = settings.model("toy-gemma2-random")
+    trained = settings.model("toy-gemma2")
+    assert twin.control_of == "toy-gemma2" and twin.twin() is None and twin.in_lake
+    assert twin.model_dump(exclude={"slug", "control", "control_of"}) == trained.model_dump(
+        exclude={"slug", "control", "control_of"})
+    settings = _settings(tmp_path)  # the tiny config: toy-qwen2 has control = "none"
+    assert [m.slug for m in settings.registry] == ["toy-gemma2", "toy-qwen2", "toy-gemma2-random"]
+
+
+def test_the_twins_get_the_part_of_the_sweep_control_variants_names(tmp_path):
+    settings = _settings(tmp_path)
+    twin_variants = [v for m, v in valid_pairs(settings) if m == "toy-gemma2-random"]
+    assert twin_variants == ["relu-0.1", "topk-k4", "pca"]
+    assert len([v for m, v in valid_pairs(settings) if m == "toy-gemma2"]) == 5
+    with pytest.raises(KeyError, match=r"'gated-0.1' is not in \[control\] variants"):
+        find_variant(settings, "toy-gemma2-random", "gated-0.1")
+    assert not settings.patches("toy-gemma2-random", "topk-k4") and settings.patches("toy-gemma2", "topk-k4")
+
+
+def test_a_twin_setting_reshapes_the_twin_only(tmp_path):
+    """The seed and the [control] switch are the twin's: the trained model and its activations keep their
+    fingerprints (nothing retrains), the twin's own change with its seed."""
+    before = _settings(tmp_path)
+    after = _settings(tmp_path, TINY_TOML.replace('control = "none"\n', 'control = "random-init"\n')
+                      .replace('slug = "toy-gemma2"\n', 'slug = "toy-gemma2"\ncontrol_seed = 5\n'))
+    for asset in ("language_model", "activations"):
+        for slug in ("toy-gemma2", "toy-qwen2"):
+            assert record(asset, before, slug)["fingerprint"] == record(asset, after, slug)["fingerprint"]
+        assert (record(asset, before, "toy-gemma2-random")["fingerprint"]
+                != record(asset, after, "toy-gemma2-random")["fingerprint"])
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('slug = "toy-qwen2"', 'slug = "toy-gemma2-random"'),
+     r"model slug 'toy-gemma2-random' is the name of toy-gemma2's control twin"),
+    (('control = "none"', 'control = "random"'), r"models\[1\]\.control: 'random': Input should be"),
+    (('control = "none"', 'control_of = "toy-gemma2"'), r"models\[1\]\.control_of: .*set on the twins"),
+    (('variants = ["topk-*", "relu-*", "pca"]', "variants = []"), r"control: .*variants is empty"),
+])
+def test_bad_control_settings_are_one_line_naming_the_field(tmp_path, edit, message):
+    old, new = edit
+    assert old in TINY_TOML
+    with pytest.raises(ConfigError, match=message):
+        _settings(tmp_path, TINY_TOML.replace(old, new, 1))
+
+
+def test_a_twin_has_its_models_config_and_tokenizer_and_fresh_weights_by_the_family_initialiser(
+        tmp_path, random_models):
+    from sae_models.lm.control import save_random_twin
+
+    source = random_models["llama"]
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        save_random_twin(str(source), seed, tmp_path / name)
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["hidden_size"] == 32
+    original, a, b, c = (load_file(str(d / "model.safetensors")) for d in
+                         (source, tmp_path / "a", tmp_path / "b", tmp_path / "c"))
+    assert a.keys() == original.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the recorded seed reproduces the twin
+    projection = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(a[projection], c[projection]) and not torch.equal(a[projection], original[projection])
+    # Llama's _init_weights: normal(0, initializer_range) for every linear layer
+    std = json.loads((source / "config.json").read_text()).get("initializer_range", 0.02)
+    assert float(a[projection].std()) == pytest.approx(std, rel=0.15)
+
+    from sae_models.lm.loading import load_tokenizer
+
+    text = "the chef cooks soup"
+    assert load_tokenizer(str(tmp_path / "a")).encode(text) == load_tokenizer(str(source)).encode(text)
+
+
+def test_a_toy_twin_is_untrained_and_evaluated_like_the_trained_model(tmp_path):
+    from sae_models.toyworld import ToyModelConfig, ToyWorld, init_toy_twin
+
+    train, held = ([d.text for d in ToyWorld(seed).documents(n)] for n, seed in ((200, 1), (40, 2)))
+    cfg = ToyModelConfig(hidden=32, layers=2, intermediate=64, steps=50)
+    report = init_toy_twin(train, held, cfg, seed=0, out_dir=tmp_path / "twin")
+    assert report.steps == 0 and report.train_seconds == 0
+    # untrained: no better than the unigram model the corpus gives
+    assert report.held_out_loss > report.unigram_cross_entropy
+    assert (tmp_path / "twin" / "model.safetensors").is_file() and (tmp_path / "twin" / "tokenizer.json").is_file()
+
+
+def test_mean_difference_interval_covers_the_truth_and_pairs_narrow_it():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 200)
+    a, b = base + 0.3 + rng.normal(0, 0.1, 200), base + rng.normal(0, 0.1, 200)
+    low, high = mean_difference_ci(a, b, resamples=999)
+    paired_low, paired_high = mean_difference_ci(a, b, paired=True, resamples=999)
+    assert low < 0.3 < high and paired_low < 0.3 < paired_high
+    assert paired_high - paired_low < (high - low) / 5  # the shared part cancels in pairs
+    assert mean_difference_ci([1.0], [0.0, 1.0]) == (None, None)
+    assert mean_difference_ci([1.0, 1.0], [0.25, 0.25]) == (0.75, 0.75)
+
+
+def _row(sae, trained, twin, is_baseline=False):
+    return ControlContrast("m", "m-random", sae, "topk", is_baseline, 4.0, 1, "mu", trained, twin,
+                           trained - twin, None, None, 10, 10, False)
+
+
+def test_separation_counts_wins_and_auroc_over_sae_pairs_not_baselines():
+    rows = [_row("a", 0.9, 0.5), _row("b", 0.8, 0.6), _row("c", 0.7, 0.65), _row("pca", 0.1, 0.9, True)]
+    s = separation("m", "mu", rows, resamples=999)
+    assert (s.n_pairs, s.trained_higher, s.auroc) == (3, 3, 1.0)
+    assert s.difference == pytest.approx(0.65 / 3 * 1.0, abs=1e-9) and s.ci_low > 0
+    same = separation("m", "mu", [_row(x, 0.5, 0.5) for x in "abc"], resamples=999)
+    assert (same.auroc, same.trained_higher, same.difference, same.effect_size) == (0.5, 0, 0.0, None)
+    overlap = separation("m", "mu", [_row("a", 0.9, 0.8), _row("b", 0.2, 0.3)], resamples=999)
+    assert overlap.auroc == 0.5 and overlap.trained_higher == 1
