@@ -1,6 +1,7 @@
 -- Trained models against their random-weights twins (SPEC §8): per model and score, the mean over the SAE pairs
--- (the same variant on both), the mean paired difference with its 95% BCa interval, how many pairs the trained
--- SAE wins, and the AUROC (the chance a trained SAE outscores a twin SAE; 0.5 cannot tell them apart).
+-- (the same variant on both), the mean paired difference with its 95% BCa interval (5 pairs or more), the pairs
+-- each side wins with a two-sided sign test, and the AUROC (the chance a trained SAE outscores a twin SAE; 0.5
+-- cannot tell them apart, 0 and 1 separate perfectly).
 SELECT
     model,
     metric,
@@ -11,6 +12,8 @@ SELECT
     round(ci_low, 3)      AS ci_low,
     round(ci_high, 3)     AS ci_high,
     trained_higher,
+    twin_higher,
+    round(sign_test_p, 3) AS sign_p,
     round(auroc, 2)       AS auroc
 FROM control_separation
-ORDER BY model = 'all models', model, auroc DESC NULLS LAST, metric;
+ORDER BY model = 'all models', model, abs(auroc - 0.5) DESC NULLS LAST, metric;

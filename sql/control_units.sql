@@ -1,11 +1,12 @@
 -- control_units: for each dictionary of a trained model and the same dictionary of its control twin (SPEC §8),
 -- the units each score averages, one row per (dictionary, score): mu and mu_simulation over the CONCEPT100
--- latents, g over the steered concepts (test-half HM at the dev-chosen factor), g_dtc over the chosen set's
--- concepts, concept_f1 over the toy world's concepts. Each list is sorted by its unit, so same_units says whether
+-- latents; over the steered concepts g (test-half HM at the dev-chosen factor), g_minus_unsteered (that HM minus
+-- the same prompts' unsteered HM) and concept_rating (the judge's concept rating alone, 0-2); g_dtc over the chosen
+-- set's concepts; concept_f1 over the toy world's concepts. l0_trained / l0_twin: each side's held-out L0. Each list is sorted by its unit, so same_units says whether
 -- both sides hold the same units in the same order (the world's concepts do: they are resampled as pairs).
 WITH pairs AS (
     SELECT twin.control_of AS model, twin.model AS control, twin.sae, twin.architecture, twin.is_baseline,
-           twin.level, trained.sparsity_index
+           twin.level, trained.sparsity_index, trained.l0 AS l0_trained, twin.l0 AS l0_twin
     FROM sae_summary twin
     JOIN sae_summary trained ON trained.model = twin.control_of AND trained.sae = twin.sae
 ),
@@ -14,6 +15,9 @@ units AS (
     FROM autointerp WHERE concept100
     UNION ALL SELECT model, sae, 'mu_simulation', latent::VARCHAR, simulation_score FROM autointerp WHERE concept100
     UNION ALL SELECT model, sae, 'g', latent::VARCHAR, test_hm FROM steering_concepts
+    UNION ALL SELECT model, sae, 'g_minus_unsteered', latent::VARCHAR, test_hm - unsteered_test_hm
+    FROM steering_concepts
+    UNION ALL SELECT model, sae, 'concept_rating', latent::VARCHAR, test_concept FROM steering_concepts
     UNION ALL SELECT c.model, c.sae, 'g_dtc', c.latent::VARCHAR, c.test_hm
     FROM steering_concepts c JOIN selection s USING (model, sae)
     WHERE list_contains(s.chosen_latents, c.latent)

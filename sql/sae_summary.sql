@@ -20,7 +20,7 @@ current AS (
     WHERE v.in_config
 ),
 grid AS (
-    SELECT trained, architecture, level, dense_rank() OVER (
+    SELECT DISTINCT trained, architecture, level, dense_rank() OVER (
         PARTITION BY trained, architecture
         ORDER BY CASE WHEN target_l0 IS NULL THEN level ELSE -level END) AS sparsity_index
     FROM current

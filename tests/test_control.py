@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from assets.lakehouse.config import ConfigError, load_settings
 from assets.lakehouse.fingerprints import record
 from assets.lakehouse.registry import find_variant, valid_pairs
-from sae_models.evals.control import ControlContrast, separation
+from sae_models.evals.control import ControlContrast, ControlSeparation, ranked_separators, separation
 from sae_models.stats import mean_difference_ci
 from tests.conftest import TINY_TOML
 
@@ -28,8 +28,9 @@ def test_a_toy_model_gets_a_twin_by_default_and_control_none_turns_it_off(tmp_pa
     twin = settings.model("toy-gemma2-random")
     trained = settings.model("toy-gemma2")
     assert twin.control_of == "toy-gemma2" and twin.twin() is None and twin.in_lake
-    assert twin.model_dump(exclude={"slug", "control", "control_of"}) == trained.model_dump(
-        exclude={"slug", "control", "control_of"})
+    assert twin.control_seed == trained.toy.seed  # a toy model's twin: the weights its training started from
+    assert twin.model_dump(exclude={"slug", "control", "control_of", "control_seed"}) == trained.model_dump(
+        exclude={"slug", "control", "control_of", "control_seed"})
     settings = _settings(tmp_path)  # the tiny config: toy-qwen2 has control = "none"
     assert [m.slug for m in settings.registry] == ["toy-gemma2", "toy-qwen2", "toy-gemma2-random"]
 
@@ -55,6 +56,12 @@ def test_a_twin_setting_reshapes_the_twin_only(tmp_path):
             assert record(asset, before, slug)["fingerprint"] == record(asset, after, slug)["fingerprint"]
         assert (record(asset, before, "toy-gemma2-random")["fingerprint"]
                 != record(asset, after, "toy-gemma2-random")["fingerprint"])
+    # how the trained model trains is not the twin's business (its seed is, through the default control_seed)
+    longer = _settings(tmp_path, TINY_TOML.replace("steps = 15", "steps = 30", 1))
+    assert (record("language_model", before, "toy-gemma2-random")["fingerprint"]
+            == record("language_model", longer, "toy-gemma2-random")["fingerprint"])
+    assert (record("language_model", before, "toy-gemma2")["fingerprint"]
+            != record("language_model", longer, "toy-gemma2")["fingerprint"])
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -63,6 +70,8 @@ def test_a_twin_setting_reshapes_the_twin_only(tmp_path):
     (('control = "none"', 'control = "random"'), r"models\[1\]\.control: 'random': Input should be"),
     (('control = "none"', 'control_of = "toy-gemma2"'), r"models\[1\]\.control_of: .*set on the twins"),
     (('variants = ["topk-*", "relu-*", "pca"]', "variants = []"), r"control: .*variants is empty"),
+    (('variants = ["topk-*", "relu-*", "pca"]', 'variants = ["topk-*", "rleu-*"]'),
+     r"\[control\] variants \['rleu-\*'\] match no variant of \[sweep\]"),
 ])
 def test_bad_control_settings_are_one_line_naming_the_field(tmp_path, edit, message):
     old, new = edit
@@ -120,16 +129,58 @@ def test_mean_difference_interval_covers_the_truth_and_pairs_narrow_it():
 
 
 def _row(sae, trained, twin, is_baseline=False):
-    return ControlContrast("m", "m-random", sae, "topk", is_baseline, 4.0, 1, "mu", trained, twin,
+    return ControlContrast("m", "m-random", sae, "topk", is_baseline, 4.0, 1, 4.0, 4.0, "mu", trained, twin,
                            trained - twin, None, None, 10, 10, False)
 
 
 def test_separation_counts_wins_and_auroc_over_sae_pairs_not_baselines():
     rows = [_row("a", 0.9, 0.5), _row("b", 0.8, 0.6), _row("c", 0.7, 0.65), _row("pca", 0.1, 0.9, True)]
     s = separation("m", "mu", rows, resamples=999)
-    assert (s.n_pairs, s.trained_higher, s.auroc) == (3, 3, 1.0)
-    assert s.difference == pytest.approx(0.65 / 3 * 1.0, abs=1e-9) and s.ci_low > 0
+    assert (s.n_pairs, s.trained_higher, s.twin_higher, s.auroc) == (3, 3, 0, 1.0)
+    assert s.difference == pytest.approx(0.65 / 3, abs=1e-9) and s.sign_test_p == pytest.approx(0.25)
+    assert s.ci_low is None  # 3 pairs: no interval
+    many = separation("m", "mu", [_row(str(i), 0.5 + 0.01 * i, 0.5 - 0.01 * (i % 3)) for i in range(1, 9)], 999)
+    assert many.ci_low is not None and many.ci_low <= many.difference <= many.ci_high
     same = separation("m", "mu", [_row(x, 0.5, 0.5) for x in "abc"], resamples=999)
     assert (same.auroc, same.trained_higher, same.difference, same.effect_size) == (0.5, 0, 0.0, None)
     overlap = separation("m", "mu", [_row("a", 0.9, 0.8), _row("b", 0.2, 0.3)], resamples=999)
     assert overlap.auroc == 0.5 and overlap.trained_higher == 1
+
+
+def _separated(metric, wins, losses, auroc):
+    return ControlSeparation("all models", metric, wins + losses, 0.5, 0.5, 0.0, None, None, None, wins, losses,
+                             None, auroc)
+
+
+def test_a_score_the_twins_win_separates_as_well_as_one_the_trained_models_win_and_the_truth_is_not_a_candidate():
+    rows = [_separated("mu", 0, 8, 0.0), _separated("g", 4, 4, 0.5), _separated("mu_simulation", 7, 1, 0.9),
+            _separated("concept_f1", 8, 0, 1.0)]
+    assert [r.metric for r in ranked_separators(rows)] == ["mu", "mu_simulation", "g"]
+
+
+def test_a_toy_twin_is_the_weights_its_model_starts_training_from_and_leaves_the_rng_alone(tmp_path):
+    from sae_models.toyworld import ToyModelConfig, ToyWorld, init_toy_twin, train_toy_lm
+
+    train, held = ([d.text for d in ToyWorld(seed).documents(n)] for n, seed in ((60, 1), (10, 2)))
+    cfg = ToyModelConfig(hidden=16, layers=1, heads=2, kv_heads=1, intermediate=32, steps=1, lr=1e-30, warmup=0,
+                         seed=3)
+    state = torch.random.get_rng_state()
+    init_toy_twin(train, held, cfg, seed=3, out_dir=tmp_path / "twin")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    train_toy_lm(train, held, cfg, tmp_path / "trained", log=lambda _: None)  # one step of lr 1e-30
+    twin, trained = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("twin", "trained"))
+    assert twin.keys() == trained.keys()
+    # the step moves the zero-initialised norm weights by ~1e-30 and rounds away on every other weight
+    assert all(torch.allclose(twin[k], trained[k], rtol=0, atol=1e-28) for k in twin)
+    assert sum(torch.equal(twin[k], trained[k]) for k in twin) >= len(twin) // 2
+
+
+def test_the_gemma2_twin_gets_gemma2s_own_initialiser(tmp_path, random_models):
+    """Gemma-2's _init_weights zeroes its RMSNorm weights (applied as 1 + w), unlike a generic normal init."""
+    from sae_models.lm.control import save_random_twin
+
+    save_random_twin(str(random_models["gemma2"]), 4, tmp_path / "twin", dtype="bfloat16")
+    weights = load_file(str(tmp_path / "twin" / "model.safetensors"))
+    norms = [k for k in weights if k.endswith("norm.weight")]
+    assert norms and all(not weights[k].any() for k in norms)
+    assert all(w.dtype == torch.bfloat16 for w in weights.values())

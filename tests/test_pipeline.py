@@ -12,12 +12,13 @@ from assets.defs.activations.checks import _shards
 from assets.defs.models.registry_sensor import diff_registry, model_registry_sensor
 from assets.lakehouse.cli import main as cli
 from assets.lakehouse.config import load_settings
-from assets.lakehouse.demo import run_demo
+from assets.lakehouse.demo import _report_failure, run_demo
 from assets.lakehouse.fingerprints import STAGE
 from assets.lakehouse.lake import Lake
 from assets.lakehouse.sql import query_text
 from assets.lakehouse.tables import TABLES
 from assets.shared.partitions import pair_key
+from sae_models.evals.control import METRICS
 from sae_models.lm import shared_lm_loads
 from tests.conftest import TINY_TOML
 
@@ -262,6 +263,9 @@ def _check_patching(lake: Lake, capsys, config) -> None:
                     and e.dagster_event.event_specific_data.check_name == "patching_model_solves_ioi"]
     assert not result.success and not check.passed
     assert "toy-qwen2 answers IOI at" in check.description and "min_ioi_accuracy 0.8" in check.description
+    printed = []  # the demo goes on past a refusal with one line, and stops on any other failure
+    _report_failure(result, "sae_sweep[toy-qwen2|pca]", printed.append)
+    assert printed == [f"demo: sae_sweep[toy-qwen2|pca]: not patched: {check.description}"]
     config.write_text(config.read_text().replace("min_ioi_accuracy = 0.8", "min_ioi_accuracy = 0.0"))
 
 
@@ -310,6 +314,8 @@ def _check_steering(lake: Lake, capsys, config) -> None:
     assert not down.success
     (message,) = _failure_messages(down)
     assert "toy-gemma2 / topk-k4: judge endpoint http://127.0.0.1:9/v1" in message
+    with pytest.raises(SystemExit, match=r"demo: run steering\[x\] failed(.|\n)*judge endpoint"):
+        _report_failure(down, "steering[x]", print)
     assert all(lake.read_table(t, model="toy-gemma2", sae="topk-k4").equals(before[t]) for t in tables)
 
 
@@ -364,23 +370,34 @@ def _check_control(lake: Lake, capsys, config) -> None:
     assert {s for (m, s), r in summary.items() if r["control_of"] == "toy-gemma2"} == {"relu-0.1", "topk-k4", "pca"}
     assert {m for (m, _), r in summary.items() if r["control_of"] is None} == {"toy-gemma2", "toy-qwen2"}
     contrast = lake.read_table("control_contrast").to_pylist()
-    assert {(r["sae"], r["metric"]) for r in contrast} == {
-        (s, m) for s in ("relu-0.1", "topk-k4", "pca") for m in ("mu", "mu_simulation", "g", "g_dtc", "concept_f1")}
+    dictionaries = ("relu-0.1", "topk-k4", "pca")
+    assert {(r["sae"], r["metric"]) for r in contrast} == {(s, m) for s in dictionaries for m in METRICS}
     for r in contrast:
         assert (r["model"], r["control"]) == ("toy-gemma2", "toy-gemma2-random")
+        twin_row, trained_row = summary[("toy-gemma2-random", r["sae"])], summary[("toy-gemma2", r["sae"])]
+        assert twin_row["sparsity_index"] == trained_row["sparsity_index"] == r["sparsity_index"]
+        assert (r["l0_trained"], r["l0_twin"]) == (trained_row["l0"], twin_row["l0"])
+        if r["metric"] not in summary[("toy-gemma2", r["sae"])]:  # the steering scores per concept
+            continue
         for side, model in (("trained", "toy-gemma2"), ("twin", "toy-gemma2-random")):
             assert r[side] == pytest.approx(summary[(model, r["sae"])][r["metric"]], abs=1e-6), (r, side)
         assert r["paired"] == (r["metric"] == "concept_f1")
         assert r["ci_low"] is None or r["ci_low"] <= r["ci_high"]
+    by_metric = {(r["sae"], r["metric"]): r for r in contrast}
+    for name in ("relu-0.1", "topk-k4", "pca"):  # g - g_unsteered per concept averages to the summary's
+        g, lift = by_metric[(name, "g")], by_metric[(name, "g_minus_unsteered")]
+        assert lift["trained"] == pytest.approx(
+            g["trained"] - summary[("toy-gemma2", name)]["g_unsteered"], abs=1e-6)
     separation = {r["metric"]: r for r in lake.read_table("control_separation").to_pylist()}
-    assert set(separation) == {"mu", "mu_simulation", "g", "g_dtc", "concept_f1"}
+    assert set(separation) == set(METRICS)
     assert all(r["model"] == "toy-gemma2" and r["n_pairs"] == 2 for r in separation.values())
     report = (lake.root / "reports" / "report.md").read_text()
     assert "## Control: trained models against their random-weights twins" in report
     assert "excludes their SAEs" in report
     assert (lake.root / "reports" / "control.png").read_bytes()[:4] == b"\x89PNG"
     assert cli(["sql", query_text("control"), "--format", "csv"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1 + 5
+    assert len(capsys.readouterr().out.splitlines()) == 1 + len(METRICS)
+    assert "Best separator first, over toy-gemma2: " in report and "concept recovery F1: " in report
 
     config.write_text(config.read_text().replace("[control]", "[control]\nin_rank_analysis = true"))
     with dg.instance_for_test() as instance:

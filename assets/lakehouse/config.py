@@ -80,7 +80,8 @@ class ModelEntry(_Strict):
     trust_remote_code: bool = False
     toy: ToyModelConfig | None = None
     control: Literal["random-init", "none"] | None = None  # default: "random-init" for toy models, else "none"
-    control_seed: int = 0  # the twin's weights are drawn under this seed
+    control_seed: int | None = None  # the twin's seed; default: a toy model's own training seed (its twin is its
+    #                                   initial weights, before training), 0 for other models
     control_of: str | None = None  # a twin's trained model; set by sae-lake, never in lake.toml
 
     _slug = field_validator("slug")(lambda v: _check_slug(v, "slug"))
@@ -118,11 +119,13 @@ class ModelEntry(_Strict):
 
     def twin(self) -> ModelEntry | None:
         """The random-weights control of this model (SPEC §8), or None without ``control = "random-init"``:
-        the same entry under ``<slug>-random``, its weights drawn under ``control_seed``."""
+        the same entry under ``<slug>-random``, its weights drawn under ``control_seed`` (resolved: a toy model's
+        twin is the very weights its training started from)."""
         if self.control != RANDOM_INIT:
             return None
+        seed = self.control_seed if self.control_seed is not None else (self.toy.seed if self.toy else 0)
         return self.model_copy(update={"slug": self.slug + TWIN_SUFFIX, "control": "none",
-                                       "control_of": self.slug})
+                                       "control_of": self.slug, "control_seed": seed})
 
     def known_n_layers(self) -> int | None:
         """Layer count when it is known without loading anything (toy, or a local dir's config.json)."""
@@ -188,9 +191,13 @@ class Settings(_Strict):
         if clash is not None:
             raise ValueError(f"model slug {clash.slug!r} is the name of {clash.control_of}'s control twin: rename "
                              f"the model, or set control = \"none\" on {clash.control_of}")
+        from sae_models.config import matches_any
         from sae_models.sae.sweep import sweep_variants
 
         taken = {v.name for v in sweep_variants(self.sweep)}
+        unmatched = [p for p in self.control.variants if not any(matches_any(name, [p]) for name in taken)]
+        if unmatched:
+            raise ValueError(f"[control] variants {unmatched} match no variant of [sweep] (known: {sorted(taken)})")
         for ext in self.external_saes:
             if ext.model not in slugs:
                 raise ValueError(f"external SAE {ext.name!r}: model {ext.model!r} is not in the registry")

@@ -20,10 +20,12 @@ from assets.lakehouse.tables import spec
 from sae_models.sae.sweep import variant_settings
 
 # A registry entry's fields that shape the model itself; the others (layer, hook, dtype, tokens) its activations.
-# A control twin is shaped by its seed too; whether a model has a twin shapes only the twin.
+# A control twin is shaped by its seed, its stored dtype and the toy architecture, not by how the trained model
+# trains; whether a model has a twin shapes only the twin.
 MODEL_FIELDS = {"slug", "source", "revision", "trust_remote_code", "toy"}
-TWIN_FIELDS = {"control_of", "control_seed"}
-CONTROL_FIELDS = {"control", *TWIN_FIELDS}
+TWIN_FIELDS = {"control_of", "control_seed", "dtype"}
+CONTROL_FIELDS = {"control", "control_of", "control_seed"}
+TOY_TRAINING = {"steps", "batch", "lr", "warmup", "seed"}
 # [autointerp] settings that decide the windows gathered and which latents keep enough of them to be scored.
 EXAMPLE_FIELDS = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents", "explain_top",
                   "score_top", "sim_explain_top", "sim_top"}
@@ -54,6 +56,13 @@ CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train 
 LOCATION = {"language_model": ("lm_eval", ("model",)), "sae": ("saes", ("model", "sae"))}
 
 
+def model_identity(entry) -> dict:
+    """The settings that shape a registry entry's model (a twin's: its seed and dtype, not the training)."""
+    if entry.control_of is None:
+        return entry.model_dump(include=MODEL_FIELDS)
+    return entry.model_dump(include=MODEL_FIELDS | TWIN_FIELDS, exclude={"toy": TOY_TRAINING})
+
+
 def settings_of(asset: str, settings: Settings, model: str | None = None, variant: str | None = None) -> dict:
     """The settings that shape ``asset``'s partition (model, variant), as plain JSON-able data."""
     stage = STAGE[asset]
@@ -61,7 +70,7 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
         return {"corpus": settings.corpus.model_dump()}
     parts = {"corpus": settings.corpus.model_dump(exclude=CORPUS_FOR_ACTIVATIONS)}
     entry = settings.model(model)
-    parts["model"] = entry.model_dump(include=MODEL_FIELDS | (TWIN_FIELDS if entry.control_of else set()))
+    parts["model"] = model_identity(entry)
     if stage == "model":
         return parts
     parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS | CONTROL_FIELDS)

@@ -3,12 +3,15 @@ trained on the model's twin with random weights, and which score tells the two a
 
 Heap et al. 2025 find that SAEs of a randomly initialised transformer score about as well on autointerp as
 SAEs of the trained one. Per dictionary, the difference trained - twin of each score comes with a 95% BCa
-bootstrap interval over the score's own units: the CONCEPT100 latents for mu and mu_simulation, the steered
-concepts for g, the chosen set's concepts for g_dtc (resampled within each side), and the world's concepts for
-concept recovery F1 (the same concepts on both sides, resampled as pairs). Over a model's SAEs, ``separation``
-asks how well each score tells trained from twin: the mean paired difference with a bootstrap interval over
-SAE pairs, how many pairs the trained SAE wins, and the AUROC (the chance that a trained SAE outscores a twin
-SAE; 0.5: the score cannot tell them apart).
+bootstrap interval over the score's own units: the CONCEPT100 latents for mu and mu_simulation; the steered
+concepts for g, for g - g_unsteered (what steering adds: an untrained LM writes text the judge rates 0 with or
+without steering, so g alone measures the LM as much as the SAE) and for the concept rating alone; the chosen
+set's concepts for g_dtc (resampled within each side); the world's concepts for concept recovery F1 (the same
+concepts on both sides, resampled as pairs). The intervals condition on one twin draw, one SAE seed and one
+judge run: they say how stable the score is over its units, not over those. Over a model's SAE pairs,
+``separation`` asks how well each score tells trained from twin: how many pairs the trained SAE wins, with a
+two-sided sign test, the mean paired difference with a bootstrap interval, and the AUROC (unpaired: the chance
+that a trained SAE outscores a twin SAE, ties half; 0.5 cannot tell them apart, 0 or 1 separate perfectly).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from scipy import stats
 from sae_models.arrow import schema_of
 from sae_models.stats import mean_difference_ci
 
-METRICS = ("mu", "mu_simulation", "g", "g_dtc", "concept_f1")
-PAIRED_UNITS = {"concept_f1"}  # the world's concepts: the same units on both sides
+METRICS = ("mu", "mu_simulation", "g", "g_minus_unsteered", "concept_rating", "g_dtc", "concept_f1")
+TRUTH = "concept_f1"  # the toy world's ground truth: what the other scores are measured against
+PAIRED_UNITS = {TRUTH}  # the world's concepts: the same units on both sides
 ALL_MODELS = "all models"
+MIN_UNITS = 5  # fewer values on a side (or SAE pairs) give no interval: BCa on 2-4 values means nothing
 
 
 @dataclass
@@ -38,11 +43,13 @@ class ControlContrast:
     is_baseline: bool
     level: float | None
     sparsity_index: int | None
-    metric: str  # mu, mu_simulation, g, g_dtc, concept_f1
+    l0_trained: float | None  # held-out L0 on each side: a fixed L1 coefficient need not give the same L0 on both
+    l0_twin: float | None
+    metric: str  # one of METRICS
     trained: float | None  # the score: the mean over its units
     twin: float | None
     difference: float | None  # trained - twin
-    ci_low: float | None  # 95% BCa bootstrap over the units (null with fewer than 2 on a side)
+    ci_low: float | None  # 95% BCa bootstrap over the units (null with fewer than MIN_UNITS on a side)
     ci_high: float | None
     n_trained: int  # units: latents, concepts
     n_twin: int
@@ -59,10 +66,12 @@ class ControlSeparation:
     trained: float | None  # the mean over those SAEs
     twin: float | None
     difference: float | None  # the mean paired difference trained - twin
-    ci_low: float | None  # 95% BCa bootstrap over the SAE pairs
+    ci_low: float | None  # 95% BCa bootstrap over the SAE pairs (null with fewer than MIN_UNITS pairs)
     ci_high: float | None
     effect_size: float | None  # the mean paired difference over its standard deviation (Cohen's d_z)
     trained_higher: int  # pairs where the trained SAE scores higher
+    twin_higher: int  # pairs where the twin's scores higher (the rest tie)
+    sign_test_p: float | None  # two-sided exact binomial test of the wins against 1/2, ties left out
     auroc: float | None  # P(a trained SAE's score > a twin SAE's), ties half: 0.5 cannot tell them apart
 
 
@@ -81,7 +90,8 @@ def contrast(pair: dict, metric: str, trained: Sequence[float], twin: Sequence[f
     units in the same order when ``same_units`` (then a metric of ``PAIRED_UNITS`` is resampled as pairs)."""
     paired = metric in PAIRED_UNITS and same_units
     a, b = _mean(trained), _mean(twin)
-    low, high = mean_difference_ci(trained, twin, paired=paired, resamples=resamples)
+    enough = min(len(trained), len(twin)) >= MIN_UNITS
+    low, high = mean_difference_ci(trained, twin, paired=paired, resamples=resamples) if enough else (None, None)
     return ControlContrast(**pair, metric=metric, trained=a, twin=b,
                            difference=a - b if a is not None and b is not None else None, ci_low=low, ci_high=high,
                            n_trained=len(trained), n_twin=len(twin), paired=paired)
@@ -94,11 +104,21 @@ def separation(model: str, metric: str, rows: Sequence[ControlContrast], resampl
     a = np.array([r.trained for r in both], float)
     b = np.array([r.twin for r in both], float)
     diff = a - b
-    low, high = mean_difference_ci(a, b, paired=True, resamples=resamples)
+    low, high = mean_difference_ci(a, b, paired=True, resamples=resamples) if len(both) >= MIN_UNITS else (None, None)
     sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
     auroc = float(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b))) if len(both) else None
+    wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+    sign_p = float(stats.binomtest(wins, wins + losses).pvalue) if wins + losses else None
     return ControlSeparation(model, metric, len(both), _mean(a), _mean(b), _mean(diff), low, high,
-                             float(diff.mean() / sd) if sd > 0 else None, int((diff > 0).sum()), auroc)
+                             float(diff.mean() / sd) if sd > 0 else None, wins, losses, sign_p, auroc)
+
+
+def ranked_separators(rows: Sequence[ControlSeparation]) -> list[ControlSeparation]:
+    """The scores other than the ground truth, best separator first: by how one-sided the pairs are
+    (|wins - losses| / pairs, either direction), then by how far the AUROC lies from 0.5."""
+    candidates = [r for r in rows if r.metric != TRUTH and r.n_pairs and r.auroc is not None]
+    return sorted(candidates, key=lambda r: (-abs(r.trained_higher - r.twin_higher) / r.n_pairs,
+                                             -abs(r.auroc - 0.5)))
 
 
 def separations(rows: Sequence[ControlContrast], resamples: int = 9999) -> list[ControlSeparation]:

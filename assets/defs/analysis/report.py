@@ -12,7 +12,6 @@ from assets.shared.metadata import control_png, image_md, markdown_table, mu_vs_
 from assets.shared.resources import LakeResource
 
 INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation"]
-CONTROL_METRICS = ["mu", "mu_simulation", "g", "g_dtc", "concept_f1"]
 RANK_COLUMNS = ("group", "n", "pairs", "tau_b", "ci_low", "ci_high", "p_value", "note")
 REFERENCE = {  # [W25] on real LLMs (SPEC §6): the expected shape, not a target
     "mu vs g": "[W25]: overall 0.298 (n = 90, CI [0.159, 0.419]); Psi 0.250",
@@ -41,7 +40,9 @@ def _baselines_section(rows: list[dict]) -> list[str]:
 
 
 def _side_by_side(contrast: list[dict]) -> list[dict]:
-    """Per dictionary, one cell per score: trained / twin (difference [95% CI])."""
+    """Per dictionary, L0 on each side, then one cell per score: trained / twin (difference [95% CI])."""
+    from sae_models.evals.control import METRICS
+
     def cell(r: dict | None) -> str:
         if r is None or r["trained"] is None or r["twin"] is None:
             return "–"
@@ -49,24 +50,45 @@ def _side_by_side(contrast: list[dict]) -> list[dict]:
         return f"{r['trained']:.3f} / {r['twin']:.3f} ({r['difference']:+.3f}{ci})"
 
     by_key = {(r["model"], r["sae"], r["metric"]): r for r in contrast}
-    keys = list(dict.fromkeys((r["model"], r["control"], r["sae"]) for r in contrast))
-    return [{"model": m, "twin": c, "sae": s, **{k: cell(by_key.get((m, s, k))) for k in CONTROL_METRICS}}
-            for m, c, s in keys]
+    rows = list({(r["model"], r["sae"]): r for r in contrast}.values())
+    return [{"model": r["model"], "sae": r["sae"], "L0": f"{r['l0_trained']:.1f} / {r['l0_twin']:.1f}",
+             **{k: cell(by_key.get((r["model"], r["sae"], k))) for k in METRICS}} for r in rows]
+
+
+def _verdict(separation: list[dict]) -> str:
+    """The scores ranked by how well they tell trained SAEs from the twin's, over all models when there are
+    several, with the ground truth's own figure after them."""
+    from sae_models.evals.control import ALL_MODELS, TRUTH, ControlSeparation, ranked_separators
+
+    pooled = [r for r in separation if r["model"] == ALL_MODELS] or separation
+    rows = [ControlSeparation(**r) for r in pooled]
+    ranked = "; ".join(f"{r.metric} (trained higher in {r.trained_higher}, twin in {r.twin_higher} of {r.n_pairs} "
+                       f"pairs, AUROC {r.auroc:.2f})" for r in ranked_separators(rows))
+    truth = [r for r in rows if r.metric == TRUTH and r.auroc is not None]
+    where = f"over {pooled[0]['model']}" if pooled else ""
+    text = f"Best separator first, {where}: {ranked}."
+    if truth:
+        t = truth[0]
+        text += (f" The ground truth, concept recovery F1: {t.trained:.3f} trained against {t.twin:.3f} for the "
+                 f"twins (trained higher in {t.trained_higher} of {t.n_pairs} pairs).")
+    return text
 
 
 def _control_section(contrast: list[dict], separation: list[dict]) -> list[str]:
     """Trained vs random-weights twin (SPEC §8): which score separates them best, and every dictionary."""
     if not contrast:
         return []
-    pooled = [r for r in separation if r["model"] == "all models"] or separation
-    ranked = sorted((r for r in pooled if r["auroc"] is not None), key=lambda r: -r["auroc"])
-    verdict = ", ".join(f"{r['metric']} {r['auroc']:.2f}" for r in ranked)
     return ["## Control: trained models against their random-weights twins", "",
             "Each twin has its model's config and tokenizer and weights drawn by the family's own initialiser, and "
-            "runs through the same pipeline. AUROC: the chance that a trained SAE outscores a twin SAE (0.5: the "
-            f"score cannot tell them apart). By AUROC over {pooled[0]['model'] if pooled else ''}: {verdict}.", "",
+            "runs through the same pipeline. A pair is one variant on both; `wins` and the sign test are paired, "
+            "the AUROC is not (the chance that a trained SAE outscores a twin SAE: 0.5 cannot tell them apart, 0 "
+            "and 1 separate perfectly). An untrained LM writes text the judge rates 0 with or without steering, so "
+            "g and g_dtc measure the LM as much as the SAE: g_minus_unsteered and concept_rating are the steering "
+            "scores to read. Intervals need 5 units or pairs, and condition on one twin draw, one SAE seed and one "
+            "judge run.", "", _verdict(separation), "",
             "![trained vs twin](control.png)", "", markdown_table(separation), "",
-            "Per dictionary: trained / twin (difference trained - twin [95% BCa interval over the score's units]).",
+            "Per dictionary: held-out L0 trained / twin (one L1 coefficient need not give one L0), then trained / "
+            "twin (difference trained - twin [95% BCa interval over the score's units]).",
             "", markdown_table(_side_by_side(contrast)), ""]
 
 
@@ -85,9 +107,10 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
     lines = ["# sae-lake report", "",
              f"{len(saes)} SAEs over {len(models)} models ({', '.join(models)}), "
              f"{len(summary) - len(saes)} baseline dictionaries; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
-             + (f"The control twins ({', '.join(twins)}) are in their own section, not in the tables before it; "
-                f"the rank analysis {'includes' if any(r['controls_included'] for r in ranks) else 'excludes'} "
-                "their SAEs. " if twins else "") +
+             + (f"The control twins ({', '.join(twins)}) have their own section and their own rows of Table 2 "
+                f"(not in its 'all models'); the rank analysis "
+                f"{'includes' if any(r['controls_included'] for r in ranks) else 'excludes'} their SAEs. "
+                if twins else "") +
              "g_dtc is the DTC set chosen on the dev half of the steering rows and scored on the test half; "
              "g_dtc_chosen_on_test is [W25]'s choice on the reported outcome itself. A null tau-b carries its "
              "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", "",
@@ -127,7 +150,9 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
     text = compose(summary, ranks, lift, baselines, "patching" in lake_obj.tables(), contrast, separation)
     if contrast:
-        lake_obj.write_file("reports", "control.png", control_png(contrast, CONTROL_METRICS,
+        from sae_models.evals.control import METRICS as CONTROL_METRICS
+
+        lake_obj.write_file("reports", "control.png", control_png(contrast, list(CONTROL_METRICS),
                                                                   "each dictionary, trained model vs random twin"))
     lake_obj.write_file("reports", "mu_vs_g.png", scatter)
     lake_obj.write_file("reports", "tau_by_axis.png", bars)

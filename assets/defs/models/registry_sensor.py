@@ -42,7 +42,9 @@ def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
 
 
 def pairs_hash(settings: Settings) -> str:
-    return fingerprint({"pairs": valid_pairs(settings)})
+    """What the analysis reads of lake.toml beyond the tables: the valid pairs, and whether the rank analysis
+    takes the control twins' SAEs (a change of either refreshes the analysis)."""
+    return fingerprint({"pairs": valid_pairs(settings), "controls_ranked": settings.control.in_rank_analysis})
 
 
 @dg.sensor(jobs=[model_chain_job, catalog_refresh_job], minimum_interval_seconds=30,

@@ -22,6 +22,8 @@ def _build(p: SweepPartition, d_model: int):
 
     meta = {"model_name": p.entry.source, "hook_name": sae_lens_hook_name(p.entry.layer, p.entry.hook),
             "hook_layer": p.entry.layer, "sae_lake_variant": p.name}
+    if p.entry.control_of:  # a twin's SAE must not pass for one of the trained model
+        meta |= {"model_name": p.model, "sae_lake_control_of": p.entry.control_of}
     try:
         torch.manual_seed(p.settings.sweep.train.seed)
         return build_sae(sae_config(p.variant, d_model, p.settings.sweep, meta))
