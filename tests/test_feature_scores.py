@@ -86,3 +86,34 @@ def test_a_prompt_of_one_token_is_refused(random_models):
         run_prompt(lm, hook_module(lm.model, 1, "resid_post"), "")
     with pytest.raises(ValueError, match="prompt is empty"):
         SelectionConfig(prompt=" ")
+
+
+def test_a_max_falls_back_to_the_prompts_other_tokens_when_no_latent_fires_at_the_last(random_models):
+    """A thresholded SAE can leave the prompt's last token with no code above 0 (BatchTopK at k 4 did on the
+    toy Qwen-2): a_max is then the largest code at the prompt's other tokens, logged; nowhere is an error."""
+    from sae_models.evals.feature_scores import prompt_a_max
+    from sae_models.lm import capture
+    from sae_models.lm.intervene import tokenize
+
+    lm = load_lm(str(random_models["gpt2"]))
+    module = hook_module(lm.model, 1, "resid_post")
+    with torch.inference_mode(), capture(module) as seen:
+        lm.model(**tokenize(lm, [PROMPT]))
+    first, last = seen[0][0, 0].float(), seen[0][0, -1].float()
+    sae = build_sae(SAEConfig("relu", lm.d_model, 8, sparsity_coefficient=0.1))
+    with torch.no_grad():  # latent 0 fires at the first token only, by 1; the others never
+        w = first - last
+        sae.b_dec.zero_()
+        sae.W_enc.zero_()
+        sae.W_enc[:, 0] = 2 * w / w.dot(w)
+        sae.b_enc.fill_(-1.0)
+        sae.b_enc[0] = float(1 - 2 * w.dot(first) / w.dot(w))
+    logged = []
+    assert prompt_a_max(lm, sae, module, PROMPT, logged.append) == pytest.approx(1.0, rel=1e-4)
+    assert logged and "no latent fires at the last token" in logged[0]
+    run = score_features(lm, sae, 1, "resid_post", [0, 1], SelectionConfig(prompt=PROMPT))
+    assert run.a_max == pytest.approx(1.0, rel=1e-4)
+    with torch.no_grad():
+        sae.b_enc[0] = -1e6
+    with pytest.raises(FeatureScoreError, match="every code is <= 0 at every token of"):
+        prompt_a_max(lm, sae, module, PROMPT)

@@ -161,6 +161,26 @@ def _ranks(values: Sequence[float], descending: bool) -> list[int]:
     return ranks
 
 
+def prompt_a_max(lm: LoadedLM, sae, module, prompt: str, log: Callable[[str], None] = lambda _: None) -> float:
+    """a_max of SPEC §5: the largest code at the prompt's last token. A thresholded SAE (BatchTopK, JumpReLU,
+    Gated) can leave that position with no latent firing; then the largest code at any of the prompt's
+    positions, with a line in the log. No code above 0 anywhere is an error naming the prompt."""
+    enc = tokenize(lm, [prompt])
+    with torch.inference_mode():
+        with capture(module) as seen:
+            lm.model(**enc)
+        codes = sae.encode(seen[0][0].float().to(sae.W_dec.device))
+        last, anywhere = float(codes[-1].max()), float(codes.max())
+    if last > 0:
+        return last
+    if not anywhere > 0:
+        raise FeatureScoreError(f"every code is <= 0 at every token of {prompt!r}: a_max = {anywhere}, so no latent "
+                                "can be raised by s x a_max; choose another [selection] prompt")
+    log(f"no latent fires at the last token of {prompt!r}: a_max = {anywhere:.4g}, the largest code at any of its "
+        "tokens")
+    return anywhere
+
+
 @dataclass
 class FeatureScoreRun:
     """Everything one SAE's scoring produced: the rows and what the metadata shows."""
@@ -183,11 +203,7 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
     start, report = time.perf_counter(), Progress(log)
     module = hook_module(lm.model, layer, hook)
     state = run_prompt(lm, module, cfg.prompt)
-    with torch.inference_mode():
-        a_max = float(sae.encode(state.hidden[None].to(sae.W_dec.device))[0].max())
-    if not a_max > 0:
-        raise FeatureScoreError(f"every code is <= 0 at the last token of {cfg.prompt!r}: a_max = {a_max}, so "
-                                "no latent can be raised by s x a_max; choose another [feature_scores] prompt")
+    a_max = prompt_a_max(lm, sae, module, cfg.prompt, log)
     amount = cfg.scale * a_max
     base = {k: float(c[0]) for k, c in token_confidences(state.base_logits[None], CONFIDENCE_K).items()}
     columns: dict[str, list] = {name: [] for name in ("lens", "r", "p", "s_out", "c1", "c5", "z1", "z5")}
@@ -225,11 +241,9 @@ def naive_delta_c(lm: LoadedLM, sae, layer: int, hook: str, latent: int, cfg: Se
     The reference the fast path is tested and benchmarked against (C_k from probabilities, not logits)."""
     module = hook_module(lm.model, layer, hook)
     enc = tokenize(lm, [cfg.prompt])
+    amount = cfg.scale * prompt_a_max(lm, sae, module, cfg.prompt)
     with torch.inference_mode():
-        with capture(module) as seen:
-            base = lm.model(**enc).logits[:, -1].float().softmax(-1)
-        a_max = float(sae.encode(seen[0][0, -1].float()[None])[0].max())
-        amount = cfg.scale * a_max
+        base = lm.model(**enc).logits[:, -1].float().softmax(-1)
 
         def raise_latent(codes: torch.Tensor) -> torch.Tensor:
             out = codes.clone()
