@@ -12,7 +12,12 @@ WITH f1 AS (
     SELECT model, sae, avg(best_f1) AS concept_f1, avg(best_f1_swept) AS concept_f1_swept
     FROM concept_recovery GROUP BY model, sae
 ),
-models AS (SELECT model, control_of, coalesce(control_of, model) AS trained FROM lm_eval),
+-- control_of read by name from the row, so lm_eval partitions written before the twins (without the column) read
+-- as trained models rather than failing the query
+models AS (
+    SELECT model, control_of, coalesce(control_of, model) AS trained
+    FROM (SELECT model, to_json(lm_eval) ->> 'control_of' AS control_of FROM lm_eval)
+),
 current AS (
     SELECT m.model, m.sae, m.architecture, m.level, m.target_l0, coalesce(models.trained, m.model) AS trained,
            models.control_of

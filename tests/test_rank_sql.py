@@ -63,3 +63,19 @@ def test_the_summary_and_rank_views_answer_on_an_empty_lake(catalog):
     columns = [d[0] for d in con.execute("SELECT * FROM sae_summary").description]
     assert {"model", "architecture", "sparsity_index", "l0", "explained_variance", "ce_loss_score", "mu",
             "mu_simulation", "g", "g_out", "g_dtc", "gain"} <= set(columns)
+
+
+def test_sae_summary_reads_an_lm_eval_written_before_the_twins(tmp_path):
+    """lm_eval partitions from before the control twins lack ``control_of``: sae_summary reads their models as
+    trained ones instead of failing to bind the column."""
+    from assets.lakehouse.sql import analysis_connection, create_sae_variants_view, query_text
+
+    with analysis_connection(Lake(tmp_path), [], list(TABLES), []) as con:
+        create_sae_variants_view(con, [("m", "topk-k4", True, True)])
+        con.execute("DROP TABLE lm_eval")
+        con.execute("CREATE TABLE lm_eval AS SELECT 'm' AS model, 'toyworld' AS source")
+        assert con.sql(query_text("sae_summary")).fetchall() == []  # binds and runs (no SAE rows yet)
+        con.execute("DROP TABLE lm_eval")
+        con.execute("CREATE TABLE lm_eval AS SELECT 'm' AS model, 'toyworld' AS source, 1 AS unrelated")
+        with pytest.raises(duckdb.BinderException):  # the old way fails on the old schema
+            con.sql("SELECT model, control_of FROM lm_eval").fetchall()

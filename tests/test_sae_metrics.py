@@ -40,3 +40,16 @@ def test_a_dictionary_that_reconstructs_nothing_scores_zero(lm_and_acts):
     assert down.kl_div_score == pytest.approx(0.0, abs=1e-4)
     metrics, _ = reconstruction_metrics(sae, acts.split(16))
     assert metrics.explained_variance < 0.01 and metrics.l0 == pytest.approx(4.0)
+
+
+def test_the_ce_loss_score_is_null_where_zeroing_the_layer_costs_the_model_nothing(random_models):
+    """An untrained model (a control twin) barely notices its residual stream zeroed: CE_zero - CE_clean is then
+    ~0 (here below 0: zeroing helps) and the ratio would be noise (-1.4e9 on the demo's toy-qwen2 twin); it is
+    null instead, the CEs beside it."""
+    from sae_models.sae.metrics import MIN_CE_GAP
+
+    lm = load_lm(str(random_models["qwen2"]))
+    sae = build_sae(SAEConfig("topk", lm.d_model, 64, k=4))
+    down = downstream_metrics(sae, lm, TEXTS, layer=1, site="resid_post")
+    assert down.ce_zero - down.ce_clean < MIN_CE_GAP and down.ce_loss_score is None
+    assert down.ce_clean > 0 and down.ce_sae > 0

@@ -113,9 +113,12 @@ def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[torch.Tenso
     return metrics, stats
 
 
+MIN_CE_GAP = 0.01  # nats; an untrained LM (a control twin) barely notices its residual stream zeroed
+
+
 @dataclass
 class DownstreamMetrics:
-    ce_loss_score: float
+    ce_loss_score: float | None  # null when zero-ablation costs under MIN_CE_GAP nats: the ratio would be noise
     kl_div_score: float
     ce_clean: float
     ce_sae: float
@@ -159,7 +162,8 @@ def downstream_metrics(sae: SparseAutoencoder, lm: LoadedLM, texts: Sequence[str
         raise ValueError("downstream metrics: no tokens to score")
     t = {k: v / count for k, v in totals.items()}
     return DownstreamMetrics(
-        ce_loss_score=(t["ce_zero"] - t["ce_sae"]) / max(t["ce_zero"] - t["ce_clean"], 1e-12),
+        ce_loss_score=((t["ce_zero"] - t["ce_sae"]) / (t["ce_zero"] - t["ce_clean"])
+                       if t["ce_zero"] - t["ce_clean"] >= MIN_CE_GAP else None),
         kl_div_score=(t["kl_zero"] - t["kl_sae"]) / max(t["kl_zero"], 1e-12),
         **t,
     )

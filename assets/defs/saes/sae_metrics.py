@@ -54,7 +54,8 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
     p.lake.write_table("latent_stats", latents, stats_rec, model=p.model, sae=p.name)
     yield materialized(rec, {
         "metrics": dg.MetadataValue.md(markdown_table([row])),
-        **{k: float(row[k]) for k in ("l0", "explained_variance", "ce_loss_score", "kl_div_score", "dead_fraction")},
+        **{k: float(row[k]) for k in ("l0", "explained_variance", "ce_loss_score", "kl_div_score", "dead_fraction")
+           if row[k] is not None},
         "held_out_docs": split.held_out_docs, "held_out_tokens": recon.tokens,
     }, "sae_metrics")
     yield materialized(stats_rec, {"dagster/row_count": latents.num_rows}, "latent_stats")
