@@ -1,6 +1,6 @@
 -- control_units: for each dictionary of a trained model and the same dictionary of its control twin (SPEC §8),
--- the units each score averages, one row per (dictionary, score): mu and mu_simulation over the CONCEPT100
--- latents; over the steered concepts g (test-half HM at the dev-chosen factor), g_minus_unsteered (that HM minus
+-- the units each score averages, one row per (dictionary, score): mu, mu_balanced and mu_simulation over the
+-- CONCEPT100 latents; over the steered concepts g (test-half HM at the dev-chosen factor), g_minus_unsteered (that HM minus
 -- the same prompts' unsteered HM) and concept_rating (the judge's concept rating alone, 0-2); g_dtc over the chosen
 -- set's concepts; concept_f1 over the toy world's concepts. l0_trained / l0_twin: each side's held-out L0. Each list is sorted by its unit, so same_units says whether
 -- both sides hold the same units in the same order (the world's concepts do: they are resampled as pairs).
@@ -13,6 +13,7 @@ WITH pairs AS (
 units AS (
     SELECT model, sae, 'mu' AS metric, latent::VARCHAR AS unit, detection_score AS value
     FROM autointerp WHERE concept100
+    UNION ALL SELECT model, sae, 'mu_balanced', latent::VARCHAR, detection_balanced FROM autointerp WHERE concept100
     UNION ALL SELECT model, sae, 'mu_simulation', latent::VARCHAR, simulation_score FROM autointerp WHERE concept100
     UNION ALL SELECT model, sae, 'g', latent::VARCHAR, test_hm FROM steering_concepts
     UNION ALL SELECT model, sae, 'g_minus_unsteered', latent::VARCHAR, test_hm - unsteered_test_hm

@@ -70,8 +70,8 @@ def test_a_twin_setting_reshapes_the_twin_only(tmp_path):
     (('control = "none"', 'control = "random"'), r"models\[1\]\.control: 'random': Input should be"),
     (('control = "none"', 'control_of = "toy-gemma2"'), r"models\[1\]\.control_of: .*set on the twins"),
     (('variants = ["topk-*", "relu-*", "pca"]', "variants = []"), r"control: .*variants is empty"),
-    (('variants = ["topk-*", "relu-*", "pca"]', 'variants = ["topk-*", "rleu-*"]'),
-     r"\[control\] variants \['rleu-\*'\] match no variant of \[sweep\]"),
+    (('variants = ["topk-*", "relu-*", "pca"]', 'variants = ["tpok-*", "rleu-*"]'),
+     r"\[control\] variants \['tpok-\*', 'rleu-\*'\] match no variant of \[sweep\], so the twins"),
 ])
 def test_bad_control_settings_are_one_line_naming_the_field(tmp_path, edit, message):
     old, new = edit
@@ -152,10 +152,10 @@ def _separated(metric, wins, losses, auroc):
                              None, auroc)
 
 
-def test_a_score_the_twins_win_separates_as_well_as_one_the_trained_models_win_and_the_truth_is_not_a_candidate():
-    rows = [_separated("mu", 0, 8, 0.0), _separated("g", 4, 4, 0.5), _separated("mu_simulation", 7, 1, 0.9),
-            _separated("concept_f1", 8, 0, 1.0)]
-    assert [r.metric for r in ranked_separators(rows)] == ["mu", "mu_simulation", "g"]
+def test_a_score_the_twins_win_separates_as_well_as_one_the_trained_models_win_and_truth_and_floors_are_apart():
+    rows = [_separated("mu", 0, 8, 0.0), _separated("concept_rating", 4, 4, 0.5),
+            _separated("mu_simulation", 7, 1, 0.9), _separated("concept_f1", 8, 0, 1.0), _separated("g", 8, 0, 1.0)]
+    assert [r.metric for r in ranked_separators(rows)] == ["mu", "mu_simulation", "concept_rating"]
 
 
 def test_a_toy_twin_is_the_weights_its_model_starts_training_from_and_leaves_the_rng_alone(tmp_path):

@@ -20,7 +20,7 @@ from assets.lakehouse.tables import TABLES
 from assets.shared.partitions import pair_key
 from sae_models.evals.control import METRICS
 from sae_models.lm import shared_lm_loads
-from tests.conftest import TINY_TOML
+from tests.conftest import TINY_TOML, without_twins
 
 
 def _failure_messages(result) -> list[str]:
@@ -41,7 +41,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
                     "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report",
-                    "patching", "patching_report"}
+                    "patching", "patching_report", "control_contrast", "control_separation"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
@@ -57,11 +57,11 @@ def test_registry_sensor_adds_new_models_and_variants_and_reports_removed(tiny_c
     with dg.instance_for_test() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"lake": defs.resources["lake"]})
         first = model_registry_sensor(ctx)
-        assert sorted(r.partition_key for r in first.run_requests) == ["toy-gemma2", "toy-qwen2"]
+        assert sorted(r.partition_key for r in first.run_requests) == ["toy-gemma2", "toy-gemma2-random", "toy-qwen2"]
         models_req, saes_req = first.dynamic_partitions_requests
-        assert models_req.partition_keys == ["toy-gemma2", "toy-qwen2"]
+        assert models_req.partition_keys == ["toy-gemma2", "toy-qwen2", "toy-gemma2-random"]
         assert saes_req.partition_keys == ["relu-0.1", "topk-k4", "gated-0.1", "pca", "neuron"]
-        instance.add_dynamic_partitions("models", ["toy-gemma2", "toy-qwen2", "retired"])
+        instance.add_dynamic_partitions("models", ["toy-gemma2", "toy-qwen2", "toy-gemma2-random", "retired"])
         instance.add_dynamic_partitions("saes", saes_req.partition_keys)
         # a changed entry is left to the automation (SettingsChanged); a new variant refreshes the catalog
         tiny_config.write_text(TINY_TOML.replace("tokens = 1500", "tokens = 999", 1).replace("[4]", "[4, 8]"))
@@ -71,7 +71,7 @@ def test_registry_sensor_adds_new_models_and_variants_and_reports_removed(tiny_c
         assert [(r.job_name, r.partition_key) for r in second.run_requests] == [("catalog_refresh", None)]
         (saes_req,) = second.dynamic_partitions_requests
         assert saes_req.partition_keys == ["topk-k8"]
-    diff = diff_registry(load_settings(), {"toy-gemma2", "toy-qwen2", "retired"})
+    diff = diff_registry(load_settings(), {"toy-gemma2", "toy-qwen2", "toy-gemma2-random", "retired"})
     assert diff.removed == ["retired"] and not diff.added
 
 
@@ -397,7 +397,8 @@ def _check_control(lake: Lake, capsys, config) -> None:
     assert (lake.root / "reports" / "control.png").read_bytes()[:4] == b"\x89PNG"
     assert cli(["sql", query_text("control"), "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1 + len(METRICS)
-    assert "Best separator first, over toy-gemma2: " in report and "concept recovery F1: " in report
+    assert "toy-gemma2, pairs won by the trained SAE - by the twin's, best separator first: " in report
+    assert "ground truth concept_f1 " in report and "Not ranked: g, g_dtc, g_minus_unsteered" in report
 
     config.write_text(config.read_text().replace("[control]", "[control]\nin_rank_analysis = true"))
     with dg.instance_for_test() as instance:
@@ -471,8 +472,8 @@ def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_
     external = tmp_path / "downloaded-sae"
     sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=32, d_sae=64, k=4)).save_model(external)
     no_floor = "min_explained_variance = -10.0"  # an untrained external SAE reconstructs nothing: no EV check here
-    tiny_config.write_text(TINY_TOML.replace("baselines = [\"pca\", \"neuron\"]", "baselines = []").replace(
-        "architectures = [\"relu\", \"topk\", \"gated\"]", "architectures = []")
+    tiny_config.write_text(without_twins(TINY_TOML).replace("baselines = [\"pca\", \"neuron\"]", "baselines = []")
+        .replace("architectures = [\"relu\", \"topk\", \"gated\"]", "architectures = []")
         .replace("min_explained_variance = 0.6", no_floor)
         + f'\n[[external_saes]]\nname = "scope-like"\nmodel = "toy-gemma2"\npath = "{external}"\n')
     with dg.instance_for_test() as instance:

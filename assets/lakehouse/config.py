@@ -195,9 +195,10 @@ class Settings(_Strict):
         from sae_models.sae.sweep import sweep_variants
 
         taken = {v.name for v in sweep_variants(self.sweep)}
-        unmatched = [p for p in self.control.variants if not any(matches_any(name, [p]) for name in taken)]
-        if unmatched:
-            raise ValueError(f"[control] variants {unmatched} match no variant of [sweep] (known: {sorted(taken)})")
+        twins = [m.slug for m in self.registry if m.control_of]
+        if twins and taken and not any(matches_any(name, self.control.variants) for name in taken):
+            raise ValueError(f"[control] variants {list(self.control.variants)} match no variant of [sweep], so the "
+                             f"twins {twins} would get no SAE (known: {sorted(taken)})")
         for ext in self.external_saes:
             if ext.model not in slugs:
                 raise ValueError(f"external SAE {ext.name!r}: model {ext.model!r} is not in the registry")

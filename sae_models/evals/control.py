@@ -3,7 +3,9 @@ trained on the model's twin with random weights, and which score tells the two a
 
 Heap et al. 2025 find that SAEs of a randomly initialised transformer score about as well on autointerp as
 SAEs of the trained one. Per dictionary, the difference trained - twin of each score comes with a 95% BCa
-bootstrap interval over the score's own units: the CONCEPT100 latents for mu and mu_simulation; the steered
+bootstrap interval over the score's own units: the CONCEPT100 latents for mu, mu_balanced (the balanced
+accuracy: 0.5 for any answer that ignores the windows, where mu's accuracy rewards answering "no") and
+mu_simulation; the steered
 concepts for g, for g - g_unsteered (what steering adds: an untrained LM writes text the judge rates 0 with or
 without steering, so g alone measures the LM as much as the SAE) and for the concept rating alone; the chosen
 set's concepts for g_dtc (resampled within each side); the world's concepts for concept recovery F1 (the same
@@ -25,7 +27,10 @@ from scipy import stats
 from sae_models.arrow import schema_of
 from sae_models.stats import mean_difference_ci
 
-METRICS = ("mu", "mu_simulation", "g", "g_minus_unsteered", "concept_rating", "g_dtc", "concept_f1")
+METRICS = ("mu", "mu_balanced", "mu_simulation", "g", "g_minus_unsteered", "concept_rating", "g_dtc", "concept_f1")
+# Scores an untrained LM floors: the judge rates its text 0 for fluency whether or not it is steered, so a
+# twin's harmonic means are 0 by construction and these scores cannot measure its SAE.
+FLOORED = {"g", "g_minus_unsteered", "g_dtc"}
 TRUTH = "concept_f1"  # the toy world's ground truth: what the other scores are measured against
 PAIRED_UNITS = {TRUTH}  # the world's concepts: the same units on both sides
 ALL_MODELS = "all models"
@@ -114,9 +119,10 @@ def separation(model: str, metric: str, rows: Sequence[ControlContrast], resampl
 
 
 def ranked_separators(rows: Sequence[ControlSeparation]) -> list[ControlSeparation]:
-    """The scores other than the ground truth, best separator first: by how one-sided the pairs are
-    (|wins - losses| / pairs, either direction), then by how far the AUROC lies from 0.5."""
-    candidates = [r for r in rows if r.metric != TRUTH and r.n_pairs and r.auroc is not None]
+    """The scores other than the ground truth and the floored ones, best separator first: by how one-sided the
+    pairs are (|wins - losses| / pairs, either direction), then by how far the AUROC lies from 0.5."""
+    candidates = [r for r in rows if r.metric != TRUTH and r.metric not in FLOORED and r.n_pairs
+                  and r.auroc is not None]
     return sorted(candidates, key=lambda r: (-abs(r.trained_higher - r.twin_higher) / r.n_pairs,
                                              -abs(r.auroc - 0.5)))
 

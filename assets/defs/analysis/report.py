@@ -56,22 +56,21 @@ def _side_by_side(contrast: list[dict]) -> list[dict]:
 
 
 def _verdict(separation: list[dict]) -> str:
-    """The scores ranked by how well they tell trained SAEs from the twin's, over all models when there are
-    several, with the ground truth's own figure after them."""
-    from sae_models.evals.control import ALL_MODELS, TRUTH, ControlSeparation, ranked_separators
+    """Per model, the scores that can measure a twin ranked by how one-sided their pairs are (either way); the
+    floored ones named apart; the ground truth's own figure."""
+    from sae_models.evals.control import ALL_MODELS, FLOORED, TRUTH, ControlSeparation, ranked_separators
 
-    pooled = [r for r in separation if r["model"] == ALL_MODELS] or separation
-    rows = [ControlSeparation(**r) for r in pooled]
-    ranked = "; ".join(f"{r.metric} (trained higher in {r.trained_higher}, twin in {r.twin_higher} of {r.n_pairs} "
-                       f"pairs, AUROC {r.auroc:.2f})" for r in ranked_separators(rows))
-    truth = [r for r in rows if r.metric == TRUTH and r.auroc is not None]
-    where = f"over {pooled[0]['model']}" if pooled else ""
-    text = f"Best separator first, {where}: {ranked}."
-    if truth:
-        t = truth[0]
-        text += (f" The ground truth, concept recovery F1: {t.trained:.3f} trained against {t.twin:.3f} for the "
-                 f"twins (trained higher in {t.trained_higher} of {t.n_pairs} pairs).")
-    return text
+    lines = []
+    for model in sorted({r["model"] for r in separation} - {ALL_MODELS}):
+        rows = [ControlSeparation(**r) for r in separation if r["model"] == model]
+        ranked = "; ".join(f"{r.metric} {r.trained_higher}-{r.twin_higher} (AUROC {r.auroc:.2f})"
+                           for r in ranked_separators(rows))
+        truth = [r for r in rows if r.metric == TRUTH and r.trained is not None]
+        lines.append(f"{model}, pairs won by the trained SAE - by the twin's, best separator first: {ranked}"
+                     + (f"; ground truth {TRUTH} {truth[0].trained:.3f} against {truth[0].twin:.3f}, "
+                        f"{truth[0].trained_higher}-{truth[0].twin_higher}." if truth else "."))
+    return ("\n\n".join(lines) + f"\n\nNot ranked: {', '.join(sorted(FLOORED))}, which an untrained LM floors (the "
+            "judge rates its text 0 for fluency with or without steering, so a twin's harmonic means are 0).")
 
 
 def _control_section(contrast: list[dict], separation: list[dict]) -> list[str]:
@@ -82,13 +81,12 @@ def _control_section(contrast: list[dict], separation: list[dict]) -> list[str]:
             "Each twin has its model's config and tokenizer and weights drawn by the family's own initialiser, and "
             "runs through the same pipeline. A pair is one variant on both; `wins` and the sign test are paired, "
             "the AUROC is not (the chance that a trained SAE outscores a twin SAE: 0.5 cannot tell them apart, 0 "
-            "and 1 separate perfectly). An untrained LM writes text the judge rates 0 with or without steering, so "
-            "g and g_dtc measure the LM as much as the SAE: g_minus_unsteered and concept_rating are the steering "
-            "scores to read. Intervals need 5 units or pairs, and condition on one twin draw, one SAE seed and one "
-            "judge run.", "", _verdict(separation), "",
+            "and 1 separate perfectly). The 'all models' rows pool two models as if their pairs were independent: "
+            "read the per-model rows first. Intervals need 5 units or pairs, and condition on one twin draw, one "
+            "SAE seed and one judge run.", "", _verdict(separation), "",
             "![trained vs twin](control.png)", "", markdown_table(separation), "",
-            "Per dictionary: held-out L0 trained / twin (one L1 coefficient need not give one L0), then trained / "
-            "twin (difference trained - twin [95% BCa interval over the score's units]).",
+            "Per dictionary: held-out L0 trained / twin (an L1 coefficient need not give one L0 on both), then "
+            "trained / twin (difference trained - twin [95% BCa interval over the score's units]).",
             "", markdown_table(_side_by_side(contrast)), ""]
 
 
