@@ -353,13 +353,16 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+SET_ASIDE = ".old-"  # the infix of a partition's old folder while a swap replaces it (``swap_in``)
+
+
 def _disk_state(root: Path) -> tuple | None:
     state = []
     try:
         for path in sorted(root.rglob("*")):
             if path.relative_to(root).parts[0] == STAGING:
                 continue
-            if path.name.startswith(".") and ".old-" in path.name:
+            if path.name.startswith(".") and SET_ASIDE in path.name:
                 return None
             if path.suffix in (".parquet", ".duckdb"):
                 stat = path.stat()
@@ -376,7 +379,7 @@ def swap_in(staging: Path, target: Path) -> None:
     if a crash happened exactly there.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    old = target.with_name(f".{target.name}{SET_ASIDE}{uuid.uuid4().hex[:8]}")
     if target.exists():
         target.rename(old)
     staging.rename(target)
@@ -398,7 +401,7 @@ def remove_abandoned_staging(staging_root: Path) -> None:
 
 def restore_interrupted(target: Path) -> bool:
     """Put back the old data of a swap that crashed between its two renames; True if it did."""
-    leftovers = sorted(target.parent.glob(f".{target.name}.old-*")) if target.parent.is_dir() else []
+    leftovers = sorted(target.parent.glob(f".{target.name}{SET_ASIDE}*")) if target.parent.is_dir() else []
     restored = False
     for old in leftovers:
         if not target.exists():

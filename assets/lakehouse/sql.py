@@ -10,13 +10,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from assets.lakehouse.lake import Lake
+from assets.lakehouse.lake import SET_ASIDE, Lake
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # Stored in the catalog after the table views, in order, each where the table it reads is there: a plain DuckDB
 # that attaches the catalog can call them.
 ANALYSIS = {"kendall_tau_b": None, "rank_groups_view": "sae_summary"}
-SET_ASIDE = ".old-"  # the infix of a partition's old folder while a swap replaces it (lake.swap_in)
 
 
 def query_text(name: str, **params: str) -> str:
