@@ -1,6 +1,7 @@
 """The ``sae_lake`` code location: every Dagster object under ``assets/defs/`` (one folder per domain), plus
-the lake resource and the executor of lake.toml's ``[execution]``. Nothing here lists assets by hand: a new
-module under defs/ is picked up as it is."""
+the lake resource and the executor of lake.toml's ``[execution]``. Loading it puts the process under
+lake.toml's CPU pin (``[reproducibility]``), so ``dagster dev``, its run workers and ``sae-lake demo`` compute
+alike. Nothing here lists assets by hand: a new module under defs/ is picked up as it is."""
 
 from pathlib import Path
 
@@ -8,9 +9,12 @@ import dagster as dg
 
 from assets.lakehouse.config import load_settings
 from assets.shared.execution import executor_for
-from assets.shared.resources import LakeResource
+from assets.shared.resources import LakeResource, pin_process
+
+_settings = load_settings()
+pin_process(_settings)  # before any step imports torch: ATen reads its kernel set once
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),
-    dg.Definitions(resources={"lake": LakeResource()}, executor=executor_for(load_settings().execution)),
+    dg.Definitions(resources={"lake": LakeResource()}, executor=executor_for(_settings.execution)),
 )

@@ -8,6 +8,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from sae_models.reproducible import CpuPin, apply_pin  # noqa: E402
+
+# Tests compute what the toy world's pin makes of them on any machine (lake.toml's [reproducibility] default),
+# before any test imports torch.
+apply_pin(CpuPin())
+
 TINY_TOML = """
 [lake]
 root = "lake"

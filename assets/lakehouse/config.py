@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from sae_models.config import Config
+from sae_models.config import Config, Seed
 from sae_models.evals.config import (
     AutointerpConfig,
     ControlConfig,
@@ -28,6 +28,7 @@ from sae_models.evals.config import (
 )
 from sae_models.judges.config import JudgeConfig
 from sae_models.lm.config import ExtractionConfig
+from sae_models.reproducible import CpuPin
 from sae_models.sae.config import SweepConfig
 from sae_models.toyworld.config import ToyModelConfig
 
@@ -63,7 +64,7 @@ class LakeSection(_Strict):
 
 class CorpusSection(_Strict):
     source: str = TOYWORLD  # "toyworld", or a local .txt (one document per line) / .parquet (column `text`)
-    seed: int = 0
+    seed: Seed = 0
     lm_train_docs: int = Field(12000, ge=1)
     lm_eval_docs: int = Field(1000, ge=1)
     activation_docs: int = Field(6000, ge=1)
@@ -80,7 +81,7 @@ class ModelEntry(_Strict):
     trust_remote_code: bool = False
     toy: ToyModelConfig | None = None
     control: Literal["random-init", "none"] | None = None  # default: "random-init" for toy models, else "none"
-    control_seed: int | None = None  # the twin's seed; default: a toy model's own training seed (its twin is its
+    control_seed: Seed | None = None  # the twin's seed; default: a toy model's own training seed (its twin is its
     #                                   initial weights, before training), 0 for other models
     control_of: str | None = None  # a twin's trained model; set by sae-lake, never in lake.toml
 
@@ -173,6 +174,7 @@ class Settings(_Strict):
     patching: PatchingConfig = PatchingConfig()
     control: ControlConfig = ControlConfig()
     execution: ExecutionSection = ExecutionSection()
+    reproducibility: CpuPin = CpuPin()
     models: list[ModelEntry] = Field(default_factory=list)
     external_saes: list[ExternalSAE] = Field(default_factory=list)
 
@@ -207,6 +209,14 @@ class Settings(_Strict):
                                  "external SAE's name")
             taken.add(ext.name)
         return self
+
+    @property
+    def cpu_pin(self) -> CpuPin | None:
+        """The pin of ``[reproducibility]`` when it applies: ``on``, or ``auto`` with only toy models (the toy
+        world's results are then the same on any machine; a real model on a GPU is left as it is)."""
+        mode = self.reproducibility.pin
+        pinned = mode == "on" or (mode == "auto" and all(m.is_toy for m in self.models))
+        return self.reproducibility if pinned else None
 
     def model(self, slug: str) -> ModelEntry:
         for m in self.registry:

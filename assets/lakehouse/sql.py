@@ -13,6 +13,9 @@ import pyarrow as pa
 from assets.lakehouse.lake import SET_ASIDE, Lake
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# The analysis tables are computed on one DuckDB thread: a parallel float aggregate sums in an order that depends
+# on the threads' split of the rows, so its last bits would change from machine to machine (and run to run).
+ANALYSIS_CONFIG = {"threads": 1}
 # Stored in the catalog after the table views, in order, each where the table it reads is there: a plain DuckDB
 # that attaches the catalog can call them.
 ANALYSIS = {"kendall_tau_b": None, "rank_groups_view": "sae_summary"}
@@ -68,7 +71,7 @@ def analysis_connection(lake: Lake, present: list[str], tables: list[str],
     a declared table with no data yet is an empty table of its schema)."""
     from assets.lakehouse.tables import TABLES
 
-    con = duckdb.connect()
+    con = duckdb.connect(config=ANALYSIS_CONFIG)
     absent = {name: TABLES[name].schema_with_keys for name in tables if name not in present}
     populate(con, lake, [name for name in tables if name in present], variants, absent)
     return con

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.lakehouse.config import Settings, load_settings, open_lake
+from assets.lakehouse.config import ConfigError, Settings, load_settings, open_lake
 from assets.lakehouse.lake import Lake
+
+PIN_SOURCE = "lake.toml [reproducibility]"
 
 # Op tags of the GPU steps: Celery workers take them from the `gpu` queue; the Kubernetes executor gives each a
 # GPU, schedules it on a GPU node (the label NVIDIA's GPU operator sets) and tolerates the GPU nodes' taint.
@@ -25,6 +27,12 @@ class LakeResource(dg.ConfigurableResource):
 
     config_file: str = ""
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every step runs under the settings' CPU pin (kernels and threads), checked before any work."""
+        line = pin_process(self.settings(), apply=True)
+        if line and context.log is not None:
+            context.log.debug(line)
+
     def settings(self) -> Settings:
         return load_settings(self.config_file or None)
 
@@ -37,3 +45,21 @@ def torch_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pin_process(settings: Settings, apply: bool = False) -> str | None:
+    """Put this process (and the processes it starts) under ``settings.cpu_pin``, if any: the kernel variables
+    only (before torch is imported: the code location's load), or with ``apply`` the threads too and the check
+    that ATen runs the asked kernels. A pin the machine cannot honour is one ``ConfigError`` line."""
+    from sae_models.reproducible import PinError, apply_pin, pin_environment
+
+    pin = settings.cpu_pin
+    if pin is None:
+        return None
+    try:
+        if apply:
+            return apply_pin(pin, PIN_SOURCE)
+        pin_environment(pin, PIN_SOURCE)
+    except PinError as exc:
+        raise ConfigError(str(exc)) from None
+    return None

@@ -7,7 +7,7 @@ import math
 
 from pydantic import Field, model_validator
 
-from sae_models.config import Config, matches_any
+from sae_models.config import Config, Seed, matches_any
 
 
 class ExampleConfig(Config):
@@ -17,7 +17,7 @@ class ExampleConfig(Config):
     n_importance: int = Field(7, ge=0)
     n_random: int = Field(10, ge=1)
     half_window: int = Field(10, ge=1)  # windows of 2 x half_window + 1 tokens
-    seed: int = 0
+    seed: Seed = 0
 
     @property
     def width(self) -> int:
@@ -72,7 +72,7 @@ class SteeringConfig(Config):
     temperature: float = Field(1.0, ge=0)  # AxBench samples at 1.0; 0 is greedy
     chat_template: bool = True  # format instructions with the model's chat template when it has one
     batch_size: int = Field(64, ge=1)  # rows per generate call; no result depends on it
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _valid(self) -> SteeringConfig:
@@ -133,7 +133,7 @@ class PatchingConfig(Config):
     refresh_every: int = Field(1, ge=1)  # 1: exact greedy; k > 1: lazy greedy, all removals scored every k steps
     shortlist: int = Field(16, ge=1)  # lazy greedy: removals scored afresh in between (the lowest last scores)
     batch_size: int = Field(2048, ge=1)  # patched runs (latent set x prompt pair) per forward pass
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _valid(self) -> PatchingConfig:

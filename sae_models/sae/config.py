@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from sae_models.config import Config
+from sae_models.config import Config, Seed
 
 # BatchTopK's inference threshold: an EMA of the batch threshold whose window is this fraction of the steps so
 # far (rate 1 / (window * step)), so it averages the end of training at any schedule length. The one default of
@@ -23,7 +23,7 @@ class TrainConfig(Config):
     decay_start: float = Field(0.8, ge=0, le=1)  # fraction of the steps after which lr decays to zero
     sparsity_warmup_steps: int = Field(500, ge=0)  # paper: 5000
     grad_clip: float = Field(1.0, ge=0)
-    seed: int = 0
+    seed: Seed = 0
     normalize_activations: bool = True
     dead_tokens: int = Field(10_000_000, ge=1)  # a latent silent this long is dead (AuxK); scale down for small runs
     threshold_window: float = Field(THRESHOLD_WINDOW, gt=0, le=1)  # BatchTopK: EMA window, a fraction of the steps

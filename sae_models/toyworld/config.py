@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sae_models.config import Config
+from sae_models.config import Config, Seed
 
 
 class ToyModelConfig(Config):
@@ -24,7 +24,7 @@ class ToyModelConfig(Config):
     batch: int = Field(32, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup: int = Field(100, ge=0)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ToyModelConfig:

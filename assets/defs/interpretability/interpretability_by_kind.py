@@ -6,7 +6,7 @@ the truth check, Spearman of detection score vs ground-truth purity per model.""
 import dagster as dg
 
 from assets.lakehouse.registry import variant_status
-from assets.lakehouse.sql import create_sae_variants_view, create_views, query_text
+from assets.lakehouse.sql import ANALYSIS_CONFIG, create_sae_variants_view, create_views, query_text
 from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import image_md, kind_bars, markdown_table
 from assets.shared.resources import LakeResource
@@ -26,7 +26,7 @@ def interpretability_by_kind(context: dg.AssetExecutionContext, lake: LakeResour
     if "autointerp" not in lake_obj.tables():
         lake_obj.write_table(TABLE, [])
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no autointerp scores yet"})
-    with duckdb.connect() as con:
+    with duckdb.connect(config=ANALYSIS_CONFIG) as con:
         create_views(con, lake_obj, ["autointerp", "interpretability"])
         create_sae_variants_view(con, variant_status(lake.settings(), lake_obj))
         rows = con.sql(query_text(TABLE)).pl().to_dicts()

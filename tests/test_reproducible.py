@@ -1,0 +1,130 @@
+"""The CPU pin: a toy LM trained under other kernels and thread counts in the environment has the same weights,
+and a pin the machine cannot honour is one line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assets.lakehouse.config import ConfigError, load_settings
+from assets.shared.resources import pin_process
+from sae_models import reproducible
+from sae_models.reproducible import CpuPin, PinError, apply_pin, check_kernels, pin_environment
+from tests.conftest import TINY_TOML
+
+ROOT = Path(__file__).resolve().parents[1]
+# A run worker's path: the code location's load sets the pin's variables, a step applies it, then the toy LM trains.
+TRAIN_AND_HASH = """
+import hashlib, sys, tempfile
+from pathlib import Path
+import assets.definitions
+from assets.lakehouse.config import load_settings
+from assets.shared.resources import pin_process
+pin_process(load_settings(), apply=True)
+import torch
+from safetensors.torch import load_file
+from sae_models.toyworld import ToyModelConfig, ToyWorld, train_toy_lm
+docs = [d.text for d in ToyWorld(0).documents(240)]
+out = Path(tempfile.mkdtemp())
+cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, context=64, steps=20)
+train_toy_lm(docs[:200], docs[200:], cfg, out, log=lambda _: None)
+weights = load_file(out / "model.safetensors")
+print(hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest())
+"""
+# Two machines as the environment makes them: ATen's SSE kernels on one thread, its AVX2 kernels on two.
+MACHINES = ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
+            {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "2"})
+
+
+def _weights_hash(machine: dict[str, str], config: Path) -> str:
+    import os
+
+    env = {**os.environ, **machine, "SAE_LAKE_CONFIG": str(config)}
+    for name in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):  # as a fresh machine has them: unset
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", TRAIN_AND_HASH], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()[-1]
+
+
+@pytest.mark.parametrize("pin", ["auto", "off"])
+def test_toy_lm_weights_do_not_depend_on_the_machines_kernels_or_threads(tmp_path, pin):
+    config = tmp_path / "lake.toml"
+    config.write_text(TINY_TOML + f'\n[reproducibility]\npin = "{pin}"\n')
+    hashes = {_weights_hash(machine, config) for machine in MACHINES}
+    # pinned: one set of weights; unpinned, the two environments train two different models
+    assert len(hashes) == (1 if pin == "auto" else 2)
+
+
+def test_the_pin_applies_to_toy_worlds_only_unless_asked(tiny_config):
+    assert load_settings().cpu_pin == CpuPin()
+    real = TINY_TOML + '\n[[models]]\nslug = "real"\nsource = "/data/models/real"\nlayer = 1\ntokens = 10\n'
+    tiny_config.write_text(real)
+    assert load_settings().cpu_pin is None  # a real model (on a GPU, likely) is left as it is
+    tiny_config.write_text(real + '\n[reproducibility]\npin = "on"\nthreads = 3\n')
+    assert load_settings().cpu_pin == CpuPin(pin="on", threads=3)
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("[reproducibility]\nthreads = 0", "reproducibility.threads: 0: Input should be greater than or equal to 1"),
+    ('[reproducibility]\ncapability = "neon"', "reproducibility.capability: 'neon': Input should be"),
+    ("[steering]\nseed = -1", "steering.seed: seed -1: a seed is an integer in 0..2**63-1"),
+])
+def test_a_pin_or_seed_that_cannot_be_honoured_is_one_config_line(tiny_config, setting, message):
+    text = TINY_TOML.replace("[steering]\n", "[steering]\nseed = -1\n") if "seed" in setting else \
+        TINY_TOML + "\n" + setting + "\n"
+    tiny_config.write_text(text)
+    with pytest.raises(ConfigError, match="^lake.toml: " + message.replace("(", r"\(").replace("*", r"\*")):
+        load_settings()
+
+
+def test_a_model_seed_out_of_range_names_the_model(tiny_config):
+    tiny_config.write_text(TINY_TOML.replace("steps = 15\n", f"steps = 15\nseed = {2**63}\n", 1))
+    with pytest.raises(ConfigError, match=r"models\[0\].toy.seed: seed 9223372036854775808: a seed is"):
+        load_settings()
+
+
+def test_kernels_the_cpu_lacks_are_refused_not_swapped(monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # restored after the test
+    monkeypatch.setattr(reproducible, "cpu_flags", lambda: {"sse2", "avx2", "fma"})
+    with pytest.raises(PinError, match="cannot run ATen's avx512 kernels \\(it lacks avx512bw avx512dq avx512f"):
+        check_kernels(CpuPin(capability="avx512"), "lake.toml [reproducibility]")
+
+
+def test_kernels_chosen_before_the_pin_are_refused(monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    # this process runs AVX2 kernels (the tests are pinned): a pin to SSE's comes too late
+    with pytest.raises(PinError, match="torch had chosen ATen's avx2 kernels before the pin to default; start a "
+                                       "fresh process"):
+        pin_environment(CpuPin(capability="default"), "the pin")
+
+
+def test_a_machine_that_is_not_x86_64_is_refused(monkeypatch, tiny_config):
+    monkeypatch.setattr(reproducible.platform, "machine", lambda: "aarch64")
+    with pytest.raises(ConfigError, match="this machine is aarch64, and the pinned kernels \\(avx2\\) are x86-64's"):
+        pin_process(load_settings())
+
+
+def test_apply_pin_sets_the_threads(monkeypatch):
+    import torch
+
+    for name in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.setenv(name, CpuPin().environment()[name])
+    try:
+        assert apply_pin(CpuPin(threads=1)).endswith("ATen avx2 kernels (MKL AVX2), 1 intra-op thread")
+        assert torch.get_num_threads() == 1
+    finally:
+        apply_pin(CpuPin())
+    assert torch.get_num_threads() == 2
+
+
+def test_analysis_tables_are_computed_on_one_duckdb_thread(tmp_path):
+    from assets.lakehouse.lake import Lake
+    from assets.lakehouse.sql import analysis_connection
+
+    with analysis_connection(Lake(tmp_path / "lake"), [], [], []) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 1
