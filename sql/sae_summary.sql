@@ -8,7 +8,15 @@
 -- model's SAE at the same level (a twin may have a part of the sweep only). Null where there is no level
 -- (baselines, external SAEs).
 -- concept_f1: the toy world's ground truth (mean best F1 over its concepts; null for real models).
-WITH f1 AS (
+-- contextual_share: of the CONCEPT100 latents, the share that are contextual (latent_stats: the current token's
+-- identity explains under half of the latent's activation variance on held-out tokens).
+WITH contextual AS (
+    SELECT a.model, a.sae, avg(s.contextual::DOUBLE) AS contextual_share
+    FROM autointerp a JOIN latent_stats s USING (model, sae, latent)
+    WHERE a.concept100
+    GROUP BY a.model, a.sae
+),
+f1 AS (
     SELECT model, sae, avg(best_f1) AS concept_f1, avg(best_f1_swept) AS concept_f1_swept
     FROM concept_recovery GROUP BY model, sae
 ),
@@ -56,12 +64,14 @@ SELECT
     sel.gain_out,
     sel.size AS selected,
     f1.concept_f1,
-    f1.concept_f1_swept
+    f1.concept_f1_swept,
+    contextual.contextual_share
 FROM sae_metrics m
 JOIN current c USING (model, sae)
 JOIN interpretability i USING (model, sae)
 LEFT JOIN steering_summary s USING (model, sae)
 LEFT JOIN selection sel USING (model, sae)
 LEFT JOIN f1 USING (model, sae)
+LEFT JOIN contextual USING (model, sae)
 LEFT JOIN grid ON grid.trained = c.trained AND grid.architecture = c.architecture AND grid.level = c.level
 ORDER BY m.model, i.is_baseline, m.architecture, sparsity_index, m.sae;

@@ -168,7 +168,7 @@ def trained_toy_lm(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("trained_toy")
     docs = [d.text for d in ToyWorld(0).documents(1500)]
-    cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, steps=400, context=64)
+    cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, steps=800, context=64)
     train_toy_lm(docs[:1400], docs[1400:], cfg, out, log=lambda _: None)
     return out
 

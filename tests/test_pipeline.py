@@ -41,7 +41,8 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
                     "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report",
-                    "patching", "patching_report", "control_contrast", "control_separation"}
+                    "patching", "patching_report", "control_contrast", "control_separation",
+                    "instrument_reliability"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
@@ -116,6 +117,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     _check_patching(lake, capsys, tiny_config)
     _check_interpretability(lake, tiny_config)
     _check_control(lake, capsys, tiny_config)
+    _check_reliability_and_contextual_share(lake)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
     before = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
@@ -226,10 +228,34 @@ def _check_selection_lift_and_report(lake: Lake) -> None:
             assert row["mean_gain"] == pytest.approx(sum(gains) / len(gains), abs=1e-9)
     report = (lake.root / "reports" / "report.md").read_text()
     for heading in ("Table 1: mu vs g", "Table 2", "Table 3: mu vs gain", "Against the ground truth",
-                    "Baselines beside the SAEs"):
+                    "Baselines beside the SAEs", "Instrument reliability", "Contextual latents"):
         assert heading in report
     for png in ("mu_vs_g.png", "tau_by_axis.png"):
         assert (lake.root / "reports" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def _check_reliability_and_contextual_share(lake: Lake) -> None:
+    """instrument_reliability covers each trained model's SAEs (not its baselines, not the twin) for every
+    instrument and pair; contextual_share is the contextual fraction of exactly the CONCEPT100 latents."""
+    from sae_models.evals.reliability import PAIRS
+
+    rows = lake.read_table("instrument_reliability").to_pylist()
+    single = {(r["model"], r["instrument"]): r for r in rows if r["partner"] is None}
+    assert {m for m, _ in single} == {"toy-gemma2", "toy-qwen2"}
+    assert {i for _, i in single} == {"mu", "mu_simulation", "g", "g_lift", "g_dtc", "gain"}
+    assert all(r["n_saes"] == 3 and r["splits"] == 200 for r in single.values())
+    assert single[("toy-gemma2", "mu")]["units"] == 6  # n_concept latents per SAE
+    pairs = [r for r in rows if r["partner"] is not None]
+    assert len(pairs) == 2 * len(PAIRS) and all(r["tau_ceiling"] is None or 0 <= r["tau_ceiling"] <= 1 for r in pairs)
+    summary = {(r["model"], r["sae"]): r for r in lake.read_table("sae_summary").to_pylist()}
+    for key in (("toy-gemma2", "topk-k4"), ("toy-qwen2", "pca")):
+        stats = lake.read_table("latent_stats", model=key[0], sae=key[1]).to_pylist()
+        contextual = {r["latent"]: r["contextual"] for r in stats}
+        assert all((r["token_eta2"] is None) == (r["firing_frequency"] == 0) for r in stats)
+        concept100 = [r["latent"] for r in lake.read_table("autointerp", model=key[0], sae=key[1]).to_pylist()
+                      if r["concept100"]]
+        share = sum(contextual[f] for f in concept100) / len(concept100)
+        assert summary[key]["contextual_share"] == pytest.approx(share, abs=1e-12)
 
 
 def _check_patching(lake: Lake, capsys, config) -> None:

@@ -128,3 +128,30 @@ def test_analysis_tables_are_computed_on_one_duckdb_thread(tmp_path):
 
     with analysis_connection(Lake(tmp_path / "lake"), [], [], []) as con:
         assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 1
+
+
+def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(tmp_path):
+    """`sae-lake demo` on a tiny world (every asset, a TopK SAE and PCA per model) in two environments (ATen's SSE
+    kernels on one thread; its AVX2 kernels on two), each in its own process: every table, every model and every
+    SAE the same, bit for bit, but the measured wall times."""
+    import os
+
+    from assets.lakehouse.digest import lake_digests
+    from tests.conftest import without_twins
+
+    lakes = []
+    for i, machine in enumerate(MACHINES):
+        root = tmp_path / f"machine{i}"
+        root.mkdir()
+        text = without_twins(TINY_TOML).replace('architectures = ["relu", "topk", "gated"]', 'architectures = ["topk"]')
+        (root / "lake.toml").write_text(text.replace('baselines = ["pca", "neuron"]', 'baselines = ["pca"]'))
+        env = {**os.environ, **machine, "SAE_LAKE_CONFIG": str(root / "lake.toml"), "DAGSTER_HOME": str(root / "dh")}
+        for name in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "SAE_LAKE_ROOT"):
+            env.pop(name, None)
+        done = subprocess.run([sys.executable, "-m", "assets.lakehouse.cli", "demo"], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        lakes.append(lake_digests(root / "lake"))
+    assert {"activations", "models", "saes", "steering_generations", "sae_summary", "rank_agreement"} <= set(lakes[0])
+    differing = {name: (lakes[0][name], lakes[1].get(name)) for name in lakes[0] if lakes[0][name] != lakes[1].get(name)}
+    assert not differing and set(lakes[0]) == set(lakes[1])

@@ -15,7 +15,8 @@ from pathlib import Path
 from assets.lakehouse.config import load_settings
 
 SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery", "interpretability",
-                   "interpretability_mu", "steering", "selection", "rank_agreement", "rank_psi", "control")
+                   "interpretability_mu", "steering", "contextual", "reliability", "selection", "rank_agreement",
+                   "rank_psi", "control")
 
 
 def _instance():

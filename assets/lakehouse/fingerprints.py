@@ -71,6 +71,8 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     parts = {"corpus": settings.corpus.model_dump(exclude=CORPUS_FOR_ACTIVATIONS)}
     entry = settings.model(model)
     parts["model"] = model_identity(entry)
+    pin = settings.cpu_pin  # the CPU's kernels and threads decide every float from here on
+    parts["cpu"] = pin.model_dump(exclude={"pin"}) if pin else "unpinned"
     if stage == "model":
         return parts
     parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS | CONTROL_FIELDS)

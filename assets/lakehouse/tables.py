@@ -84,7 +84,8 @@ def _resolved(schema_of: Callable[[], pa.Schema] | str) -> pa.Schema:
 def _corpus() -> pa.Schema:
     return pa.schema([
         ("doc_id", pa.int64()), ("split", pa.string()),  # lm_train | lm_eval | activation
-        ("kind", pa.string()), ("topic", pa.string()), ("sentiment", pa.string()), ("text", pa.string()),
+        ("kind", pa.string()), ("topic", pa.string()), ("second_topic", pa.string()),  # a blended document's
+        ("sentiment", pa.string()), ("text", pa.string()),
         ("labels", pa.list_(pa.list_(pa.string()))),  # per word: the ground-truth concepts (toy world only)
     ])
 
@@ -112,7 +113,8 @@ def _interpretability_by_kind() -> pa.Schema:
 
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in [
-    TableSpec("corpus", (), _corpus, "documents with split, kind, topic, sentiment, per-word concept labels"),
+    TableSpec("corpus", (), _corpus, "documents with split, kind, topic (and a blend's second topic), sentiment, "
+                                     "per-word concept labels"),
     TableSpec("lm_eval", MODEL, _lm_eval,
               "one row per model: how well it knows its world; a control twin names its trained model"),
     TableSpec("activations", MODEL, _activations, "one row per token: doc_id, pos, token_id, act",
@@ -162,6 +164,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("control_separation", (), "sae_models.evals.control:SEPARATION_SCHEMA",
               "per model and score: how well it tells trained SAEs from their random-weights twins' (AUROC, mean "
               "paired difference with its interval)"),
+    TableSpec("instrument_reliability", (), "sae_models.evals.reliability:RELIABILITY_SCHEMA",
+              "per model and instrument: split-half reliability over SAEs with its interval; per pair of "
+              "instruments the ceiling on a tau between them"),
     TableSpec("judge_cache", ("backend", "model"), "sae_models.judges.cache:SCHEMA",
               "every judge call, appended by the judge as it goes (an external asset: autointerp reads and "
               "extends it)"),

@@ -40,6 +40,8 @@ class SaeSummary:
     selected: int | None  # latents in the chosen DTC set
     concept_f1: float | None  # toy world: the ground truth, mean best F1 over the world's concepts
     concept_f1_swept: float | None
+    contextual_share: float | None  # of the CONCEPT100 latents, the share whose token explains under half of
+    #                                 their variance (latent_stats.contextual)
 
 
 SAE_SUMMARY_SCHEMA = schema_of(SaeSummary)

@@ -137,6 +137,17 @@ def _gain(after: float | None, before: float | None) -> float | None:
     return 100 * (after - before) / before if after is not None and before else None
 
 
+def dtc_score(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> float:
+    """g_dtc of a pool: the test score of the candidate set chosen on dev."""
+    return _best(candidate_sets(pool, cfg), "dev").test
+
+
+def dtc_gain(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> float:
+    """The gain L = (g_dtc - g) / g of a pool, in percent (NaN where g is 0)."""
+    gain = _gain(dtc_score(pool, cfg), _mean([p.test_hm for p in pool]))
+    return float("nan") if gain is None else gain
+
+
 def random_rank_control(pool: Sequence[PoolLatent], cfg: SelectionConfig, draws: int = 64, seed: int = 0) -> float:
     """The test score of the dev-chosen set when the pool is ranked in a random order instead of by DeltaC,
     averaged over ``draws`` seeded orders: what the choice among candidate sets gains without DTC."""

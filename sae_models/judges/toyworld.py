@@ -25,12 +25,14 @@ import numpy as np
 from sae_models.judges import prompts
 from sae_models.judges.protocol import Completion, JudgeRequest
 from sae_models.toyworld.grammar import (
+    COPULA,
     DETERMINERS,
     GENERIC_NOUNS,
     GENERIC_VERBS,
     IOI_OBJECTS,
     IOI_PLACES,
     NAMES,
+    NEGATION,
     PREPOSITIONS,
     PROMPT_WORDS,
     SENTIMENTS,
@@ -42,15 +44,17 @@ GROUP_SHARE = 0.6  # share of the marked tokens a group must cover to be named
 WORD_SHARE = 0.8  # otherwise, quote the most frequent marked words until they cover this share
 CONTEXT_SHARE = 0.8  # share of the marked function tokens a context must cover to be stated
 MAX_WORDS = 6
-FUNCTION_TOKENS = frozenset(DETERMINERS) | frozenset(PREPOSITIONS) | frozenset(PROMPT_WORDS)
+FUNCTION_TOKENS = frozenset(DETERMINERS) | frozenset(PREPOSITIONS) | frozenset(PROMPT_WORDS) | {COPULA, NEGATION}
 # Steering ratings (shares of the generated words): concept and instruction relevance rate 2 from 20% of the
 # words (an on-topic toy sentence has about 30%), 1 from 5% (one word in twenty); fluency rates 2 when at
 # least 90% of the words of complete sentences are in grammatical sentences, 1 from 50%.
 ON_CONCEPT = (0.2, 0.05)
 FLUENT = (0.9, 0.5)
-# A story sentence (det, adjective?, noun, verb, det, adjective?, noun, [preposition det adjective? noun] .)
-# or an IOI sentence, over word tags (D determiner, A adjective, N noun, V verb, P preposition, M name).
-SENTENCE = re.compile(r"D (A )?N V D (A )?N( P D (A )?N)? \.|when M and M went to D N , M V D N to M \.")
+# A story sentence (det, adjective?, noun, verb, det, adjective?, noun, [preposition det adjective? noun] .), a
+# copular one (det, adjective?, noun, was, [not], adjective .) or an IOI sentence, over word tags (D determiner,
+# A adjective, N noun, V verb, P preposition, M name).
+SENTENCE = re.compile(r"D (A )?N V D (A )?N( P D (A )?N)? \.|D (A )?N was (not )?A \.|"
+                      r"when M and M went to D N , M V D N to M \.")
 CONTEXT = re.compile(r"\s+((?:in text about|after)\s+\S+|in (?:positive|negative) text)$")
 
 
@@ -73,7 +77,7 @@ def word_groups() -> dict[str, set[str]]:
 
 class ToyworldBackend:
     name = "toyworld"
-    model = "toyworld-reader-v3"  # a new version whenever its answers change: the call cache is keyed by it
+    model = "toyworld-reader-v4"  # a new version whenever its answers change: the call cache is keyed by it
     max_concurrency = 1
 
     def __init__(self):
@@ -81,7 +85,7 @@ class ToyworldBackend:
         self.classes = word_classes()
         self.vocabulary = set(lexicon())
         # Words an explanation uses as grammar rather than as cues.
-        self.function_words = set(DETERMINERS) | set(PREPOSITIONS) | set(PROMPT_WORDS)
+        self.function_words = set(FUNCTION_TOKENS)
         classes = self.classes
         self.tags = {"D": classes["determiners"], "A": classes["adjectives"], "N": classes["nouns"],
                      "V": classes["verbs"] - {"went"}, "P": classes["prepositions"], "M": classes["names"]}

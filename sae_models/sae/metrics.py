@@ -3,7 +3,9 @@
 Reconstruction (streamed over activation batches): ``l0``; ``mse`` (per element); ``explained_variance``
 = 1 - Var(x - x_hat) / Var(x); ``cossim`` and ``l2_ratio`` (mean over tokens of cos(x, x_hat) and
 ||x_hat|| / ||x||); ``frac_alive``. Per latent: firing frequency, max activation (the m_f that steering
-scales by) and mean activation when firing.
+scales by), mean activation when firing, and ``token_eta2``, the share of the latent's activation variance
+that the current token's identity explains (eta squared over token types): a latent is **contextual** when it
+is under ``CONTEXTUAL_BELOW`` (what it does depends more on the context than on the token it sits on).
 
 Downstream (the reconstruction spliced into the LM at the SAE's hook, every position but BOS):
 ``ce_loss_score`` = (CE_zero - CE_sae) / (CE_zero - CE_clean) and ``kl_div_score`` = (KL_zero - KL_sae) /
@@ -56,8 +58,10 @@ class HeldOutSplit:
     train_tokens: int
 
 
+CONTEXTUAL_BELOW = 0.5  # token_eta2 under this: the token's identity explains under half of the variance
 LATENT_STATS_SCHEMA = pa.schema([("latent", pa.int32()), ("firing_frequency", pa.float64()),
-                                 ("max_activation", pa.float32()), ("mean_activation", pa.float64())])
+                                 ("max_activation", pa.float32()), ("mean_activation", pa.float64()),
+                                 ("token_eta2", pa.float64()), ("contextual", pa.bool_())])
 
 
 @dataclass
@@ -65,26 +69,73 @@ class LatentStats:
     firing_frequency: np.ndarray  # [d_sae] fraction of tokens on which the latent is > 0
     max_activation: np.ndarray  # [d_sae]
     mean_activation: np.ndarray  # [d_sae] mean over the tokens where it fires (0 if never)
+    token_eta2: np.ndarray  # [d_sae] variance share explained by token identity; NaN for a latent that never fires
 
     def to_arrow(self) -> pa.Table:
-        """One row per latent (the ``latent_stats`` table)."""
+        """One row per latent (the ``latent_stats`` table); ``token_eta2`` and ``contextual`` are null for a
+        latent that never fired."""
+        eta2 = pa.array(self.token_eta2, pa.float64(), mask=np.isnan(self.token_eta2))
+        contextual = pa.array(self.token_eta2 < CONTEXTUAL_BELOW, pa.bool_(), mask=np.isnan(self.token_eta2))
         return pa.table({"latent": np.arange(len(self.firing_frequency), dtype=np.int32),
                          "firing_frequency": self.firing_frequency, "max_activation": self.max_activation,
-                         "mean_activation": self.mean_activation}, schema=LATENT_STATS_SCHEMA)
+                         "mean_activation": self.mean_activation, "token_eta2": eta2, "contextual": contextual},
+                        schema=LATENT_STATS_SCHEMA)
+
+
+class TokenIdentityShare:
+    """Streams eta squared over token types per latent: SS_between / SS_total of the codes, where SS_between =
+    sum_t S_t^2 / n_t - S^2 / N over token types t (S_t the codes' sum on type t, n_t its count). Only the
+    nonzero codes are accumulated, as (type, latent) sums, so a sparse code over a large vocabulary stays small."""
+
+    def __init__(self, d_sae: int):
+        self.d_sae = d_sae
+        self.keys = torch.zeros(0, dtype=torch.long)  # type * d_sae + latent, sorted and unique
+        self.sums = torch.zeros(0, dtype=torch.float64)
+        self.type_counts: dict[int, int] = {}
+        self.total = torch.zeros(d_sae, dtype=torch.float64)
+        self.squares = torch.zeros(d_sae, dtype=torch.float64)
+        self.n = 0
+
+    def add(self, token_ids: torch.Tensor, codes: torch.Tensor) -> None:
+        rows, latents = codes.nonzero(as_tuple=True)
+        keys = torch.cat([self.keys, token_ids.long()[rows] * self.d_sae + latents])
+        values = torch.cat([self.sums, codes[rows, latents].double()])
+        self.keys, inverse = torch.unique(keys, return_inverse=True)
+        self.sums = torch.zeros(len(self.keys), dtype=torch.float64).index_add_(0, inverse, values)
+        types, counts = torch.unique(token_ids, return_counts=True)
+        for t, c in zip(types.tolist(), counts.tolist(), strict=True):
+            self.type_counts[t] = self.type_counts.get(t, 0) + c
+        self.total += codes.sum(0).double()
+        self.squares += codes.double().pow(2).sum(0)
+        self.n += len(token_ids)
+
+    def eta2(self) -> np.ndarray:
+        """[d_sae] eta squared; NaN where a latent has no variance (it never fired)."""
+        counts = torch.tensor([self.type_counts[int(t)] for t in (self.keys // self.d_sae).tolist()],
+                              dtype=torch.float64)
+        between = torch.zeros(self.d_sae, dtype=torch.float64).index_add_(
+            0, self.keys % self.d_sae, self.sums.pow(2) / counts)
+        mean_square = self.total.pow(2) / max(self.n, 1)
+        ss_total = self.squares - mean_square
+        eta2 = ((between - mean_square) / ss_total.clamp_min(1e-30)).clamp(0, 1)
+        return torch.where(ss_total > 1e-12 * self.squares.clamp_min(1e-30), eta2, torch.nan).numpy()
 
 
 @torch.no_grad()
-def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[torch.Tensor]
+def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[tuple[np.ndarray | torch.Tensor, torch.Tensor]]
                            ) -> tuple[ReconstructionMetrics, LatentStats]:
+    """Core metrics and per-latent statistics from (token ids [n], activations [n, d]) batches."""
     f = sae.cfg.d_sae
     fires, act_sum = torch.zeros(f, dtype=torch.float64), torch.zeros(f, dtype=torch.float64)
     act_max = torch.zeros(f)
     n = 0
     sums = dict.fromkeys(("l0", "sq_err", "cos", "ratio"), 0.0)
     err_sum = err_sq = x_sum = x_sq = 0.0
-    for x in batches:
+    identity = TokenIdentityShare(f)
+    for token_ids, x in batches:
         x = x.float()
         codes = sae.encode(x)
+        identity.add(torch.tensor(token_ids), codes.clamp_min(0))
         x_hat = sae.decode(codes)
         err = x - x_hat
         active = codes > 0
@@ -109,7 +160,7 @@ def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[torch.Tenso
         frac_alive=frac_alive, dead_fraction=1 - frac_alive, tokens=n,
     )
     stats = LatentStats((fires / n).numpy(), act_max.numpy(),
-                        (act_sum / fires.clamp_min(1)).numpy())
+                        (act_sum / fires.clamp_min(1)).numpy(), identity.eta2())
     return metrics, stats
 
 

@@ -20,7 +20,7 @@ from transformers import Gemma2Config, PretrainedConfig, Qwen2Config
 
 from sae_models.lm.loading import load_tokenizer
 from sae_models.toyworld.config import ToyModelConfig
-from sae_models.toyworld.grammar import NAMES, ioi_counterfactual_pairs, word_topics
+from sae_models.toyworld.grammar import IOI_ORDERS, NAMES, ioi_counterfactual_pairs, word_topics
 from sae_models.toyworld.tokenizer import save_tokenizer
 
 REPORT_FILE = "toyworld_report.json"
@@ -30,7 +30,8 @@ REPORT_FILE = "toyworld_report.json"
 class ToyModelReport:
     """How well the toy LM learned the world (all losses in nats per token).
 
-    ``ioi_accuracy`` is measured on name pairs that no generated document contains (generalisation);
+    ``ioi_accuracy`` is measured on name pairs that no generated document contains (generalisation), over both
+    orders, and per order beside it (``ioi_accuracy_abba``: the indirect object named first; ``_baba``: second);
     ``ioi_accuracy_train_pairs`` on the pairs the corpus does contain (which recall alone could solve);
     ``ioi_logit_diff`` is the IOI logit difference of [W22] on the held-out pairs (0: no preference).
     """
@@ -40,6 +41,8 @@ class ToyModelReport:
     topic_word_accuracy: float
     topic_consistency: float
     ioi_accuracy: float
+    ioi_accuracy_abba: float
+    ioi_accuracy_baba: float
     ioi_accuracy_train_pairs: float
     chance_ioi_accuracy: float
     ioi_logit_diff: float  # mean logit(indirect object) - logit(subject) at the answer, held-out pairs
@@ -90,8 +93,11 @@ def train_toy_lm(
     cfg: ToyModelConfig,
     out_dir: Path,
     log: Callable[[str], None] = print,
+    on_step: Callable[[int, torch.nn.Module, object], None] | None = None,
 ) -> ToyModelReport:
-    """Fit a tiny causal LM on ``train_texts``, evaluate on ``eval_texts``, save it to ``out_dir``."""
+    """Fit a tiny causal LM on ``train_texts``, evaluate on ``eval_texts``, save it to ``out_dir``.
+    ``on_step(step, model, tokenizer)``, when given, is called after every step (e.g. to follow IOI as it is
+    learned: ``bench/ioi_seeds.py``); it must leave the model as it found it."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -120,6 +126,8 @@ def train_toy_lm(
         sched.step()
         if step % 200 == 0 or step == cfg.steps - 1:
             log(f"{cfg.family} step {step + 1}/{cfg.steps} loss {loss.item():.3f}")
+        if on_step is not None:
+            on_step(step + 1, model, tokenizer)
     seconds = time.perf_counter() - start
     model.eval()
     model.save_pretrained(out_dir)
@@ -178,12 +186,15 @@ def evaluate_toy_lm(model, tokenizer, train_texts, eval_texts, cfg: ToyModelConf
     exact = sum(p == g for p, g in topical) / max(1, len(topical))
     consistent = sum(topic_of_id.get(p) == topic_of_id[g] for p, g in topical) / max(1, len(topical))
     accuracy, logit_diff = ioi_scores(model, tokenizer)
+    abba, baba = (ioi_scores(model, tokenizer, orders=(order,))[0] for order in IOI_ORDERS)
     return ToyModelReport(
         held_out_loss=loss,
         unigram_cross_entropy=unigram,
         topic_word_accuracy=exact,
         topic_consistency=consistent,
         ioi_accuracy=accuracy,
+        ioi_accuracy_abba=abba,
+        ioi_accuracy_baba=baba,
         ioi_accuracy_train_pairs=ioi_scores(model, tokenizer, held_out=False)[0],
         chance_ioi_accuracy=1 / len(NAMES),
         ioi_logit_diff=logit_diff,
@@ -194,11 +205,12 @@ def evaluate_toy_lm(model, tokenizer, train_texts, eval_texts, cfg: ToyModelConf
 
 
 @torch.inference_mode()
-def ioi_scores(model, tokenizer, held_out: bool = True, batch: int = 64) -> tuple[float, float]:
-    """(accuracy, mean logit difference) over every IOI prompt on the held-out name pairs
+def ioi_scores(model, tokenizer, held_out: bool = True, batch: int = 256, orders: tuple[str, ...] = IOI_ORDERS
+               ) -> tuple[float, float]:
+    """(accuracy, mean logit difference) over every IOI prompt of ``orders`` on the held-out name pairs
     (``HELD_OUT_IOI_PAIRS``, never in the corpus) or, with ``held_out=False``, on the training pairs. Accuracy:
     the argmax next token is the indirect object; logit difference: logit(indirect object) - logit(subject)."""
-    prompts = ioi_counterfactual_pairs(held_out)
+    prompts = ioi_counterfactual_pairs(held_out, orders)
     correct, diffs = 0, []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]

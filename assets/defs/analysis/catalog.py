@@ -34,4 +34,5 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
 catalog_refresh_job = dg.define_asset_job("catalog_refresh",
                                           selection=["interpretability_by_kind", "sae_summary", "rank_agreement",
                                                      "selection_lift", "control_contrast", "control_separation",
-                                                     "patching_report", "report", "catalog"])
+                                                     "instrument_reliability", "patching_report", "report",
+                                                     "catalog"])

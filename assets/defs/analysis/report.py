@@ -11,7 +11,13 @@ from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import control_png, image_md, markdown_table, mu_vs_g_png, tau_bars_png
 from assets.shared.resources import LakeResource
 
-INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation"]
+INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation",
+          "instrument_reliability"]
+# Read for the models' table, what steering adds, a steered example and the contextual latents' mix by kind.
+READS = ["lm_eval", "autointerp", "latent_stats", "latent_purity", "steering", "steering_concepts",
+         "steering_generations"]
+LM_COLUMNS = ("model", "control_of", "held_out_loss", "unigram_cross_entropy", "topic_consistency", "ioi_accuracy",
+              "ioi_accuracy_abba", "ioi_accuracy_baba", "ioi_accuracy_train_pairs", "ioi_logit_diff", "steps")
 RANK_COLUMNS = ("group", "n", "pairs", "tau_b", "ci_low", "ci_high", "p_value", "note")
 REFERENCE = {  # [W25] on real LLMs (SPEC §6): the expected shape, not a target
     "mu vs g": "[W25]: overall 0.298 (n = 90, CI [0.159, 0.419]); Psi 0.250",
@@ -90,16 +96,102 @@ def _control_section(contrast: list[dict], separation: list[dict]) -> list[str]:
             "", markdown_table(_side_by_side(contrast)), ""]
 
 
+def _fmt(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _reliability_section(rows: list[dict]) -> list[str]:
+    """Each instrument's split-half reliability per model, the ones that cannot rank SAEs named, and the ceilings
+    they set on the rank comparisons."""
+    if not rows:
+        return []
+    single = [r for r in rows if r["partner"] is None]
+    table = [{"model": r["model"], "instrument": r["instrument"], "SAEs": r["n_saes"], "units per SAE": r["units"],
+              "half r": _fmt(r["half_r"]), "reliability": _fmt(r["reliability"]),
+              "95% CI": f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"} for r in single]
+    noise = [f"{r['model']} {r['instrument']}" for r in single if r["ci_low"] is None or r["ci_low"] <= 0]
+    low = [f"{r['model']} {r['instrument']} ({_fmt(r['reliability'])})" for r in single
+           if r["reliability"] is not None and r["reliability"] < 0.6 and not (r["ci_low"] is None or r["ci_low"] <= 0)]
+    ceilings = [{"model": r["model"], "pair": f"{r['instrument']} ~ {r['partner']}",
+                 "largest possible tau": _fmt(r["tau_ceiling"])} for r in rows if r["partner"] is not None]
+    return ["## Instrument reliability", "",
+            "Per model over its SAEs (no baselines, no twins): each instrument computed on two disjoint random "
+            "halves of every SAE's units (CONCEPT100 latents for mu, steered concepts for g; g_dtc and the gain "
+            "rerun selection on each half), the Pearson correlation between the halves across SAEs corrected to "
+            "full length (Spearman-Brown), averaged over 200 splits; the interval resamples the SAEs. "
+            "g_lift is g - g_unsteered.", "", markdown_table(table), "",
+            ("Indistinguishable from noise (the interval reaches 0), so no tau with them can mean anything: "
+             + ", ".join(noise) + "." if noise else "No instrument's interval reaches 0."),
+            *(["Below 0.6: " + ", ".join(low) + "."] if low else []), "",
+            "The largest Kendall tau two instruments of these reliabilities can show, (2/pi) arcsin(sqrt(rel_x "
+            "rel_y)):", "", markdown_table(ceilings), ""]
+
+
+def _models_section(lm_rows: list[dict]) -> list[str]:
+    if not lm_rows:
+        return []
+    rows = [{k: (round(r[k], 3) if isinstance(r[k], float) else r[k]) for k in LM_COLUMNS if k in r} for r in lm_rows]
+    return ["## The models", "",
+            "Held-out loss against the unigram baseline (nats per token); IOI accuracy on name pairs no training "
+            "document holds, over both orders and per order (ABBA: the indirect object named first; BABA: second; "
+            "chance is a guess among the names), beside the training pairs.", "", markdown_table(rows), ""]
+
+
+def _lift_section(lift: list[dict], examples: list[dict]) -> list[str]:
+    """What steering adds over not steering, per model with its interval over SAEs, and a steered example."""
+    from sae_models.stats import t_half_width
+
+    rows = []
+    for r in lift:
+        half = t_half_width(r["lift_sd"] / r["saes"] ** 0.5, r["saes"]) if r["lift_sd"] is not None else None
+        rows.append({"model": r["model"], "SAEs": r["saes"], "g": _fmt(r["g"], 3),
+                     "g_unsteered": _fmt(r["g_unsteered"], 3), "g - g_unsteered": _fmt(r["lift"], 3),
+                     "95% CI": "–" if half is None else f"[{r['lift'] - half:+.3f}, {r['lift'] + half:+.3f}]",
+                     "SAEs above unsteered": f"{r['saes_above']} of {r['saes']}"})
+    lines = ["## What steering adds", "",
+             "Per model, over its SAEs: g beside the same test prompts' unsteered score, and their difference with "
+             "a Student-t interval over SAEs.", "", markdown_table(rows), ""]
+    for e in examples:
+        lines += [f"{e['model']}, {e['sae']} latent {e['latent']} ({e['concept']}), asked `{e['instruction']}`, "
+                  f"steered at {e['factor']:g} x m_f (its dev-chosen factor): concept {e['concept_rating']}, "
+                  f"instruct {e['instruct_rating']}, fluency {e['fluency_rating']}.", "",
+                  f"- unsteered: `{e['unsteered']}`", f"- steered: `{e['steered']}`", ""]
+    return lines
+
+
+def _contextual_section(summary: list[dict], kinds: list[dict]) -> list[str]:
+    """The contextual share of the CONCEPT100 latents per model, twins beside, and by kind of ground truth."""
+    saes = [r for r in summary if not r["is_baseline"] and r["contextual_share"] is not None]
+    if not saes:
+        return []
+    per_model = []
+    for model in sorted({r["model"] for r in saes}):
+        shares = [r["contextual_share"] for r in saes if r["model"] == model]
+        control_of = next(r["control_of"] for r in saes if r["model"] == model)
+        per_model.append({"model": model, "control of": control_of or "", "SAEs": len(shares),
+                          "mean share": _fmt(sum(shares) / len(shares)), "min": _fmt(min(shares)),
+                          "max": _fmt(max(shares))})
+    return ["## Contextual latents", "",
+            "A latent is contextual when the current token's identity explains under half of its activation "
+            "variance on held-out tokens (eta squared over token types): it responds to context, not to one "
+            "token. Share of each SAE's CONCEPT100 latents (`sae_summary.contextual_share`), per model:", "",
+            markdown_table(per_model), "",
+            "By the kind of each latent's best ground-truth feature (toy world; `word` is a single token):", "",
+            markdown_table(kinds), ""]
+
+
 PATCHING_SECTION = ["## Causal localisation: feature patching on IOI ([C23])", "",
                     "Latents patched and edit magnitude against KL, per sparsity level against PCA; the table and "
                     "baselines are in [patching.md](patching.md).", "", "![patching frontiers](patching_frontiers.png)",
                     ""]
 
 
-def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines: list[dict],
-            patched: bool = False, contrast: list[dict] = (), separation: list[dict] = ()) -> str:
+def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baselines: list[dict],
+            patched: bool = False, contrast: list[dict] = (), separation: list[dict] = (),
+            reliability: list[dict] = (), contextual_kinds: list[dict] = (), lm_rows: list[dict] = (),
+            lift: list[dict] = (), examples: list[dict] = ()) -> str:
     twins = sorted({r["model"] for r in summary if r["control_of"]})
-    summary = [r for r in summary if not r["control_of"]]
+    everything, summary = summary, [r for r in summary if not r["control_of"]]
     saes = [r for r in summary if not r["is_baseline"]]
     models = sorted({r["model"] for r in summary})
     lines = ["# sae-lake report", "",
@@ -113,8 +205,10 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
              "g_dtc_chosen_on_test is [W25]'s choice on the reported outcome itself. A null tau-b carries its "
              "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", "",
              "![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
+    lines += _models_section(list(lm_rows)) + _lift_section(list(lift), list(examples))
+    lines += _reliability_section(list(reliability))
     lines += _rank_section(ranks, "mu vs g", "Table 1: mu vs g (Kendall tau-b over SAEs)")
-    lines += ["## Table 2: steering score before and after selection", "", markdown_table(lift), "",
+    lines += ["## Table 2: steering score before and after selection", "", markdown_table(table2), "",
               "Lifts in percent, two ways: of the means, and the mean (and median) of the per-SAE gains.", ""]
     lines += _rank_section(ranks, "mu vs gain", "Table 3: mu vs gain L")
     lines += _rank_section(ranks, "mu vs g_dtc", "mu vs g_dtc")
@@ -125,18 +219,23 @@ def compose(summary: list[dict], ranks: list[dict], lift: list[dict], baselines:
         lines += ["## Against the ground truth (toy world)", "",
                   "How each measure ranks the SAEs against the concept-recovery F1 of the world's known concepts.",
                   "", markdown_table(_rank_table(truth, "comparison")), ""]
+    lines += _contextual_section(everything, list(contextual_kinds))
     lines += _baselines_section(baselines) + _control_section(list(contrast), list(separation))
     return "\n".join(lines + (PATCHING_SECTION if patched else []))
 
 
-@dg.asset(deps=[*INPUTS, "patching_report"], group_name="analysis", kinds={"duckdb", "markdown"},
+@dg.asset(deps=[*INPUTS, *READS, "patching_report"], group_name="analysis", kinds={"duckdb", "markdown"},
           automation_condition=ON_ANY_UPDATE)
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
     lake_obj = lake.lake()
-    with analysis_connection(lake_obj, lake_obj.tables(), INPUTS, []) as con:
-        summary, ranks, lift, contrast, separation = (con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
+    with analysis_connection(lake_obj, lake_obj.tables(), INPUTS + READS, []) as con:
+        summary, ranks, lift, contrast, separation, reliability = (con.sql(f"SELECT * FROM {t}").pl().to_dicts()
+                                                                    for t in INPUTS)
         baselines = con.sql(query_text("report_baselines")).pl().to_dicts()
+        kinds, lifts, examples = (con.sql(query_text(q)).pl().to_dicts()
+                                  for q in ("contextual_by_kind", "steering_lift", "steering_example"))
+        lm_rows = con.sql("SELECT * FROM lm_eval ORDER BY model").pl().to_dicts()
     trained = [r for r in summary if not r["control_of"]]
     saes = [r for r in trained if not r["is_baseline"]]
     scatter = mu_vs_g_png(saes, [r for r in trained if r["is_baseline"]],
@@ -146,7 +245,8 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
                                "concept_f1 vs g_dtc")
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
-    text = compose(summary, ranks, lift, baselines, "patching" in lake_obj.tables(), contrast, separation)
+    text = compose(summary, ranks, lift, baselines, "patching" in lake_obj.tables(), contrast, separation,
+                   reliability, kinds, lm_rows, lifts, examples)
     if contrast:
         from sae_models.evals.control import METRICS as CONTROL_METRICS
 

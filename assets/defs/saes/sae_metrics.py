@@ -30,7 +30,9 @@ def held_out_texts(p: SweepPartition, eval_reader, n_docs: int) -> list[str]:
                         description="One row per SAE: SAEBench core metrics on held-out tokens."),
            dg.AssetSpec("latent_stats", deps=["sae"], group_name=GROUP, kinds={"parquet"},
                         automation_condition=SWEEP_EAGER,
-                        description="One row per latent: firing frequency, max and mean activation.")],
+                        description="One row per latent: firing frequency, max and mean activation, and the "
+                                    "share of its variance the token's identity explains (eta squared; "
+                                    "contextual below 0.5).")],
     partitions_def=model_sae_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
 )
 def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -41,7 +43,8 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
     split = HeldOutSplit(p.settings.sweep.holdout_fraction, eval_reader.n_docs, train_reader.n_docs,
                          train_reader.n_rows)
     sae_model = p.load_sae()
-    recon, stats = reconstruction_metrics(sae_model, (acts for _, acts in eval_reader.rows(())))
+    rows = eval_reader.rows(("token_id",))
+    recon, stats = reconstruction_metrics(sae_model, ((keys["token_id"], acts) for keys, acts in rows))
     lm = p.load_lm()
     texts = held_out_texts(p, eval_reader, p.settings.sweep.metric_docs)
     down = downstream_metrics(sae_model.to(lm.device), lm, texts, p.entry.layer, p.entry.hook,

@@ -27,7 +27,8 @@ def toyworld_corpus(cfg: CorpusSection) -> pa.Table:
     for split, n in splits:
         for doc in world.documents(n):
             rows.append({"doc_id": len(rows), "split": split, "kind": doc.kind, "topic": doc.topic,
-                         "sentiment": doc.sentiment, "text": doc.text, "labels": doc.labels})
+                         "second_topic": doc.second_topic, "sentiment": doc.sentiment, "text": doc.text,
+                         "labels": doc.labels})
     return pa.Table.from_pylist(rows, schema=spec("corpus").schema)
 
 
@@ -46,7 +47,8 @@ def file_corpus(path: Path, cfg: CorpusSection) -> pa.Table:
     n, schema = len(texts), spec("corpus").schema
     return pa.table({
         "doc_id": pa.array(range(n), pa.int64()), "split": ["activation"] * n, "kind": ["text"] * n,
-        "topic": pa.nulls(n, pa.string()), "sentiment": pa.nulls(n, pa.string()), "text": texts,
+        "topic": pa.nulls(n, pa.string()), "second_topic": pa.nulls(n, pa.string()),
+        "sentiment": pa.nulls(n, pa.string()), "text": texts,
         "labels": pa.nulls(n, schema.field("labels").type),
     }, schema=schema)
 
