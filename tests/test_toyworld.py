@@ -34,9 +34,9 @@ def test_a_shared_word_is_labelled_with_the_topic_that_produced_it():
     """``bank`` in a text about money is money, in a text about the ocean ocean: its label is its context's."""
     labels: dict[str, set[str]] = {}
     for doc in ToyWorld(5).documents(3000):
-        for word, concepts in zip(doc.words, doc.labels, strict=True):
+        for word, labels_of_word in zip(doc.words, doc.labels, strict=True):
             if word in SHARED_WORDS:
-                topic = next(c for c in concepts if c.startswith("topic:")).removeprefix("topic:")
+                topic = next(c for c in labels_of_word if c.startswith("topic:")).removeprefix("topic:")
                 assert topic in SHARED_WORDS[word] and topic in (doc.topic, doc.second_topic)
                 labels.setdefault(word, set()).add(topic)
     assert sum(len(t) == 2 for t in labels.values()) >= len(SHARED_WORDS) - 2  # both readings occur
@@ -59,9 +59,9 @@ def test_a_blend_brings_its_second_topic_into_the_modifiers_not_the_nouns():
     blends = [d for d in ToyWorld(7).documents(2000) if d.second_topic]
     assert 0.3 < len(blends) / 2000 < 0.6
     for doc in blends:
-        for i, (word, concepts) in enumerate(zip(doc.words, doc.labels, strict=True)):
-            if f"topic:{doc.second_topic}" in concepts and word not in TOPICS[doc.topic]["noun"]:
-                roles = {c for c in concepts if c.startswith("role:")}
+        for i, (word, labels_of_word) in enumerate(zip(doc.words, doc.labels, strict=True)):
+            if f"topic:{doc.second_topic}" in labels_of_word and word not in TOPICS[doc.topic]["noun"]:
+                roles = {c for c in labels_of_word if c.startswith("role:")}
                 # an adjective, a verb, the noun of a prepositional phrase (an object after a preposition), or a
                 # subject that names one of those again
                 assert roles & {"role:adjective", "role:verb", "role:object"} or word in doc.words[:i], doc.text
