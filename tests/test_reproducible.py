@@ -153,5 +153,6 @@ def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         lakes.append(lake_digests(root / "lake"))
     assert {"activations", "models", "saes", "steering_generations", "sae_summary", "rank_agreement"} <= set(lakes[0])
-    differing = {name: (digest, lakes[1].get(name)) for name, digest in lakes[0].items() if digest != lakes[1].get(name)}
-    assert not differing and set(lakes[0]) == set(lakes[1])
+    first, second = lakes
+    assert {name: (d, second.get(name)) for name, d in first.items() if d != second.get(name)} == {}
+    assert set(first) == set(second)
