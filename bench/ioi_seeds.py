@@ -2,7 +2,7 @@
 corpus and schedule (lake.toml's [corpus] and [models.toy], under its CPU pin), and follow held-out IOI accuracy
 per order (ABBA: the indirect object named first; BABA: second) as training goes.
 
-    python bench/ioi_seeds.py                       # both families, seeds 0 1 2, IOI every 300 steps
+    python bench/ioi_seeds.py                       # both families, seeds 0 1 2, IOI every 150 steps
     python bench/ioi_seeds.py --families qwen2 --seeds 3 4 --every 200
 
 Prints one line per checkpoint and a table at the end: the final accuracies, and the first step at which both
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", default=["gemma2", "qwen2"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--every", type=int, default=300, help="steps between IOI measurements")
+    parser.add_argument("--every", type=int, default=150, help="steps between IOI measurements")
     args = parser.parse_args()
     settings = load_settings()
     print(pin_process(settings, apply=True) or "CPU not pinned")
@@ -64,7 +64,8 @@ def main() -> None:
     texts = {s: [t for t, k in zip(corpus.column("text").to_pylist(), split, strict=True) if k == s]
              for s in ("lm_train", "lm_eval")}
     toys = {m.toy.family: m.toy for m in settings.models if m.toy is not None}
-    rows = [follow(family, seed, args.every, texts, toys[family]) for family in args.families for seed in args.seeds]
+    rows = [follow(family, seed, args.every, texts, toys[family])
+            for family in args.families for seed in args.seeds]
     print("\n| family | seed | held-out ABBA | held-out BABA | training pairs | logit diff | "
           f"first step both >= {BAR} | seconds |\n|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -25,7 +25,7 @@ from sae_models.sae.sweep import variant_settings
 MODEL_FIELDS = {"slug", "source", "revision", "trust_remote_code", "toy"}
 TWIN_FIELDS = {"control_of", "control_seed", "dtype"}
 CONTROL_FIELDS = {"control", "control_of", "control_seed"}
-TOY_TRAINING = {"steps", "batch", "lr", "warmup", "seed"}
+TOY_TRAINING = {"steps", "batch", "lr", "warmup", "weight_decay", "seed"}
 # [autointerp] settings that decide the windows gathered and which latents keep enough of them to be scored.
 EXAMPLE_FIELDS = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents", "explain_top",
                   "score_top", "sim_explain_top", "sim_top"}

@@ -252,7 +252,7 @@ class WorldConfig:
     p_mention_again: float = 0.3  # a subject is a noun the document named before
     sentences: tuple[int, int] = (3, 5)
     ioi_sentences: tuple[int, int] = (2, 4)  # IOI sentences per IOI document, each with its own two names
-    kind_weights: tuple[float, float, float] = (0.45, 0.25, 0.3)  # story, instruction, ioi
+    kind_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # story, instruction, ioi
 
 
 @dataclass

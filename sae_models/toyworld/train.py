@@ -64,6 +64,7 @@ def hf_config(cfg: ToyModelConfig, tokenizer) -> PretrainedConfig:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
+        initializer_range=cfg.initializer_range,
     )
     if cfg.family == "gemma2":
         return Gemma2Config(head_dim=cfg.hidden // cfg.heads, sliding_window=cfg.context,
@@ -110,7 +111,7 @@ def train_toy_lm(
     tokenizer = load_tokenizer(str(out_dir))
     model = AutoModelForCausalLM.from_config(hf_config(cfg, tokenizer), attn_implementation="eager")
     inputs, labels = _encode(tokenizer, train_texts, cfg.context)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
