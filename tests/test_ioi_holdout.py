@@ -42,11 +42,11 @@ def tokenizer(tmp_path_factory):
 
 def test_held_out_pairs_are_a_fixed_fifth_of_the_pairs_spread_over_the_names():
     unordered = {frozenset(p) for p in HELD_OUT_IOI_PAIRS}
-    assert len(HELD_OUT_IOI_PAIRS) == len(unordered) == 38  # of 190
+    assert len(HELD_OUT_IOI_PAIRS) == len(unordered) == 19  # of 190
     uses = Counter(name for pair in HELD_OUT_IOI_PAIRS for name in pair)
     assert set(uses) <= set(NAMES) and max(uses.values()) <= IOI_HOLDOUT_MAX_PER_NAME
     held, train = ioi_pairs(held_out=True), ioi_pairs(held_out=False)
-    assert len(held) == 76 and len(train) == 304 and not set(held) & set(train)
+    assert len(held) == 38 and len(train) == 342 and not set(held) & set(train)
     assert set(held) | set(train) == {(a, b) for a in NAMES for b in NAMES if a != b}
     assert all((b, a) in held for a, b in held)  # both orders of a held-out pair are held out
     assert is_held_out_ioi_pair(*HELD_OUT_IOI_PAIRS[0]) and is_held_out_ioi_pair(*HELD_OUT_IOI_PAIRS[0][::-1])
@@ -98,7 +98,7 @@ def _prompt_pairs(prompts: list[str]) -> set[tuple[str, str]]:
 def test_ioi_accuracy_only_prompts_with_held_out_pairs_in_both_orders(tokenizer):
     model = _RecordingModel(tokenizer, "io")
     assert ioi_scores(model, tokenizer) == (1.0, 1.0)  # accuracy, logit(IO) - logit(S)
-    assert len(model.prompts) == len(ioi_counterfactual_pairs()) == 2 * 76 * 16
+    assert len(model.prompts) == len(ioi_counterfactual_pairs()) == 2 * 38 * 16
     assert _prompt_pairs(model.prompts) == set(ioi_pairs(held_out=True))
     assert sum(p.split()[1] == p.split()[9] for p in model.prompts) == len(model.prompts) / 2  # BABA: half
 

@@ -174,8 +174,8 @@ def test_toyworld_pairs_are_held_out_disjoint_and_seeded():
         assert (clean[1], clean[3]) == (counter[3], counter[1]) and clean[9] == pair.counter_answer
         assert pair.answer == ({clean[1], clean[3]} - {clean[9]}).pop()
     assert {p.clean.split()[1] == p.answer for p in held} == {True, False}  # ABBA and BABA prompts
-    with pytest.raises(PatchingError, match="2432 held-out"):
-        toyworld_ioi_pairs(2000, 1000, seed=0)
+    with pytest.raises(PatchingError, match="1216 held-out"):
+        toyworld_ioi_pairs(1000, 500, seed=0)
 
 
 def test_bad_input_is_one_error_naming_it(random_models):

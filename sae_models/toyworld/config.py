@@ -10,8 +10,9 @@ from sae_models.config import Config, Seed
 
 
 class ToyModelConfig(Config):
-    """Size and optimisation of a toy LM (lake.toml's ``[models.toy]``). Defaults train in about a minute on
-    2 CPU cores."""
+    """Size and optimisation of a toy LM (lake.toml's ``[models.toy]``). Defaults train in about two and a half
+    minutes on 2 CPU cores, and learn IOI in both orders for seeds 0, 1 and 2 of both families
+    (``bench/ioi_seeds.py``)."""
 
     family: Literal["gemma2", "qwen2"] = "gemma2"
     hidden: int = Field(64, ge=8)
@@ -20,11 +21,11 @@ class ToyModelConfig(Config):
     kv_heads: int = Field(2, ge=1)
     intermediate: int = Field(256, ge=8)
     context: int = Field(96, ge=8)
-    steps: int = Field(1200, ge=1)
+    steps: int = Field(1500, ge=1)
     batch: int = Field(32, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup: int = Field(100, ge=0)
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(0.1, ge=0)  # AdamW's; at 0.01 some seeds held IOI on unseen pairs at ~0.91
     init_std: float | None = Field(None, gt=0)  # the family initialiser's std; default 1 / sqrt(hidden)
     seed: Seed = 0
 
