@@ -1,7 +1,8 @@
 -- A steered answer that stays on its instruction and carries the concept: per trained model, the test generation
 -- with the best ratings (concept and instruction both rated, then the harmonic mean) at its concept's dev-chosen
--- factor, among concepts the autointerp explanation names as a topic and instructions on another topic whose
--- unsteered answer does not carry the concept; beside it, the unsteered answer to the same prompt.
+-- factor, among concepts the autointerp explanation names as a topic or a sentiment by its words alone (not a
+-- function-word group, not a context) and instructions whose unsteered answer does not carry the concept; beside it,
+-- the unsteered answer to the same prompt.
 WITH chosen AS (
     SELECT s.model, s.sae, s.latent, s.factor, s.instruction_id, s.concept_rating, s.instruct_rating,
            s.fluency_rating, s.hm, c.concept
@@ -10,6 +11,8 @@ WITH chosen AS (
                             AND c.best_factor = s.factor
     JOIN sae_summary m ON m.model = s.model AND m.sae = s.sae
     WHERE s.split = 'test' AND m.control_of IS NULL AND NOT m.is_baseline AND c.concept LIKE 'concept %'
+      AND NOT regexp_matches(c.concept, '^concept (determiners|prepositions|punctuation|names) ')
+      AND NOT regexp_matches(c.concept, ' (in text about|in positive text|in negative text|after) ')
       AND s.concept_rating > 0 AND s.instruct_rating > 0
 ),
 unsteered AS (
