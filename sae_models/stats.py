@@ -16,6 +16,14 @@ def t_half_width(standard_error: float | None, n: int, level: float = 0.95) -> f
     return float(stats.t.ppf(0.5 + level / 2, n - 1)) * standard_error
 
 
+def pearson_interval(r: float | None, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
+    """Fisher-z interval of a Pearson r over ``n`` independent pairs; (None, None) when undefined."""
+    if r is None or n < 4 or not -1 < r < 1:
+        return None, None
+    half = float(stats.norm.ppf(0.5 + level / 2)) / np.sqrt(n - 3)
+    return float(np.tanh(np.arctanh(r) - half)), float(np.tanh(np.arctanh(r) + half))
+
+
 def spearman(x, y) -> float | None:
     """Spearman's rho, or None when it is undefined (fewer than 3 pairs, or a constant side)."""
     x, y = np.asarray(x, float), np.asarray(y, float)

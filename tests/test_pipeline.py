@@ -228,7 +228,8 @@ def _check_selection_lift_and_report(lake: Lake) -> None:
             assert row["mean_gain"] == pytest.approx(sum(gains) / len(gains), abs=1e-9)
     report = (lake.root / "reports" / "report.md").read_text()
     for heading in ("Table 1: mu vs g", "Table 2", "Table 3: mu vs gain", "Against the ground truth",
-                    "Baselines beside the SAEs", "Instrument reliability", "Contextual latents"):
+                    "Baselines beside the SAEs", "Instrument reliability", "Contextual latents",
+                    "Latent level: where mu vs g comes from", "By the shape of the steered latent's explanation"):
         assert heading in report
     for png in ("mu_vs_g.png", "tau_by_axis.png"):
         assert (lake.root / "reports" / png).read_bytes()[:4] == b"\x89PNG"
@@ -256,13 +257,42 @@ def _check_reliability_and_contextual_share(lake: Lake) -> None:
                       if r["concept100"]]
         share = sum(contextual[f] for f in concept100) / len(concept100)
         assert summary[key]["contextual_share"] == pytest.approx(share, abs=1e-12)
+    _check_latent_level(lake, summary)
+
+
+def _check_latent_level(lake: Lake, summary: dict) -> None:
+    """sql/latent_level.sql: per trained model, Pearson r over its SAEs' steered latents of the detection score
+    with the steering scores, as numpy computes it from the tables."""
+    import numpy as np
+
+    from assets.lakehouse.sql import analysis_connection
+
+    with analysis_connection(lake, lake.tables(), ["steering_concepts", "autointerp", "sae_summary"], []) as con:
+        rows = con.sql(query_text("latent_level")).pl().to_dicts()
+    assert {(r["model"], r["score"]) for r in rows} == {(m, s) for m in ("toy-gemma2", "toy-qwen2")
+                                                        for s in ("g", "g_unsteered", "g - g_unsteered")}
+    for model in ("toy-gemma2", "toy-qwen2"):
+        mu, g, g0 = [], [], []
+        for (m, sae), row in summary.items():
+            if m != model or row["is_baseline"] or row["control_of"]:
+                continue
+            detection = {r["latent"]: r["detection_score"] for r in lake.read_table("autointerp", model=m, sae=sae)
+                         .to_pylist()}
+            for c in lake.read_table("steering_concepts", model=m, sae=sae).to_pylist():
+                if None not in (detection.get(c["latent"]), c["test_hm"], c["unsteered_test_hm"]):
+                    mu.append(detection[c["latent"]]), g.append(c["test_hm"]), g0.append(c["unsteered_test_hm"])
+        mine = {r["score"]: r for r in rows if r["model"] == model}
+        assert mine["g"]["latents"] == len(mu) > 0
+        for score, values in (("g", g), ("g_unsteered", g0), ("g - g_unsteered", np.subtract(g, g0))):
+            expected = np.corrcoef(mu, values)[0, 1] if np.std(values) > 0 and np.std(mu) > 0 else None
+            assert mine[score]["r"] == (pytest.approx(expected, abs=1e-9) if expected is not None else None)
 
 
 def _check_patching(lake: Lake, capsys, config) -> None:
     """Patching ran for the variants [patching] names only, one row per threshold; greedy sets shrink as the
-    threshold grows; PCA (an exact basis) patched in full is the counterfactual run (KL ~ 0), on both the
-    resumed (resid_post) and the rerun-prefix (mlp_out) path; the report shows the frontiers; and a model below
-    min_ioi_accuracy is refused by the blocking check with one line."""
+    threshold grows; PCA (an exact basis) patched in full is what replacing the whole hook output gives, on both
+    the resumed (resid_post) and the rerun-prefix (mlp_out) path; the report shows the frontiers; and a model
+    below min_ioi_accuracy is refused by the blocking check with one line."""
     assert sorted(lake.partitions("patching/model=toy-qwen2", "sae")) == ["pca", "topk-k4"]
     for slug in ("toy-gemma2", "toy-qwen2"):
         for name in ("pca", "topk-k4"):
@@ -272,7 +302,7 @@ def _check_patching(lake: Lake, capsys, config) -> None:
             assert all(r["kl_fit"] <= r["threshold"] for r in rows if r["reached"])
             assert all(r["n_latents"] <= r["n_candidates"] and len(r["latents"]) == r["n_latents"] for r in rows)
             if name == "pca":
-                assert rows[0]["kl_all_patched"] < 1e-4 and rows[0]["reached"]
+                _check_pca_patched_in_full(lake, slug, rows[0])
     assert (lake.root / "reports" / "patching_frontiers.png").read_bytes()[:4] == b"\x89PNG"
     assert "Feature patching on IOI" in (lake.root / "reports" / "patching.md").read_text()
     assert "feature patching on IOI" in (lake.root / "reports" / "report.md").read_text()
@@ -293,6 +323,29 @@ def _check_patching(lake: Lake, capsys, config) -> None:
     _report_failure(result, "sae_sweep[toy-qwen2|pca]", printed.append)
     assert printed == [f"demo: sae_sweep[toy-qwen2|pca]: not patched: {check.description}"]
     config.write_text(config.read_text().replace("min_ioi_accuracy = 0.8", "min_ioi_accuracy = 0.0"))
+
+
+def _check_pca_patched_in_full(lake: Lake, slug: str, row: dict) -> None:
+    """At resid_post the whole state patched is the counterfactual run (KL ~ 0). At mlp_out it is not (the
+    layer's attention and every layer below still see the clean prompt): there the batched KL must equal full
+    forward passes with every code replaced, one held-out prompt at a time."""
+    import numpy as np
+
+    from sae_models.evals.patching import naive_patched_kl, toyworld_ioi_pairs
+    from sae_models.lm import load_lm
+    from sae_models.sae import load_sae
+
+    settings = load_settings()
+    entry, cfg = next(m for m in settings.models if m.slug == slug), settings.patching
+    assert row["n_candidates"] == 2 * 32 and row["reached"]
+    if entry.hook == "resid_post":
+        assert row["kl_all_patched"] < 1e-4
+        return
+    lm = load_lm(str(lake.path("models", model=slug)))
+    sae = load_sae(lake.fetch("saes", model=slug, sae="pca"))
+    _, held = toyworld_ioi_pairs(cfg.n_pairs, cfg.n_eval_pairs, cfg.seed)
+    naive = [naive_patched_kl(lm, sae, entry.layer, entry.hook, pair, range(2 * 32)) for pair in held]
+    assert row["kl_all_patched"] == pytest.approx(float(np.mean(naive)), rel=1e-3, abs=1e-5)
 
 
 def _check_steering(lake: Lake, capsys, config) -> None:

@@ -120,11 +120,31 @@ def _reliability_section(rows: list[dict]) -> list[str]:
             "rerun selection on each half), the Pearson correlation between the halves across SAEs corrected to "
             "full length (Spearman-Brown), averaged over 200 splits; the interval resamples the SAEs. "
             "g_lift is g - g_unsteered.", "", markdown_table(table), "",
-            ("Indistinguishable from noise (the interval reaches 0), so no tau with them can mean anything: "
+            ("Indistinguishable from noise (the interval reaches 0 or lies below it), so no tau with them can mean "
+             "anything: "
              + ", ".join(noise) + "." if noise else "No instrument's interval reaches 0."),
             *(["Below 0.6: " + ", ".join(low) + "."] if low else []), "",
             "The largest Kendall tau two instruments of these reliabilities can show, (2/pi) arcsin(sqrt(rel_x "
             "rel_y)):", "", markdown_table(ceilings), ""]
+
+
+def _latent_level_section(rows: list[dict]) -> list[str]:
+    """Per model, the latent-level Pearson r of the detection score with the steering scores, Fisher intervals."""
+    from sae_models.stats import pearson_interval
+
+    if not rows:
+        return []
+    table = []
+    for r in rows:
+        low, high = pearson_interval(r["r"], r["latents"])
+        table.append({"model": r["model"], "latents": r["latents"], "detection score vs": r["score"],
+                      "Pearson r": _fmt(r["r"]), "95% CI": f"[{_fmt(low)}, {_fmt(high)}]"})
+    return ["## Latent level: where mu vs g comes from", "",
+            "An SAE's mu and g are means over overlapping latents (its steered concepts are drawn from its "
+            "CONCEPT100 latents), so what holds latent by latent shows between SAEs too. Per model, over the "
+            "steered latents of its SAEs: the detection score (mu's unit) against the test-half steering score "
+            "(g's unit), the same prompts' unsteered score, and their difference. The intervals treat latents as "
+            "independent (`sql/latent_level.sql`).", "", markdown_table(table), ""]
 
 
 def _models_section(lm_rows: list[dict]) -> list[str]:
@@ -137,8 +157,9 @@ def _models_section(lm_rows: list[dict]) -> list[str]:
             "chance is a guess among the names), beside the training pairs.", "", markdown_table(rows), ""]
 
 
-def _lift_section(lift: list[dict], examples: list[dict]) -> list[str]:
-    """What steering adds over not steering, per model with its interval over SAEs, and a steered example."""
+def _lift_section(lift: list[dict], examples: list[dict], by_explanation: list[dict] = ()) -> list[str]:
+    """What steering adds over not steering, per model with its interval over SAEs, by the kind of explanation
+    of the steered latents, and a steered example."""
     from sae_models.stats import t_half_width
 
     rows = []
@@ -151,6 +172,13 @@ def _lift_section(lift: list[dict], examples: list[dict]) -> list[str]:
     lines = ["## What steering adds", "",
              "Per model, over its SAEs: g beside the same test prompts' unsteered score, and their difference with "
              "a Student-t interval over SAEs.", "", markdown_table(rows), ""]
+    if by_explanation:
+        lines += ["By the shape of the steered latent's explanation (`sql/steering_by_explanation.sql`), over "
+                  "concepts, the difference with its standard error:", "", markdown_table([
+                      {"model": r["model"], "explanation": r["explanation"], "concepts": r["concepts"],
+                       "g": _fmt(r["g"], 3), "g_unsteered": _fmt(r["g_unsteered"], 3),
+                       "g - g_unsteered": f"{r['lift']:+.3f} ± {_fmt(r['lift_se'], 3)}"} for r in by_explanation]),
+                  ""]
     for e in examples:
         lines += [f"{e['model']}, {e['sae']} latent {e['latent']} ({e['concept']}), asked `{e['instruction']}`, "
                   f"steered at {e['factor']:g} x m_f (its dev-chosen factor): concept {e['concept_rating']}, "
@@ -189,7 +217,8 @@ PATCHING_SECTION = ["## Causal localisation: feature patching on IOI ([C23])", "
 def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baselines: list[dict],
             patched: bool = False, contrast: list[dict] = (), separation: list[dict] = (),
             reliability: list[dict] = (), contextual_kinds: list[dict] = (), lm_rows: list[dict] = (),
-            lift: list[dict] = (), examples: list[dict] = ()) -> str:
+            lift: list[dict] = (), examples: list[dict] = (), latent_level: list[dict] = (),
+            by_explanation: list[dict] = ()) -> str:
     twins = sorted({r["model"] for r in summary if r["control_of"]})
     everything, summary = summary, [r for r in summary if not r["control_of"]]
     saes = [r for r in summary if not r["is_baseline"]]
@@ -205,7 +234,7 @@ def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baseline
              "g_dtc_chosen_on_test is [W25]'s choice on the reported outcome itself. A null tau-b carries its "
              "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", "",
              "![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
-    lines += _models_section(list(lm_rows)) + _lift_section(list(lift), list(examples))
+    lines += _models_section(list(lm_rows)) + _lift_section(list(lift), list(examples), list(by_explanation))
     lines += _reliability_section(list(reliability))
     lines += _rank_section(ranks, "mu vs g", "Table 1: mu vs g (Kendall tau-b over SAEs)")
     lines += ["## Table 2: steering score before and after selection", "", markdown_table(table2), "",
@@ -214,6 +243,7 @@ def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baseline
     lines += _rank_section(ranks, "mu vs g_dtc", "mu vs g_dtc")
     lines += _rank_section(ranks, "mu vs g_unsteered", "g's trivial baseline: mu vs g_unsteered")
     lines += _rank_section(ranks, "mu vs g - g_unsteered", "mu vs what steering adds, g - g_unsteered")
+    lines += _latent_level_section(list(latent_level))
     truth = [r for r in ranks if r["comparison"].startswith("concept_f1") and r["grouping"] in ("overall", "psi")]
     if truth:
         lines += ["## Against the ground truth (toy world)", "",
@@ -233,8 +263,10 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         summary, ranks, lift, contrast, separation, reliability = (con.sql(f"SELECT * FROM {t}").pl().to_dicts()
                                                                     for t in INPUTS)
         baselines = con.sql(query_text("report_baselines")).pl().to_dicts()
-        kinds, lifts, examples = (con.sql(query_text(q)).pl().to_dicts()
-                                  for q in ("contextual_by_kind", "steering_lift", "steering_example"))
+        kinds, lifts, examples, latent_level, by_explanation = (
+            con.sql(query_text(q)).pl().to_dicts()
+            for q in ("contextual_by_kind", "steering_lift", "steering_example", "latent_level",
+                      "steering_by_explanation"))
         lm_rows = con.sql("SELECT * FROM lm_eval ORDER BY model").pl().to_dicts()
     trained = [r for r in summary if not r["control_of"]]
     saes = [r for r in trained if not r["is_baseline"]]
@@ -246,7 +278,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
     text = compose(summary, ranks, lift, baselines, "patching" in lake_obj.tables(), contrast, separation,
-                   reliability, kinds, lm_rows, lifts, examples)
+                   reliability, kinds, lm_rows, lifts, examples, latent_level, by_explanation)
     if contrast:
         from sae_models.evals.control import METRICS as CONTROL_METRICS
 
