@@ -12,8 +12,11 @@ WITH units AS (
       AND a.detection_score IS NOT NULL AND c.test_hm IS NOT NULL AND c.unsteered_test_hm IS NOT NULL
 ),
 r AS (
-    SELECT model, count(*) AS latents, corr(mu, g) AS r_g, corr(mu, g_unsteered) AS r_g_unsteered,
-           corr(mu, g_lift) AS r_g_lift
+    SELECT model, count(*) AS latents,  -- r is NULL where a side is constant
+           CASE WHEN stddev_samp(mu) > 0 AND stddev_samp(g) > 0 THEN corr(mu, g) END AS r_g,
+           CASE WHEN stddev_samp(mu) > 0 AND stddev_samp(g_unsteered) > 0 THEN corr(mu, g_unsteered) END
+               AS r_g_unsteered,
+           CASE WHEN stddev_samp(mu) > 0 AND stddev_samp(g_lift) > 0 THEN corr(mu, g_lift) END AS r_g_lift
     FROM units GROUP BY model
 )
 SELECT model, latents, 'g' AS score, r_g AS r FROM r

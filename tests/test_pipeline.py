@@ -407,7 +407,7 @@ def _check_interpretability(lake: Lake, config) -> None:
             scores = lake.read_table("autointerp", model=slug, sae=name)
             (row,) = lake.read_table("interpretability", model=slug, sae=name).to_pylist()
             assert scores.num_rows == row["n_scored"] > 0 and row["n_concept"] == min(6, row["n_scored"])
-            assert 0 <= row["mu"] <= 1 and row["judge"] == "toyworld:toyworld-reader-v3"
+            assert 0 <= row["mu"] <= 1 and row["judge"] == "toyworld:toyworld-reader-v4"
     report = lake.read_table("interpretability_by_kind")
     assert set(report.column("kind").to_pylist()) == {"relu", "topk", "gated", "pca", "neuron"}
     assert (lake.root / "reports" / "interpretability_by_kind.png").read_bytes()[:4] == b"\x89PNG"
