@@ -8,11 +8,13 @@ from pathlib import Path
 import dagster as dg
 
 from assets.lakehouse.config import load_settings
-from assets.shared.execution import executor_for
-from assets.shared.resources import LakeResource, pin_process
+from assets.shared.pin import pin_process
 
 _settings = load_settings()
-pin_process(_settings)  # before any step imports torch: ATen reads its kernel set once
+pin_process(_settings)  # before numpy or torch is loaded: OpenBLAS and ATen choose their kernels once
+
+from assets.shared.execution import executor_for  # noqa: E402
+from assets.shared.resources import LakeResource  # noqa: E402
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import assets.definitions  # noqa: F401 - the code location's load: lake.toml's CPU pin, as a run worker has it
 from assets.lakehouse.config import load_settings
-from assets.shared.resources import pin_process
+from assets.shared.pin import pin_process
 
 BAR = 0.95
 

@@ -5,8 +5,10 @@ kernel sets (``default``, ``avx2``, ``avx512``) and under 1 or 2 intra-op thread
 the threads' split of each reduction change the order of floating-point sums. So a pinned process
 asks for one kernel set from ATen (``ATEN_CPU_CAPABILITY``, read once, when torch first dispatches), MKL
 (``MKL_CBWR``, its conditional numerical reproducibility branch: the same code path on Intel and AMD parts)
-and oneDNN (``ONEDNN_MAX_CPU_ISA``), and a fixed intra-op thread count, whatever the machine has. A machine
-that cannot run the asked kernels is refused with one line, never run with others.
+and oneDNN (``ONEDNN_MAX_CPU_ISA``), the matching kernels and the same thread count from the OpenBLAS that
+numpy and scipy bundle (``OPENBLAS_CORETYPE``: a PCA or ICA fit differs in its last bits by both), and a fixed
+intra-op thread count, whatever the machine has. A machine that cannot run the asked kernels is refused with
+one line, never run with others.
 
 Call ``pin_environment`` before torch is imported (it only sets variables) and ``apply_pin`` once torch is
 needed (it sets the threads and checks that ATen really runs the asked kernels).
@@ -26,9 +28,9 @@ from sae_models.config import Config
 Capability = Literal["avx2", "default", "avx512"]
 # What each of ATen's kernel sets asks of MKL and oneDNN, so all three libraries take the same vector width.
 LIBRARY_BRANCH: dict[str, dict[str, str]] = {
-    "default": {"MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"},
-    "avx2": {"MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "avx512": {"MKL_CBWR": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "default": {"MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41", "OPENBLAS_CORETYPE": "Prescott"},
+    "avx2": {"MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"},
+    "avx512": {"MKL_CBWR": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "OPENBLAS_CORETYPE": "SkylakeX"},
 }
 X86_64 = ("x86_64", "amd64")
 
@@ -50,7 +52,8 @@ class CpuPin(Config):
                f"{self.threads} intra-op thread{'s' * (self.threads != 1)}"
 
     def environment(self) -> dict[str, str]:
-        return {"ATEN_CPU_CAPABILITY": self.capability, **LIBRARY_BRANCH[self.capability]}
+        return {"ATEN_CPU_CAPABILITY": self.capability, "OPENBLAS_NUM_THREADS": str(self.threads),
+                **LIBRARY_BRANCH[self.capability]}
 
 
 def pin_environment(pin: CpuPin, source: str = "the pin") -> None:
@@ -76,7 +79,24 @@ def apply_pin(pin: CpuPin, source: str = "the pin") -> str:
     torch.set_num_threads(pin.threads)
     if torch.get_num_threads() != pin.threads:
         raise PinError(f"{source}: torch runs {torch.get_num_threads()} intra-op threads, the pin asks {pin.threads}")
+    pin_blas(pin, source)
     return f"CPU pinned by {source}: {pin.describe()}"
+
+
+def pin_blas(pin: CpuPin, source: str) -> None:
+    """The OpenBLAS of numpy and scipy on the pin's threads, and a ``PinError`` when one was loaded (imported
+    before ``pin_environment``) with other kernels than the pin's."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(pin.threads, user_api="blas")
+    if pin.capability == "default":
+        return  # OpenBLAS names its oldest kernel set after an older core than the one asked; nothing to compare
+    wanted = LIBRARY_BRANCH[pin.capability]["OPENBLAS_CORETYPE"]
+    for lib in threadpool_info():
+        if lib.get("internal_api") == "openblas" and lib.get("architecture", wanted).lower() != wanted.lower():
+            raise PinError(f"{source}: {lib.get('filepath', 'OpenBLAS')} had chosen its {lib['architecture']} "
+                           f"kernels before the pin to {wanted}; start a fresh process, or set "
+                           f"OPENBLAS_CORETYPE={wanted} before importing numpy")
 
 
 # The CPU flags each kernel set needs (as /proc/cpuinfo names them; ATen's own test is the same).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assets.lakehouse.config import ConfigError, load_settings
-from assets.shared.resources import pin_process
+from assets.shared.pin import pin_process
 from sae_models import reproducible
 from sae_models.reproducible import CpuPin, PinError, apply_pin, check_kernels, pin_environment
 from tests.conftest import TINY_TOML
@@ -20,7 +20,7 @@ import hashlib, sys, tempfile
 from pathlib import Path
 import assets.definitions
 from assets.lakehouse.config import load_settings
-from assets.shared.resources import pin_process
+from assets.shared.pin import pin_process
 pin_process(load_settings(), apply=True)
 import torch
 from safetensors.torch import load_file
@@ -32,17 +32,21 @@ train_toy_lm(docs[:200], docs[200:], cfg, out, log=lambda _: None)
 weights = load_file(out / "model.safetensors")
 print(hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest())
 """
-# Two machines as the environment makes them: ATen's SSE kernels on one thread, its AVX2 kernels on two.
-MACHINES = ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
+# Two machines as the environment makes them: ATen's SSE kernels and OpenBLAS's oldest on one thread; ATen's
+# AVX2 kernels and whatever OpenBLAS finds on the CPU on two.
+MACHINES = ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "OPENBLAS_CORETYPE": "Prescott",
+             "OPENBLAS_NUM_THREADS": "1"},
             {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "2"})
+SET_BY_THE_PIN = ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")
 
 
 def _weights_hash(machine: dict[str, str], config: Path) -> str:
     import os
 
     env = {**os.environ, **machine, "SAE_LAKE_CONFIG": str(config)}
-    for name in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):  # as a fresh machine has them: unset
-        env.pop(name, None)
+    for name in SET_BY_THE_PIN:  # as a fresh machine has them: unset, unless the machine sets them
+        if name not in machine:
+            env.pop(name, None)
     done = subprocess.run([sys.executable, "-c", TRAIN_AND_HASH], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -131,9 +135,9 @@ def test_analysis_tables_are_computed_on_one_duckdb_thread(tmp_path):
 
 
 def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(tmp_path):
-    """`sae-lake demo` on a tiny world (every asset, a TopK SAE and PCA per model) in two environments (ATen's SSE
-    kernels on one thread; its AVX2 kernels on two), each in its own process: every table, every model and every
-    SAE the same, bit for bit, but the measured wall times."""
+    """`sae-lake demo` on a tiny world (every asset, a TopK SAE, PCA and ICA per model) in two environments (ATen's
+    SSE kernels and OpenBLAS's oldest on one thread; ATen's AVX2 kernels and OpenBLAS's choice on two), each in its
+    own process: every table, every model and every SAE the same, bit for bit, but the measured wall times."""
     import os
 
     from assets.lakehouse.digest import lake_digests
@@ -144,10 +148,11 @@ def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(
         root = tmp_path / f"machine{i}"
         root.mkdir()
         text = without_twins(TINY_TOML).replace('architectures = ["relu", "topk", "gated"]', 'architectures = ["topk"]')
-        (root / "lake.toml").write_text(text.replace('baselines = ["pca", "neuron"]', 'baselines = ["pca"]'))
+        (root / "lake.toml").write_text(text.replace('baselines = ["pca", "neuron"]', 'baselines = ["pca", "ica"]'))
         env = {**os.environ, **machine, "SAE_LAKE_CONFIG": str(root / "lake.toml"), "DAGSTER_HOME": str(root / "dh")}
-        for name in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "SAE_LAKE_ROOT"):
-            env.pop(name, None)
+        for name in (*SET_BY_THE_PIN, "SAE_LAKE_ROOT"):
+            if name not in machine:
+                env.pop(name, None)
         done = subprocess.run([sys.executable, "-m", "assets.lakehouse.cli", "demo"], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.lakehouse.config import ConfigError, Settings, load_settings, open_lake
+from assets.lakehouse.config import Settings, load_settings, open_lake
 from assets.lakehouse.lake import Lake
-
-PIN_SOURCE = "lake.toml [reproducibility]"
+from assets.shared.pin import pin_process
 
 # Op tags of the GPU steps: Celery workers take them from the `gpu` queue; the Kubernetes executor gives each a
 # GPU, schedules it on a GPU node (the label NVIDIA's GPU operator sets) and tolerates the GPU nodes' taint.
@@ -46,20 +45,3 @@ def torch_device() -> str:
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
-
-def pin_process(settings: Settings, apply: bool = False) -> str | None:
-    """Put this process (and the processes it starts) under ``settings.cpu_pin``, if any: the kernel variables
-    only (before torch is imported: the code location's load), or with ``apply`` the threads too and the check
-    that ATen runs the asked kernels. A pin the machine cannot honour is one ``ConfigError`` line."""
-    from sae_models.reproducible import PinError, apply_pin, pin_environment
-
-    pin = settings.cpu_pin
-    if pin is None:
-        return None
-    try:
-        if apply:
-            return apply_pin(pin, PIN_SOURCE)
-        pin_environment(pin, PIN_SOURCE)
-    except PinError as exc:
-        raise ConfigError(str(exc)) from None
-    return None
