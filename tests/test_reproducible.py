@@ -32,12 +32,13 @@ train_toy_lm(docs[:200], docs[200:], cfg, out, log=lambda _: None)
 weights = load_file(out / "model.safetensors")
 print(hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest())
 """
-# Two machines as the environment makes them: ATen's SSE kernels and OpenBLAS's oldest on one thread; ATen's
-# AVX2 kernels and whatever OpenBLAS finds on the CPU on two.
-MACHINES = ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "OPENBLAS_CORETYPE": "Prescott",
-             "OPENBLAS_NUM_THREADS": "1"},
+# Two machines as the environment makes them: ATen's SSE kernels, MKL's AVX-512 ones (where the CPU has them) and
+# OpenBLAS's oldest on one thread; ATen's AVX2 kernels and whatever MKL and OpenBLAS find on the CPU on two.
+MACHINES = ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+             "OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"},
             {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "2"})
-SET_BY_THE_PIN = ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")
+SET_BY_THE_PIN = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE",
+                  "OPENBLAS_NUM_THREADS")
 
 
 def _weights_hash(machine: dict[str, str], config: Path) -> str:
