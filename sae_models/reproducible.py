@@ -4,7 +4,8 @@ The same toy LM trained for 150 steps on one machine gives a different weight ha
 kernel sets (``default``, ``avx2``, ``avx512``) and under 1 or 2 intra-op threads: the kernels' vector width and
 the threads' split of each reduction change the order of floating-point sums. So a pinned process
 asks for one kernel set from ATen (``ATEN_CPU_CAPABILITY``, read once, when torch first dispatches), MKL
-(``MKL_CBWR``, its conditional numerical reproducibility branch: the same code path on Intel and AMD parts)
+(``MKL_ENABLE_INSTRUCTIONS``, which MKL obeys even where ``MKL_CBWR`` asks for another branch, and ``MKL_CBWR``,
+its conditional numerical reproducibility branch: the same code path on Intel and AMD parts)
 and oneDNN (``ONEDNN_MAX_CPU_ISA``), the matching kernels and the same thread count from the OpenBLAS that
 numpy and scipy bundle (``OPENBLAS_CORETYPE``: a PCA or ICA fit differs in its last bits by both), and a fixed
 intra-op thread count, whatever the machine has. A machine that cannot run the asked kernels is refused with
