@@ -1,4 +1,4 @@
--- Trained models against their random-weights twins (SPEC §8): per model and score, the mean over the SAE pairs
+-- Trained models against their random-weights twins: per model and score, the mean over the SAE pairs
 -- (the same variant on both), the mean paired difference with its 95% BCa interval (5 pairs or more), the pairs
 -- each side wins with a two-sided sign test, and the AUROC (the chance a trained SAE outscores a twin SAE; 0.5
 -- cannot tell them apart, 0 and 1 separate perfectly).

@@ -1,4 +1,4 @@
--- control_units: for each dictionary of a trained model and the same dictionary of its control twin (SPEC §8),
+-- control_units: for each dictionary of a trained model and the same dictionary of its control twin,
 -- the units each score averages, one row per (dictionary, score): mu, mu_balanced and mu_simulation over the
 -- CONCEPT100 latents; over the steered concepts g (test-half HM at the dev-chosen factor), g_minus_unsteered (that HM minus
 -- the same prompts' unsteered HM) and concept_rating (the judge's concept rating alone, 0-2); g_dtc over the chosen

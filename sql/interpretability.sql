@@ -1,6 +1,6 @@
 -- Interpretability mu per SAE (mean detection score over CONCEPT100) beside its trivial baselines: answering
 -- "none" every time scores mu_if_none (10/14 = 0.714 under SAEBench's convention), "all" mu_if_all; the
--- balanced accuracy is 0.5 for any answer that ignores the windows. mu_by_act is SPEC §3's variant (random
+-- balanced accuracy is 0.5 for any answer that ignores the windows. mu_by_act is the variant (random
 -- windows judged by their own activation) beside its own "none" baseline; then the [C23] simulation score,
 -- the toy-world check (Spearman of detection score vs ground-truth purity) and the judge's usage.
 SELECT

@@ -1,4 +1,4 @@
--- kendall_tau_b(tbl): exact Kendall tau-b per group, tie-corrected, as SPEC §6 defines it:
+-- kendall_tau_b(tbl): exact Kendall tau-b per group, tie-corrected, as [W25] use it:
 --   tau_b = (P - Q) / sqrt((n0 - n1) (n0 - n2))
 -- over the pairs of rows of one group (n0 pairs, P concordant, Q discordant, n1 tied in x, n2 tied in y).
 -- `tbl` names a table or view with columns grp, x, y; rows with a null x or y are left out.

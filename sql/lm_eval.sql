@@ -1,4 +1,4 @@
--- How well each language model knows its world (toy models; loss in nats per token). A control twin (SPEC §8)
+-- How well each language model knows its world (toy models; loss in nats per token). A control twin
 -- names its trained model in control_of and the seed its random weights were drawn under. IOI on the held-out name
 -- pairs, over both orders and per order (ABBA: the indirect object named first; BABA: second).
 SELECT

@@ -1,4 +1,4 @@
--- Feature patching on IOI ([C23], SPEC §7): per model and dictionary, the latent set that greedy dropping keeps
+-- Feature patching on IOI ([C23]): per model and dictionary, the latent set that greedy dropping keeps
 -- at each KL threshold (chosen on the fit pairs) and what it does on the held-out pairs, beside the baselines:
 -- nothing patched (kl_unpatched), every differing latent patched (kl_all_patched), the whole counterfactual
 -- state (edit_counterfactual), and a random set of as many differing latents (kl_random_set). `reached` is false

@@ -1,10 +1,10 @@
--- rank_groups: the items of every rank comparison of SPEC §6, one row per (comparison, grouping, group, SAE).
+-- rank_groups: the items of every rank comparison of the rank analysis, one row per (comparison, grouping, group, SAE).
 -- Items are SAEs (baselines left out). grp is a struct {comparison, grouping, value}, ready for kendall_tau_b:
 --   overall / architecture / sparsity / model: tau-b over all SAEs, or within each value of one axis;
 --   psi_<axis>: groups of SAEs that agree on the two other axes, so only <axis> varies within a group
 --   (psi_axis = the mean tau-b over those groups, Psi = the mean of the psi).
 -- The toy world adds its ground truth: how mu, g and g_dtc each rank the SAEs against concept_f1.
--- The control twins' SAEs (SPEC §8) are items only after SET VARIABLE include_controls = true (the rank_agreement
+-- The control twins' SAEs are items only after SET VARIABLE include_controls = true (the rank_agreement
 -- asset sets it from [control] in_rank_analysis); by default the analysis is over trained models' SAEs.
 CREATE OR REPLACE VIEW rank_groups AS
 WITH saes AS (

@@ -1,4 +1,4 @@
--- Axis-controlled agreement (SPEC §6): psi_axis = the mean tau-b over groups of SAEs that differ only along
+-- Axis-controlled agreement: psi_axis = the mean tau-b over groups of SAEs that differ only along
 -- that axis; Psi = the mean of the psi that exist. With two models a model group holds 2 SAEs (< 3): psi_model
 -- is null and Psi is the mean of the other two.
 WITH psi AS (

@@ -1,6 +1,6 @@
 -- sae_summary: one row per current SAE and baseline dictionary (retired variants left out), every per-SAE score
--- side by side: SPEC §6's items. The sae_summary asset stores it as a lake table.
--- control_of: on a control twin's dictionaries (SPEC §8), the trained model the twin is the random-weights copy of.
+-- side by side: the rank analysis's items. The sae_summary asset stores it as a lake table.
+-- control_of: on a control twin's dictionaries, the trained model the twin is the random-weights copy of.
 -- sparsity_index numbers each architecture's grid from its densest SAE (1) on, so that SAEs of different
 -- architectures and models at the same grid position "agree on the sparsity axis": k / target L0 descending,
 -- an L1 coefficient ascending; over the trained models' current variants with metrics, before any other table is

@@ -1,4 +1,4 @@
--- Feature selection per SAE (SPEC §5): g over every steered concept, g_out (the top latents by output score),
+-- Feature selection per SAE: g over every steered concept, g_out (the top latents by output score),
 -- g_dtc (the DTC set chosen on the dev half, scored on the test half) and [W25]'s optimistic choice on test.
 SELECT
     model,

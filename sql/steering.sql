@@ -1,4 +1,4 @@
--- Steering utility g per SAE (AxBench protocol, SPEC §4): the mean over concepts of the test-half HM at the
+-- Steering utility g per SAE (AxBench protocol): the mean over concepts of the test-half HM at the
 -- factor chosen on the dev half, beside what the same prompts score unsteered (g_unsteered: doing nothing),
 -- lift = g - g_unsteered (what steering adds), and beside g_if_chosen_on_test (the factor picked on the reported half itself: an optimistic upper bound).
 -- concept / instruct / fluency: mean ratings (0-2) at the chosen factor on the test half.

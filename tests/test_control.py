@@ -1,4 +1,4 @@
-"""The random-weights control (SPEC §8): the twin in the registry, its weights, and the statistics that set its
+"""The random-weights control: the twin in the registry, its weights, and the statistics that set its
 scores beside the trained model's."""
 
 import json

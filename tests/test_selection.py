@@ -1,4 +1,4 @@
-"""Feature selection on hand-made pools: the candidate sets of SPEC §5, the choice on dev reported on test,
+"""Feature selection on hand-made pools: the candidate sets of [W25], the choice on dev reported on test,
 the output-score baseline of the same size, the gain."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Steering utility (SPEC §4): bad input fails before any generation, naming it; HM and the dev/test choice
+"""Steering utility: bad input fails before any generation, naming it; HM and the dev/test choice
 of the factor; instruction sets; the toy judge's ratings."""
 
 import json

@@ -119,7 +119,7 @@ class ModelEntry(_Strict):
         return self.is_toy or self.control_of is not None
 
     def twin(self) -> ModelEntry | None:
-        """The random-weights control of this model (SPEC §8), or None without ``control = "random-init"``:
+        """The random-weights control of this model, or None without ``control = "random-init"``:
         the same entry under ``<slug>-random``, its weights drawn under ``control_seed`` (resolved: a toy model's
         twin is the very weights its training started from)."""
         if self.control != RANDOM_INIT:

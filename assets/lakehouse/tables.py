@@ -160,7 +160,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per comparison and group: Kendall tau-b over SAEs, its BCa interval and permutation p; psi and Psi"),
     TableSpec("control_contrast", (), "sae_models.evals.control:CONTRAST_SCHEMA",
               "per dictionary of a trained model and score: its value, its control twin's, the difference and its "
-              "95% BCa interval (SPEC §8)"),
+              "95% BCa interval"),
     TableSpec("control_separation", (), "sae_models.evals.control:SEPARATION_SCHEMA",
               "per model and score: how well it tells trained SAEs from their random-weights twins' (AUROC, mean "
               "paired difference with its interval)"),

@@ -1,4 +1,4 @@
-"""Interpretability scores per latent (SPEC §3): SAEBench detection and the [C23] simulation score.
+"""Interpretability scores per latent: SAEBench detection and the [C23] simulation score.
 
 Config, run, typed output, like every evaluation here: ``AutointerpConfig`` -> ``score_latents`` ->
 ``LatentScore`` rows. The judge is any ``sae_models.judges.Judge``.
@@ -8,7 +8,7 @@ Config, run, typed output, like every evaluation here: ``AutointerpConfig`` -> `
   shuffled windows (2 held-out top, 2 importance-weighted, 10 random) activate. Score = accuracy, where a
   window activates if its max activation exceeds tau; as in SAEBench, random windows count as non-activating
   (``random_negative``), so a latent that fires everywhere cannot score by predicting "all". An unparseable
-  answer scores 0. Beside it, from the same answers: the SPEC §3 variant where every window's truth is its
+  answer scores 0. Beside it, from the same answers: the variant where every window's truth is its
   own activation (``detection_by_activation``), the balanced accuracy (mean of the hit rates on activating
   and on non-activating windows: 0.5 for any answer that ignores the windows), and per latent the counts
   that give the trivial baselines (answering "none" scores the share of non-activating windows).
@@ -66,7 +66,7 @@ class AutointerpSummary:
     mu_always_no: float | None  # what answering "none" every time would score (mean over CONCEPT100)
     mu_always_yes: float | None  # what answering "all" every time would score
     mu_balanced: float | None  # mean balanced accuracy (0.5 for any trivial answer)
-    mu_by_activation: float | None  # SPEC §3 variant: random windows judged by their own activation
+    mu_by_activation: float | None  # the variant: random windows judged by their own activation
     mu_by_activation_always_no: float | None
     mu_simulation: float | None  # mean [C23] simulation score over CONCEPT100
     mu_all: float | None  # mean detection score over every scored latent

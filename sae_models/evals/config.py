@@ -26,7 +26,7 @@ class ExampleConfig(Config):
 
 class AutointerpConfig(ExampleConfig):
     """lake.toml's ``[autointerp]``: the windows gathered (``ExampleConfig``), how they are split between
-    explaining and scoring, and the scored set; SAEBench's values by default (SPEC §3)."""
+    explaining and scoring, and the scored set; SAEBench's values by default."""
 
     n_latents: int = Field(1000, ge=1)  # scored live latents per SAE (all live ones when fewer)
     n_concept: int = Field(100, ge=1)  # CONCEPT100: the fixed random subset whose mean is mu
@@ -57,7 +57,7 @@ class AutointerpConfig(ExampleConfig):
 
 
 class SteeringConfig(Config):
-    """lake.toml's ``[steering]``: AxBench's concept steering (SPEC §4) at the paper's sizes by default.
+    """lake.toml's ``[steering]``: AxBench's concept steering at the paper's sizes by default.
 
     ``instructions``: "auto" (the toy world's topic questions for toy models, the bundled general set
     otherwise), "toyworld", "bundled", or the path of a JSONL (one ``{"instruction": ...}`` per line) or
@@ -90,7 +90,7 @@ class SteeringConfig(Config):
 
 class SelectionConfig(Config):
     """lake.toml's ``[selection]``: the per-latent output scores (S_out of [A25], DeltaC of [W25]) and the
-    candidate sets that feature selection chooses among (SPEC §5); the papers' values by default."""
+    candidate sets that feature selection chooses among; the papers' values by default."""
 
     prompt: str = "From my experience,"  # the neutral prompt; the intervention is at its last token
     scale: float = Field(10.0, gt=0)  # s (alpha): the latent's code goes up by s x a_max
@@ -115,7 +115,7 @@ class SelectionConfig(Config):
 
 
 class PatchingConfig(Config):
-    """lake.toml's ``[patching]``: causal localisation by feature patching on IOI prompt pairs ([C23], SPEC §7).
+    """lake.toml's ``[patching]``: causal localisation by feature patching on IOI prompt pairs ([C23]).
 
     The latent set is chosen greedily on ``n_pairs`` prompt pairs and its effect measured on ``n_eval_pairs``
     others. ``thresholds`` are KL bounds in nats (KL of the counterfactual run's final-position distribution
@@ -152,13 +152,13 @@ class PatchingConfig(Config):
 
 
 class ControlConfig(Config):
-    """lake.toml's ``[control]``: the random-weights twins (SPEC §8). A model with ``control = "random-init"``
+    """lake.toml's ``[control]``: the random-weights twins. A model with ``control = "random-init"``
     gets a twin with its config and tokenizer and freshly initialised weights; ``variants`` (glob patterns over
     variant names, as ``[patching] variants``) is the part of the sweep the twins get, and the rank analysis
     takes the twins' SAEs as items only with ``in_rank_analysis``."""
 
     variants: tuple[str, ...] = ("*",)  # the twins' sweep: every [sweep] variant and baseline by default
-    in_rank_analysis: bool = False  # the rank analysis of SPEC §6 over trained models' SAEs only, by default
+    in_rank_analysis: bool = False  # the rank analysis over trained models' SAEs only, by default
 
     @model_validator(mode="after")
     def _valid(self) -> ControlConfig:

@@ -1,4 +1,4 @@
-"""The random-weights control (SPEC §8): each score of a trained model's dictionary beside the same dictionary
+"""The random-weights control: each score of a trained model's dictionary beside the same dictionary
 trained on the model's twin with random weights, and which score tells the two apart.
 
 Heap et al. 2025 find that SAEs of a randomly initialised transformer score about as well on autointerp as

@@ -1,4 +1,4 @@
-"""Latent examples for autointerp (SAEBench's protocol, SPEC §3), gathered in one streaming pass.
+"""Latent examples for autointerp (SAEBench's protocol), gathered in one streaming pass.
 
 Per latent: the ``n_top`` top-activating windows, ``n_importance`` windows sampled with probability
 proportional to their activation (weighted reservoir sampling, A-Res: keep the largest u^(1/w)), and

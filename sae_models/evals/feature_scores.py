@@ -1,4 +1,4 @@
-"""Per-latent output scores: the output score S_out of [A25] and Delta Token Confidence of [W25] (SPEC §5).
+"""Per-latent output scores: the output score S_out of [A25] and Delta Token Confidence of [W25].
 
 Both intervene on a neutral prompt ("From my experience,") at its last position only: the latent's code goes
 up by s x a_max (a_max: the largest code at that position), decoded with the reconstruction error kept
@@ -162,7 +162,7 @@ def _ranks(values: Sequence[float], descending: bool) -> list[int]:
 
 
 def prompt_a_max(lm: LoadedLM, sae, module, prompt: str, log: Callable[[str], None] = lambda _: None) -> float:
-    """a_max of SPEC §5: the largest code at the prompt's last token. A thresholded SAE (BatchTopK, JumpReLU,
+    """a_max of [W25]: the largest code at the prompt's last token. A thresholded SAE (BatchTopK, JumpReLU,
     Gated) can leave that position with no latent firing; then the largest code at any of the prompt's
     positions, with a line in the log. No code above 0 anywhere is an error naming the prompt."""
     enc = tokenize(lm, [prompt])

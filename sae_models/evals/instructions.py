@@ -1,4 +1,4 @@
-"""The instructions that steering prompts are made of (SPEC §4: 10 per concept, 5 dev / 5 test).
+"""The instructions that steering prompts are made of (AxBench: 10 per concept, 5 dev / 5 test).
 
 - ``toyworld``: the toy world's topic questions (``question : tell me about <topic> . answer :``), the shape
   its models learned; the judge rates instruction relevance by the topic.

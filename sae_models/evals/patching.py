@@ -1,4 +1,4 @@
-"""Causal localisation by feature patching ([C23], SPEC §7), for any dictionary of the library.
+"""Causal localisation by feature patching ([C23]), for any dictionary of the library.
 
 For each prompt pair (a clean IOI prompt and its counterfactual, the names swapped) the residual stream at the
 hook point is encoded with the dictionary in both runs. Patching a latent set S puts the counterfactual codes

@@ -1,4 +1,4 @@
-"""Rank agreement between SAE-level scores (SPEC §6): Kendall tau-b per group as the catalog's SQL computes
+"""Rank agreement between SAE-level scores: Kendall tau-b per group as the catalog's SQL computes
 it, with a permutation p-value and a BCa bootstrap interval over the same items, and the axis-controlled psi
 and Psi. The shape of [W25] Tables 1 and 3: comparison, group, n, pairs, tau_b, CI, p."""
 
@@ -13,11 +13,11 @@ from sae_models.stats import tau_inference
 
 @dataclass
 class SaeSummary:
-    """One row of ``sae_summary`` (sql/sae_summary.sql): every per-SAE score side by side, the items of SPEC §6."""
+    """One row of ``sae_summary`` (sql/sae_summary.sql): every per-SAE score side by side, the rank analysis's items."""
 
     model: str
     sae: str
-    control_of: str | None  # a control twin's dictionary: the trained model the twin copies (SPEC §8)
+    control_of: str | None  # a control twin's dictionary: the trained model the twin copies
     architecture: str
     is_baseline: bool
     level: float | None
@@ -61,7 +61,7 @@ class RankRow:
     ci_high: float | None
     p_value: float | None  # two-sided permutation test
     note: str | None  # why tau_b is null
-    controls_included: bool = False  # whether the control twins' SAEs were items (SPEC §8; not by default)
+    controls_included: bool = False  # whether the control twins' SAEs were items (not by default)
 
 
 RANK_AGREEMENT_SCHEMA = schema_of(RankRow)

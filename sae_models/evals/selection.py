@@ -1,4 +1,4 @@
-"""Feature selection by Delta Token Confidence, and the output-score baseline (SPEC §5).
+"""Feature selection by Delta Token Confidence, and the output-score baseline.
 
 The candidate pool is the SAE's steered CONCEPT100 latents, whose steering scores exist. Candidate sets rank
 the pool by DeltaC in two directions, UP (most positive first) and DOWN (most negative first): the top K for
@@ -105,7 +105,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def candidate_sets(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> list[CandidateSet]:
-    """Every distinct candidate set of SPEC §5 over ``pool``, top-K sets first; a set equal to an earlier one
+    """Every distinct candidate set of [W25] over ``pool``, top-K sets first; a set equal to an earlier one
     is left out."""
     ranked = {"up": sorted(pool, key=lambda p: (-p.delta_c, p.latent)),
               "down": sorted(pool, key=lambda p: (p.delta_c, p.latent))}

@@ -1,4 +1,4 @@
-"""Steering utility g(SAE) (SPEC §4, AxBench's protocol).
+"""Steering utility g(SAE) (AxBench's protocol).
 
 Config, run, typed output, like every evaluation here: ``SteeringConfig`` -> ``plan_steering`` ->
 ``generate_steering`` (``GenerationRow``, the ``steering_generations`` table) -> ``rate_steering``

@@ -1,4 +1,4 @@
-"""The random-weights control of a model (SPEC §8, after Heap et al. 2025): the same config and tokenizer, and
+"""The random-weights control of a model (after Heap et al. 2025): the same config and tokenizer, and
 every weight drawn afresh by the family's own initialiser, saved as an ordinary Hugging Face directory, so
 the whole pipeline runs on it as on any model."""
 

@@ -1,5 +1,5 @@
 """Settings of the SAE sweep (lake.toml's ``[sweep]``) and of its trainer (``[sweep.train]``). The defaults
-are the paper's (SPEC §1-2)."""
+are the paper's ([W25])."""
 
 from typing import ClassVar, Literal
 
@@ -14,7 +14,7 @@ THRESHOLD_WINDOW = 0.05
 
 
 class TrainConfig(Config):
-    """SAE training schedule (lake.toml's ``[sweep.train]``); SPEC §2 gives the paper's values."""
+    """SAE training schedule (lake.toml's ``[sweep.train]``); [W25] give the paper's values."""
 
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(1024, ge=1)  # paper: 2048 (4096 in the GPU benchmark)

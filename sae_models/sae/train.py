@@ -1,6 +1,6 @@
 """Training loop shared by every architecture, with exact resume.
 
-Per SPEC §2: Adam; linear lr warmup, then linear decay to zero from ``decay_start`` (a fraction of the
+As [W25] train them: Adam; linear lr warmup, then linear decay to zero from ``decay_start`` (a fraction of the
 steps); linear sparsity-penalty warmup; gradient clipping; unit-norm decoders with the parallel gradient
 component removed; dead-latent counters for AuxK; optional activation normalisation to unit mean squared
 norm, folded back into the weights at the end so the saved SAE works on raw activations; bf16 autocast on

@@ -144,7 +144,7 @@ def init_toy_twin(
     seed: int,
     out_dir: Path,
 ) -> ToyModelReport:
-    """The toy LM's random-weights control (SPEC §8): its config and tokenizer, weights drawn by the family's own
+    """The toy LM's random-weights control: its config and tokenizer, weights drawn by the family's own
     initialiser under ``seed`` and never trained, saved to ``out_dir`` and evaluated as the trained one is."""
     from sae_models.lm.control import save_random_init
 

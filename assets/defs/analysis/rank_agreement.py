@@ -1,4 +1,4 @@
-"""``rank_agreement``: how well each SAE-level score ranks the others (SPEC §6), Kendall tau-b overall and by
+"""``rank_agreement``: how well each SAE-level score ranks the others, Kendall tau-b overall and by
 architecture, sparsity level and model, with permutation p-values and BCa intervals, and the axis-controlled
 psi and Psi: the shape of [W25] Tables 1 and 3. The tau-b values come from the ``kendall_tau_b`` macro over the
 ``rank_groups`` view, the same SQL the catalog stores."""

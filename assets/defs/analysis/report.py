@@ -19,7 +19,7 @@ READS = ["lm_eval", "autointerp", "latent_stats", "latent_purity", "steering", "
 LM_COLUMNS = ("model", "control_of", "held_out_loss", "unigram_cross_entropy", "topic_consistency", "ioi_accuracy",
               "ioi_accuracy_abba", "ioi_accuracy_baba", "ioi_accuracy_train_pairs", "ioi_logit_diff", "steps")
 RANK_COLUMNS = ("group", "n", "pairs", "tau_b", "ci_low", "ci_high", "p_value", "note")
-REFERENCE = {  # [W25] on real LLMs (SPEC §6): the expected shape, not a target
+REFERENCE = {  # [W25] on real LLMs: the expected shape, not a target
     "mu vs g": "[W25]: overall 0.298 (n = 90, CI [0.159, 0.419]); Psi 0.250",
     "mu vs gain": "[W25]: overall -0.069 (CI [-0.202, 0.067]); Psi -0.057",
 }
@@ -80,7 +80,7 @@ def _verdict(separation: list[dict]) -> str:
 
 
 def _control_section(contrast: list[dict], separation: list[dict]) -> list[str]:
-    """Trained vs random-weights twin (SPEC §8): which score separates them best, and every dictionary."""
+    """Trained vs random-weights twin: which score separates them best, and every dictionary."""
     if not contrast:
         return []
     return ["## Control: trained models against their random-weights twins", "",

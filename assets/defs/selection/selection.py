@@ -1,6 +1,6 @@
 """``feature_scores`` per (model, variant): every live latent's logit lens, output score S_out and Delta Token
 Confidence; and ``selection``: the DTC set chosen on the dev half of the steering rows, g_dtc on the test half,
-the output-score baseline g_out and the gain (SPEC §5)."""
+the output-score baseline g_out and the gain."""
 
 import dagster as dg
 
