@@ -37,8 +37,7 @@ print(hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weigh
 MACHINES = ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
              "OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"},
             {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "2"})
-SET_BY_THE_PIN = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE",
-                  "OPENBLAS_NUM_THREADS")
+SET_BY_THE_PIN = sorted(set(CpuPin().environment()) - {"ATEN_CPU_CAPABILITY"})
 
 
 def _weights_hash(machine: dict[str, str], config: Path) -> str:
