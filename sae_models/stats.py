@@ -73,6 +73,55 @@ def tau_inference(x, y, resamples: int = 9999, level: float = 0.95, seed: int = 
     return TauInference(low if finite else None, high if finite else None, float(p))
 
 
+def inversion_counts(sizes) -> np.ndarray:
+    """How many arrangements of groups of ``sizes`` (items within a group alike) have each number J of
+    out-of-order pairs, J = 0 .. sum over group pairs of n_g n_h: the coefficients of the Gaussian multinomial
+    [N; n_1, ..., n_k]_q, built as a product of Gaussian binomials by Pascal's rule (exact integers)."""
+    total: list[int] = [1]
+    placed = 0
+    for n in sizes:
+        placed += n
+        total = _poly_mul(total, _gaussian_binomial(placed, n))
+    return np.array(total, dtype=object)
+
+
+def _gaussian_binomial(m: int, r: int) -> list[int]:
+    """Coefficients of [m choose r]_q: [m; r] = [m-1; r-1] + q^r [m-1; r]."""
+    rows = {(0, 0): [1]}
+    for mm in range(1, m + 1):
+        for rr in range(max(0, r - (m - mm)), min(r, mm) + 1):
+            left = rows.get((mm - 1, rr - 1), []) if rr else []
+            right = [0] * rr + rows.get((mm - 1, rr), []) if rr <= mm - 1 else []
+            size = max(len(left), len(right))
+            rows[(mm, rr)] = [(left[i] if i < len(left) else 0) + (right[i] if i < len(right) else 0)
+                              for i in range(size)]
+    return rows[(m, r)]
+
+
+def _poly_mul(a: list[int], b: list[int]) -> list[int]:
+    out = [0] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            out[i + j] += x * y
+    return out
+
+
+def level_tau_p(levels, values) -> float | None:
+    """Exact two-sided permutation p-value of tau-b between ``levels`` (a known ordering with ties, e.g. a
+    corruption level given to several dictionaries) and ``values`` without ties: the null distribution of the
+    tau-b numerator over every distinct arrangement of the levels, counted exactly (``inversion_counts``).
+    None when ``values`` tie (use ``tau_inference``) or a side is constant."""
+    x, y = np.asarray(levels, float), np.asarray(values, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0 or len(np.unique(y)) < len(y):
+        return None
+    sizes = [int(n) for n in np.unique(x, return_counts=True)[1]]
+    between = (len(x) ** 2 - sum(n * n for n in sizes)) // 2  # pairs in different groups
+    s = int((np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :])).sum()) // 2
+    counts = inversion_counts(sizes)
+    numerators = np.abs(2 * np.arange(len(counts)) - between)  # S = between - 2 J over the arrangements
+    return float(sum(counts[numerators >= abs(s)]) / sum(counts))
+
+
 def mean_difference_ci(a, b, paired: bool = False, resamples: int = 9999, level: float = 0.95, seed: int = 0
                        ) -> tuple[float | None, float | None]:
     """BCa bootstrap interval of mean(a) - mean(b): each sample resampled within itself, or (``paired``) the

@@ -29,7 +29,7 @@ from sae_models.evals.config import (
 from sae_models.judges.config import JudgeConfig
 from sae_models.lm.config import ExtractionConfig
 from sae_models.reproducible import CpuPin
-from sae_models.sae.config import SweepConfig
+from sae_models.sae.config import OracleConfig, SweepConfig
 from sae_models.toyworld.config import ToyModelConfig
 
 if TYPE_CHECKING:
@@ -167,6 +167,7 @@ class Settings(_Strict):
     corpus: CorpusSection = CorpusSection()
     extraction: ExtractionConfig = ExtractionConfig()
     sweep: SweepConfig = SweepConfig()
+    oracle: OracleConfig = OracleConfig()
     autointerp: AutointerpConfig = AutointerpConfig()
     judge: JudgeConfig = JudgeConfig()
     steering: SteeringConfig = SteeringConfig()
@@ -194,7 +195,7 @@ class Settings(_Strict):
             raise ValueError(f"model slug {clash.slug!r} is the name of {clash.control_of}'s control twin: rename "
                              f"the model, or set control = \"none\" on {clash.control_of}")
         from sae_models.config import matches_any
-        from sae_models.sae.sweep import sweep_variants
+        from sae_models.sae.sweep import oracle_variants, sweep_variants
 
         taken = {v.name for v in sweep_variants(self.sweep)}
         twins = [m.slug for m in self.registry if m.control_of]
@@ -208,7 +209,23 @@ class Settings(_Strict):
                 raise ValueError(f"external SAE name {ext.name!r} is already a [sweep] variant or another "
                                  "external SAE's name")
             taken.add(ext.name)
+        clash = sorted(taken & {v.name for v in oracle_variants(self.oracle)})
+        if clash:
+            raise ValueError(f"external SAE names {clash} are oracle dictionaries' names ([oracle])")
         return self
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the corpus carries ground-truth concept labels (the toy world's does)."""
+        return self.corpus.source == TOYWORLD
+
+    def oracle_notice(self) -> str | None:
+        """The one line saying why ``[oracle]`` builds nothing, when it asks for oracles the corpus cannot give."""
+        if not self.oracle.levels or self.has_labels:
+            return None
+        models = ", ".join(m.slug for m in self.models)
+        return (f"[oracle]: no oracle dictionaries for {models}: the corpus {self.corpus.source!r} has no "
+                "ground-truth labels (only the toy world's does); the rest of the pipeline runs")
 
     @property
     def cpu_pin(self) -> CpuPin | None:

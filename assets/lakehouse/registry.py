@@ -1,27 +1,39 @@
 """What lake.toml asks for: the models, the SAE variants of each, and which (model, variant) pairs are valid.
 
 The sweep's variants belong to every trained model, the part ``[control] variants`` names to every control
-twin; an ``[[external_saes]]`` entry belongs to its own model only.
+twin; the ``[oracle]`` dictionaries to every trained model when the corpus has labels; an ``[[external_saes]]``
+entry belongs to its own model only.
 """
 
 from __future__ import annotations
 
 from assets.lakehouse.config import Settings
-from sae_models.sae.sweep import Variant, external_variant, sweep_variants
+from sae_models.sae.sweep import Variant, external_variant, oracle_variants, sweep_variants
 
 PAIR_SEPARATOR = "|"  # MultiPartitionKey's string form: "<model>|<variant>"
 
 
 def all_variants(settings: Settings) -> list[Variant]:
-    """The sweep's variants, then the registered external SAEs."""
+    """The sweep's variants, the oracles, then the registered external SAEs."""
     external = [external_variant(e.name, e.model, e.path) for e in settings.external_saes]
-    return sweep_variants(settings.sweep) + external
+    return sweep_variants(settings.sweep) + oracle_variants(settings.oracle) + external
+
+
+def _why_not(settings: Settings, model: str, v: Variant) -> str | None:
+    """Why ``model`` does not get the variant ``v`` (None when it does)."""
+    if v.model not in (None, model):
+        return f"SAE variant {v.name!r} is an external SAE of {v.model!r}, not of {model!r}"
+    twin = settings.model(model).control_of is not None
+    if v.is_oracle and (twin or not settings.has_labels):
+        return (f"SAE variant {v.name!r} is an oracle: " + ("a control twin gets none" if twin else
+                settings.oracle_notice() or "the corpus has no labels"))
+    if twin and not settings.control.sweeps(v.name):
+        return f"SAE variant {v.name!r} is not in [control] variants, the sweep of control twins"
+    return None
 
 
 def variants_for(settings: Settings, model: str) -> list[Variant]:
-    twin = settings.model(model).control_of is not None
-    return [v for v in all_variants(settings)
-            if v.model in (None, model) and (not twin or settings.control.sweeps(v.name))]
+    return [v for v in all_variants(settings) if _why_not(settings, model, v) is None]
 
 
 def valid_pairs(settings: Settings) -> list[tuple[str, str]]:
@@ -41,9 +53,7 @@ def find_variant(settings: Settings, model: str, name: str) -> Variant:
     for v in all_variants(settings):
         if v.name != name:
             continue
-        if v.model not in (None, model):
-            raise KeyError(f"SAE variant {name!r} is an external SAE of {v.model!r}, not of {model!r}")
-        if settings.model(model).control_of is not None and not settings.control.sweeps(name):
-            raise KeyError(f"SAE variant {name!r} is not in [control] variants, the sweep of control twins")
+        if (why := _why_not(settings, model, v)) is not None:
+            raise KeyError(why)
         return v
     raise KeyError(f"SAE variant {name!r} is not in lake.toml's [sweep] or [[external_saes]] (retired)")

@@ -167,6 +167,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("instrument_reliability", (), "sae_models.evals.reliability:RELIABILITY_SCHEMA",
               "per model and instrument: split-half reliability over SAEs with its interval; per pair of "
               "instruments the ceiling on a tau between them"),
+    TableSpec("instrument_validity", (), "sae_models.evals.validity:VALIDITY_SCHEMA",
+              "per model and instrument: Kendall tau-b against a known answer (the oracle dictionaries' corruption "
+              "level) with its exact permutation p"),
     TableSpec("judge_cache", ("backend", "model"), "sae_models.judges.cache:SCHEMA",
               "every judge call, appended by the judge as it goes (an external asset: autointerp reads and "
               "extends it)"),

@@ -3,7 +3,7 @@ are the paper's ([W25])."""
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sae_models.config import Config, Seed
 
@@ -59,3 +59,22 @@ class SweepConfig(Config):
     metric_docs: int = Field(200, ge=1)  # documents for the CE / KL scores
     min_explained_variance: float = Field(0.5, le=1)  # check floor
     train: TrainConfig = TrainConfig()
+
+
+class OracleConfig(Config):
+    """lake.toml's ``[oracle]``: oracle dictionaries (one latent per ground-truth concept, from labelled
+    activations) and corrupted copies, for a corpus with labels (the toy world). Each (level, seed) is one
+    dictionary ``oracle-<level>-s<seed>``: at level q a seeded random q of its latents read and write a random
+    direction instead of their concept's. Default: none."""
+
+    levels: list[float] = Field(default_factory=list)  # fractions of latents corrupted, e.g. [0, 0.25, 0.5, 0.75, 1]
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # corrupted copies per level
+
+    @field_validator("levels")
+    @classmethod
+    def _fractions(cls, levels: list[float]) -> list[float]:
+        bad = [q for q in levels if not 0.0 <= q <= 1.0]
+        if bad:
+            raise ValueError(f"levels {bad} are not fractions in [0, 1]")
+        return levels
+

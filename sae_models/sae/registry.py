@@ -5,12 +5,14 @@ from sae_models.sae.baselines import BASELINES, BaselineDictionary
 from sae_models.sae.batchtopk import BatchTopKSAE
 from sae_models.sae.gated import GatedSAE
 from sae_models.sae.jumprelu import JumpReLUSAE
+from sae_models.sae.oracle import OracleDictionary
 from sae_models.sae.relu import ReLUSAE
 from sae_models.sae.tied import TiedSAE
 from sae_models.sae.topk import TopKSAE
 
 ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {
-    cls.architecture: cls for cls in (ReLUSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE, GatedSAE, TiedSAE)
+    cls.architecture: cls for cls in (ReLUSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE, GatedSAE, TiedSAE,
+                                       OracleDictionary)
 }
 
 

@@ -1,17 +1,18 @@
 """The SAE sweep of [W25] as named variants: ``topk-k8``, ``relu-0.03``, ``jumprelu-t16``, ``pca``...
 
 ``SweepConfig`` (lake.toml's ``[sweep]``) names architectures x sparsity levels plus the [C23] baseline
-dictionaries. Each variant name is a partition key and maps to an ``SAEConfig`` once the model's width is
-known. (Light: reading the sweep imports no torch.)
+dictionaries; ``OracleConfig`` (``[oracle]``) the oracle dictionaries ``oracle-0.25-s1``. Each variant name is a
+partition key and maps to an ``SAEConfig`` once the model's width is known. (Light: reading the sweep imports no torch.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sae_models.sae.config import SweepConfig, TrainConfig
+from sae_models.sae.config import OracleConfig, SweepConfig, TrainConfig
 
 EXTERNAL = "external"
+ORACLE = "oracle"
 TARGET_L0_ARCHITECTURES = ("topk", "batchtopk", "jumprelu")
 
 
@@ -22,6 +23,12 @@ class Variant:
     level: float | None = None  # k (TopK/BatchTopK), target L0 (JumpReLU), L1 weight (ReLU/Gated/tied)
     path: str | None = None  # external SAEs: their SAELens directory
     model: str | None = None  # external SAEs: the one model they belong to
+    corruption: float | None = None  # oracles: the fraction of latents whose directions are random
+    seed: int | None = None  # oracles: which random latents and directions
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.architecture == ORACLE
 
     @property
     def is_external(self) -> bool:
@@ -47,6 +54,11 @@ def sweep_variants(sweep: SweepConfig) -> list[Variant]:
             grid = {"relu": sweep.relu_l1, "gated": sweep.gated_l1, "tied": sweep.tied_l1}[arch]
             out += [Variant(f"{arch}-{c:g}", arch, c) for c in grid]
     return out + [Variant(name, name) for name in sweep.baselines]
+
+
+def oracle_variants(oracle: OracleConfig) -> list[Variant]:
+    """``oracle-<level>-s<seed>`` for every level and seed of ``[oracle]``."""
+    return [Variant(f"{ORACLE}-{q:g}-s{s}", ORACLE, corruption=q, seed=s) for q in oracle.levels for s in oracle.seeds]
 
 
 def external_variant(name: str, model: str, path: str) -> Variant:
@@ -85,6 +97,9 @@ def variant_settings(variant: Variant, sweep: SweepConfig) -> dict:
     if variant.is_external:
         return {"path": variant.path, "files": _content_stamp(variant.path),
                 "holdout_fraction": sweep.holdout_fraction}
+    if variant.is_oracle:
+        return {"architecture": ORACLE, "corruption": variant.corruption, "seed": variant.seed,
+                "baseline_fit_tokens": sweep.baseline_fit_tokens, "holdout_fraction": sweep.holdout_fraction}
     if variant.is_baseline:
         return {"architecture": variant.architecture, "baseline_fit_tokens": sweep.baseline_fit_tokens,
                 "seed": sweep.train.seed, "holdout_fraction": sweep.holdout_fraction}

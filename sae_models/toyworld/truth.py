@@ -121,6 +121,21 @@ def token_labels(doc_ids: np.ndarray, positions: np.ndarray, doc_labels: dict[in
 
 
 
+def labelled_sample(rows: Iterable[tuple[dict, torch.Tensor]], doc_labels: dict[int, list[list[str]]], tokens: int,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A seeded random ``tokens`` of the activation rows (all when fewer), with the concepts each carries:
+    (activations [n, d], labels [n, concepts], concept names). ``rows`` as ``ActivationReader.rows()`` yields."""
+    names = concepts()
+    acts, docs, positions = [], [], []
+    for keys, x in rows:
+        acts.append(x)
+        docs.append(keys["doc_id"])
+        positions.append(keys["pos"])
+    x, doc_ids, pos = torch.cat(acts), np.concatenate(docs), np.concatenate(positions)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(x))[:tokens])
+    return x[torch.from_numpy(pick)], token_labels(doc_ids[pick], pos[pick], doc_labels, names), names
+
+
 @dataclass
 class HeldOutCodes:
     """SAE codes [tokens, d_sae] on held-out tokens, their token ids [tokens], and the ground-truth concepts

@@ -2,27 +2,16 @@
 exactly on each ground-truth concept, and how pure is each latent? One pass of codes over held-out tokens.
 Outside the toy world (no labels) both tables are written empty, without encoding anything."""
 
-from functools import lru_cache
-
 import dagster as dg
 
 from assets.defs.models.language_model import model_location
-from assets.lakehouse.lake import Lake
+from assets.defs.world.corpus import document_labels
 from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import markdown_table, materialized
 from assets.shared.partitions import model_sae_partitions, sweep_partition
 from assets.shared.resources import LakeResource
 
 GROUP = "saes"
-
-
-@lru_cache(maxsize=2)
-def _document_labels(lake: Lake, corpus_stamp: tuple) -> dict[int, list]:
-    """doc_id -> per-word concept labels of the activation documents (none outside the toy world). Every
-    SAE of a run reads the same corpus: kept per process until the corpus is rewritten (``corpus_stamp``)."""
-    docs = lake.read_split("activation")
-    return {d: w for d, w in zip(docs.column("doc_id").to_pylist(), docs.column("labels").to_pylist(),
-                                 strict=True) if w is not None}
 
 
 @dg.multi_asset(
@@ -42,7 +31,7 @@ def concept_recovery_and_latent_purity(context: dg.AssetExecutionContext, lake: 
     from sae_models.toyworld.truth import concept_recovery, encode_held_out, purity_of_latents
 
     p = sweep_partition(context, lake)
-    labels = _document_labels(p.lake, p.lake.stamp("corpus"))
+    labels = document_labels(p.lake)
     if labels:
         sae_model = p.load_sae()
         _, eval_reader = p.readers()

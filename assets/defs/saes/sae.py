@@ -1,8 +1,10 @@
-"""``sae`` and ``sae_training`` per (model, variant): a trained SAE, fitted baseline or imported external SAE
-in the SAELens layout at lake/saes/model=/sae=/, with its training curve; and the ``sae_sweep`` job."""
+"""``sae`` and ``sae_training`` per (model, variant): a trained SAE, fitted baseline, oracle dictionary or
+imported external SAE in the SAELens layout at lake/saes/model=/sae=/, with its training curve; and the
+``sae_sweep`` job."""
 
 import dagster as dg
 
+from assets.defs.world.corpus import document_labels
 from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import curves_md, materialized
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
@@ -13,20 +15,25 @@ SAE_SWEEP = "sae_sweep"
 CHECKPOINTS = "_checkpoints"
 
 
-def _build(p: SweepPartition, d_model: int):
-    import torch
-
+def _metadata(p: SweepPartition) -> dict:
     from sae_models.lm.hooks import sae_lens_hook_name
-    from sae_models.sae import SAEConfigError, build_sae
-    from sae_models.sae.sweep import sae_config
 
     meta = {"model_name": p.entry.source, "hook_name": sae_lens_hook_name(p.entry.layer, p.entry.hook),
             "hook_layer": p.entry.layer, "sae_lake_variant": p.name}
     if p.entry.control_of:  # a twin's SAE must not pass for one of the trained model
         meta |= {"model_name": p.model, "sae_lake_control_of": p.entry.control_of}
+    return meta
+
+
+def _build(p: SweepPartition, d_model: int):
+    import torch
+
+    from sae_models.sae import SAEConfigError, build_sae
+    from sae_models.sae.sweep import sae_config
+
     try:
         torch.manual_seed(p.settings.sweep.train.seed)
-        return build_sae(sae_config(p.variant, d_model, p.settings.sweep, meta))
+        return build_sae(sae_config(p.variant, d_model, p.settings.sweep, _metadata(p)))
     except SAEConfigError as exc:
         raise dg.Failure(f"SAE variant {p.name} (d_model {d_model}): {exc}") from None
 
@@ -42,6 +49,23 @@ def _import_external(p: SweepPartition, d_model: int):
         raise dg.Failure(f"external SAE {p.name}: d_in {sae_model.cfg.d_in} does not match the "
                          f"activations of {p.model} (d_model {d_model})")
     return sae_model
+
+
+def _fit_oracle(p: SweepPartition, train_reader):
+    """An oracle dictionary from the labelled training activations (``[oracle]``); a corpus without labels is
+    one line naming the model and ``[oracle]``."""
+    from sae_models.sae.oracle import OracleLabelError, fit_oracle
+    from sae_models.toyworld.truth import labelled_sample
+
+    labels = document_labels(p.lake)
+    if not labels:
+        raise dg.Failure(p.settings.oracle_notice() or f"[oracle]: {p.model}'s corpus has no labels")
+    sweep = p.settings.sweep
+    x, y, names = labelled_sample(train_reader.rows(), labels, sweep.baseline_fit_tokens, sweep.train.seed)
+    try:
+        return fit_oracle(x, y, names, p.variant.corruption, p.variant.seed, _metadata(p))
+    except OracleLabelError as exc:
+        raise dg.Failure(f"{p.model} / {p.name}: {exc}") from None
 
 
 def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
@@ -82,6 +106,8 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
     train_reader, _ = p.readers()
     if p.variant.is_external:
         sae_model, history = _import_external(p, train_reader.d_model), []
+    elif p.variant.is_oracle:
+        sae_model, history = _fit_oracle(p, train_reader), []
     else:
         sae_model = _build(p, train_reader.d_model)
         history = _train(context, p, sae_model, train_reader)

@@ -1,5 +1,6 @@
 """``corpus``: documents for training toy LMs and for caching activations; and the ``world`` job."""
 
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
@@ -8,10 +9,24 @@ import pyarrow.parquet as pq
 
 from assets.lakehouse.config import CorpusSection
 from assets.lakehouse.fingerprints import record
+from assets.lakehouse.lake import Lake
 from assets.lakehouse.tables import spec
 from assets.shared.automation import SETTINGS_CHANGED
 from assets.shared.metadata import materialized, table_metadata
 from assets.shared.resources import LakeResource
+
+
+@lru_cache(maxsize=2)
+def _labels_at(lake: Lake, corpus_stamp: tuple) -> dict[int, list]:
+    docs = lake.read_split("activation")
+    return {d: w for d, w in zip(docs.column("doc_id").to_pylist(), docs.column("labels").to_pylist(),
+                                 strict=True) if w is not None}
+
+
+def document_labels(lake: Lake) -> dict[int, list]:
+    """doc_id -> per-word concept labels of the activation documents (none outside the toy world). Every
+    SAE of a run reads the same corpus: kept per process until the corpus is rewritten."""
+    return _labels_at(lake, lake.stamp("corpus"))
 
 
 class CorpusError(ValueError):

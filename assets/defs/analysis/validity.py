@@ -1,0 +1,62 @@
+"""``instrument_validity``: per model, does each SAE-level instrument rank the oracle dictionaries by their known
+corruption level (``sae_models.evals.validity``; the values from sql/validity_oracles.sql)? With a blocking check
+that the table is whole: every instrument of every model with oracles, every [oracle] level present."""
+
+import dagster as dg
+
+from assets.lakehouse.sql import analysis_connection, query_text
+from assets.shared.automation import ON_ANY_UPDATE
+from assets.shared.metadata import markdown_table
+from assets.shared.resources import LakeResource
+
+TABLE = "instrument_validity"
+SOURCES = ["sae_summary", "interpretability"]
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}g}" if abs(value) < 0.01 else f"{value:.{digits}f}"
+
+
+@dg.asset(deps=SOURCES, group_name="analysis", kinds={"duckdb", "parquet"}, automation_condition=ON_ANY_UPDATE)
+def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Per model with oracle dictionaries and per instrument (mu, mu_balanced, mu_simulation, g, g - g_unsteered,
+    g_dtc, concept F1): Kendall tau-b against the known corruption level over the model's oracles, with its exact
+    permutation p-value. A working instrument has tau-b near -1."""
+    from sae_models.evals.validity import INSTRUMENTS, corruption_validity
+
+    lake_obj = lake.lake()
+    with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
+        oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
+    rows = []
+    for model in sorted({o["model"] for o in oracles}):
+        mine = [o for o in oracles if o["model"] == model]
+        rows += corruption_validity(model, [o["corruption"] for o in mine],
+                                    {k: [o[k] for o in mine] for k in INSTRUMENTS})
+    lake_obj.write_table(TABLE, rows)
+    context.log.info("validity: " + "; ".join(f"{r.model} {r.instrument} {_fmt(r.tau_b)}" for r in rows))
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(rows), "validity": dg.MetadataValue.md(
+        markdown_table([{"model": r.model, "instrument": r.instrument, "n": r.n, "tau_b": _fmt(r.tau_b),
+                         "p": _fmt(r.p_value)} for r in rows]))})
+
+
+@dg.asset_check(asset=instrument_validity, blocking=True, description=(
+    "tau-b in [-1, 1]; one row per model, instrument and answer; every [oracle] level x seed of each model "
+    "with oracles present"))
+def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
+    from sae_models.evals.validity import INSTRUMENTS
+
+    lake_obj, settings = lake.lake(), lake.settings()
+    rows = lake_obj.read_table(TABLE).to_pylist()
+    with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
+        oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
+    wanted = {(q, s) for q in settings.oracle.levels for s in settings.oracle.seeds}
+    missing = {m: sorted(wanted - {(o["corruption"], int(o["sae"].rsplit("-s", 1)[1])) for o in oracles
+                                   if o["model"] == m}) for m in {o["model"] for o in oracles}}
+    keys = [(r["model"], r["instrument"], r["against"]) for r in rows]
+    out_of_range = [k for k, r in zip(keys, rows, strict=True) if r["tau_b"] is not None and abs(r["tau_b"]) > 1 + 1e-9]
+    models = {r["model"] for r in rows}
+    complete = {(m, i) for m, i, _ in keys} == {(m, i) for m in models for i in INSTRUMENTS}
+    passed = not out_of_range and len(set(keys)) == len(keys) and complete and not any(missing.values())
+    return dg.AssetCheckResult(passed=passed, metadata={
+        "out_of_range": str(out_of_range), "duplicates": len(keys) - len(set(keys)), "complete": complete,
+        "missing_oracles": str({m: v for m, v in missing.items() if v})})

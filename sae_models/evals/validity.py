@@ -1,0 +1,57 @@
+"""Instruments against known answers: does each SAE-level instrument rank the oracle dictionaries by their
+known corruption level?
+
+Per model, over its oracle dictionaries (each corruption level x seed), Kendall's tau-b between the level and
+the instrument, with the exact two-sided permutation p-value (``sae_models.stats.level_tau_p``: every
+distinct arrangement of the levels counted). A working instrument falls as the level rises (tau-b near -1);
+one that cannot rank dictionaries of known quality measures nothing about quality. Never pooled across
+models: each model's oracles are their own test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sae_models.arrow import schema_of
+from sae_models.stats import kendall_tau_b, level_tau_p, tau_inference
+
+CORRUPTION = "corruption"
+# What each instrument is: higher is better for all, so each should fall with corruption.
+INSTRUMENTS = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1")
+
+
+@dataclass
+class ValidityRow:
+    """One row of ``instrument_validity``: an instrument against a known answer, per model."""
+
+    model: str
+    instrument: str  # mu, mu_balanced, mu_simulation, g, g_lift (g - g_unsteered), g_dtc, concept_f1
+    against: str  # corruption: the oracle dictionaries' known corruption level
+    n: int  # dictionaries with a value
+    levels: int  # distinct corruption levels among them
+    tau_b: float | None  # a working instrument: near -1 (it falls as corruption rises)
+    p_value: float | None  # two-sided; exact over the arrangements of the levels, else by 9,999 permutations
+    p_exact: bool
+
+
+VALIDITY_SCHEMA = schema_of(ValidityRow)
+
+
+def corruption_validity(model: str, corruption: Sequence[float], scores: dict[str, Sequence[float | None]]
+                        ) -> list[ValidityRow]:
+    """Per instrument in ``scores`` (values aligned with ``corruption``, one per oracle dictionary; None where
+    the dictionary has no value), tau-b against the corruption level and its p-value."""
+    rows = []
+    for instrument, values in scores.items():
+        keep = [i for i, v in enumerate(values) if v is not None and np.isfinite(v)]
+        x = np.asarray([corruption[i] for i in keep], float)
+        y = np.asarray([values[i] for i in keep], float)
+        defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
+        tau = float(kendall_tau_b(x, y)) if defined else None
+        exact = level_tau_p(x, y) if defined else None
+        p = exact if exact is not None else (tau_inference(x, y).p_value if defined else None)
+        rows.append(ValidityRow(model, instrument, CORRUPTION, len(x), len(np.unique(x)), tau, p, exact is not None))
+    return rows
