@@ -79,11 +79,14 @@ def test_an_oracle_saves_and_loads_with_the_same_codes(tmp_path):
     assert np.array_equal(_codes(loaded, x), _codes(oracle, x))
 
 
-def test_labels_an_oracle_cannot_use_are_one_error_naming_them():
+def test_a_concept_without_tokens_gets_no_latent_and_is_named():
     x, labels, _ = _planted()
     labels[:, 2] = False
-    with pytest.raises(OracleLabelError, match=r"\['role:c'\] are on no token"):
-        fit_oracle(x, labels, CONCEPTS)
+    oracle = fit_oracle(x, labels, CONCEPTS)
+    assert oracle.cfg.metadata["concepts"] == ["topic:a", "topic:b", "role:d"] and oracle.cfg.d_sae == 3
+    assert oracle.cfg.metadata["left_out"] == ["role:c"]
+    with pytest.raises(OracleLabelError, match="no direction separates any"):
+        fit_oracle(x, torch.zeros_like(labels), CONCEPTS)
     with pytest.raises(OracleLabelError, match="do not match"):
         fit_oracle(x, labels[:, :3], CONCEPTS)
 

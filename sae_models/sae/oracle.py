@@ -53,24 +53,28 @@ class OracleDictionary(SparseAutoencoder):
 def fit_oracle(x: torch.Tensor, labels: torch.Tensor, concepts: list[str], corruption: float = 0.0, seed: int = 0,
                metadata: dict | None = None) -> OracleDictionary:
     """The oracle of ``concepts`` from activations ``x`` [n, d] and boolean ``labels`` [n, len(concepts)], with
-    ``corruption`` (a fraction of latents, 0..1) replaced under ``seed``."""
+    ``corruption`` (a fraction of latents, 0..1) replaced under ``seed``. A concept on no token of the sample (or
+    on every one) gets no latent: its name is kept in the metadata's ``left_out``."""
     if labels.shape != (x.shape[0], len(concepts)):
         raise OracleLabelError(f"labels {tuple(labels.shape)} do not match {x.shape[0]} tokens x {len(concepts)} "
                                "concepts")
     if not 0.0 <= corruption <= 1.0:
         raise OracleLabelError(f"corruption {corruption} is not a fraction in [0, 1]")
     y = labels.numpy().astype(bool)
-    empty = [c for c, n in zip(concepts, y.sum(0), strict=True) if n == 0 or n == len(y)]
-    if empty:
-        raise OracleLabelError(f"concepts {empty} are on no token or on every token of the fitting sample: no "
-                               "direction separates them")
+    usable = (y.sum(0) > 0) & (y.sum(0) < len(y))  # a concept on no token, or on all, has no direction
+    if not usable.any():
+        raise OracleLabelError(f"none of the concepts {concepts} is on some tokens and off others in the fitting "
+                               "sample: no direction separates any of them")
+    left_out = [c for c, ok in zip(concepts, usable, strict=True) if not ok]
+    concepts, y = [c for c, ok in zip(concepts, usable, strict=True) if ok], y[:, usable]
     xs = x.double().numpy()
     mean = xs.mean(0)
     enc, dec = _discriminants(xs - mean, y)
     cut = _best_cuts((xs - mean) @ enc.T, y)
     enc, dec, cut = _corrupt(enc, dec, cut, xs - mean, corruption, seed)
     dec = _scaled_decoder(dec, np.maximum((xs - mean) @ enc.T - cut, 0.0))
-    meta = {**(metadata or {}), "concepts": list(concepts), "corruption": corruption, "corruption_seed": seed}
+    meta = {**(metadata or {}), "concepts": concepts, "left_out": left_out, "corruption": corruption,
+            "corruption_seed": seed}
     oracle = OracleDictionary(SAEConfig(ARCHITECTURE, x.shape[1], len(concepts), metadata=meta))
     with torch.no_grad():
         oracle.W_enc.copy_(torch.from_numpy(enc.T))

@@ -12,10 +12,11 @@ from assets.shared.metadata import control_png, image_md, markdown_table, mu_vs_
 from assets.shared.resources import LakeResource
 
 INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation",
-          "instrument_reliability"]
+          "instrument_reliability", "instrument_validity"]
 # Read for the models' table, what steering adds, a steered example and the contextual latents' mix by kind.
 READS = ["lm_eval", "autointerp", "latent_stats", "latent_purity", "steering", "steering_concepts",
-         "steering_generations"]
+         "steering_generations", "interpretability"]
+VALID_TAU = 0.8  # |tau-b| against the known corruption level an instrument must reach, with the right sign
 LM_COLUMNS = ("model", "control_of", "held_out_loss", "unigram_cross_entropy", "topic_consistency", "ioi_accuracy",
               "ioi_accuracy_abba", "ioi_accuracy_baba", "ioi_accuracy_train_pairs", "ioi_logit_diff", "steps")
 RANK_COLUMNS = ("group", "n", "pairs", "tau_b", "ci_low", "ci_high", "p_value", "note")
@@ -214,18 +215,72 @@ PATCHING_SECTION = ["## Causal localisation: feature patching on IOI ([C23])", "
                     ""]
 
 
+def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
+    """Each instrument's tau-b against the oracles' known corruption level, a verdict, and the means per level."""
+    if not validity:
+        return []
+    table = [{"model": r["model"], "instrument": r["instrument"], "oracles": r["n"], "tau_b": _fmt(r["tau_b"]),
+              "best possible": _fmt(-r["tau_max"] if r["tau_max"] is not None else None),
+              "p": _p(r["p_value"]) + ("" if r["p_exact"] else " (permutations)"), "ranks them": _verdict_of(r)}
+             for r in validity]
+    failing = [f"{r['model']} {r['instrument']} ({_fmt(r['tau_b'])})" for r in validity
+               if _verdict_of(r) != "yes" and r["instrument"] != "concept_f1"]
+    levels: dict[tuple, list[dict]] = {}
+    for o in oracles:
+        levels.setdefault((o["model"], o["corruption"]), []).append(o)
+    means = [{"model": m, "corruption": f"{q:g}", "n": len(rows),
+              **{k: _fmt(_mean([r[k] for r in rows])) for k in ("mu", "mu_simulation", "g", "g_lift", "g_dtc",
+                                                               "concept_f1")}}
+             for (m, q), rows in sorted(levels.items())]
+    return ["## Instruments against known answers: the oracle dictionaries", "",
+            "Per model, oracle dictionaries of known quality: one latent per ground-truth concept of the toy world "
+            "(its encoder Fisher's linear discriminant of the concept, its decoder the concept's class-mean "
+            "difference), and copies in which a fraction of the latents (the corruption level) read and write a "
+            "random direction instead, at each level and seed of [oracle]. They go through the same assets as "
+            "any SAE. An instrument that measures dictionary quality falls as the level rises: tau-b against the "
+            f"level near its floor (here: at most -{VALID_TAU}, p < 0.05; with several dictionaries per level "
+            "|tau-b| cannot reach 1, the best possible is shown). p is exact over every arrangement of the "
+            "levels, or from 9,999 permutations where scores tie. concept_f1 is the world's own recovery score, "
+            "the check that the oracles are what they claim. g_lift is g - g_unsteered.", "",
+            markdown_table(table), "",
+            ("Instruments that do not rank the oracles: " + ", ".join(failing) + "." if failing
+             else "Every instrument ranks the oracles by their known quality."), "",
+            "Means per corruption level:", "", markdown_table(means), ""]
+
+
+def _verdict_of(row: dict) -> str:
+    tau, p = row["tau_b"], row["p_value"]
+    if tau is None:
+        return "undefined"
+    if tau > 0:
+        return "no: wrong sign"
+    return "yes" if tau <= -VALID_TAU and p is not None and p < 0.05 else "no: too weak"
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baselines: list[dict],
             patched: bool = False, contrast: list[dict] = (), separation: list[dict] = (),
             reliability: list[dict] = (), contextual_kinds: list[dict] = (), lm_rows: list[dict] = (),
             lift: list[dict] = (), examples: list[dict] = (), latent_level: list[dict] = (),
-            by_explanation: list[dict] = ()) -> str:
+            by_explanation: list[dict] = (), validity: list[dict] = (), oracles: list[dict] = ()) -> str:
     twins = sorted({r["model"] for r in summary if r["control_of"]})
     everything, summary = summary, [r for r in summary if not r["control_of"]]
     saes = [r for r in summary if not r["is_baseline"]]
+    n_oracles = sum(r["architecture"] == "oracle" for r in summary)
     models = sorted({r["model"] for r in summary})
     lines = ["# sae-lake report", "",
              f"{len(saes)} SAEs over {len(models)} models ({', '.join(models)}), "
-             f"{len(summary) - len(saes)} baseline dictionaries; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
+             f"{len(summary) - len(saes) - n_oracles} baseline dictionaries"
+             + (f", {n_oracles} oracle dictionaries" if n_oracles else "")
+             + f"; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
              + (f"The control twins ({', '.join(twins)}) have their own section and their own rows of Table 2 "
                 f"(not in its 'all models'); the rank analysis "
                 f"{'includes' if any(r['controls_included'] for r in ranks) else 'excludes'} their SAEs. "
@@ -235,7 +290,7 @@ def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baseline
              "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", "",
              "![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
     lines += _models_section(list(lm_rows)) + _lift_section(list(lift), list(examples), list(by_explanation))
-    lines += _reliability_section(list(reliability))
+    lines += _validity_section(list(validity), list(oracles)) + _reliability_section(list(reliability))
     lines += _rank_section(ranks, "mu vs g", "Table 1: mu vs g (Kendall tau-b over SAEs)")
     lines += ["## Table 2: steering score before and after selection", "", markdown_table(table2), "",
               "Lifts in percent, two ways: of the means, and the mean (and median) of the per-SAE gains.", ""]
@@ -260,8 +315,9 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
     lake_obj = lake.lake()
     with analysis_connection(lake_obj, lake_obj.tables(), INPUTS + READS, []) as con:
-        summary, ranks, lift, contrast, separation, reliability = (con.sql(f"SELECT * FROM {t}").pl().to_dicts()
-                                                                    for t in INPUTS)
+        summary, ranks, lift, contrast, separation, reliability, validity = (
+            con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
+        oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
         baselines = con.sql(query_text("report_baselines")).pl().to_dicts()
         kinds, lifts, examples, latent_level, by_explanation = (
             con.sql(query_text(q)).pl().to_dicts()
@@ -270,7 +326,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         lm_rows = con.sql("SELECT * FROM lm_eval ORDER BY model").pl().to_dicts()
     trained = [r for r in summary if not r["control_of"]]
     saes = [r for r in trained if not r["is_baseline"]]
-    scatter = mu_vs_g_png(saes, [r for r in trained if r["is_baseline"]],
+    scatter = mu_vs_g_png(saes, [r for r in trained if r["is_baseline"] and r["architecture"] != "oracle"],
                           [("g", "before selection: g"), ("g_out", "output score: g_out"),
                            ("g_dtc", "DTC selection: g_dtc")], "mu vs steering utility, one point per SAE")
     comparisons = [c for c in ("mu vs g", "mu vs g_dtc", "mu vs gain", "concept_f1 vs mu", "concept_f1 vs g",
@@ -278,7 +334,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
     text = compose(summary, ranks, lift, baselines, "patching" in lake_obj.tables(), contrast, separation,
-                   reliability, kinds, lm_rows, lifts, examples, latent_level, by_explanation)
+                   reliability, kinds, lm_rows, lifts, examples, latent_level, by_explanation, validity, oracles)
     if contrast:
         from sae_models.evals.control import METRICS as CONTROL_METRICS
 
