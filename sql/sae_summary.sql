@@ -8,6 +8,8 @@
 -- model's SAE at the same level (a twin may have a part of the sweep only). Null where there is no level
 -- (baselines, external SAEs).
 -- concept_f1: the toy world's ground truth (mean best F1 over its concepts; null for real models).
+-- true_steerability: the toy world's judge-free truth for g, the mean over the steered latents of the rise of their
+-- concept's next-token probability (null for real models).
 -- contextual_share: of the CONCEPT100 latents, the share that are contextual (latent_stats: the current token's
 -- identity explains under half of the latent's activation variance on held-out tokens).
 WITH contextual AS (
@@ -15,6 +17,9 @@ WITH contextual AS (
     FROM autointerp a JOIN latent_stats s USING (model, sae, latent)
     WHERE a.concept100
     GROUP BY a.model, a.sae
+),
+truth AS (
+    SELECT model, sae, avg(rise_test) AS true_steerability FROM true_steerability GROUP BY model, sae
 ),
 f1 AS (
     SELECT model, sae, avg(best_f1) AS concept_f1, avg(best_f1_swept) AS concept_f1_swept
@@ -65,7 +70,8 @@ SELECT
     sel.size AS selected,
     f1.concept_f1,
     f1.concept_f1_swept,
-    contextual.contextual_share
+    contextual.contextual_share,
+    truth.true_steerability
 FROM sae_metrics m
 JOIN current c USING (model, sae)
 JOIN interpretability i USING (model, sae)
@@ -73,5 +79,6 @@ LEFT JOIN steering_summary s USING (model, sae)
 LEFT JOIN selection sel USING (model, sae)
 LEFT JOIN f1 USING (model, sae)
 LEFT JOIN contextual USING (model, sae)
+LEFT JOIN truth USING (model, sae)
 LEFT JOIN grid ON grid.trained = c.trained AND grid.architecture = c.architecture AND grid.level = c.level
 ORDER BY m.model, i.is_baseline, m.architecture, sparsity_index, m.sae;

@@ -10,7 +10,8 @@ SELECT
     s.g,
     s.g - s.g_unsteered AS g_lift,
     s.g_dtc,
-    s.concept_f1
+    s.concept_f1,
+    s.true_steerability
 FROM sae_summary s
 LEFT JOIN interpretability i USING (model, sae)
 WHERE s.architecture = 'oracle' AND s.control_of IS NULL

@@ -41,7 +41,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "interpretability", "interpretability_by_kind", "judge_cache", "catalog",
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
                     "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report",
-                    "patching", "patching_report", "control_contrast", "control_separation",
+                    "patching", "patching_report", "control_contrast", "control_separation", "true_steerability",
                     "instrument_reliability", "instrument_validity"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
@@ -169,6 +169,9 @@ def _check_oracles(lake: Lake, config) -> None:
         concepts = load_sae(lake.fetch("saes", model="toy-gemma2", sae=name)).cfg.metadata["concepts"]
         assert metrics["architecture"] == "oracle" and metrics["d_sae"] == len(concepts) >= 20
         assert lake.read_table("steering_summary", model="toy-gemma2", sae=name).num_rows == 1
+        steered = lake.read_table("steering_generations", model="toy-gemma2", sae=name).column("latent")
+        truth = lake.read_table("true_steerability", model="toy-gemma2", sae=name)
+        assert sorted(truth.column("latent").to_pylist()) == sorted(set(steered.to_pylist()))
         recovery = lake.read_table("concept_recovery", model="toy-gemma2", sae=name)
         f1[name] = float(recovery.column("best_f1").to_numpy().mean())
     assert f1["oracle-0-s0"] > f1["oracle-1-s0"]  # equal if the corruption changed nothing

@@ -76,6 +76,8 @@ def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bo
     from assets.definitions import defs
 
     settings = load_settings()
+    if notice := settings.oracle_notice():
+        print_fn(notice)
     instance = instance or _instance()
     _add_partitions(instance, settings)
     plan = demo_plan(settings)

@@ -36,8 +36,8 @@ STAGE = {
     "sae": "sae", "sae_training": "sae", "latent_stats": "sae", "concept_recovery": "sae", "latent_purity": "sae",
     "sae_metrics": "metrics", "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
     "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
-    "steering_summary": "steering", "feature_scores": "feature_scores", "selection": "selection",
-    "patching": "patching",
+    "steering_summary": "steering", "true_steerability": "generations", "feature_scores": "feature_scores",
+    "selection": "selection", "patching": "patching",
 }
 # [autointerp] settings that decide the concept set (CONCEPT100 of the latents with enough windows) and m_f.
 CONCEPT_FIELDS = (EXAMPLE_FIELDS - {"n_importance", "n_random", "half_window"}) | {"n_concept"}

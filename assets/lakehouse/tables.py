@@ -143,6 +143,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per generation: the judge's concept, instruct and fluency ratings and their harmonic mean"),
     TableSpec("steering_concepts", MODEL_SAE, "sae_models.evals.steering:CONCEPTS_SCHEMA",
               "per steered concept: the factor chosen on dev, the test score there, the unsteered score"),
+    TableSpec("true_steerability", MODEL_SAE, "sae_models.toyworld.steerability:STEERABILITY_SCHEMA",
+              "per steered latent (toy world): the judge-free rise of its concept's next-token probability at the "
+              "factor chosen on dev documents, on test documents"),
     TableSpec("steering_summary", MODEL_SAE, "sae_models.evals.steering:SUMMARY_SCHEMA",
               "per SAE: steering utility g beside its unsteered baseline"),
     TableSpec("feature_scores", MODEL_SAE, "sae_models.evals.feature_scores:FEATURE_SCORES_SCHEMA",

@@ -1,5 +1,5 @@
 """Instruments against known answers: does each SAE-level instrument rank the oracle dictionaries by their
-known corruption level?
+known corruption level, and the SAEs by the world's own truth?
 
 Per model, over its oracle dictionaries (each corruption level x seed), Kendall's tau-b between the level and
 the instrument, with the exact two-sided permutation p-value (``sae_models.stats.level_tau_p``: every
@@ -7,6 +7,9 @@ distinct arrangement of the levels counted). A working instrument falls as the l
 floor: with ties in the levels, |tau-b| cannot reach 1; 5 levels x 3 seeds allow 0.93);
 one that cannot rank dictionaries of known quality measures nothing about quality. Never pooled across
 models: each model's oracles are their own test.
+
+Per model, over its SAEs (no baselines, twins or oracles), tau-b between each steering instrument and the toy
+world's judge-free ``true_steerability``, with a permutation p and a BCa interval over SAEs.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from sae_models.arrow import schema_of
 from sae_models.stats import kendall_tau_b, level_tau_p, tau_inference
 
 CORRUPTION = "corruption"
-# What each instrument is: higher is better for all, so each should fall with corruption.
-INSTRUMENTS = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1")
+TRUE_STEERABILITY = "true_steerability"
+# Higher is better for all, so each should fall with corruption (concept_f1 and true_steerability: the truth's
+# own check that the oracles are what they claim).
+INSTRUMENTS = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1", TRUE_STEERABILITY)
+STEERING_INSTRUMENTS = ("g", "g_lift", "g_dtc")  # each should rise with true_steerability over SAEs
 
 
 @dataclass
@@ -30,13 +36,15 @@ class ValidityRow:
 
     model: str
     instrument: str  # mu, mu_balanced, mu_simulation, g, g_lift (g - g_unsteered), g_dtc, concept_f1
-    against: str  # corruption: the oracle dictionaries' known corruption level
+    against: str  # corruption (the oracles' known level) or true_steerability (over the SAEs)
     n: int  # dictionaries with a value
     levels: int  # distinct corruption levels among them
     tau_b: float | None  # a working instrument: near -tau_max (it falls as corruption rises)
     tau_max: float | None  # the largest |tau-b| these tied levels allow: sqrt(pairs of different levels / pairs)
     p_value: float | None  # two-sided; exact over the arrangements of the levels, else by 9,999 permutations
     p_exact: bool
+    ci_low: float | None = None  # against true_steerability: 95% BCa interval over SAEs
+    ci_high: float | None = None
 
 
 VALIDITY_SCHEMA = schema_of(ValidityRow)
@@ -64,3 +72,21 @@ def corruption_validity(model: str, corruption: Sequence[float], scores: dict[st
         rows.append(ValidityRow(model, instrument, CORRUPTION, len(x), len(np.unique(x)), tau, _tau_max(x), p,
                                 exact is not None))
     return rows
+
+
+def truth_validity(model: str, truth: Sequence[float | None], scores: dict[str, Sequence[float | None]]
+                   ) -> list[ValidityRow]:
+    """Per instrument in ``scores`` (one value per SAE, aligned with ``truth``), tau-b against the truth with a
+    permutation p and a BCa interval over the SAEs."""
+    rows = []
+    for instrument, values in scores.items():
+        keep = [i for i, (t, v) in enumerate(zip(truth, values, strict=True)) if t is not None and v is not None]
+        x, y = np.asarray([truth[i] for i in keep], float), np.asarray([values[i] for i in keep], float)
+        defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
+        tau = float(kendall_tau_b(x, y)) if defined else None
+        inference = tau_inference(x, y) if defined else None
+        rows.append(ValidityRow(model, instrument, TRUE_STEERABILITY, len(x), len(np.unique(x)), tau, 1.0 if defined
+                                else None, inference.p_value if inference else None, False,
+                                inference.ci_low if inference else None, inference.ci_high if inference else None))
+    return rows
+

@@ -1,5 +1,6 @@
 """``instrument_validity``: per model, does each SAE-level instrument rank the oracle dictionaries by their known
-corruption level (``sae_models.evals.validity``; the values from sql/validity_oracles.sql)? With a blocking check
+corruption level, and the SAEs by the toy world's judge-free true steerability (``sae_models.evals.validity``; the
+values from sql/validity_oracles.sql and sql/validity_truth.sql)? With a blocking check
 that the table is whole: every instrument of every model with oracles, every [oracle] level present."""
 
 import dagster as dg
@@ -20,18 +21,24 @@ def _fmt(value, digits: int = 2) -> str:
 @dg.asset(deps=SOURCES, group_name="analysis", kinds={"duckdb", "parquet"}, automation_condition=ON_ANY_UPDATE)
 def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Per model with oracle dictionaries and per instrument (mu, mu_balanced, mu_simulation, g, g - g_unsteered,
-    g_dtc, concept F1): Kendall tau-b against the known corruption level over the model's oracles, with its exact
-    permutation p-value. A working instrument has tau-b near -1."""
-    from sae_models.evals.validity import INSTRUMENTS, corruption_validity
+    g_dtc, concept F1, true steerability): Kendall tau-b against the known corruption level over the model's
+    oracles, with its exact permutation p-value (a working instrument: near the lowest tau-b the tied levels
+    allow); and per steering instrument, tau-b against true steerability over the model's SAEs."""
+    from sae_models.evals.validity import INSTRUMENTS, STEERING_INSTRUMENTS, corruption_validity, truth_validity
 
     lake_obj = lake.lake()
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
         oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
+        saes = con.sql(query_text("validity_truth")).pl().to_dicts()
     rows = []
     for model in sorted({o["model"] for o in oracles}):
         mine = [o for o in oracles if o["model"] == model]
         rows += corruption_validity(model, [o["corruption"] for o in mine],
                                     {k: [o[k] for o in mine] for k in INSTRUMENTS})
+    for model in sorted({s["model"] for s in saes}):
+        mine = [s for s in saes if s["model"] == model]
+        rows += truth_validity(model, [s["true_steerability"] for s in mine],
+                               {k: [s[k] for s in mine] for k in STEERING_INSTRUMENTS})
     lake_obj.write_table(TABLE, rows)
     context.log.info("validity: " + "; ".join(f"{r.model} {r.instrument} {_fmt(r.tau_b)}" for r in rows))
     return dg.MaterializeResult(metadata={"dagster/row_count": len(rows), "validity": dg.MetadataValue.md(
@@ -54,8 +61,8 @@ def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
                                    if o["model"] == m}) for m in {o["model"] for o in oracles}}
     keys = [(r["model"], r["instrument"], r["against"]) for r in rows]
     out_of_range = [k for k, r in zip(keys, rows, strict=True) if r["tau_b"] is not None and abs(r["tau_b"]) > 1 + 1e-9]
-    models = {r["model"] for r in rows}
-    complete = {(m, i) for m, i, _ in keys} == {(m, i) for m in models for i in INSTRUMENTS}
+    models = {r["model"] for r in rows if r["against"] == "corruption"}
+    complete = {(m, i) for m, i, a in keys if a == "corruption"} == {(m, i) for m in models for i in INSTRUMENTS}
     passed = not out_of_range and len(set(keys)) == len(keys) and complete and not any(missing.values())
     return dg.AssetCheckResult(passed=passed, metadata={
         "out_of_range": str(out_of_range), "duplicates": len(keys) - len(set(keys)), "complete": complete,

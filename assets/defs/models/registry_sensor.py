@@ -60,6 +60,8 @@ def model_registry_sensor(context: dg.SensorEvaluationContext, lake: LakeResourc
     diff = diff_registry(settings, existing)
     if diff.removed:
         context.log.warning(f"models no longer in lake.toml (partitions and data kept): {diff.removed}")
+    if notice := settings.oracle_notice():
+        context.log.warning(notice)
     cursor = {PAIRS: pairs_hash(settings)}
     partition_requests = [models_partitions.build_add_request(diff.added)] if diff.added else []
     new_variants = missing_variants(settings, set(context.instance.get_dynamic_partitions(saes_partitions.name)))

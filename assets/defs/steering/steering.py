@@ -28,7 +28,8 @@ def _instructions(p: SweepPartition, tokenizer):
         raise dg.Failure(f"[steering] {exc}") from None
 
 
-def _concepts(p: SweepPartition, sae):
+def planned_concepts(p: SweepPartition, sae):
+    """The latents g steers, with m_f (judge-independent: from the latent examples)."""
     from sae_models.evals.steering import SteeringInputError, steering_concepts
 
     examples = p.lake.read_table("latent_examples", model=p.model, sae=p.name)
@@ -61,7 +62,7 @@ def steering_generations(context: dg.AssetExecutionContext, lake: LakeResource) 
     p = sweep_partition(context, lake)
     cfg = p.settings.steering
     sae = p.load_sae(torch_device())
-    concepts = _concepts(p, sae)
+    concepts = planned_concepts(p, sae)
     lm = p.load_lm()
     pool = _instructions(p, lm.tokenizer)
     rows = plan_steering(concepts, pool, cfg, lambda *key: row_seed(p.model, p.name, *key, cfg.seed))
