@@ -117,3 +117,6 @@ def test_a_max_falls_back_to_the_prompts_other_tokens_when_no_latent_fires_at_th
         sae.b_enc[0] = -1e6
     with pytest.raises(FeatureScoreError, match="every code is <= 0 at every token of"):
         prompt_a_max(lm, sae, module, PROMPT)
+    logged.clear()  # a dictionary silent on the whole prompt (an oracle can be) takes its corpus-wide largest code
+    assert prompt_a_max(lm, sae, module, PROMPT, logged.append, fallback=3.5) == 3.5
+    assert "no latent fires at any token" in logged[0] and "activation corpus" in logged[0]

@@ -161,10 +161,13 @@ def _ranks(values: Sequence[float], descending: bool) -> list[int]:
     return ranks
 
 
-def prompt_a_max(lm: LoadedLM, sae, module, prompt: str, log: Callable[[str], None] = lambda _: None) -> float:
+def prompt_a_max(lm: LoadedLM, sae, module, prompt: str, log: Callable[[str], None] = lambda _: None,
+                 fallback: float | None = None) -> float:
     """a_max of [W25]: the largest code at the prompt's last token. A thresholded SAE (BatchTopK, JumpReLU,
     Gated) can leave that position with no latent firing; then the largest code at any of the prompt's
-    positions, with a line in the log. No code above 0 anywhere is an error naming the prompt."""
+    positions, with a line in the log. A dictionary with few sparse latents (an oracle) can leave the whole prompt
+    silent: then ``fallback`` (the largest code it reaches on the activation corpus), logged; without one, an
+    error naming the prompt."""
     enc = tokenize(lm, [prompt])
     with torch.inference_mode():
         with capture(module) as seen:
@@ -173,12 +176,16 @@ def prompt_a_max(lm: LoadedLM, sae, module, prompt: str, log: Callable[[str], No
         last, anywhere = float(codes[-1].max()), float(codes.max())
     if last > 0:
         return last
-    if not anywhere > 0:
-        raise FeatureScoreError(f"every code is <= 0 at every token of {prompt!r}: a_max = {anywhere}, so no latent "
-                                "can be raised by s x a_max; choose another [selection] prompt")
-    log(f"no latent fires at the last token of {prompt!r}: a_max = {anywhere:.4g}, the largest code at any of its "
-        "tokens")
-    return anywhere
+    if anywhere > 0:
+        log(f"no latent fires at the last token of {prompt!r}: a_max = {anywhere:.4g}, the largest code at any of "
+            "its tokens")
+        return anywhere
+    if fallback is not None and fallback > 0:
+        log(f"no latent fires at any token of {prompt!r}: a_max = {fallback:.4g}, the largest code on the activation "
+            "corpus")
+        return fallback
+    raise FeatureScoreError(f"every code is <= 0 at every token of {prompt!r}: a_max = {anywhere}, so no latent "
+                            "can be raised by s x a_max; choose another [selection] prompt")
 
 
 @dataclass
@@ -192,8 +199,9 @@ class FeatureScoreRun:
 
 
 def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[int], cfg: SelectionConfig,
-                   log: Callable[[str], None] = lambda _: None) -> FeatureScoreRun:
-    """Every latent of ``latents``: logit lens, S_out and DeltaC_k, ``cfg.batch_size`` latents per forward."""
+                   log: Callable[[str], None] = lambda _: None, corpus_max: float | None = None) -> FeatureScoreRun:
+    """Every latent of ``latents``: logit lens, S_out and DeltaC_k, ``cfg.batch_size`` latents per forward.
+    ``corpus_max``: the largest code on the activation corpus, a_max when the prompt leaves every latent silent."""
     d_sae = sae.W_dec.shape[0]
     bad = [f for f in latents if not 0 <= f < d_sae]
     if bad:
@@ -203,7 +211,7 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
     start, report = time.perf_counter(), Progress(log)
     module = hook_module(lm.model, layer, hook)
     state = run_prompt(lm, module, cfg.prompt)
-    a_max = prompt_a_max(lm, sae, module, cfg.prompt, log)
+    a_max = prompt_a_max(lm, sae, module, cfg.prompt, log, corpus_max)
     amount = cfg.scale * a_max
     base = {k: float(c[0]) for k, c in token_confidences(state.base_logits[None], CONFIDENCE_K).items()}
     columns: dict[str, list] = {name: [] for name in ("lens", "r", "p", "s_out", "c1", "c5", "z1", "z5")}

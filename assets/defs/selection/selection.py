@@ -37,8 +37,10 @@ def feature_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     cfg = p.settings.selection
     sae = p.load_sae(torch_device())
     latents = [int(f) for f in live_latents(p.lake, p.model, p.name)]
+    corpus_max = max(p.lake.read_table("latent_stats", model=p.model, sae=p.name).column("max_activation").to_pylist())
     try:
-        run = score_features(p.load_lm(), sae, p.entry.layer, p.entry.hook, latents, cfg, context.log.debug)
+        run = score_features(p.load_lm(), sae, p.entry.layer, p.entry.hook, latents, cfg, context.log.info,
+                             corpus_max)
     except FeatureScoreError as exc:
         raise dg.Failure(f"{p.model} / {p.name}: [selection] {exc}") from None
     rec = p.record("feature_scores")
