@@ -60,7 +60,14 @@ def test_a_factor_that_drives_the_answer_off_its_instruction_is_never_chosen(pro
     probe, directions, size = probe_and_directions
     (row,) = true_steerability(probe, directions, [SteeredLatent(0, 2 * size, "topic:food")], [40.0])
     # at 80x the class-mean difference the answer is all food words: the instruction's topic is gone
-    assert row.factor is None and row.rise_test == 0.0
+    assert row.factor is None and row.rise_test == 0.0 and row.keep_test is None
+
+
+def test_a_concept_no_answer_holds_is_missing_not_zero(probe_and_directions):
+    probe, directions, size = probe_and_directions
+    names, prompt_word = true_steerability(probe, directions, [SteeredLatent(0, size, "role:name"),
+                                                               SteeredLatent(0, size, "word:question")], FACTORS)
+    assert names.rise_test is None and names.positions == 0 and prompt_word.rise_test is None
 
 
 def test_concept_words_are_the_grammars_in_each_slot():

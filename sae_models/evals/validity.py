@@ -38,9 +38,10 @@ class ValidityRow:
     instrument: str  # mu, mu_balanced, mu_simulation, g, g_lift (g - g_unsteered), g_dtc, concept_f1
     against: str  # corruption (the oracles' known level) or true_steerability (over the SAEs)
     n: int  # dictionaries with a value
-    levels: int  # distinct corruption levels among them
+    levels: int  # distinct values of the answer among them (the corruption levels; the SAEs' truths)
     tau_b: float | None  # a working instrument: near -tau_max (it falls as corruption rises)
-    tau_max: float | None  # the largest |tau-b| these tied levels allow: sqrt(pairs of different levels / pairs)
+    tau_max: float | None  # the largest |tau-b| these tied levels allow to untied scores: sqrt(pairs of
+    #                        different levels / pairs); None against true_steerability
     p_value: float | None  # two-sided; exact over the arrangements of the levels, else by 9,999 permutations
     p_exact: bool
     ci_low: float | None = None  # against true_steerability: 95% BCa interval over SAEs
@@ -85,8 +86,8 @@ def truth_validity(model: str, truth: Sequence[float | None], scores: dict[str, 
         defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
         tau = float(kendall_tau_b(x, y)) if defined else None
         inference = tau_inference(x, y) if defined else None
-        rows.append(ValidityRow(model, instrument, TRUE_STEERABILITY, len(x), len(np.unique(x)), tau, 1.0 if defined
-                                else None, inference.p_value if inference else None, False,
+        rows.append(ValidityRow(model, instrument, TRUE_STEERABILITY, len(x), len(np.unique(x)), tau, None,
+                                inference.p_value if inference else None, False,
                                 inference.ci_low if inference else None, inference.ci_high if inference else None))
     return rows
 

@@ -11,7 +11,10 @@ rank correctly: an instrument that cannot tell the clean oracle from its corrupt
 - Corruption at level q with seed s: a seeded random round(q * n) of the latents get a random unit direction
   r in place of both their encoder and decoder directions (each keeps its norm; the cut is set again so the
   latent fires as often as before). Encoder and decoder change together, so no choice of steering factor or
-  threshold brings the concept back; level 1 is a dictionary of random directions with the oracle's sparsity.
+  threshold restores the concept's direction; level 1 is a dictionary of random directions with the oracle's
+  sparsity (a random direction still overlaps the concepts' span by chance: with d_model 64 and 26 concepts, a
+  good part of its energy). Each (level, seed) draws its own latents and directions, so the copies of one seed
+  are not nested; the caller fits each seed on its own sample of tokens, so the level-0 copies differ too.
 
 As SAELens "standard" SAEs: W_enc [d_in, n], W_dec [n, d_in], b_enc = -cut, b_dec = mu.
 """
@@ -112,7 +115,7 @@ def _corrupt(enc: np.ndarray, dec: np.ndarray, cut: np.ndarray, xc: np.ndarray, 
     """Replace both directions of a seeded random round(corruption * n) latents by one random unit direction
     each (norms kept), with cuts that keep each latent's firing rate."""
     n = len(enc)
-    rng = np.random.default_rng([seed, n])
+    rng = np.random.default_rng([seed, n, round(corruption * 1000)])  # each level its own draw: chains not nested
     hit = rng.permutation(n)[:round(corruption * n)]
     if not len(hit):
         return enc, dec, cut

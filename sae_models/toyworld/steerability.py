@@ -9,7 +9,8 @@ next-token probability mass on those words, p_c, is compared with and without th
 words. The instruction topic's words in the same slots keep at least ``KEEP`` of their unsteered mass p_i,
 else the answer has left its instruction and the factor does not count. Per latent: the factor is chosen on
 dev documents (the largest rise of p_c among the factors that keep p_i), the score is the rise on test
-documents at that factor; 0 when no factor keeps the instruction.
+documents at that factor; 0 when no factor keeps the instruction; missing (None) when the concept has no word
+in any answer slot (a name, a prompt word), since nothing there can be measured.
 
 The concept is the latent's best ground-truth feature (``latent_purity``: a topic, a sentiment, a role or a
 word) and its words are the grammar's: no judge word list, sentence pattern, explanation or judge-chosen
@@ -59,9 +60,10 @@ class SteerabilityRow:
     latent: int
     concept: str  # its best ground-truth feature (latent_purity), e.g. topic:food, sentiment:positive, word:the
     factor: float | None  # chosen on dev: the largest rise of p_c keeping the instruction; None if none keeps it
-    rise_dev: float  # mean p_c steered - unsteered over the concept's slots, dev documents, at the factor
-    rise_test: float  # the same on test documents: the latent's true steerability (0 without a factor)
-    keep_test: float  # p_i steered / unsteered on test documents at the factor
+    rise_dev: float | None  # mean p_c steered - unsteered over the concept's slots, dev documents, at the factor
+    rise_test: float | None  # the same on test documents: the latent's true steerability (0 when no factor
+    #                          keeps the instruction; None when its concept has no word in any answer slot)
+    keep_test: float | None  # p_i steered / unsteered on test documents at the factor
     positions: int  # test answer positions where the concept has words
 
 
@@ -217,8 +219,11 @@ def true_steerability(probe: SteerabilityProbe, directions: torch.Tensor, latent
         keeping = [f for f in factors if stats[f]["dev"][1] >= KEEP]
         best = max(keeping, key=lambda f: (stats[f]["dev"][0], -f)) if keeping else None
         positions = int(where[~dev].sum())
-        if best is None:
-            out.append(SteerabilityRow(item.latent, item.concept, None, 0.0, 0.0, 1.0, positions))
+        if not positions or not where[dev].any():  # nothing to measure: a concept answers never hold
+            out.append(SteerabilityRow(item.latent, item.concept, None, None, None, None, positions))
+            continue
+        if best is None:  # every factor drives the answer off its instruction
+            out.append(SteerabilityRow(item.latent, item.concept, None, None, 0.0, None, positions))
             continue
         (rise_dev, _), (rise_test, keep_test) = stats[best]["dev"], stats[best]["test"]
         out.append(SteerabilityRow(item.latent, item.concept, best, rise_dev, rise_test, keep_test, positions))

@@ -230,6 +230,8 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
              for r in against_level]
     failing = [f"{r['model']} {r['instrument']} ({_fmt(r['tau_b'])})" for r in against_level
                if _verdict_of(r) != "yes" and r["instrument"] not in TRUTHS]
+    doubt = [f"{r['model']} {r['instrument']} ({_fmt(r['tau_b'])})" for r in against_level
+             if _verdict_of(r) != "yes" and r["instrument"] in TRUTHS]
     levels: dict[tuple, list[dict]] = {}
     for o in oracles:
         levels.setdefault((o["model"], o["corruption"]), []).append(o)
@@ -248,12 +250,15 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
             "random direction instead, at each level and seed of [oracle]. They go through the same assets as "
             "any SAE. An instrument that measures dictionary quality falls as the level rises: tau-b against the "
             f"level near its floor (here: at most -{VALID_TAU}, p < 0.05; with several dictionaries per level "
-            "|tau-b| cannot reach 1, the best possible is shown). p is exact over every arrangement of the "
-            "levels, or from 9,999 permutations where scores tie. concept_f1 and true_steerability are the "
-            "world's own truths, the check that the oracles are what they claim. g_lift is g - g_unsteered.", "",
+            "|tau-b| cannot reach 1: the best possible for untied scores is shown). p is exact over every "
+            "arrangement of the levels, or from 9,999 permutations where scores tie. concept_f1 and "
+            "true_steerability are the world's own truths, the check that the oracles are what they claim. "
+            "g_lift is g - g_unsteered.", "",
             markdown_table(table), "",
             ("Instruments that do not rank the oracles: " + ", ".join(failing) + "." if failing
-             else "Every instrument ranks the oracles by their known quality."), "",
+             else "Every instrument ranks the oracles by their known quality."),
+            *([f"The world's own truths do not all rank them ({', '.join(doubt)}): there the ladder itself is in "
+               "doubt, not only the instruments."] if doubt else []), "",
             "Means per corruption level:", "", markdown_table(means), "",
             *(["### Against the world's true steerability", "",
                "Per model over its SAEs (no baselines, twins or oracles): Kendall tau-b between each steering "

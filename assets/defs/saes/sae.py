@@ -61,7 +61,9 @@ def _fit_oracle(p: SweepPartition, train_reader):
     if not labels:
         raise dg.Failure(p.settings.oracle_notice() or f"[oracle]: {p.model}'s corpus has no labels")
     sweep = p.settings.sweep
-    x, y, names = labelled_sample(train_reader.rows(), labels, sweep.baseline_fit_tokens, sweep.train.seed)
+    # each seed its own fitting sample: the clean copies are replicates, not one dictionary three times
+    x, y, names = labelled_sample(train_reader.rows(), labels, sweep.baseline_fit_tokens,
+                                  sweep.train.seed + 1000 * p.variant.seed)
     try:
         return fit_oracle(x, y, names, p.variant.corruption, p.variant.seed, _metadata(p))
     except OracleLabelError as exc:

@@ -48,6 +48,7 @@ def true_steerability(context: dg.AssetExecutionContext, lake: LakeResource) -> 
     rows = measure(probe, sae.decoder_directions().detach().to(lm.device), latents, p.settings.steering.factors)
     p.lake.write_table("true_steerability", rows, rec, model=p.model, sae=p.name)
     table = p.lake.read_table("true_steerability", model=p.model, sae=p.name)
-    mean = sum(r.rise_test for r in rows) / len(rows) if rows else 0.0
+    measured = [r.rise_test for r in rows if r.rise_test is not None]
+    mean = sum(measured) / len(measured) if measured else 0.0
     context.log.info(f"{p.name}: true steerability {mean:.4f} over {len(rows)} latents")
     return materialized(rec, {"true_steerability": mean, **table_metadata(table, 8)})
