@@ -4,10 +4,11 @@
 -- g_random_rank (the same dev choice among candidate sets with a random order in place of DeltaC). Lifts are given
 -- two ways, because they differ: of the means, (mean g_dtc - mean g) / mean g; and the mean of the per-SAE
 -- gains L = (g_dtc - g) / g (undefined for an SAE with g = 0: n_gain counts the SAEs that have one). Every
--- mean is over the same SAEs: those with g, g_out and g_dtc. The baseline dictionaries get their own rows; a
+-- mean is over the same SAEs: those with g, g_out and g_dtc. The baseline and oracle dictionaries get their own rows; a
 -- control twin gets its own model rows and is left out of 'all models'.
 WITH rows AS (
-    SELECT model, CASE WHEN is_baseline THEN 'baselines' ELSE 'SAEs' END AS dictionaries, *
+    SELECT model, CASE WHEN architecture = 'oracle' THEN 'oracles' WHEN is_baseline THEN 'baselines' ELSE 'SAEs' END
+           AS dictionaries, *
     EXCLUDE (model) FROM sae_summary
     WHERE g IS NOT NULL AND g_out IS NOT NULL AND g_dtc IS NOT NULL
 ),
