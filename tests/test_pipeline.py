@@ -172,6 +172,7 @@ def _check_oracles(lake: Lake, config) -> None:
         steered = lake.read_table("steering_generations", model="toy-gemma2", sae=name).column("latent")
         truth = lake.read_table("true_steerability", model="toy-gemma2", sae=name)
         assert sorted(truth.column("latent").to_pylist()) == sorted(set(steered.to_pylist()))
+        assert all(concepts[r["latent"]] == r["concept"] for r in truth.to_pylist())  # the concept it was built for
         recovery = lake.read_table("concept_recovery", model="toy-gemma2", sae=name)
         f1[name] = float(recovery.column("best_f1").to_numpy().mean())
     assert f1["oracle-0-s0"] > f1["oracle-1-s0"]  # equal if the corruption changed nothing

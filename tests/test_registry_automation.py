@@ -99,7 +99,7 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
 
     everything = ("sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
                   "latent_examples", "autointerp", "interpretability", "steering_generations", *RATINGS,
-                  "feature_scores", "selection", "patching")
+                  "true_steerability", "feature_scores", "selection", "patching")
     all_variants = ("topk-k4", "topk-k6", "pca")
     scores = each(("autointerp", "interpretability", *RATINGS, "selection"), all_variants)
     try:
@@ -111,8 +111,9 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         assert after_edit(BASE.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores
         # which windows are gathered: the examples too
         examples = each(("latent_examples",), ("topk-k4", "topk-k6", "pca"))
-        # (the generations read the rewritten examples, so they follow in the same run, as eager does)
-        generations = each(("steering_generations",), all_variants)
+        # (the generations and the true steerability read the rewritten examples, so they follow in the same run,
+        # as eager does)
+        generations = each(("steering_generations", "true_steerability"), all_variants)
         assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples | generations
         # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
         steering = each(("steering_generations", *RATINGS, "selection"), all_variants)

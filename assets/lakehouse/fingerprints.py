@@ -36,13 +36,14 @@ STAGE = {
     "sae": "sae", "sae_training": "sae", "latent_stats": "sae", "concept_recovery": "sae", "latent_purity": "sae",
     "sae_metrics": "metrics", "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
     "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
-    "steering_summary": "steering", "true_steerability": "generations", "feature_scores": "feature_scores",
+    "steering_summary": "steering", "true_steerability": "truth", "feature_scores": "feature_scores",
     "selection": "selection", "patching": "patching",
 }
 # [autointerp] settings that decide the concept set (CONCEPT100 of the latents with enough windows) and m_f.
 CONCEPT_FIELDS = (EXAMPLE_FIELDS - {"n_importance", "n_random", "half_window"}) | {"n_concept"}
 # Settings that change no generation: how many rows one generate call carries (each row samples alone).
 GENERATION_SPEED = {"batch_size"}
+TRUTH_STEERING = {"n_concepts", "seed", "factors"}  # what of [steering] shapes true_steerability
 # Settings that change no output: how many documents (latents) a forward pass takes at once.
 EXTRACTION_SPEED = {"batch_size"}
 SCORE_SPEED = {"batch_size"}
@@ -85,9 +86,12 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
         parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
     if stage in ("examples", "scores", "steering", "selection"):
         parts["examples"] = settings.autointerp.model_dump(include=EXAMPLE_FIELDS)
-    if stage in ("generations", "steering", "selection"):
+    if stage in ("generations", "steering", "selection", "truth"):
         parts["concepts"] = settings.autointerp.model_dump(include=CONCEPT_FIELDS)
+    if stage in ("generations", "steering", "selection"):
         parts["steering"] = settings.steering.model_dump(exclude=GENERATION_SPEED)
+    if stage == "truth":  # the latents g steers and its factors; nothing of how text is generated or judged
+        parts["steering"] = settings.steering.model_dump(include=TRUTH_STEERING)
     if stage in ("scores", "steering", "selection"):
         parts["autointerp"] = settings.autointerp.model_dump(exclude=EXAMPLE_FIELDS)
         parts["judge"] = settings.judge.identity()

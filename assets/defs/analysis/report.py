@@ -235,9 +235,9 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
     levels: dict[tuple, list[dict]] = {}
     for o in oracles:
         levels.setdefault((o["model"], o["corruption"]), []).append(o)
+    shown = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1", "true_steerability")
     means = [{"model": m, "corruption": f"{q:g}", "n": len(rows),
-              **{k: _fmt(_mean([r[k] for r in rows]), 3) for k in ("mu", "mu_simulation", "g", "g_lift", "g_dtc",
-                                                                  "concept_f1", "true_steerability")}}
+              **{k: _fmt(_mean([r[k] for r in rows]), 3) for k in shown}}
              for (m, q), rows in sorted(levels.items())]
     truth = [{"model": r["model"], "instrument": r["instrument"], "SAEs": r["n"], "tau_b": _fmt(r["tau_b"]),
               "95% CI": f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", "p": _p(r["p_value"]),

@@ -1,5 +1,6 @@
 """``true_steerability`` per (model, variant), toy world only: each steered latent's judge-free steering effect
-(``sae_models.toyworld.steerability``), on the latents g steers, at g's factors. Outside the toy world (no
+(``sae_models.toyworld.steerability``), on the latents g steers, at g's factors, for the latent's best
+ground-truth feature (an oracle's latent: the concept it was built for). Outside the toy world (no
 labels) the table is written empty."""
 
 import dagster as dg
@@ -11,6 +12,16 @@ from assets.shared.partitions import model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
 N_DOCUMENTS = 32  # held-out instruction documents: 16 dev, 16 test
+
+
+def _concepts_of(p, sae) -> dict[int, str]:
+    """Each latent's concept: an oracle's latent the one it was built for (its corrupted copies keep the name, so
+    a random direction is scored on the concept it replaced); any other latent its best ground-truth feature."""
+    built_for = sae.cfg.metadata.get("concepts") if p.variant.is_oracle else None
+    if built_for:
+        return dict(enumerate(built_for))
+    purity = p.lake.read_table("latent_purity", model=p.model, sae=p.name).to_pylist()
+    return {r["latent"]: r["purity_feature"] for r in purity}
 
 
 @dg.asset(partitions_def=model_sae_partitions, deps=["sae", "latent_examples", "latent_purity", "language_model"],
@@ -36,8 +47,7 @@ def true_steerability(context: dg.AssetExecutionContext, lake: LakeResource) -> 
         p.lake.write_table("true_steerability", [], rec, model=p.model, sae=p.name)
         return materialized(rec, {"dagster/row_count": 0})
     sae = p.load_sae(torch_device())
-    purity = p.lake.read_table("latent_purity", model=p.model, sae=p.name).to_pylist()
-    concept = {r["latent"]: r["purity_feature"] for r in purity}
+    concept = _concepts_of(p, sae)
     latents = [SteeredLatent(c.latent, c.magnitude, concept[c.latent]) for c in planned_concepts(p, sae)]
     lm = p.load_lm()
     try:
