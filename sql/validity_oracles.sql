@@ -1,9 +1,10 @@
--- validity_oracles: per oracle dictionary of a model, its known corruption level (from its name,
+-- validity_oracles: per oracle dictionary of a model, its known corruption level and seed (from its name,
 -- oracle-<level>-s<seed>) and every SAE-level instrument, for instrument_validity.
 SELECT
     s.model,
     s.sae,
     CAST(regexp_extract(s.sae, '^oracle-([0-9.]+)-s[0-9]+$', 1) AS DOUBLE) AS corruption,
+    CAST(regexp_extract(s.sae, '-s([0-9]+)$', 1) AS INTEGER) AS seed,
     s.mu,
     i.mu_balanced,
     s.mu_simulation,

@@ -150,6 +150,7 @@ class SteerabilityProbe:
                     self.slot_of[r][i + offset - 1] = slot
         self.instruction = torch.stack([self._mask_grid(_masks(f"topic:{d.topic}", self.vocab, self.size), r)
                                         for r, d in enumerate(docs)])
+        self._grids: dict[str, torch.Tensor] = {}
         self.hidden = None
         if site == "resid_post":
             with torch.inference_mode():
@@ -165,9 +166,11 @@ class SteerabilityProbe:
         return grid
 
     def concept_grid(self, concept: str) -> torch.Tensor:
-        """[docs, T, V] the concept's word masks."""
-        masks = _masks(concept, self.vocab, self.size)
-        return torch.stack([self._mask_grid(masks, r) for r in range(len(self.docs))])
+        """[docs, T, V] the concept's word masks (built once per concept: many latents share one)."""
+        if concept not in self._grids:
+            masks = _masks(concept, self.vocab, self.size)
+            self._grids[concept] = torch.stack([self._mask_grid(masks, r) for r in range(len(self.docs))])
+        return self._grids[concept]
 
     @torch.no_grad()
     def probabilities(self, vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

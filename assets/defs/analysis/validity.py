@@ -57,8 +57,8 @@ def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
         oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
     wanted = {(q, s) for q in settings.oracle.levels for s in settings.oracle.seeds}
-    missing = {m: sorted(wanted - {(o["corruption"], int(o["sae"].rsplit("-s", 1)[1])) for o in oracles
-                                   if o["model"] == m}) for m in {o["model"] for o in oracles}}
+    missing = {m: sorted(wanted - {(o["corruption"], o["seed"]) for o in oracles if o["model"] == m})
+               for m in {o["model"] for o in oracles}}
     keys = [(r["model"], r["instrument"], r["against"]) for r in rows]
     out_of_range = [k for k, r in zip(keys, rows, strict=True) if r["tau_b"] is not None and abs(r["tau_b"]) > 1 + 1e-9]
     models = {r["model"] for r in rows if r["against"] == "corruption"}

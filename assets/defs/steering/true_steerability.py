@@ -31,14 +31,8 @@ def true_steerability(context: dg.AssetExecutionContext, lake: LakeResource) -> 
     latent's best ground-truth concept, at the factor chosen on dev documents among those that keep the
     instruction's topic words at half their probability or more, measured on test documents; teacher-forced on
     held-out instruction documents."""
-    from sae_models.toyworld.steerability import (
-        SteerabilityProbe,
-        SteeredLatent,
-        probe_documents,
-    )
-    from sae_models.toyworld.steerability import (
-        true_steerability as measure,
-    )
+    from assets.lakehouse.tables import spec
+    from sae_models.toyworld import steerability
 
     p = sweep_partition(context, lake)
     rec = p.record("true_steerability")
@@ -48,16 +42,17 @@ def true_steerability(context: dg.AssetExecutionContext, lake: LakeResource) -> 
         return materialized(rec, {"dagster/row_count": 0})
     sae = p.load_sae(torch_device())
     concept = _concepts_of(p, sae)
-    latents = [SteeredLatent(c.latent, c.magnitude, concept[c.latent]) for c in planned_concepts(p, sae)]
+    latents = [steerability.SteeredLatent(c.latent, c.magnitude, concept[c.latent]) for c in planned_concepts(p, sae)]
     lm = p.load_lm()
     try:
-        docs = probe_documents(p.lake.read_split("lm_eval").to_pylist(), N_DOCUMENTS)
+        docs = steerability.probe_documents(p.lake.read_split("lm_eval").to_pylist(), N_DOCUMENTS)
     except ValueError as exc:
         raise dg.Failure(f"{p.model} / {p.name}: {exc} (corpus lm_eval_docs)") from None
-    probe = SteerabilityProbe(lm, docs, p.entry.layer, p.entry.hook)
-    rows = measure(probe, sae.decoder_directions().detach().to(lm.device), latents, p.settings.steering.factors)
+    probe = steerability.SteerabilityProbe(lm, docs, p.entry.layer, p.entry.hook)
+    directions = sae.decoder_directions().detach().to(lm.device)
+    rows = steerability.true_steerability(probe, directions, latents, p.settings.steering.factors)
     p.lake.write_table("true_steerability", rows, rec, model=p.model, sae=p.name)
-    table = p.lake.read_table("true_steerability", model=p.model, sae=p.name)
+    table = spec("true_steerability").conform(rows)
     measured = [r.rise_test for r in rows if r.rise_test is not None]
     mean = sum(measured) / len(measured) if measured else 0.0
     context.log.info(f"{p.name}: true steerability {mean:.4f} over {len(rows)} latents")
