@@ -3,7 +3,8 @@
 --   overall / architecture / sparsity / model: tau-b over all SAEs, or within each value of one axis;
 --   psi_<axis>: groups of SAEs that agree on the two other axes, so only <axis> varies within a group
 --   (psi_axis = the mean tau-b over those groups, Psi = the mean of the psi).
--- The toy world adds its ground truth: how mu, g and g_dtc each rank the SAEs against concept_f1.
+-- The toy world adds its ground truth: how mu, g and g_dtc each rank the SAEs against concept_f1, and the world's
+-- own answer, true_interpretability against true_steerability.
 -- The control twins' SAEs are items only after SET VARIABLE include_controls = true (the rank_agreement
 -- asset sets it from [control] in_rank_analysis); by default the analysis is over trained models' SAEs.
 CREATE OR REPLACE VIEW rank_groups AS
@@ -21,6 +22,9 @@ items AS (
     UNION ALL SELECT 'concept_f1 vs mu', model, architecture, sparsity_index, concept_f1, mu FROM saes
     UNION ALL SELECT 'concept_f1 vs g', model, architecture, sparsity_index, concept_f1, g FROM saes
     UNION ALL SELECT 'concept_f1 vs g_dtc', model, architecture, sparsity_index, concept_f1, g_dtc FROM saes
+    -- the world's own answer to the question, judge-free on both sides
+    UNION ALL SELECT 'true_interpretability vs true_steerability', model, architecture, sparsity_index,
+                     true_interpretability, true_steerability FROM saes
 ),
 gridded AS (SELECT * FROM items WHERE sparsity_index IS NOT NULL),
 grouped AS (

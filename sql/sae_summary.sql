@@ -10,6 +10,8 @@
 -- concept_f1: the toy world's ground truth (mean best F1 over its concepts; null for real models).
 -- true_steerability: the toy world's judge-free truth for g, the mean over the steered latents of the rise of their
 -- concept's next-token probability (null for real models).
+-- true_interpretability: the toy world's judge-free truth for mu, the mean over CONCEPT100 of the best balanced
+-- detection accuracy an exact one-feature explanation reaches on the judge's windows (null for real models).
 -- contextual_share: of the CONCEPT100 latents, the share that are contextual (latent_stats: the current token's
 -- identity explains under half of the latent's activation variance on held-out tokens).
 WITH contextual AS (
@@ -17,6 +19,10 @@ WITH contextual AS (
     FROM autointerp a JOIN latent_stats s USING (model, sae, latent)
     WHERE a.concept100
     GROUP BY a.model, a.sae
+),
+window_truth AS (
+    SELECT model, sae, avg(true_interpretability) FILTER (WHERE concept100) AS true_interpretability
+    FROM true_interpretability GROUP BY model, sae
 ),
 truth AS (
     SELECT model, sae, avg(rise_test) AS true_steerability FROM true_steerability GROUP BY model, sae
@@ -71,6 +77,7 @@ SELECT
     f1.concept_f1,
     f1.concept_f1_swept,
     contextual.contextual_share,
+    window_truth.true_interpretability,
     truth.true_steerability
 FROM sae_metrics m
 JOIN current c USING (model, sae)
@@ -79,6 +86,7 @@ LEFT JOIN steering_summary s USING (model, sae)
 LEFT JOIN selection sel USING (model, sae)
 LEFT JOIN f1 USING (model, sae)
 LEFT JOIN contextual USING (model, sae)
+LEFT JOIN window_truth USING (model, sae)
 LEFT JOIN truth USING (model, sae)
 LEFT JOIN grid ON grid.trained = c.trained AND grid.architecture = c.architecture AND grid.level = c.level
 ORDER BY m.model, i.is_baseline, m.architecture, sparsity_index, m.sae;

@@ -12,7 +12,9 @@ SELECT
     s.g - s.g_unsteered AS g_lift,
     s.g_dtc,
     s.concept_f1,
-    s.true_steerability
+    s.true_interpretability,
+    s.true_steerability,
+    i.judge_model
 FROM sae_summary s
 LEFT JOIN interpretability i USING (model, sae)
 WHERE s.architecture = 'oracle' AND s.control_of IS NULL

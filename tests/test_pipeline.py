@@ -42,7 +42,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
                     "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report",
                     "patching", "patching_report", "control_contrast", "control_separation", "true_steerability",
-                    "instrument_reliability", "instrument_validity"}
+                    "true_interpretability", "instrument_reliability", "instrument_validity", "proxies"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
@@ -51,7 +51,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                            "autointerp_scores_in_range", "autointerp_concept_subset_complete",
                            "steering_ratings_valid", "steering_test_rows_complete", "steering_g_in_range",
                            "feature_scores_complete", "selection_g_in_range", "patching_model_solves_ioi",
-                           "instrument_validity_complete"}
+                           "instrument_validity_complete", "proxies_complete"}
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 
@@ -90,8 +90,8 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
         evaluations = [e for r in runs for e in instance.all_logs(r.run_id)
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
         # activation checks x 3 models, SAE checks x 13 SAEs, the patching check x 2 patched variants x 2 trained
-        # models (a twin is not patched), instrument_validity's once
-        assert len(evaluations) == 3 * 3 + 10 * 13 + 2 * 2 + 1
+        # models (a twin is not patched), instrument_validity's and proxies' once
+        assert len(evaluations) == 3 * 3 + 10 * 13 + 2 * 2 + 2
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")

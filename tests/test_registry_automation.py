@@ -99,22 +99,24 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
 
     everything = ("sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
                   "latent_examples", "autointerp", "interpretability", "steering_generations", *RATINGS,
-                  "true_steerability", "feature_scores", "selection", "patching")
+                  "true_steerability", "true_interpretability", "feature_scores", "selection", "patching")
     all_variants = ("topk-k4", "topk-k6", "pca")
     scores = each(("autointerp", "interpretability", *RATINGS, "selection"), all_variants)
+    window_truth = each(("true_interpretability",), all_variants)  # reads the detection windows, not the judge
     try:
         # [sweep.train]: the trained SAEs and, in the same runs, all they feed; not the PCA baseline
         assert after_edit(BASE.replace("steps = 80", "steps = 90")) == each(everything, ("topk-k4", "topk-k6"))
         # the judge, or how windows are scored: the scores and steering ratings of every SAE, never the
         # steering generations
         assert after_edit(BASE + '\n[judge]\nmodel = "reader-v2"\n') == scores
-        assert after_edit(BASE.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores
+        assert after_edit(BASE.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores | window_truth
         # which windows are gathered: the examples too
         examples = each(("latent_examples",), ("topk-k4", "topk-k6", "pca"))
         # (the generations and the true steerability read the rewritten examples, so they follow in the same run,
         # as eager does)
         generations = each(("steering_generations", "true_steerability"), all_variants)
-        assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == scores | examples | generations
+        rerun = scores | examples | generations | window_truth
+        assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == rerun
         # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
         steering = each(("steering_generations", *RATINGS, "selection"), all_variants)
         assert after_edit(BASE.replace("max_new_tokens = 8", "max_new_tokens = 9")) == steering

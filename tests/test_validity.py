@@ -41,3 +41,40 @@ def test_an_instrument_that_tracks_quality_ranks_the_oracles_and_one_that_does_n
     assert not rows["tied"].p_exact and rows["tied"].p_value < 0.01  # ties: 9,999 permutations instead
     assert rows["gappy"].n == 14 and rows["gappy"].levels == 5
     assert {r.against for r in rows.values()} == {"corruption"}
+
+
+def test_an_instrument_is_held_against_its_own_truth_per_group_of_latents():
+    from sae_models.evals.validity import truth_validity
+
+    rng = np.random.default_rng(1)
+    truth = list(rng.uniform(size=12))
+    rows = truth_validity("m", "other", "true_interpretability", truth,
+                          {"mu": [t + rng.normal(0, 0.01) for t in truth], "mu_simulation": list(rng.uniform(size=12))})
+    by = {r.instrument: r for r in rows}
+    assert {(r.against, r.latents) for r in rows} == {("true_interpretability", "other")}
+    assert by["mu"].tau_b > 0.9 and by["mu"].ci_low > 0 and by["mu"].p_value < 0.01
+    assert abs(by["mu_simulation"].tau_b) < 0.5
+
+
+def test_holm_adjusts_the_p_values_step_down_and_leaves_missing_ones_missing():
+    from sae_models.evals.proxies import holm
+
+    assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+    assert holm([None]) == [None]
+
+
+def test_a_metric_that_orders_the_saes_by_g_is_found_and_one_that_does_not_is_not():
+    from sae_models.evals.proxies import METRICS, TARGETS, model_proxies
+
+    rng = np.random.default_rng(2)
+    g = rng.uniform(size=15)
+    saes = [{"l0": x, "mu": -x + rng.normal(0, 0.01), "g": x, "true_steerability": None} for x in g]
+    for s in saes:
+        s["explained_variance"] = rng.uniform()
+    rows = {(r.metric, r.target): r for r in model_proxies("m", saes, resamples=999)}
+    assert set(rows) == {(m, t) for m in METRICS for t in TARGETS}
+    assert rows[("l0", "g")].tau_b == pytest.approx(1.0) and rows[("l0", "g")].p_holm < 0.05
+    assert rows[("mu", "g")].tau_b < -0.9
+    assert rows[("explained_variance", "g")].p_holm > 0.05
+    assert rows[("l0", "true_steerability")].tau_b is None and rows[("l0", "true_steerability")].n == 0
+    assert all(r.p_holm >= r.p_value for r in rows.values() if r.p_value is not None)

@@ -35,6 +35,7 @@ STAGE = {
     "corpus": "world", "language_model": "model", "lm_eval": "model", "activations": "activations",
     "sae": "sae", "sae_training": "sae", "latent_stats": "sae", "concept_recovery": "sae", "latent_purity": "sae",
     "sae_metrics": "metrics", "latent_examples": "examples", "autointerp": "scores", "interpretability": "scores",
+    "true_interpretability": "window_truth",
     "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
     "steering_summary": "steering", "true_steerability": "truth", "feature_scores": "feature_scores",
     "selection": "selection", "patching": "patching",
@@ -84,7 +85,7 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)
     if stage == "metrics":
         parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
-    if stage in ("examples", "scores", "steering", "selection"):
+    if stage in ("examples", "scores", "steering", "selection", "window_truth"):
         parts["examples"] = settings.autointerp.model_dump(include=EXAMPLE_FIELDS)
     if stage in ("generations", "steering", "selection", "truth"):
         parts["concepts"] = settings.autointerp.model_dump(include=CONCEPT_FIELDS)
@@ -92,8 +93,9 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
         parts["steering"] = settings.steering.model_dump(exclude=GENERATION_SPEED)
     if stage == "truth":  # the latents g steers and its factors; nothing of how text is generated or judged
         parts["steering"] = settings.steering.model_dump(include=TRUTH_STEERING)
-    if stage in ("scores", "steering", "selection"):
+    if stage in ("scores", "steering", "selection", "window_truth"):
         parts["autointerp"] = settings.autointerp.model_dump(exclude=EXAMPLE_FIELDS)
+    if stage in ("scores", "steering", "selection"):
         parts["judge"] = settings.judge.identity()
     if stage == "feature_scores":
         parts["feature_scores"] = settings.selection.model_dump(include=FEATURE_SCORE_FIELDS)

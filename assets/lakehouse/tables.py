@@ -133,6 +133,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per scored latent: top, importance-weighted and random windows", vector_columns=("tokens", "acts")),
     TableSpec("autointerp", MODEL_SAE, "sae_models.evals.autointerp:AUTOINTERP_SCHEMA",
               "per scored latent: explanations, detection and simulation scores"),
+    TableSpec("true_interpretability", MODEL_SAE, "sae_models.toyworld.interpretability:TRUE_INTERPRETABILITY_SCHEMA",
+              "per scored latent (toy world): the best balanced detection accuracy of an exact one-feature "
+              "explanation on the judge's windows, its feature, whether a single word reaches it"),
     TableSpec("interpretability", MODEL_SAE, "sae_models.evals.autointerp:INTERPRETABILITY_SCHEMA",
               "per SAE: mu, mu_simulation, judge usage"),
     TableSpec("interpretability_by_kind", (), _interpretability_by_kind,
@@ -170,6 +173,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("instrument_reliability", (), "sae_models.evals.reliability:RELIABILITY_SCHEMA",
               "per model and instrument: split-half reliability over SAEs with its interval; per pair of "
               "instruments the ceiling on a tau between them"),
+    TableSpec("proxies", (), "sae_models.evals.proxies:PROXIES_SCHEMA",
+              "per model, per-SAE metric and steering target (g, true_steerability): tau-b over SAEs with its BCa "
+              "interval, permutation p and Holm-adjusted p"),
     TableSpec("instrument_validity", (), "sae_models.evals.validity:VALIDITY_SCHEMA",
               "per model and instrument: Kendall tau-b against a known answer (the oracle dictionaries' corruption "
               "level) with its exact permutation p"),

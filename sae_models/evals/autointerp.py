@@ -133,6 +133,7 @@ class LatentPlan:
     detect: list[Window]
     detect_truth: np.ndarray  # SAEBench's: random windows negative (unless random_negative is off)
     detect_active: np.ndarray  # each window's own max activation > tau
+    detect_slots: list[tuple[str, int]]  # each detection window's kind (top, importance, random) and slot
     sim_explain: list[Window]
     sim: list[Window]
     sim_truth: list[np.ndarray]
@@ -172,12 +173,14 @@ def plan_latent(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfi
     sim = [(ex.top, s) for s in sim_top] + [(ex.random, s) for s in sim_rnd]
     sim = [sim[j] for j in rng.permutation(len(sim))]
     active = np.array([ws.score[i, s] > tau for ws, s in scoring])
+    kind_of = {id(ex.top): "top", id(ex.importance): "importance", id(ex.random): "random"}
     return LatentPlan(
         tau=tau,
         explain=(_windows(ex.top, i, explain_top, text, True) + _windows(ex.importance, i, imp_explain, text, True)),
         detect=[_windows(ws, i, [s], text, False)[0] for ws, s in scoring],
         detect_truth=active & ~np.array([cfg.random_negative and ws is ex.random for ws, _ in scoring]),
         detect_active=active,
+        detect_slots=[(kind_of[id(ws)], int(s)) for ws, s in scoring],
         sim_explain=_windows(ex.top, i, sim_explain, text, True),
         sim=[_windows(ws, i, [s], text, False)[0] for ws, s in sim],
         sim_truth=[_acts(ws, i, [s])[0] for ws, s in sim],

@@ -42,6 +42,7 @@ class SaeSummary:
     concept_f1_swept: float | None
     contextual_share: float | None  # of the CONCEPT100 latents, the share whose token explains under half of
     #                                 their variance (latent_stats.contextual)
+    true_interpretability: float | None  # toy world: mean best one-feature detection accuracy over CONCEPT100
     true_steerability: float | None  # toy world: mean judge-free steering effect of the steered latents
 
 

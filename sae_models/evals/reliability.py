@@ -24,10 +24,13 @@ import numpy as np
 from sae_models.arrow import schema_of
 
 SPLITS = 200
-MEAN_INSTRUMENTS = ("mu", "mu_simulation", "g", "g_lift")  # means of their units (g_lift: g - g_unsteered)
+# Means of their units (g_lift: g - g_unsteered); the toy world's two truths too, so that the world's own answer
+# gets the same ceiling as the pipeline's.
+MEAN_INSTRUMENTS = ("mu", "mu_simulation", "g", "g_lift", "true_interpretability", "true_steerability")
 SELECTION_INSTRUMENTS = ("g_dtc", "gain")  # selection rerun on each half of the steered concepts
 # The pairs whose tau the report reads: [W25]'s questions (mu vs g, mu vs the gain) and their variants.
-PAIRS = (("mu", "g"), ("mu", "g_lift"), ("mu", "g_dtc"), ("mu", "gain"), ("mu_simulation", "g"))
+PAIRS = (("mu", "g"), ("mu", "g_lift"), ("mu", "g_dtc"), ("mu", "gain"), ("mu_simulation", "g"),
+         ("true_interpretability", "true_steerability"))
 
 
 @dataclass

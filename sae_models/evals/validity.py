@@ -8,8 +8,10 @@ floor: with ties in the levels, |tau-b| cannot reach 1; 5 levels x 3 seeds allow
 one that cannot rank dictionaries of known quality measures nothing about quality. Never pooled across
 models: each model's oracles are their own test.
 
-Per model, over its SAEs (no baselines, twins or oracles), tau-b between each steering instrument and the toy
-world's judge-free ``true_steerability``, with a permutation p and a BCa interval over SAEs.
+Per model, over its SAEs (no baselines, twins or oracles), tau-b between each instrument and its judge-free truth
+(the interpretability instruments against ``true_interpretability``, the steering ones against
+``true_steerability``), with a permutation p and a BCa interval over SAEs: once over all latents, and apart for
+the latents a single word explains (where any judge that reads the windows' words is near-circular) and the rest.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from sae_models.arrow import schema_of
 from sae_models.stats import kendall_tau_b, level_tau_p, tau_inference
 
 CORRUPTION = "corruption"
-TRUE_STEERABILITY = "true_steerability"
-# Higher is better for all, so each should fall with corruption (concept_f1 and true_steerability: the truth's
-# own check that the oracles are what they claim).
-INSTRUMENTS = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1", TRUE_STEERABILITY)
-STEERING_INSTRUMENTS = ("g", "g_lift", "g_dtc")  # each should rise with true_steerability over SAEs
+TRUE_INTERPRETABILITY, TRUE_STEERABILITY = "true_interpretability", "true_steerability"
+# Higher is better for all, so each should fall with corruption (concept_f1 and the truths: the world's own check
+# that the oracles are what they claim).
+INSTRUMENTS = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1", TRUE_INTERPRETABILITY,
+               TRUE_STEERABILITY)
+# Over SAEs, each instrument should rise with its truth.
+TRUTH_OF = {"mu": TRUE_INTERPRETABILITY, "mu_balanced": TRUE_INTERPRETABILITY, "mu_simulation": TRUE_INTERPRETABILITY,
+            "g": TRUE_STEERABILITY, "g_lift": TRUE_STEERABILITY, "g_dtc": TRUE_STEERABILITY}
+LATENT_GROUPS = ("all", "single_word", "other")  # which latents both sides average over
 
 
 @dataclass
@@ -35,8 +41,9 @@ class ValidityRow:
     """One row of ``instrument_validity``: an instrument against a known answer, per model."""
 
     model: str
-    instrument: str  # mu, mu_balanced, mu_simulation, g, g_lift (g - g_unsteered), g_dtc, concept_f1
-    against: str  # corruption (the oracles' known level) or true_steerability (over the SAEs)
+    instrument: str  # mu, mu_balanced, mu_simulation, g, g_lift (g - g_unsteered), g_dtc, concept_f1, a truth
+    against: str  # corruption (the oracles' known level), true_interpretability or true_steerability (over SAEs)
+    latents: str  # all; over SAEs also single_word (latents a single word explains) and other
     n: int  # dictionaries with a value
     levels: int  # distinct values of the answer among them (the corruption levels; the SAEs' truths)
     tau_b: float | None  # a working instrument: near -tau_max (it falls as corruption rises)
@@ -44,8 +51,10 @@ class ValidityRow:
     #                        different levels / pairs); None against true_steerability
     p_value: float | None  # two-sided; exact over the arrangements of the levels, else by 9,999 permutations
     p_exact: bool
-    ci_low: float | None = None  # against true_steerability: 95% BCa interval over SAEs
+    ci_low: float | None = None  # against a truth: 95% BCa interval over SAEs
     ci_high: float | None = None
+    judge_model: str | None = None  # the judge and the world the check ran under: a change to either is a new
+    world_version: str | None = None  # instrument, and its validity must be measured again
 
 
 VALIDITY_SCHEMA = schema_of(ValidityRow)
@@ -70,15 +79,15 @@ def corruption_validity(model: str, corruption: Sequence[float], scores: dict[st
         tau = float(kendall_tau_b(x, y)) if defined else None
         exact = level_tau_p(x, y) if defined else None
         p = exact if exact is not None else (tau_inference(x, y).p_value if defined else None)
-        rows.append(ValidityRow(model, instrument, CORRUPTION, len(x), len(np.unique(x)), tau, _tau_max(x), p,
+        rows.append(ValidityRow(model, instrument, CORRUPTION, "all", len(x), len(np.unique(x)), tau, _tau_max(x), p,
                                 exact is not None))
     return rows
 
 
-def truth_validity(model: str, truth: Sequence[float | None], scores: dict[str, Sequence[float | None]]
-                   ) -> list[ValidityRow]:
-    """Per instrument in ``scores`` (one value per SAE, aligned with ``truth``), tau-b against the truth with a
-    permutation p and a BCa interval over the SAEs."""
+def truth_validity(model: str, latents: str, against: str, truth: Sequence[float | None],
+                   scores: dict[str, Sequence[float | None]]) -> list[ValidityRow]:
+    """Per instrument in ``scores`` (one value per SAE, aligned with ``truth``, both averaged over the ``latents``
+    group), tau-b against the truth named ``against`` with a permutation p and a BCa interval over the SAEs."""
     rows = []
     for instrument, values in scores.items():
         keep = [i for i, (t, v) in enumerate(zip(truth, values, strict=True)) if t is not None and v is not None]
@@ -86,7 +95,7 @@ def truth_validity(model: str, truth: Sequence[float | None], scores: dict[str, 
         defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
         tau = float(kendall_tau_b(x, y)) if defined else None
         inference = tau_inference(x, y) if defined else None
-        rows.append(ValidityRow(model, instrument, TRUE_STEERABILITY, len(x), len(np.unique(x)), tau, None,
+        rows.append(ValidityRow(model, instrument, against, latents, len(x), len(np.unique(x)), tau, None,
                                 inference.p_value if inference else None, False,
                                 inference.ci_low if inference else None, inference.ci_high if inference else None))
     return rows

@@ -155,6 +155,9 @@ IOI_PLACES = ["market", "park", "station", "party"]
 IOI_OBJECTS = ["gift", "book", "drink", "letter"]
 PROMPT_WORDS = ["question", "tell", "me", "about", "answer", "when", "and", "went", "to", "gave", ",", ":", "."]
 COPULA, NEGATION = "was", "not"
+# The world's version, recorded beside every check against its truth: a new one whenever its documents or their
+# labels change for the same settings (as the toy judge's model name is for its answers).
+WORLD_VERSION = "toyworld-grammar-1"
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 ROLES = ["subject", "verb", "object", "adjective", "determiner", "preposition", "punctuation", "name"]
 DOC_KINDS = ("story", "instruction", "ioi")

@@ -34,5 +34,6 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
 catalog_refresh_job = dg.define_asset_job("catalog_refresh",
                                           selection=["interpretability_by_kind", "sae_summary", "rank_agreement",
                                                      "selection_lift", "control_contrast", "control_separation",
-                                                     "instrument_reliability", "instrument_validity", "patching_report",
+                                                     "instrument_reliability", "instrument_validity", "proxies",
+                                                     "patching_report",
                                                      "report", "catalog"])

@@ -10,7 +10,8 @@ from assets.shared.metadata import markdown_table
 from assets.shared.resources import LakeResource
 
 TABLE = "instrument_reliability"
-SOURCES = ["sae_summary", "autointerp", "steering_concepts", "feature_scores"]
+SOURCES = ["sae_summary", "autointerp", "steering_concepts", "feature_scores", "true_interpretability",
+           "true_steerability"]
 
 
 def _fmt(value) -> str:

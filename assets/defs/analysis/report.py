@@ -6,19 +6,19 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets.defs.analysis.report_truth import proxies_section, truth_table, world_answer_section
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import control_png, image_md, markdown_table, mu_vs_g_png, tau_bars_png
 from assets.shared.resources import LakeResource
 
 INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation",
-          "instrument_reliability", "instrument_validity"]
+          "instrument_reliability", "instrument_validity", "proxies"]
 # Read for the models' table, what steering adds, a steered example and the contextual latents' mix by kind.
 READS = ["lm_eval", "autointerp", "latent_stats", "latent_purity", "steering", "steering_concepts",
          "steering_generations", "interpretability"]
 VALID_TAU = 0.8  # |tau-b| against the known corruption level an instrument must reach, with the right sign
-TRUTH_TAU = 0.5  # tau-b against the world's true steerability a steering instrument must reach
-TRUTHS = ("concept_f1", "true_steerability")  # the world's own answers, not instruments
+TRUTHS = ("concept_f1", "true_interpretability", "true_steerability")  # the world's own answers, not instruments
 LM_COLUMNS = ("model", "control_of", "held_out_loss", "unigram_cross_entropy", "topic_consistency", "ioi_accuracy",
               "ioi_accuracy_abba", "ioi_accuracy_baba", "ioi_accuracy_train_pairs", "ioi_logit_diff", "steps")
 RANK_COLUMNS = ("group", "n", "pairs", "tau_b", "ci_low", "ci_high", "p_value", "note")
@@ -221,7 +221,6 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
     """Each instrument's tau-b against the oracles' known corruption level, a verdict, and the means per level; then
     each steering instrument against the world's judge-free true steerability over the SAEs."""
     against_level = [r for r in validity if r["against"] == "corruption"]
-    against_truth = [r for r in validity if r["against"] == "true_steerability"]
     if not validity:
         return []
     table = [{"model": r["model"], "instrument": r["instrument"], "oracles": r["n"], "tau_b": _fmt(r["tau_b"]),
@@ -235,14 +234,10 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
     levels: dict[tuple, list[dict]] = {}
     for o in oracles:
         levels.setdefault((o["model"], o["corruption"]), []).append(o)
-    shown = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1", "true_steerability")
+    shown = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", *TRUTHS)
     means = [{"model": m, "corruption": f"{q:g}", "n": len(rows),
               **{k: _fmt(_mean([r[k] for r in rows]), 3) for k in shown}}
              for (m, q), rows in sorted(levels.items())]
-    truth = [{"model": r["model"], "instrument": r["instrument"], "SAEs": r["n"], "tau_b": _fmt(r["tau_b"]),
-              "95% CI": f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", "p": _p(r["p_value"]),
-              "tracks it": "yes" if r["tau_b"] is not None and r["tau_b"] >= TRUTH_TAU and (r["ci_low"] or 0) > 0
-              else "no"} for r in against_truth]
     return ["## Instruments against known answers", "", "### The oracle dictionaries", "",
             "Per model, oracle dictionaries of known quality: one latent per ground-truth concept of the toy world "
             "(its encoder Fisher's linear discriminant of the concept, its decoder the concept's class-mean "
@@ -251,8 +246,9 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
             "any SAE. An instrument that measures dictionary quality falls as the level rises: tau-b against the "
             f"level near its floor (here: at most -{VALID_TAU}, p < 0.05; with several dictionaries per level "
             "|tau-b| cannot reach 1: the best possible for untied scores is shown). p is exact over every "
-            "arrangement of the levels, or from 9,999 permutations where scores tie. concept_f1 and "
-            "true_steerability are the world's own truths, the check that the oracles are what they claim. "
+            "arrangement of the levels, or from 9,999 permutations where scores tie. concept_f1, "
+            "true_interpretability and true_steerability are the world's own truths, the check that the oracles "
+            "are what they claim. "
             "g_lift is g - g_unsteered.", "",
             markdown_table(table), "",
             ("Instruments that do not rank the oracles: " + ", ".join(failing) + "." if failing
@@ -260,13 +256,7 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
             *([f"The world's own truths do not all rank them ({', '.join(doubt)}): there the ladder itself is in "
                "doubt, not only the instruments."] if doubt else []), "",
             "Means per corruption level:", "", markdown_table(means), "",
-            *(["### Against the world's true steerability", "",
-               "Per model over its SAEs (no baselines, twins or oracles): Kendall tau-b between each steering "
-               "instrument and true_steerability, the judge-free rise of the steered latents' concept words in "
-               "the LM's next-token distribution (teacher-forced on held-out instruction documents, the "
-               "instruction's topic words kept at half their probability or more); 95% BCa interval over SAEs, "
-               f"permutation p. 'Tracks it': tau-b at least {TRUTH_TAU} with the interval above 0.", "",
-               markdown_table(truth), ""] if truth else [])]
+            *truth_table(validity)]
 
 
 def _verdict_of(row: dict) -> str:
@@ -291,7 +281,8 @@ def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baseline
             patched: bool = False, contrast: list[dict] = (), separation: list[dict] = (),
             reliability: list[dict] = (), contextual_kinds: list[dict] = (), lm_rows: list[dict] = (),
             lift: list[dict] = (), examples: list[dict] = (), latent_level: list[dict] = (),
-            by_explanation: list[dict] = (), validity: list[dict] = (), oracles: list[dict] = ()) -> str:
+            by_explanation: list[dict] = (), validity: list[dict] = (), oracles: list[dict] = (),
+            proxy_rows: list[dict] = ()) -> str:
     twins = sorted({r["model"] for r in summary if r["control_of"]})
     everything, summary = summary, [r for r in summary if not r["control_of"]]
     saes = [r for r in summary if not r["is_baseline"]]
@@ -308,8 +299,9 @@ def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baseline
                 if twins else "") +
              "g_dtc is the DTC set chosen on the dev half of the steering rows and scored on the test half; "
              "g_dtc_chosen_on_test is [W25]'s choice on the reported outcome itself. A null tau-b carries its "
-             "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", "",
-             "![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
+             "reason in `note`; psi averages the tau-b of groups of 3 or more SAEs (a pair's tau-b is +-1).", ""]
+    lines += world_answer_section(ranks, list(reliability))
+    lines += ["![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
     lines += _models_section(list(lm_rows)) + _lift_section(list(lift), list(examples), list(by_explanation))
     lines += _validity_section(list(validity), list(oracles)) + _reliability_section(list(reliability))
     lines += _rank_section(ranks, "mu vs g", "Table 1: mu vs g (Kendall tau-b over SAEs)")
@@ -319,7 +311,7 @@ def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baseline
     lines += _rank_section(ranks, "mu vs g_dtc", "mu vs g_dtc")
     lines += _rank_section(ranks, "mu vs g_unsteered", "g's trivial baseline: mu vs g_unsteered")
     lines += _rank_section(ranks, "mu vs g - g_unsteered", "mu vs what steering adds, g - g_unsteered")
-    lines += _latent_level_section(list(latent_level))
+    lines += proxies_section(list(proxy_rows)) + _latent_level_section(list(latent_level))
     truth = [r for r in ranks if r["comparison"].startswith("concept_f1") and r["grouping"] in ("overall", "psi")]
     if truth:
         lines += ["## Against the ground truth (toy world)", "",
@@ -336,7 +328,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     """lake/reports/report.md, mu_vs_g.png (before and after selection) and tau_by_axis.png."""
     lake_obj = lake.lake()
     with analysis_connection(lake_obj, lake_obj.tables(), INPUTS + READS, []) as con:
-        summary, ranks, lift, contrast, separation, reliability, validity = (
+        summary, ranks, lift, contrast, separation, reliability, validity, proxy_rows = (
             con.sql(f"SELECT * FROM {t}").pl().to_dicts() for t in INPUTS)
         oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
         baselines = con.sql(query_text("report_baselines")).pl().to_dicts()
@@ -355,7 +347,8 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
                    if any(r["comparison"] == c for r in ranks)]
     bars = tau_bars_png(ranks, comparisons or ["mu vs g"], "Kendall tau-b with 95% BCa intervals")
     text = compose(summary, ranks, lift, baselines, "patching" in lake_obj.tables(), contrast, separation,
-                   reliability, kinds, lm_rows, lifts, examples, latent_level, by_explanation, validity, oracles)
+                   reliability, kinds, lm_rows, lifts, examples, latent_level, by_explanation, validity, oracles,
+                   proxy_rows)
     if contrast:
         from sae_models.evals.control import METRICS as CONTROL_METRICS
 

@@ -10,14 +10,14 @@ from assets.shared.metadata import table_metadata
 from assets.shared.resources import LakeResource
 
 SOURCES = ["lm_eval", "sae_metrics", "latent_stats", "autointerp", "interpretability", "steering_summary",
-           "selection", "concept_recovery", "true_steerability"]
+           "selection", "concept_recovery", "true_interpretability", "true_steerability"]
 
 
 @dg.asset(deps=SOURCES, group_name="analysis", kinds={"duckdb", "parquet"}, automation_condition=ON_ANY_UPDATE)
 def sae_summary(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Architecture, sparsity level and index, L0, explained variance, CE loss score, mu (beside "always no"),
     g (beside unsteered), g_out, g_dtc, the gains, the contextual share of the CONCEPT100 latents and, on the toy
-    world, concept recovery F1 and the judge-free true steerability; a control twin's
+    world, concept recovery F1 and the judge-free true interpretability and true steerability; a control twin's
     dictionaries name the trained model in ``control_of``. Retired variants are left out; their rows stay in
     the per-SAE tables."""
     lake_obj = lake.lake()

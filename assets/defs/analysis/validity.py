@@ -11,7 +11,8 @@ from assets.shared.metadata import markdown_table
 from assets.shared.resources import LakeResource
 
 TABLE = "instrument_validity"
-SOURCES = ["sae_summary", "interpretability"]
+SOURCES = ["sae_summary", "interpretability", "autointerp", "true_interpretability", "steering_concepts",
+           "true_steerability"]
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -21,10 +22,12 @@ def _fmt(value, digits: int = 2) -> str:
 @dg.asset(deps=SOURCES, group_name="analysis", kinds={"duckdb", "parquet"}, automation_condition=ON_ANY_UPDATE)
 def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Per model with oracle dictionaries and per instrument (mu, mu_balanced, mu_simulation, g, g - g_unsteered,
-    g_dtc, concept F1, true steerability): Kendall tau-b against the known corruption level over the model's
+    g_dtc, concept F1, the two truths): Kendall tau-b against the known corruption level over the model's
     oracles, with its exact permutation p-value (a working instrument: near the lowest tau-b the tied levels
-    allow); and per steering instrument, tau-b against true steerability over the model's SAEs."""
-    from sae_models.evals.validity import INSTRUMENTS, STEERING_INSTRUMENTS, corruption_validity, truth_validity
+    allow); and per instrument and group of latents (all, single-word, other), tau-b against its judge-free
+    truth over the model's SAEs."""
+    from sae_models.evals.validity import INSTRUMENTS, LATENT_GROUPS, TRUTH_OF, corruption_validity, truth_validity
+    from sae_models.toyworld.grammar import WORLD_VERSION
 
     lake_obj = lake.lake()
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
@@ -36,19 +39,26 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
         rows += corruption_validity(model, [o["corruption"] for o in mine],
                                     {k: [o[k] for o in mine] for k in INSTRUMENTS})
     for model in sorted({s["model"] for s in saes}):
-        mine = [s for s in saes if s["model"] == model]
-        rows += truth_validity(model, [s["true_steerability"] for s in mine],
-                               {k: [s[k] for s in mine] for k in STEERING_INSTRUMENTS})
+        for group in LATENT_GROUPS:
+            mine = [s for s in saes if s["model"] == model and s["latents"] == group]
+            for truth in sorted(set(TRUTH_OF.values())):
+                instruments = [k for k, t in TRUTH_OF.items() if t == truth and any(s[k] is not None for s in mine)]
+                rows += truth_validity(model, group, truth, [s[truth] for s in mine],
+                                       {k: [s[k] for s in mine] for k in instruments})
+    judges = {s["model"]: s["judge_model"] for s in oracles + saes}
+    for r in rows:
+        r.judge_model, r.world_version = judges.get(r.model), WORLD_VERSION
     lake_obj.write_table(TABLE, rows)
-    context.log.info("validity: " + "; ".join(f"{r.model} {r.instrument} {_fmt(r.tau_b)}" for r in rows))
+    context.log.info("validity: " + "; ".join(f"{r.model} {r.instrument} vs {r.against} ({r.latents}) "
+                                              f"{_fmt(r.tau_b)}" for r in rows))
     return dg.MaterializeResult(metadata={"dagster/row_count": len(rows), "validity": dg.MetadataValue.md(
-        markdown_table([{"model": r.model, "instrument": r.instrument, "n": r.n, "tau_b": _fmt(r.tau_b),
-                         "p": _fmt(r.p_value)} for r in rows]))})
+        markdown_table([{"model": r.model, "instrument": r.instrument, "against": r.against, "latents": r.latents,
+                         "n": r.n, "tau_b": _fmt(r.tau_b), "p": _fmt(r.p_value)} for r in rows]))})
 
 
 @dg.asset_check(asset=instrument_validity, blocking=True, description=(
-    "tau-b in [-1, 1]; one row per model, instrument and answer; every [oracle] level x seed of each model "
-    "with oracles present"))
+    "tau-b in [-1, 1]; one row per model, instrument, answer and group of latents; every [oracle] level x seed "
+    "of each model with oracles present"))
 def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
     from sae_models.evals.validity import INSTRUMENTS
 
@@ -59,10 +69,10 @@ def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
     wanted = {(q, s) for q in settings.oracle.levels for s in settings.oracle.seeds}
     missing = {m: sorted(wanted - {(o["corruption"], o["seed"]) for o in oracles if o["model"] == m})
                for m in {o["model"] for o in oracles}}
-    keys = [(r["model"], r["instrument"], r["against"]) for r in rows]
+    keys = [(r["model"], r["instrument"], r["against"], r["latents"]) for r in rows]
     out_of_range = [k for k, r in zip(keys, rows, strict=True) if r["tau_b"] is not None and abs(r["tau_b"]) > 1 + 1e-9]
     models = {r["model"] for r in rows if r["against"] == "corruption"}
-    complete = {(m, i) for m, i, a in keys if a == "corruption"} == {(m, i) for m in models for i in INSTRUMENTS}
+    complete = {(m, i) for m, i, a, _ in keys if a == "corruption"} == {(m, i) for m in models for i in INSTRUMENTS}
     passed = not out_of_range and len(set(keys)) == len(keys) and complete and not any(missing.values())
     return dg.AssetCheckResult(passed=passed, metadata={
         "out_of_range": str(out_of_range), "duplicates": len(keys) - len(set(keys)), "complete": complete,

@@ -22,7 +22,7 @@ judge_cache = dg.AssetSpec(
                 "from it with zero new calls. Appended by the judge during autointerp (and later evaluations).")
 
 
-def _tokenizer_text(p: SweepPartition):
+def tokenizer_text(p: SweepPartition):
     from sae_models.evals.autointerp import TokenText
     from sae_models.lm import ModelLoadError, load_tokenizer
 
@@ -67,7 +67,7 @@ def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: Lak
     p = sweep_partition(context, lake)
     cfg = p.settings.autointerp
     examples = from_arrow(p.lake.read_table("latent_examples", model=p.model, sae=p.name), cfg)
-    text, judge = _tokenizer_text(p), build_partition_judge(p, context.log.info)
+    text, judge = tokenizer_text(p), build_partition_judge(p, context.log.info)
     try:
         rows = score_latents(examples, text, judge, cfg)
     except JudgeError as exc:

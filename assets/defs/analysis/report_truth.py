@@ -1,0 +1,98 @@
+"""The report's sections that hold the pipeline against the toy world's own answers: the world's answer to the
+question beside the pipeline's (the report opens on it), each instrument against its judge-free truth by group of
+latents, and which cheap per-SAE metric predicts steering utility."""
+
+from assets.shared.metadata import markdown_table
+
+WORLD = "true_interpretability vs true_steerability"
+ANSWERS = ((WORLD, "the world's truth", ("true_interpretability", "true_steerability")),
+           ("mu vs g", "the pipeline: mu vs g", ("mu", "g")),
+           ("mu vs gain", "the pipeline: mu vs gain", ("mu", "gain")))
+TRUTH_TAU = 0.5  # tau-b against its truth an instrument must reach, with its interval above 0
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def _ci(row: dict) -> str:
+    return f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if row.get("ci_low") is not None else "–"
+
+
+def world_answer_section(ranks: list[dict], reliability: list[dict]) -> list[str]:
+    """Per model, overall and as Psi: tau-b of the world's two truths beside the pipeline's tau-b(mu, g) and
+    tau-b(mu, gain), each with the ceiling its two sides' reliabilities set. Empty without the world's truths."""
+    world = [r for r in ranks if r["comparison"] == WORLD and r["tau_b"] is not None]
+    if not world:
+        return []
+    ceiling = {(r["model"], r["instrument"], r["partner"]): r["tau_ceiling"] for r in reliability if r["partner"]}
+    table, above = [], []
+    for comparison, label, pair in ANSWERS:
+        for r in ranks:
+            if r["comparison"] != comparison or r["grouping"] not in ("model", "overall", "psi"):
+                continue
+            if r["grouping"] == "psi" and r["group"] != "Psi":
+                continue
+            where = {"model": r["group"], "overall": "all models", "psi": "Psi (axis-controlled)"}[r["grouping"]]
+            cap = ceiling.get((r["group"], *pair))
+            table.append({"answer": label, "SAEs": where, "n": r["n"], "tau_b": _fmt(r["tau_b"], 3),
+                          "95% CI": _ci(r), "p": _p(r["p_value"]), "reliability ceiling": _fmt(cap)})
+            if cap is not None and r["tau_b"] is not None and abs(r["tau_b"]) > cap:
+                above.append(f"{comparison} on {r['group']} ({_fmt(r['tau_b'])} against {_fmt(cap)})")
+    return ["## The world's answer and the pipeline's", "",
+            "On the toy world the question has an answer that needs no judge: true_interpretability (the best "
+            "balanced detection accuracy an exact one-feature explanation reaches on the windows the judge scored) "
+            "against true_steerability (the rise of the steered latents' concept words in the LM's next-token "
+            "distribution, teacher-forced, the instruction kept). Beside it, what the judge-based pipeline says. "
+            "This is this world's answer, a property of how its grammar and its small LMs were built, not a claim "
+            "about LLMs. The ceiling is the largest tau-b the two sides' split-half reliabilities allow (the "
+            "Reliability section): where it is near 0, neither answer can be read.", "",
+            markdown_table(table), "",
+            *([f"Above its ceiling: {'; '.join(above)}. The ceiling assumes the two sides' unit noise is "
+               "independent. mu and g average over the same latents (the steered concepts are CONCEPT100 "
+               "latents), so an SAE's draw of latents moves both: where a latent's detection score and its steering "
+               "score are related (the section 'Latent level'), a |tau-b| above the ceiling is partly that shared "
+               "draw, not a difference between the SAEs.", ""] if above else [])]
+
+
+def truth_table(validity: list[dict]) -> list[str]:
+    """Each instrument against its judge-free truth over a model's SAEs, per group of latents."""
+    rows = [r for r in validity if r["against"] != "corruption"]
+    if not rows:
+        return []
+    table = [{"model": r["model"], "latents": r["latents"], "instrument": r["instrument"], "truth": r["against"],
+              "SAEs": r["n"], "tau_b": _fmt(r["tau_b"]), "95% CI": _ci(r), "p": _p(r["p_value"]),
+              "tracks it": "yes" if r["tau_b"] is not None and r["tau_b"] >= TRUTH_TAU and (r["ci_low"] or 0) > 0
+              else "no"} for r in rows]
+    versions = sorted({(r["judge_model"], r["world_version"]) for r in rows if r["judge_model"]})
+    return ["### Against the world's truths", "",
+            "Per model over its SAEs (no baselines, twins or oracles): Kendall tau-b between each instrument and its "
+            "judge-free truth, both averaged over the same latents: mu, mu_balanced and mu_simulation against "
+            "true_interpretability over the CONCEPT100 latents; g and g_lift against true_steerability over the "
+            "steered latents with a truth (g_dtc, a selection, over all). `single_word`: latents a single word "
+            "explains as well as any feature (a judge that reads the windows' words is near-circular there); "
+            f"`other`: the rest. 95% BCa interval over SAEs, permutation p. 'Tracks it': tau-b at least {TRUTH_TAU} "
+            "with the interval above 0. Measured under "
+            + ", ".join(f"judge {j}, world {w}" for j, w in versions) + ".", "",
+            markdown_table(table), ""]
+
+
+def proxies_section(rows: list[dict]) -> list[str]:
+    """Which per-SAE metric ranks SAEs by g and by true steerability, Holm-adjusted."""
+    if not rows:
+        return []
+    table = [{"model": r["model"], "metric": r["metric"], "target": r["target"], "SAEs": r["n"],
+              "tau_b": _fmt(r["tau_b"]), "95% CI": _ci(r), "p": _p(r["p_value"]), "Holm p": _p(r["p_holm"])}
+             for r in rows]
+    found = [f"{r['model']} {r['metric']} ~ {r['target']} ({_fmt(r['tau_b'])})" for r in rows
+             if r["p_holm"] is not None and r["p_holm"] < 0.05]
+    return ["## Which cheap metric predicts steering utility", "",
+            "Per model over its SAEs: Kendall tau-b of each per-SAE metric against g and against the world's "
+            "true_steerability, with the permutation p and Holm's adjustment over the model's comparisons.", "",
+            markdown_table(table), "",
+            ("Significant after Holm's adjustment: " + "; ".join(found) + "." if found
+             else "No metric predicts either target after Holm's adjustment."), ""]
