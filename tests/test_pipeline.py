@@ -120,6 +120,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     _check_control(lake, capsys, tiny_config)
     _check_reliability_and_contextual_share(lake)
     _check_oracles(lake, tiny_config)
+    _check_truths_and_proxies(lake)
 
     # a crash halfway through a rerun leaves the previous partition exactly as it was
     before = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
@@ -177,6 +178,25 @@ def _check_oracles(lake: Lake, config) -> None:
         f1[name] = float(recovery.column("best_f1").to_numpy().mean())
     assert f1["oracle-0-s0"] > f1["oracle-1-s0"]  # equal if the corruption changed nothing
     config.write_text(before)
+
+
+def _check_truths_and_proxies(lake: Lake) -> None:
+    """true_interpretability scores exactly autointerp's latents with its CONCEPT100 flags; instrument_validity
+    holds every instrument against its truth per group of latents; proxies has every model, metric and target."""
+    from sae_models.evals.proxies import METRICS, TARGETS
+
+    for model, sae in (("toy-gemma2", "topk-k4"), ("toy-qwen2", "pca")):
+        truth = {r["latent"]: r for r in lake.read_table("true_interpretability", model=model, sae=sae).to_pylist()}
+        scored = {r["latent"]: r["concept100"] for r in lake.read_table("autointerp", model=model, sae=sae).to_pylist()}
+        assert {k: r["concept100"] for k, r in truth.items()} == scored
+        assert all(0.5 <= r["true_interpretability"] <= 1 for r in truth.values())
+    validity = lake.read_table("instrument_validity").to_pylist()
+    groups = {(r["instrument"], r["against"], r["latents"]) for r in validity if r["against"] != "corruption"}
+    assert {("mu", "true_interpretability", g) for g in ("all", "single_word", "other")} <= groups
+    assert ("g", "true_steerability", "all") in groups
+    assert {r["world_version"] for r in validity} == {"toyworld-grammar-1"}
+    proxies = {(r["model"], r["metric"], r["target"]) for r in lake.read_table("proxies").to_pylist()}
+    assert proxies == {(m, x, t) for m in ("toy-gemma2", "toy-qwen2") for x in METRICS for t in TARGETS}
 
 
 def _check_tables_are_declared_assets_with_their_schema(lake: Lake) -> None:
@@ -280,7 +300,8 @@ def _check_reliability_and_contextual_share(lake: Lake) -> None:
     rows = lake.read_table("instrument_reliability").to_pylist()
     single = {(r["model"], r["instrument"]): r for r in rows if r["partner"] is None}
     assert {m for m, _ in single} == {"toy-gemma2", "toy-qwen2"}
-    assert {i for _, i in single} == {"mu", "mu_simulation", "g", "g_lift", "g_dtc", "gain"}
+    assert {i for _, i in single} == {"mu", "mu_simulation", "g", "g_lift", "g_dtc", "gain", "true_interpretability",
+                                      "true_steerability"}
     assert all(r["n_saes"] == 3 and r["splits"] == 200 for r in single.values())
     assert single[("toy-gemma2", "mu")]["units"] == 6  # n_concept latents per SAE
     pairs = [r for r in rows if r["partner"] is not None]

@@ -42,7 +42,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
         for group in LATENT_GROUPS:
             mine = [s for s in saes if s["model"] == model and s["latents"] == group]
             for truth in sorted(set(TRUTH_OF.values())):
-                instruments = [k for k, t in TRUTH_OF.items() if t == truth and any(s[k] is not None for s in mine)]
+                instruments = [k for k, t in TRUTH_OF.items() if t == truth and (group == "all" or k != "g_dtc")]
                 rows += truth_validity(model, group, truth, [s[truth] for s in mine],
                                        {k: [s[k] for s in mine] for k in instruments})
     judges = {s["model"]: s["judge_model"] for s in oracles + saes}
