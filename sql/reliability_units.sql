@@ -8,6 +8,7 @@ WITH items AS (
 ),
 units AS (
     SELECT model, sae, 'mu' AS instrument, latent, detection_score AS value FROM autointerp WHERE concept100
+    UNION ALL SELECT model, sae, 'mu_balanced', latent, detection_balanced FROM autointerp WHERE concept100
     UNION ALL SELECT model, sae, 'mu_simulation', latent, simulation_score FROM autointerp WHERE concept100
     UNION ALL SELECT model, sae, 'g', latent, test_hm FROM steering_concepts
     UNION ALL SELECT model, sae, 'g_lift', latent, test_hm - unsteered_test_hm FROM steering_concepts

@@ -184,17 +184,20 @@ def _check_truths_and_proxies(lake: Lake) -> None:
     """true_interpretability scores exactly autointerp's latents with its CONCEPT100 flags; instrument_validity
     holds every instrument against its truth per group of latents; proxies has every model, metric and target."""
     from sae_models.evals.proxies import METRICS, TARGETS
+    from sae_models.toyworld.grammar import world_version
 
     for model, sae in (("toy-gemma2", "topk-k4"), ("toy-qwen2", "pca")):
         truth = {r["latent"]: r for r in lake.read_table("true_interpretability", model=model, sae=sae).to_pylist()}
         scored = {r["latent"]: r["concept100"] for r in lake.read_table("autointerp", model=model, sae=sae).to_pylist()}
         assert {k: r["concept100"] for k, r in truth.items()} == scored
-        assert all(0.5 <= r["true_interpretability"] <= 1 for r in truth.values())
+        assert all(0 <= r["true_interpretability"] <= r["best_in_sample"] <= 1 for r in truth.values()
+                   if r["true_interpretability"] is not None)
     validity = lake.read_table("instrument_validity").to_pylist()
     groups = {(r["instrument"], r["against"], r["latents"]) for r in validity if r["against"] != "corruption"}
     assert {("mu", "true_interpretability", g) for g in ("all", "single_word", "other")} <= groups
     assert ("g", "true_steerability", "all") in groups
-    assert {r["world_version"] for r in validity} == {"toyworld-grammar-1"}
+    assert {r["world_version"] for r in validity} == {world_version()}
+    assert {r["judge_model"] for r in validity} == {"toyworld-reader-v4"}
     proxies = {(r["model"], r["metric"], r["target"]) for r in lake.read_table("proxies").to_pylist()}
     assert proxies == {(m, x, t) for m in ("toy-gemma2", "toy-qwen2") for x in METRICS for t in TARGETS}
 
@@ -300,8 +303,8 @@ def _check_reliability_and_contextual_share(lake: Lake) -> None:
     rows = lake.read_table("instrument_reliability").to_pylist()
     single = {(r["model"], r["instrument"]): r for r in rows if r["partner"] is None}
     assert {m for m, _ in single} == {"toy-gemma2", "toy-qwen2"}
-    assert {i for _, i in single} == {"mu", "mu_simulation", "g", "g_lift", "g_dtc", "gain", "true_interpretability",
-                                      "true_steerability"}
+    assert {i for _, i in single} == {"mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "gain",
+                                      "true_interpretability", "true_steerability"}
     assert all(r["n_saes"] == 3 and r["splits"] == 200 for r in single.values())
     assert single[("toy-gemma2", "mu")]["units"] == 6  # n_concept latents per SAE
     pairs = [r for r in rows if r["partner"] is not None]

@@ -1,93 +1,101 @@
-"""True interpretability: the best exact one-feature explanation of a latent on the judge's own detection windows,
-from the grammar's labels alone."""
+"""True interpretability: an exact one-feature explanation chosen on the judge's explanation windows, scored on its
+detection windows, from the grammar's labels alone."""
 
+import dagster as dg
 import numpy as np
 import pytest
+import torch
 
-from sae_models.evals.autointerp import AutointerpConfig, TokenText, plan_latent, score_latents
-from sae_models.evals.examples import PAD_TOKEN, from_arrow, to_arrow
-from sae_models.judges import Judge
-from sae_models.judges.toyworld import ToyworldBackend
-from sae_models.toyworld import ToyWorld
-from sae_models.toyworld.interpretability import best_feature, true_interpretability, window_features
-from tests.test_autointerp import Answers, _examples, corpus  # noqa: F401 - the fixture
+from sae_models.evals.autointerp import AutointerpConfig, balanced_accuracy, plan_latent
+from sae_models.evals.examples import PAD_TOKEN, from_arrow, gather_examples, to_arrow
+from sae_models.toyworld import ToyWorld, build_tokenizer
+from sae_models.toyworld.interpretability import (
+    best_in_sample,
+    detection_accuracy,
+    explain_feature,
+    token_features,
+    true_interpretability,
+)
 
 CFG = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5)
 
 
-def _scored(corpus):  # noqa: F811
-    return from_arrow(to_arrow(_examples(corpus), keep=np.array([True, True, False])), CFG)
+@pytest.fixture(scope="module")
+def world():
+    """300 toy documents and three latents defined by the grammar itself: 0 fires on every word labelled
+    topic:food, 1 on the word "the", 2 on 30% of all tokens at random."""
+    tok = build_tokenizer()
+    docs = ToyWorld(5).documents(300)
+    rng = np.random.default_rng(0)
+    ids, doc_ids, pos, acts = [], [], [], []
+    for d, doc in enumerate(docs):
+        for i, (word, labels) in enumerate(zip(doc.words, doc.labels, strict=True)):
+            ids.append(tok.token_to_id(word))
+            doc_ids.append(d)
+            pos.append(i + 1)
+            acts.append([2.0 * ("topic:food" in labels), 1.5 * (word == "the"), float(rng.random() < 0.3)])
+    keys = {"doc_id": np.array(doc_ids), "pos": np.array(pos), "token_id": np.array(ids)}
+    examples = gather_examples(torch.relu, [(keys, torch.tensor(acts))], np.array([0, 1, 2]), CFG)
+    word_of = {tok.token_to_id(w): w for w in {w for doc in docs for w in doc.words}}.__getitem__
+    return from_arrow(to_arrow(examples), CFG), docs, word_of
 
 
-def _labels() -> dict[int, list[list[str]]]:
-    return {d: doc.labels for d, doc in enumerate(ToyWorld(3).documents(300))}
+def _picked_by_hand(examples, docs, i: int, carries) -> tuple[np.ndarray, object]:
+    """Which detection windows of latent i hold a word for which ``carries(word, labels)``, read straight from the
+    documents (not through token_features)."""
+    plan = plan_latent(examples, i, lambda ids: [""] * len(ids), CFG)
+    picked = []
+    for kind, slot in plan.detect_slots:
+        ws = getattr(examples, kind)
+        doc, centre = docs[int(ws.doc[i, slot])], int(ws.pos[i, slot])
+        positions = [centre - CFG.half_window + k for k in range(CFG.width) if ws.tokens[i, slot, k] != PAD_TOKEN]
+        picked.append(any(carries(doc.words[p - 1], doc.labels[p - 1]) for p in positions if 0 < p <= len(doc.words)))
+    return np.array(picked), plan
 
 
-def _word_of(corpus):  # noqa: F811
-    from transformers import PreTrainedTokenizerFast
-
-    text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
-    return text, lambda token: text([token])[0].strip()
-
-
-def test_a_topic_latent_is_explained_by_a_concept_and_a_random_one_by_nothing_much(corpus):  # noqa: F811
-    _, word_of = _word_of(corpus)
-    farming, noise = true_interpretability(_scored(corpus), CFG, _labels(), word_of)
-    # 3 of its 4 activating windows carry topic:farming and no negative one does; the fourth fires on "wild",
-    # a farming word the grammar labels with animals there (sentiment:positive ties at 0.875 and sorts first)
-    assert farming.true_interpretability == pytest.approx(0.875) and farming.true_feature.startswith(("topic:",
-                                                                                                    "sentiment:"))
-    assert not farming.single_word  # farming is many words: no single one finds as many windows
-    # a latent firing at random still finds some word that splits 14 windows well: best-of-many is optimistic
-    assert noise.true_interpretability < farming.true_interpretability
+def test_latents_defined_by_a_concept_or_a_word_are_explained_by_it_and_scored_on_the_judges_truth(world):
+    examples, docs, word_of = world
+    food, the, noise = true_interpretability(examples, CFG, {d: doc.labels for d, doc in enumerate(docs)}, word_of)
+    assert (food.true_feature, the.true_feature) == ("topic:food", "word:the")
+    for row, carries in ((food, lambda w, labels: "topic:food" in labels), (the, lambda w, labels: w == "the")):
+        picked, plan = _picked_by_hand(examples, docs, int(row.latent), carries)
+        assert row.true_interpretability == pytest.approx(balanced_accuracy(picked, plan.detect_truth))
+        assert row.true_interpretability <= row.best_in_sample
+    # "the" is in almost every window: SAEBench's truth counts the random windows negative, their own activation
+    # would not, and the two give different scores (so scoring against the wrong truth would fail here)
+    picked, plan = _picked_by_hand(examples, docs, 1, lambda w, labels: w == "the")
+    assert (plan.detect_truth != plan.detect_active).any()
+    assert balanced_accuracy(picked, plan.detect_active) != pytest.approx(the.true_interpretability)
+    assert noise.true_interpretability < min(food.true_interpretability, the.true_interpretability)
+    assert noise.best_in_sample - noise.true_interpretability > 0.1  # choosing on the scored windows flatters
 
 
-class Recording(ToyworldBackend):
-    """The toy reader, keeping the windows each detection call shows."""
+def test_the_truth_reads_no_judge_output():
+    """true_interpretability's inputs, all the way up, hold no explanation or judge answer."""
+    from assets.definitions import defs
 
-    def __init__(self):
-        super().__init__()
-        self.shown: list[list[str]] = []
-
-    def complete(self, request):
-        if request.task == "detect":
-            self.shown.append(request.payload["windows"])
-        return super().complete(request)
-
-
-def test_it_scores_the_windows_the_judge_saw_and_nothing_the_judge_said(corpus):  # noqa: F811
-    text, word_of = _word_of(corpus)
-    examples, labels = _scored(corpus), _labels()
-    before = true_interpretability(examples, CFG, labels, word_of)
-    recording = Recording()
-    score_latents(examples, text, Judge(recording), CFG)
-    score_latents(examples, text, Judge(Answers("all")), CFG)  # a judge that says the opposite changes nothing
-    assert true_interpretability(examples, CFG, labels, word_of) == before
-    assert len(recording.shown) == len(examples.latents)
-    for i, shown in enumerate(recording.shown):  # the same windows, in the same order, as the judge's
-        plan = plan_latent(examples, i, text, CFG)
-        ours = []
-        for kind, slot in plan.detect_slots:
-            tokens = getattr(examples, kind).tokens[i, slot]
-            ours.append("".join(text(tokens[tokens != PAD_TOKEN].tolist())))
-        assert ours == ["".join(w) if isinstance(w, list | tuple) else str(w) for w in shown]
+    graph = defs.get_repository_def().asset_graph
+    upstream = {k.to_user_string() for k in graph.upstream_key_iterator(dg.AssetKey("true_interpretability"))}
+    assert not upstream & {"autointerp", "interpretability", "judge_cache", "steering", "steering_concepts"}
+    assert {"latent_examples", "corpus"} <= upstream
 
 
 def test_window_tokens_carry_the_labels_of_their_document_positions():
     labels = {7: [["role:determiner"], ["topic:food", "role:subject"], ["role:verb"]]}
     words = {10: "the", 11: "cake", 12: "ate", 13: "."}
     tokens = np.array([PAD_TOKEN, 10, 11, 12, 13])  # centre pos 2 with half window 2: positions 0..4, 0 = BOS
-    features = window_features(tokens, 7, 2, 2, labels, words.__getitem__)
-    assert features == {"word:the", "role:determiner", "word:the@role:determiner",
-                        "word:cake", "topic:food", "role:subject", "word:cake@topic:food", "word:cake@role:subject",
-                        "word:ate", "role:verb", "word:ate@role:verb", "word:."}  # "." lies past the document
+    features = token_features(tokens, 7, 2, 2, labels, words.__getitem__)
+    assert features == [None, {"word:the", "role:determiner", "word:the@role:determiner"},
+                        {"word:cake", "topic:food", "role:subject", "word:cake@topic:food", "word:cake@role:subject"},
+                        {"word:ate", "role:verb", "word:ate@role:verb"}, {"word:."}]  # "." lies past the labels
 
 
-def test_ties_go_to_the_simpler_feature_and_single_word_says_whether_a_word_reaches_the_best():
-    truth = np.array([True, True, False, False])
-    windows = [{"topic:food", "word:cake"}, {"topic:food", "word:cake"}, {"word:the"}, {"word:the"}]
-    assert best_feature(windows, truth) == (1.0, "topic:food", True)
-    windows = [{"topic:food", "word:cake"}, {"topic:food", "word:pie"}, {"word:the"}, {"word:the"}]
-    assert best_feature(windows, truth) == (1.0, "topic:food", False)
-    score, feature, _ = best_feature([{"word:a"}, {"word:b"}, {"word:b"}, {"word:a"}], truth)
-    assert score == pytest.approx(0.5) and feature == ""  # nothing beats picking no window
+def test_the_explainer_prefers_the_simpler_feature_and_a_one_class_truth_scores_nothing():
+    tokens = [{"topic:food", "word:cake"}, {"topic:food", "word:cake"}, {"word:the"}]
+    assert explain_feature(tokens, np.array([True, True, False])) == "topic:food"  # ties with word:cake
+    assert explain_feature(tokens, np.zeros(3, bool)) == ""
+    windows = [{"topic:food"}, {"word:the"}]
+    assert detection_accuracy("topic:food", windows, np.array([True, False])) == 1.0
+    assert detection_accuracy("topic:food", windows, np.array([True, True])) is None
+    assert best_in_sample(windows, np.array([False, False])) is None
+    assert best_in_sample([{"word:a"}, {"word:a"}], np.array([True, False])) == 0.5  # nothing beats picking none

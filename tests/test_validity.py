@@ -78,3 +78,35 @@ def test_a_metric_that_orders_the_saes_by_g_is_found_and_one_that_does_not_is_no
     assert rows[("explained_variance", "g")].p_holm > 0.05
     assert rows[("l0", "true_steerability")].tau_b is None and rows[("l0", "true_steerability")].n == 0
     assert all(r.p_holm >= r.p_value for r in rows.values() if r.p_value is not None)
+
+
+def test_validity_truth_sql_averages_each_side_over_the_same_latents_per_group():
+    import duckdb
+
+    from assets.lakehouse.sql import query_text
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE sae_summary AS SELECT * FROM (VALUES ('m', 's', 0.9::DOUBLE, false, NULL), "
+                "('m', 'pca', 0.1, true, NULL)) t(model, sae, g_dtc, is_baseline, control_of)")
+    con.execute("CREATE TABLE interpretability AS SELECT 'm' AS model, 's' AS sae, 'reader' AS judge_model")
+    # latents 0, 1 token-like (not contextual), 2, 3 contextual; 3 is outside CONCEPT100, 1 has no window truth
+    con.execute("CREATE TABLE latent_stats AS SELECT 'm' AS model, 's' AS sae, * FROM (VALUES (0, false), (1, false), "
+                "(2, true), (3, true)) t(latent, contextual)")
+    con.execute("CREATE TABLE autointerp AS SELECT 'm' AS model, 's' AS sae, * FROM (VALUES (0, 1.0, 0.9, 0.5, true), "
+                "(1, 0.0, 0.1, 0.5, true), (2, 0.5, 0.4, 0.2, true), (3, 0.7, 0.7, 0.7, false)) "
+                "t(latent, detection_score, detection_balanced, simulation_score, concept100)")
+    con.execute("CREATE TABLE true_interpretability AS SELECT 'm' AS model, 's' AS sae, * FROM (VALUES (0, 0.8), "
+                "(1, NULL), (2, 0.6), (3, 0.9)) t(latent, true_interpretability)")
+    con.execute("CREATE TABLE steering_concepts AS SELECT 'm' AS model, 's' AS sae, * FROM (VALUES (0, 0.4, 0.1), "
+                "(2, 0.2, 0.2), (3, 0.6, 0.0)) t(latent, test_hm, unsteered_test_hm)")
+    con.execute("CREATE TABLE true_steerability AS SELECT 'm' AS model, 's' AS sae, * FROM (VALUES (0, 0.05), "
+                "(2, NULL), (3, 0.01)) t(latent, rise_test)")
+    rows = {r["latents"]: r for r in con.sql(query_text("validity_truth")).pl().to_dicts()}
+    assert set(rows) == {"all", "single_word", "other"} and {r["sae"] for r in rows.values()} == {"s"}
+    assert rows["all"]["mu"] == pytest.approx(0.75) and rows["all"]["true_interpretability"] == pytest.approx(0.7)
+    assert rows["single_word"]["mu"] == 1.0 and rows["single_word"]["true_interpretability"] == 0.8
+    assert rows["other"]["mu_balanced"] == 0.4 and rows["other"]["true_interpretability"] == 0.6
+    assert rows["all"]["g"] == pytest.approx(0.5) and rows["all"]["true_steerability"] == pytest.approx(0.03)
+    assert rows["other"]["g_lift"] == pytest.approx(0.6) and rows["single_word"]["g_lift"] == pytest.approx(0.3)
+    assert rows["all"]["g_dtc"] == 0.9 and rows["other"]["g_dtc"] is None
+    assert rows["all"]["judge_model"] == "reader"

@@ -130,6 +130,7 @@ class LatentPlan:
 
     tau: float
     explain: list[Window]
+    explain_slots: list[tuple[str, int]]  # each explanation window's kind (top, importance) and slot
     detect: list[Window]
     detect_truth: np.ndarray  # SAEBench's: random windows negative (unless random_negative is off)
     detect_active: np.ndarray  # each window's own max activation > tau
@@ -177,6 +178,7 @@ def plan_latent(ex: LatentExamples, i: int, text: Callable, cfg: AutointerpConfi
     return LatentPlan(
         tau=tau,
         explain=(_windows(ex.top, i, explain_top, text, True) + _windows(ex.importance, i, imp_explain, text, True)),
+        explain_slots=[("top", int(s)) for s in explain_top] + [("importance", int(s)) for s in imp_explain],
         detect=[_windows(ws, i, [s], text, False)[0] for ws, s in scoring],
         detect_truth=active & ~np.array([cfg.random_negative and ws is ex.random for ws, _ in scoring]),
         detect_active=active,

@@ -56,7 +56,9 @@ def model_proxies(model: str, saes: Sequence[dict], resamples: int = 9999) -> li
     rows = []
     for target in TARGETS:
         for metric in METRICS:
-            pairs = [(s[metric], s[target]) for s in saes if s.get(metric) is not None and s.get(target) is not None]
+            pairs = [(s[metric], s[target]) for s in saes
+                     if s.get(metric) is not None and s.get(target) is not None
+                     and np.isfinite(s[metric]) and np.isfinite(s[target])]
             x, y = (np.asarray(v, float) for v in zip(*pairs, strict=True)) if pairs else (np.zeros(0), np.zeros(0))
             defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
             inference = tau_inference(x, y, resamples) if defined else None

@@ -26,10 +26,13 @@ from sae_models.arrow import schema_of
 SPLITS = 200
 # Means of their units (g_lift: g - g_unsteered); the toy world's two truths too, so that the world's own answer
 # gets the same ceiling as the pipeline's.
-MEAN_INSTRUMENTS = ("mu", "mu_simulation", "g", "g_lift", "true_interpretability", "true_steerability")
+MEAN_INSTRUMENTS = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "true_interpretability",
+                    "true_steerability")
 SELECTION_INSTRUMENTS = ("g_dtc", "gain")  # selection rerun on each half of the steered concepts
-# The pairs whose tau the report reads: [W25]'s questions (mu vs g, mu vs the gain) and their variants.
+# The pairs whose tau the report reads: [W25]'s questions (mu vs g, mu vs the gain) and their variants, each
+# instrument against its truth, and the world's own answer.
 PAIRS = (("mu", "g"), ("mu", "g_lift"), ("mu", "g_dtc"), ("mu", "gain"), ("mu_simulation", "g"),
+         ("mu", "true_interpretability"), ("mu_balanced", "true_interpretability"), ("g", "true_steerability"),
          ("true_interpretability", "true_steerability"))
 
 

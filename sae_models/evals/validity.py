@@ -90,7 +90,8 @@ def truth_validity(model: str, latents: str, against: str, truth: Sequence[float
     group), tau-b against the truth named ``against`` with a permutation p and a BCa interval over the SAEs."""
     rows = []
     for instrument, values in scores.items():
-        keep = [i for i, (t, v) in enumerate(zip(truth, values, strict=True)) if t is not None and v is not None]
+        keep = [i for i, (t, v) in enumerate(zip(truth, values, strict=True))
+                if t is not None and v is not None and np.isfinite(t) and np.isfinite(v)]
         x, y = np.asarray([truth[i] for i in keep], float), np.asarray([values[i] for i in keep], float)
         defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
         tau = float(kendall_tau_b(x, y)) if defined else None

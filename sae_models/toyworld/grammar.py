@@ -155,8 +155,9 @@ IOI_PLACES = ["market", "park", "station", "party"]
 IOI_OBJECTS = ["gift", "book", "drink", "letter"]
 PROMPT_WORDS = ["question", "tell", "me", "about", "answer", "when", "and", "went", "to", "gave", ",", ":", "."]
 COPULA, NEGATION = "was", "not"
-# The world's version, recorded beside every check against its truth: a new one whenever its documents or their
-# labels change for the same settings (as the toy judge's model name is for its answers).
+# The world's version, recorded beside every check against its truth: a new one whenever how its documents or their
+# labels are generated changes for the same settings (as the toy judge's model name is for its answers);
+# ``world_version`` adds a hash of the vocabulary and the generator's defaults, which change it by themselves.
 WORLD_VERSION = "toyworld-grammar-1"
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 ROLES = ["subject", "verb", "object", "adjective", "determiner", "preposition", "punctuation", "name"]
@@ -418,3 +419,13 @@ def ioi_counterfactual_pairs(held_out: bool = True, orders: tuple[str, ...] = IO
     training) ordered name pair, place, object and order: the prompt pairs that patching draws from."""
     return [(*ioi_prompt_pair(a, b, place, obj, order), b) for order in orders for a, b in ioi_pairs(held_out)
             for place in IOI_PLACES for obj in IOI_OBJECTS]
+
+
+def world_version() -> str:
+    """``WORLD_VERSION`` and a hash of what the world is made of: its words per topic and role, its concepts, and
+    the generator's default probabilities."""
+    import hashlib
+    import json
+
+    content = json.dumps([TOPICS, lexicon(), concepts(), repr(WorldConfig())], sort_keys=True, default=str)
+    return f"{WORLD_VERSION}+{hashlib.sha256(content.encode()).hexdigest()[:8]}"

@@ -1,21 +1,20 @@
-"""True interpretability on the toy world: how well could any exact one-feature explanation detect a latent?
+"""True interpretability on the toy world: how well does an exact one-feature explanation detect a latent?
 
-For each scored latent, take the detection windows the judge scored (the same windows, the same truth: a window
-activates when its max activation exceeds tau, random windows negative under SAEBench's rule) and ask, for every
-feature of the world's fixed vocabulary, what a perfect simulator reading the explanation "fires on <feature>"
-would answer: a window is picked when some token in it carries the feature. The latent's true interpretability
-is the best balanced accuracy over the vocabulary. Nothing of the judge goes into it (no explanation, no word
-groups, no answer): only the windows, the activations and the grammar's labels.
+The judge's protocol, with the judge's two parts replaced by exact ones. The explainer sees the windows the judge
+explains from (top and importance-weighted, with activations) and names one feature of the world's fixed
+vocabulary: the one whose tokens best coincide with the latent's firing tokens there (token-level balanced
+accuracy of "the token carries the feature" against "the activation exceeds tau"). A perfect simulator then reads
+"fires on <feature>" on the detection windows the judge scored (the same windows, the same truth: a window
+activates when its max exceeds tau, random windows negative under SAEBench's rule) and picks a window when some
+token in it carries the feature. The latent's true interpretability is that pick's balanced accuracy. The feature
+is chosen on other windows than it is scored on, as the judge's explanation is; nothing of the judge goes into it
+(no explanation, no word groups, no answer): only the windows, the activations and the grammar's labels.
 
 The vocabulary is fixed by the world before any SAE is trained: its concepts (``topic:food``, ``role:subject``,
 ``sentiment:positive``...), its words (``word:dog``), and a word in a context (``word:dog@topic:animals``: the word
-where the grammar labels it with that concept). The best of several hundred candidates on 14 windows is an
-optimistic ceiling, as any best-of-many is: read it as what a perfect explainer could reach, against which mu shows
-what the explanation and the judge lose.
-
-A latent is ``single_word`` when some single word reaches that best accuracy: there a judge that reads the
-windows' words can score well without finding any concept, so an instrument's agreement with the truth on those
-latents says little about concepts.
+where the grammar labels it with that concept). Beside it, ``best_in_sample``: the best balanced accuracy any
+feature of the vocabulary reaches on the detection windows themselves, chosen on the windows it is scored on: an
+optimistic ceiling (a latent firing at random finds some word that splits 14 windows well).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import pyarrow as pa
 from sae_models.arrow import schema_of
 from sae_models.evals.autointerp import balanced_accuracy, concept_subset, plan_latent
 from sae_models.evals.config import AutointerpConfig
-from sae_models.evals.examples import PAD_TOKEN, LatentExamples
+from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet
 
 WORD = "word:"
 CONTEXT = "@"  # word:<w>@<concept>: the word where the grammar labels it with the concept
@@ -37,12 +36,13 @@ CONTEXT = "@"  # word:<w>@<concept>: the word where the grammar labels it with t
 
 @dataclass
 class TrueInterpretabilityRow:
-    """One row of ``true_interpretability``: a scored latent's best exact one-feature explanation."""
+    """One row of ``true_interpretability``: a scored latent's exact one-feature explanation and its score."""
 
     latent: int = field(metadata={"arrow": pa.int32()})
-    true_interpretability: float  # best balanced detection accuracy of one feature on the judge's windows
-    true_feature: str  # the feature that reaches it (a concept before a word, a word before a word in context)
-    single_word: bool  # some single word reaches it too
+    true_interpretability: float | None  # balanced detection accuracy of the feature chosen on the explanation
+    #                                      windows, on the judge's detection windows (None: one class only there)
+    true_feature: str  # that feature ("" when no token of the explanation windows fires)
+    best_in_sample: float | None  # the best any feature reaches on the detection windows themselves (optimistic)
     concept100: bool  # in the CONCEPT100 subset whose mean is mu
 
 
@@ -54,52 +54,90 @@ def _complexity(feature: str) -> int:
     return 2 if CONTEXT in feature else 1 if feature.startswith(WORD) else 0
 
 
-def window_features(tokens: np.ndarray, doc: int, pos: int, half_window: int, doc_labels: dict[int, list[list[str]]],
-                    word_of: Callable[[int], str]) -> set[str]:
-    """The vocabulary features some token of one window carries. Window index k is the document's position
-    ``pos - half_window + k``, and word i of a document sits at position i + 1 (after BOS)."""
+def token_features(tokens: np.ndarray, doc: int, pos: int, half_window: int, doc_labels: dict[int, list[list[str]]],
+                   word_of: Callable[[int], str]) -> list[set[str] | None]:
+    """The vocabulary features each token of one window carries (None outside the document). Window index k is the
+    document's position ``pos - half_window + k``, and word i of a document sits at position i + 1 (after BOS)."""
     words = doc_labels.get(int(doc), [])
-    out: set[str] = set()
+    out: list[set[str] | None] = []
     for k, token in enumerate(tokens.tolist()):
         if token == PAD_TOKEN:
+            out.append(None)
             continue
         word = f"{WORD}{word_of(token)}"
-        out.add(word)
         at = int(pos) - half_window + k
-        for concept in words[at - 1] if 0 < at <= len(words) else ():
-            out.update((concept, f"{word}{CONTEXT}{concept}"))
+        concepts = words[at - 1] if 0 < at <= len(words) else ()
+        out.append({word, *concepts, *(f"{word}{CONTEXT}{c}" for c in concepts)})
     return out
 
 
-def best_feature(windows: Sequence[set[str]], truth: np.ndarray) -> tuple[float, str, bool]:
-    """(best balanced accuracy, its feature, whether a single word reaches it) of "picked = the window carries the
-    feature" against ``truth``; a feature no window carries picks nothing (0.5 on two classes)."""
-    names = sorted(set().union(*windows), key=lambda f: (_complexity(f), f))
-    present = np.array([[f in w for w in windows] for f in names], bool).reshape(len(names), len(windows))
-    scores = np.array([balanced_accuracy(row, truth) for row in present]) if names else np.zeros(0)
-    nothing = balanced_accuracy(np.zeros(len(truth), bool), truth)
-    if not names or scores.max() <= nothing:
-        return nothing, "", False
-    best = int(np.argmax(scores))  # the first maximum: the simplest feature among ties
-    is_word = np.array([_complexity(f) == 1 for f in names])
-    single_word = bool(is_word.any() and scores[is_word].max() >= scores[best] - 1e-12)
-    return float(scores[best]), names[best], single_word
+def _ranked(names: set[str]) -> list[str]:
+    return sorted(names, key=lambda f: (_complexity(f), f))
+
+
+def _best(names: list[str], units: Sequence[set[str]], truth: np.ndarray) -> tuple[float, str]:
+    """The first of ``names`` (simplest first) with the best balanced accuracy of "the unit carries it" against
+    ``truth`` (as ``balanced_accuracy``: the mean hit rate over the classes present)."""
+    column = {f: j for j, f in enumerate(names)}
+    present = np.zeros((len(names), len(units)), bool)
+    for u, carried in enumerate(units):
+        present[[column[f] for f in carried], u] = True
+    rates = [present[:, truth].mean(1)] if truth.any() else []
+    rates += [(~present[:, ~truth]).mean(1)] if (~truth).any() else []
+    scores = np.mean(rates, axis=0)
+    best = int(np.argmax(scores))
+    return float(scores[best]), names[best]
+
+
+def explain_feature(units: Sequence[set[str]], firing: np.ndarray) -> str:
+    """The exact explainer: over the features the tokens carry, the one whose tokens best coincide with the firing
+    ones (token-level balanced accuracy); "" when no token fires."""
+    if not firing.any() or not units:
+        return ""
+    return _best(_ranked(set().union(*units)), units, firing)[1]
+
+
+def detection_accuracy(feature: str, windows: Sequence[set[str]], truth: np.ndarray) -> float | None:
+    """Balanced accuracy of picking the windows that carry ``feature``; None when the truth has one class only
+    (then picking nothing would score 1 whatever the feature)."""
+    if truth.all() or not truth.any():
+        return None
+    return balanced_accuracy(np.array([feature in w for w in windows], bool), truth)
+
+
+def best_in_sample(windows: Sequence[set[str]], truth: np.ndarray) -> float | None:
+    """The best balanced accuracy any feature carried by these windows reaches on them (None: one class only)."""
+    if truth.all() or not truth.any():
+        return None
+    names = _ranked(set().union(*windows))
+    return max(_best(names, windows, truth)[0], 0.5) if names else 0.5
+
+
+def _window(examples: LatentExamples, kind: str, i: int, slot: int, half: int, labels, word_of
+            ) -> tuple[list[set[str] | None], np.ndarray]:
+    ws: WindowSet = getattr(examples, kind)
+    return token_features(ws.tokens[i, slot], ws.doc[i, slot], ws.pos[i, slot], half, labels, word_of), ws.acts[i, slot]
 
 
 def true_interpretability(examples: LatentExamples, cfg: AutointerpConfig, doc_labels: dict[int, list[list[str]]],
                           word_of: Callable[[int], str]) -> list[TrueInterpretabilityRow]:
-    """One row per latent of ``examples`` (the scored latents), on the detection windows autointerp draws for it
-    (``plan_latent``, same seed), with the CONCEPT100 flag as autointerp sets it."""
+    """One row per latent of ``examples`` (the scored latents), on the explanation and detection windows autointerp
+    draws for it (``plan_latent``, same seed), with the CONCEPT100 flag as autointerp sets it."""
     concept = set(concept_subset(examples.latents, cfg.n_concept, cfg.seed).tolist())
     blank = lambda ids: [""] * len(ids)  # noqa: E731 - the windows' text is not needed, only their slots
     rows = []
     for i, latent in enumerate(examples.latents.tolist()):
         plan = plan_latent(examples, i, blank, cfg)
-        windows = []
-        for kind, slot in plan.detect_slots:
-            ws = getattr(examples, kind)
-            windows.append(window_features(ws.tokens[i, slot], ws.doc[i, slot], ws.pos[i, slot], cfg.half_window,
-                                           doc_labels, word_of))
-        score, feature, single_word = best_feature(windows, plan.detect_truth)
-        rows.append(TrueInterpretabilityRow(int(latent), score, feature, single_word, int(latent) in concept))
+        units, firing = [], []
+        for kind, slot in plan.explain_slots:
+            tokens, acts = _window(examples, kind, i, slot, cfg.half_window, doc_labels, word_of)
+            units += [t for t in tokens if t is not None]
+            firing += [a > plan.tau for t, a in zip(tokens, acts, strict=True) if t is not None]
+        feature = explain_feature(units, np.array(firing, bool))
+        windows = [set().union(*(t for t in _window(examples, kind, i, slot, cfg.half_window, doc_labels,
+                                                    word_of)[0] if t is not None))
+                   for kind, slot in plan.detect_slots]
+        rows.append(TrueInterpretabilityRow(int(latent), detection_accuracy(feature, windows, plan.detect_truth),
+                                            feature, best_in_sample(windows, plan.detect_truth),
+                                            int(latent) in concept))
     return rows

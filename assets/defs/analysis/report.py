@@ -217,7 +217,7 @@ PATCHING_SECTION = ["## Causal localisation: feature patching on IOI ([C23])", "
                     ""]
 
 
-def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
+def _validity_section(validity: list[dict], oracles: list[dict], reliability: list[dict]) -> list[str]:
     """Each instrument's tau-b against the oracles' known corruption level, a verdict, and the means per level; then
     each steering instrument against the world's judge-free true steerability over the SAEs."""
     against_level = [r for r in validity if r["against"] == "corruption"]
@@ -256,7 +256,7 @@ def _validity_section(validity: list[dict], oracles: list[dict]) -> list[str]:
             *([f"The world's own truths do not all rank them ({', '.join(doubt)}): there the ladder itself is in "
                "doubt, not only the instruments."] if doubt else []), "",
             "Means per corruption level:", "", markdown_table(means), "",
-            *truth_table(validity)]
+            *truth_table(validity, reliability)]
 
 
 def _verdict_of(row: dict) -> str:
@@ -303,7 +303,8 @@ def compose(summary: list[dict], ranks: list[dict], table2: list[dict], baseline
     lines += world_answer_section(ranks, list(reliability))
     lines += ["![mu vs g](mu_vs_g.png)", "", "![tau by axis](tau_by_axis.png)", ""]
     lines += _models_section(list(lm_rows)) + _lift_section(list(lift), list(examples), list(by_explanation))
-    lines += _validity_section(list(validity), list(oracles)) + _reliability_section(list(reliability))
+    lines += _validity_section(list(validity), list(oracles), list(reliability))
+    lines += _reliability_section(list(reliability))
     lines += _rank_section(ranks, "mu vs g", "Table 1: mu vs g (Kendall tau-b over SAEs)")
     lines += ["## Table 2: steering score before and after selection", "", markdown_table(table2), "",
               "Lifts in percent, two ways: of the means, and the mean (and median) of the per-SAE gains.", ""]

@@ -44,28 +44,34 @@ def world_answer_section(ranks: list[dict], reliability: list[dict]) -> list[str
             if cap is not None and r["tau_b"] is not None and abs(r["tau_b"]) > cap:
                 above.append(f"{comparison} on {r['group']} ({_fmt(r['tau_b'])} against {_fmt(cap)})")
     return ["## The world's answer and the pipeline's", "",
-            "On the toy world the question has an answer that needs no judge: true_interpretability (the best "
-            "balanced detection accuracy an exact one-feature explanation reaches on the windows the judge scored) "
-            "against true_steerability (the rise of the steered latents' concept words in the LM's next-token "
-            "distribution, teacher-forced, the instruction kept). Beside it, what the judge-based pipeline says. "
+            "On the toy world the question has an answer that needs no judge: true_interpretability (the balanced "
+            "detection accuracy, on the windows the judge scored, of an exact one-feature explanation chosen on the "
+            "windows the judge explained from) against true_steerability (the rise of the steered latents' concept "
+            "words in the LM's next-token distribution, teacher-forced, the instruction kept). Beside it, what the "
+            "judge-based pipeline says. "
             "This is this world's answer, a property of how its grammar and its small LMs were built, not a claim "
             "about LLMs. The ceiling is the largest tau-b the two sides' split-half reliabilities allow (the "
             "Reliability section): where it is near 0, neither answer can be read.", "",
             markdown_table(table), "",
-            *([f"Above its ceiling: {'; '.join(above)}. The ceiling assumes the two sides' unit noise is "
-               "independent. mu and g average over the same latents (the steered concepts are CONCEPT100 "
-               "latents), so an SAE's draw of latents moves both: where a latent's detection score and its steering "
-               "score are related (the section 'Latent level'), a |tau-b| above the ceiling is partly that shared "
-               "draw, not a difference between the SAEs.", ""] if above else [])]
+            *([f"Above its ceiling at the point estimates: {'; '.join(above)}. The ceilings come from "
+               "reliabilities estimated on 20 SAEs (wide intervals, Reliability section) and assume the two sides' "
+               "noise is independent. mu and g average over the same latents (the steered concepts are CONCEPT100 "
+               "latents), and latent by latent a detection score and a steering score are related (section "
+               "'Latent level'), so part of their tau-b is the shared draw of latents, not a difference between "
+               "SAEs; for the two truths no such shared part is measured.", ""] if above else [])]
 
 
-def truth_table(validity: list[dict]) -> list[str]:
-    """Each instrument against its judge-free truth over a model's SAEs, per group of latents."""
+def truth_table(validity: list[dict], reliability: list[dict]) -> list[str]:
+    """Each instrument against its judge-free truth over a model's SAEs, per group of latents, with the ceiling
+    the reliabilities set (over all latents)."""
     rows = [r for r in validity if r["against"] != "corruption"]
     if not rows:
         return []
+    ceiling = {(r["model"], r["instrument"], r["partner"]): r["tau_ceiling"] for r in reliability if r["partner"]}
     table = [{"model": r["model"], "latents": r["latents"], "instrument": r["instrument"], "truth": r["against"],
               "SAEs": r["n"], "tau_b": _fmt(r["tau_b"]), "95% CI": _ci(r), "p": _p(r["p_value"]),
+              "ceiling": _fmt(ceiling.get((r["model"], r["instrument"], r["against"]))) if r["latents"] == "all"
+              else "",
               "tracks it": "yes" if r["tau_b"] is not None and r["tau_b"] >= TRUTH_TAU and (r["ci_low"] or 0) > 0
               else "no"} for r in rows]
     versions = sorted({(r["judge_model"], r["world_version"]) for r in rows if r["judge_model"]})
@@ -73,10 +79,13 @@ def truth_table(validity: list[dict]) -> list[str]:
             "Per model over its SAEs (no baselines, twins or oracles): Kendall tau-b between each instrument and its "
             "judge-free truth, both averaged over the same latents: mu, mu_balanced and mu_simulation against "
             "true_interpretability over the CONCEPT100 latents; g and g_lift against true_steerability over the "
-            "steered latents with a truth (g_dtc, a selection, over all). `single_word`: latents a single word "
-            "explains as well as any feature (a judge that reads the windows' words is near-circular there); "
-            f"`other`: the rest. 95% BCa interval over SAEs, permutation p. 'Tracks it': tau-b at least {TRUTH_TAU} "
-            "with the interval above 0. Measured under "
+            "steered latents with a truth (g_dtc, a selection, over all). `single_word`: latents whose current "
+            "token's identity explains half or more of their activation variance on held-out tokens (a judge that "
+            "reads the windows' words is near-circular there); `other`: the contextual rest. 95% BCa interval over "
+            f"SAEs, permutation p, unadjusted for the {len(rows)} rows. 'Tracks it': tau-b at least {TRUTH_TAU} "
+            "with the interval above 0. The ceiling (the Reliability section's, over all latents) assumes "
+            "independent noise on the two sides; an instrument and its truth read the same latents and, for mu, "
+            "the same windows, so their noise is shared and a tau-b above it is possible. Measured under "
             + ", ".join(f"judge {j}, world {w}" for j, w in versions) + ".", "",
             markdown_table(table), ""]
 

@@ -12,7 +12,7 @@ from assets.shared.resources import LakeResource
 
 TABLE = "instrument_validity"
 SOURCES = ["sae_summary", "interpretability", "autointerp", "true_interpretability", "steering_concepts",
-           "true_steerability"]
+           "true_steerability", "latent_stats"]
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -27,7 +27,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
     allow); and per instrument and group of latents (all, single-word, other), tau-b against its judge-free
     truth over the model's SAEs."""
     from sae_models.evals.validity import INSTRUMENTS, LATENT_GROUPS, TRUTH_OF, corruption_validity, truth_validity
-    from sae_models.toyworld.grammar import WORLD_VERSION
+    from sae_models.toyworld.grammar import world_version
 
     lake_obj = lake.lake()
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
@@ -45,9 +45,12 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
                 instruments = [k for k, t in TRUTH_OF.items() if t == truth and (group == "all" or k != "g_dtc")]
                 rows += truth_validity(model, group, truth, [s[truth] for s in mine],
                                        {k: [s[k] for s in mine] for k in instruments})
-    judges = {s["model"]: s["judge_model"] for s in oracles + saes}
-    for r in rows:
-        r.judge_model, r.world_version = judges.get(r.model), WORLD_VERSION
+    judges: dict[str, set[str]] = {}
+    for s in oracles + saes:
+        judges.setdefault(s["model"], set()).add(s["judge_model"])
+    world = world_version()
+    for r in rows:  # every judge a model's rows were scored by (two: a mixed lake, named as such)
+        r.judge_model, r.world_version = ", ".join(sorted(judges.get(r.model, ()))) or None, world
     lake_obj.write_table(TABLE, rows)
     context.log.info("validity: " + "; ".join(f"{r.model} {r.instrument} vs {r.against} ({r.latents}) "
                                               f"{_fmt(r.tau_b)}" for r in rows))
@@ -56,9 +59,17 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
                          "n": r.n, "tau_b": _fmt(r.tau_b), "p": _fmt(r.p_value)} for r in rows]))})
 
 
+def expected_truth_rows(models: set[str]) -> set[tuple[str, str, str, str]]:
+    """(model, instrument, truth, latents) of every truth row a model with SAE truths must have."""
+    from sae_models.evals.validity import LATENT_GROUPS, TRUTH_OF
+
+    return {(m, k, t, g) for m in models for k, t in TRUTH_OF.items() for g in LATENT_GROUPS
+            if g == "all" or k != "g_dtc"}
+
+
 @dg.asset_check(asset=instrument_validity, blocking=True, description=(
     "tau-b in [-1, 1]; one row per model, instrument, answer and group of latents; every [oracle] level x seed "
-    "of each model with oracles present"))
+    "of each model with oracles present; every instrument against its truth in every group"))
 def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
     from sae_models.evals.validity import INSTRUMENTS
 
@@ -73,7 +84,10 @@ def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
     out_of_range = [k for k, r in zip(keys, rows, strict=True) if r["tau_b"] is not None and abs(r["tau_b"]) > 1 + 1e-9]
     models = {r["model"] for r in rows if r["against"] == "corruption"}
     complete = {(m, i) for m, i, a, _ in keys if a == "corruption"} == {(m, i) for m in models for i in INSTRUMENTS}
-    passed = not out_of_range and len(set(keys)) == len(keys) and complete and not any(missing.values())
+    truths = {k for k in keys if k[2] != "corruption"}
+    truths_complete = truths == expected_truth_rows({k[0] for k in truths})
+    passed = (not out_of_range and len(set(keys)) == len(keys) and complete and truths_complete
+              and not any(missing.values()))
     return dg.AssetCheckResult(passed=passed, metadata={
         "out_of_range": str(out_of_range), "duplicates": len(keys) - len(set(keys)), "complete": complete,
-        "missing_oracles": str({m: v for m, v in missing.items() if v})})
+        "truths_complete": truths_complete, "missing_oracles": str({m: v for m, v in missing.items() if v})})

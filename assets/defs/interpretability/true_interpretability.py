@@ -16,9 +16,10 @@ from assets.shared.resources import LakeResource
 @dg.asset(partitions_def=model_sae_partitions, deps=["latent_examples", "corpus"], group_name=GROUP,
           kinds={"parquet"}, automation_condition=SWEEP_EAGER)
 def true_interpretability(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Per scored latent: the best balanced accuracy of "the window carries <feature>" against the judge's
-    detection truth, over the world's concepts, words and words in a context; the feature; whether a single word
-    reaches it; the CONCEPT100 flag."""
+    """Per scored latent: the feature of the world's vocabulary (concepts, words, words in a context) whose tokens
+    best coincide with its firing tokens on the judge's explanation windows, the balanced accuracy of "the window
+    carries it" on the judge's detection windows, the best any feature reaches there (optimistic), and the
+    CONCEPT100 flag."""
     from assets.lakehouse.tables import spec
     from sae_models.evals.examples import from_arrow
     from sae_models.toyworld.interpretability import true_interpretability as score
@@ -35,9 +36,8 @@ def true_interpretability(context: dg.AssetExecutionContext, lake: LakeResource)
     text = tokenizer_text(p)
     rows = score(examples, cfg, labels, lambda token: text([token])[0].strip())
     p.lake.write_table("true_interpretability", rows, rec, model=p.model, sae=p.name)
-    concept = [r for r in rows if r.concept100]
-    mean = sum(r.true_interpretability for r in concept) / max(1, len(concept))
-    single = sum(r.single_word for r in concept) / max(1, len(concept))
-    context.log.info(f"{p.name}: true interpretability {mean:.3f} over CONCEPT100, {single:.0%} single-word")
-    return materialized(rec, {"true_interpretability": mean, "single_word_share": single,
+    scored = [r.true_interpretability for r in rows if r.concept100 and r.true_interpretability is not None]
+    mean = sum(scored) / max(1, len(scored))
+    context.log.info(f"{p.name}: true interpretability {mean:.3f} over {len(scored)} CONCEPT100 latents")
+    return materialized(rec, {"true_interpretability": mean,
                               **table_metadata(spec("true_interpretability").conform(rows), 8)})
