@@ -6,6 +6,7 @@ import pytest
 
 from sae_models.evals.config import SelectionConfig
 from sae_models.evals.reliability import (
+    MEAN_INSTRUMENTS,
     PAIRS,
     instrument_reliability,
     model_reliability,
@@ -53,8 +54,11 @@ def test_model_rows_cover_every_instrument_and_pair():
               for j in range(16)] for t in rng.normal(1.0, 0.5, 12)]
     rows = model_reliability("m", units, pools, SelectionConfig(), resamples=50, splits=20)
     single = {r.instrument: r for r in rows if r.partner is None}
-    assert set(single) == {"mu", "mu_simulation", "g", "g_lift", "g_dtc", "gain"}
+    assert set(single) == {*MEAN_INSTRUMENTS, "g_dtc", "gain"}
+    assert single["true_steerability"].n_saes == 0 and single["true_steerability"].reliability is None  # no units
     assert single["g_dtc"].n_saes == 12 and single["g_dtc"].reliability > 0.5  # the SAEs' pools differ by 0.5
     pairs = [(r.instrument, r.partner) for r in rows if r.partner is not None]
     assert pairs == list(PAIRS)
-    assert all(0 <= r.tau_ceiling <= 1 for r in rows if r.partner is not None)
+    missing = {"mu_balanced", "true_interpretability", "true_steerability"}  # given no units here
+    assert all((r.tau_ceiling is None) == bool({r.instrument, r.partner} & missing) for r in rows if r.partner)
+    assert all(0 <= r.tau_ceiling <= 1 for r in rows if r.partner is not None and r.tau_ceiling is not None)

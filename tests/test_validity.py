@@ -110,3 +110,25 @@ def test_validity_truth_sql_averages_each_side_over_the_same_latents_per_group()
     assert rows["other"]["g_lift"] == pytest.approx(0.6) and rows["single_word"]["g_lift"] == pytest.approx(0.3)
     assert rows["all"]["g_dtc"] == 0.9 and rows["other"]["g_dtc"] is None
     assert rows["all"]["judge_model"] == "reader"
+
+
+def _rank(comparison, grouping, group, tau, low=None, high=None, p=None, n=20):
+    return {"comparison": comparison, "grouping": grouping, "group": group, "n": n, "tau_b": tau, "ci_low": low,
+            "ci_high": high, "p_value": p}
+
+
+def test_the_report_opens_on_the_worlds_answer_beside_the_pipelines_with_their_ceilings():
+    from assets.defs.analysis.report_truth import WORLD, world_answer_section
+
+    ranks = [_rank(WORLD, "model", "m", -0.46, -0.66, -0.07, 0.005), _rank(WORLD, "overall", "all", 0.01, n=40),
+             _rank("mu vs g", "model", "m", 0.1), _rank("mu vs g", "architecture", "topk", 0.9)]
+    reliability = [{"model": "m", "instrument": "true_interpretability", "partner": "true_steerability",
+                    "tau_ceiling": 0.09},
+                   {"model": "m", "instrument": "mu", "partner": "g", "tau_ceiling": 0.3}]
+    text = "\n".join(world_answer_section(ranks, reliability))
+    assert text.startswith("## The world's answer and the pipeline's")
+    assert "| the world's truth | m | 20 | -0.460 | [-0.66, -0.07] | 0.005 | 0.09 |" in text
+    assert "| the pipeline: mu vs g | m | 20 | 0.100 |" in text and "topk" not in text  # per model, not per axis
+    assert "Above its ceiling at the point estimates: true_interpretability vs true_steerability on m" in text
+    assert "mu vs g on m" not in text  # 0.10 is under its ceiling of 0.30
+    assert world_answer_section([_rank("mu vs g", "model", "m", 0.1)], reliability) == []  # no truth: no section
