@@ -196,6 +196,8 @@ def _check_truths_and_proxies(lake: Lake) -> None:
     groups = {(r["instrument"], r["against"], r["latents"]) for r in validity if r["against"] != "corruption"}
     assert {("mu", "true_interpretability", g) for g in ("all", "single_word", "other")} <= groups
     assert ("g", "true_steerability", "all") in groups
+    mu = next(r for r in validity if (r["instrument"], r["latents"]) == ("mu", "all") and r["against"] != "corruption")
+    assert 0 < mu["latents_per_sae"] <= 6 and (mu["tau_disjoint"] is None or -1 <= mu["tau_disjoint"] <= 1)
     assert {r["world_version"] for r in validity} == {world_version()}
     assert {r["judge_model"] for r in validity} == {"toyworld-reader-v4"}
     proxies = {(r["model"], r["metric"], r["target"]) for r in lake.read_table("proxies").to_pylist()}

@@ -132,3 +132,21 @@ def test_the_report_opens_on_the_worlds_answer_beside_the_pipelines_with_their_c
     assert "Above its ceiling at the point estimates: true_interpretability vs true_steerability on m" in text
     assert "mu vs g on m" not in text  # 0.10 is under its ceiling of 0.30
     assert world_answer_section([_rank("mu vs g", "model", "m", 0.1)], reliability) == []  # no truth: no section
+
+
+def test_the_disjoint_tau_finds_agreement_between_saes_and_none_in_shared_latent_noise():
+    from sae_models.evals.validity import disjoint_tau
+
+    rng = np.random.default_rng(3)
+    quality = rng.normal(size=15)
+    instrument = [{j: q + rng.normal() for j in range(40)} for q in quality]
+    truth = [{j: q + rng.normal() for j in range(40)} for q in quality]
+    tau, low, high = disjoint_tau(instrument, truth, splits=20, resamples=200)
+    assert tau > 0.6 and low > 0.3 and high <= 1
+    # SAEs alike, the instrument and the truth the same noisy latents: the same-latent tau-b is 1, this one is not
+    shared = [{j: rng.normal() for j in range(40)} for _ in range(15)]
+    means = [np.mean(list(s.values())) for s in shared]
+    assert kendall_tau_b(means, means) == pytest.approx(1.0)
+    tau, low, high = disjoint_tau(shared, shared, splits=20, resamples=200)
+    assert abs(tau) < 0.3 and low < 0 < high
+    assert disjoint_tau(shared[:2], shared[:2]) == (None, None, None)  # under 3 SAEs

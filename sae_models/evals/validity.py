@@ -12,6 +12,12 @@ Per model, over its SAEs (no baselines, twins or oracles), tau-b between each in
 (the interpretability instruments against ``true_interpretability``, the steering ones against
 ``true_steerability``), with a permutation p and a BCa interval over SAEs: once over all latents, and apart for
 the latents a single word explains (where any judge that reads the windows' words is near-circular) and the rest.
+
+An instrument and its truth averaged over the same latents share those latents' noise (for mu and
+true_interpretability, the same windows too), which inflates their tau-b. So each truth row also carries the
+latent-disjoint tau-b: each SAE's latents split into two random halves, the instrument averaged over one and the
+truth over the other (both ways round), tau-b over SAEs, averaged over the splits, with a percentile interval from
+resampling the SAEs. That one is the headline: what agrees there is the SAEs, not the draw of their latents.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ TRUE_INTERPRETABILITY, TRUE_STEERABILITY = "true_interpretability", "true_steera
 INSTRUMENTS = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", "concept_f1", TRUE_INTERPRETABILITY,
                TRUE_STEERABILITY)
 # Over SAEs, each instrument should rise with its truth.
+# The world's own answer rides along: its interpretability truth against its steering truth.
 TRUTH_OF = {"mu": TRUE_INTERPRETABILITY, "mu_balanced": TRUE_INTERPRETABILITY, "mu_simulation": TRUE_INTERPRETABILITY,
-            "g": TRUE_STEERABILITY, "g_lift": TRUE_STEERABILITY, "g_dtc": TRUE_STEERABILITY}
+            "g": TRUE_STEERABILITY, "g_lift": TRUE_STEERABILITY, "g_dtc": TRUE_STEERABILITY,
+            TRUE_INTERPRETABILITY: TRUE_STEERABILITY}
 LATENT_GROUPS = ("all", "single_word", "other")  # which latents both sides average over
 
 
@@ -53,6 +61,10 @@ class ValidityRow:
     p_exact: bool
     ci_low: float | None = None  # against a truth: 95% BCa interval over SAEs
     ci_high: float | None = None
+    tau_disjoint: float | None = None  # against a truth: instrument and truth on disjoint halves of the latents
+    disjoint_low: float | None = None  # 95% percentile interval over SAEs of tau_disjoint
+    disjoint_high: float | None = None
+    latents_per_sae: float | None = None  # against a truth: median latents of the group per SAE (the instrument's)
     judge_model: str | None = None  # the judge and the world the check ran under: a change to either is a new
     world_version: str | None = None  # instrument, and its validity must be measured again
 
@@ -101,3 +113,54 @@ def truth_validity(model: str, latents: str, against: str, truth: Sequence[float
                                 inference.ci_low if inference else None, inference.ci_high if inference else None))
     return rows
 
+
+
+DISJOINT_SPLITS = 100
+
+
+def _half_means(units: dict[int, float], ids: np.ndarray, rng: np.random.Generator, splits: int) -> np.ndarray:
+    """[splits, 2] the mean of ``units`` over each half of a random split of ``ids`` (NaN for an empty side)."""
+    out = np.full((splits, 2), np.nan)
+    for s in range(splits):
+        order = rng.permutation(ids)
+        for side, half in enumerate((order[: len(ids) // 2], order[len(ids) // 2:])):
+            values = [units[i] for i in half.tolist() if i in units]
+            out[s, side] = np.mean(values) if values else np.nan
+    return out
+
+
+def disjoint_tau(instrument: Sequence[dict[int, float]], truth: Sequence[dict[int, float]],
+                 splits: int = DISJOINT_SPLITS, resamples: int = 999, seed: int = 0
+                 ) -> tuple[float | None, float | None, float | None]:
+    """Tau-b over SAEs between the instrument on one random half of each SAE's latents and the truth on the other,
+    both ways round, averaged over ``splits``; and its 95% percentile interval with the SAEs resampled (the splits
+    kept). ``instrument[i]`` and ``truth[i]`` map SAE i's latents to their values."""
+    rng = np.random.default_rng(seed)
+    x, y = [], []
+    for units, answer in zip(instrument, truth, strict=True):
+        ids = np.array(sorted(set(units) | set(answer)), dtype=np.int64)
+        if len(ids) < 2:
+            continue
+        state = rng.bit_generator.state  # the same splits for both sides
+        x.append(_half_means(units, ids, rng, splits))
+        rng.bit_generator.state = state
+        y.append(_half_means(answer, ids, rng, splits))
+    if len(x) < 3:
+        return None, None, None
+    x, y = np.stack(x, 1), np.stack(y, 1)  # [splits, SAEs, 2]
+    pairs = np.concatenate([np.stack([x[..., 0], y[..., 1]], -1), np.stack([x[..., 1], y[..., 0]], -1)])
+    keep = ~np.isnan(pairs).any((0, 2))
+    pairs = pairs[:, keep]
+    n = pairs.shape[1]
+    if n < 3:
+        return None, None, None
+    with np.errstate(all="ignore"):
+        tau = float(np.nanmean(kendall_tau_b(pairs[..., 0], pairs[..., 1])))
+        picks = rng.integers(0, n, (resamples, n))
+        boot = np.concatenate([np.nanmean(kendall_tau_b(pairs[:, chunk, 0], pairs[:, chunk, 1]), axis=0)
+                               for chunk in np.array_split(picks, max(1, resamples // 50))])
+    boot = boot[np.isfinite(boot)]
+    if not np.isfinite(tau) or not len(boot):
+        return None, None, None
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return tau, float(low), float(high)

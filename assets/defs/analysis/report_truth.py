@@ -61,32 +61,50 @@ def world_answer_section(ranks: list[dict], reliability: list[dict]) -> list[str
                "SAEs; for the two truths no such shared part is measured.", ""] if above else [])]
 
 
+def _verdict(row: dict, truth_reliable: bool) -> str:
+    """'yes' when the latent-disjoint tau-b reaches TRUTH_TAU with its interval above 0 and the truth itself
+    ranks SAEs (its split-half reliability's interval above 0)."""
+    if not truth_reliable:
+        return "truth unreadable"
+    tau, low = row["tau_disjoint"], row["disjoint_low"]
+    if tau is None:
+        return "–"
+    return "yes" if tau >= TRUTH_TAU and low is not None and low > 0 else "no"
+
+
 def truth_table(validity: list[dict], reliability: list[dict]) -> list[str]:
-    """Each instrument against its judge-free truth over a model's SAEs, per group of latents, with the ceiling
-    the reliabilities set (over all latents)."""
+    """Each instrument against its judge-free truth over a model's SAEs, per group of latents: on the same latents
+    and on disjoint halves of them, with the ceiling the reliabilities set (over all latents)."""
     rows = [r for r in validity if r["against"] != "corruption"]
     if not rows:
         return []
     ceiling = {(r["model"], r["instrument"], r["partner"]): r["tau_ceiling"] for r in reliability if r["partner"]}
-    table = [{"model": r["model"], "latents": r["latents"], "instrument": r["instrument"], "truth": r["against"],
-              "SAEs": r["n"], "tau_b": _fmt(r["tau_b"]), "95% CI": _ci(r), "p": _p(r["p_value"]),
+    reliable = {(r["model"], r["instrument"]) for r in reliability
+                if r["partner"] is None and r["ci_low"] is not None and r["ci_low"] > 0}
+    table = [{"model": r["model"], "latents": r["latents"], "per SAE": _fmt(r["latents_per_sae"], 0),
+              "instrument": r["instrument"], "truth": r["against"], "SAEs": r["n"],
+              "same latents": f"{_fmt(r['tau_b'])} {_ci(r)}",
+              "disjoint halves": (f"{_fmt(r['tau_disjoint'])} [{_fmt(r['disjoint_low'])}, {_fmt(r['disjoint_high'])}]"
+                                  if r["tau_disjoint"] is not None else "–"),
               "ceiling": _fmt(ceiling.get((r["model"], r["instrument"], r["against"]))) if r["latents"] == "all"
               else "",
-              "tracks it": "yes" if r["tau_b"] is not None and r["tau_b"] >= TRUTH_TAU and (r["ci_low"] or 0) > 0
-              else "no"} for r in rows]
+              "tracks it": _verdict(r, (r["model"], r["against"]) in reliable)} for r in rows]
     versions = sorted({(r["judge_model"], r["world_version"]) for r in rows if r["judge_model"]})
     return ["### Against the world's truths", "",
             "Per model over its SAEs (no baselines, twins or oracles): Kendall tau-b between each instrument and its "
-            "judge-free truth, both averaged over the same latents: mu, mu_balanced and mu_simulation against "
-            "true_interpretability over the CONCEPT100 latents; g and g_lift against true_steerability over the "
-            "steered latents with a truth (g_dtc, a selection, over all). `single_word`: latents whose current "
-            "token's identity explains half or more of their activation variance on held-out tokens (a judge that "
-            "reads the windows' words is near-circular there); `other`: the contextual rest. 95% BCa interval over "
-            f"SAEs, permutation p, unadjusted for the {len(rows)} rows. 'Tracks it': tau-b at least {TRUTH_TAU} "
-            "with the interval above 0. The ceiling (the Reliability section's, over all latents) assumes "
-            "independent noise on the two sides; an instrument and its truth read the same latents and, for mu, "
-            "the same windows, so their noise is shared and a tau-b above it is possible. Measured under "
-            + ", ".join(f"judge {j}, world {w}" for j, w in versions) + ".", "",
+            "judge-free truth: mu, mu_balanced and mu_simulation against true_interpretability over the CONCEPT100 "
+            "latents; g and g_lift against true_steerability over the steered latents with a truth (g_dtc, a "
+            "selection, over all); and the world's two truths against each other. `single_word`: latents whose "
+            "current token's identity explains half or more of their activation variance on held-out tokens (a "
+            "judge that reads the windows' words is near-circular there); `other`: the contextual rest; `per SAE`: "
+            "the median latents of the group per SAE. 'Same latents': both sides averaged over the same latents, "
+            "with a 95% BCa interval over SAEs; it is inflated by their shared noise (for mu, the same windows "
+            "too). 'Disjoint halves': the instrument on one random half of each SAE's latents, the truth on the "
+            "other, averaged over 100 splits, 95% percentile interval over SAEs; it is deflated by using half the "
+            "latents on each side. The truth lies between. 'Tracks it': the disjoint tau-b at least "
+            f"{TRUTH_TAU} with its interval above 0, where the truth itself ranks SAEs (its split-half "
+            "reliability's interval above 0, Reliability section; else 'truth unreadable'). Unadjusted for the "
+            f"{len(rows)} rows. Measured under " + ", ".join(f"judge {j}, world {w}" for j, w in versions) + ".", "",
             markdown_table(table), ""]
 
 

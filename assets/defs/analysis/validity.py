@@ -12,7 +12,7 @@ from assets.shared.resources import LakeResource
 
 TABLE = "instrument_validity"
 SOURCES = ["sae_summary", "interpretability", "autointerp", "true_interpretability", "steering_concepts",
-           "true_steerability", "latent_stats"]
+           "true_steerability", "latent_stats"]  # sql/validity_oracles.sql, validity_truth.sql, validity_latents.sql
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -33,6 +33,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
         oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
         saes = con.sql(query_text("validity_truth")).pl().to_dicts()
+        latents = con.sql(query_text("validity_latents")).pl().to_dicts()
     rows = []
     for model in sorted({o["model"] for o in oracles}):
         mine = [o for o in oracles if o["model"] == model]
@@ -45,6 +46,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
                 instruments = [k for k, t in TRUTH_OF.items() if t == truth and (group == "all" or k != "g_dtc")]
                 rows += truth_validity(model, group, truth, [s[truth] for s in mine],
                                        {k: [s[k] for s in mine] for k in instruments})
+    _add_disjoint(rows, latents)
     judges: dict[str, set[str]] = {}
     for s in oracles + saes:
         judges.setdefault(s["model"], set()).add(s["judge_model"])
@@ -57,6 +59,26 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
     return dg.MaterializeResult(metadata={"dagster/row_count": len(rows), "validity": dg.MetadataValue.md(
         markdown_table([{"model": r.model, "instrument": r.instrument, "against": r.against, "latents": r.latents,
                          "n": r.n, "tau_b": _fmt(r.tau_b), "p": _fmt(r.p_value)} for r in rows]))})
+
+
+def _add_disjoint(rows, latents: list[dict]) -> None:
+    """Each truth row's latent-disjoint tau-b (``disjoint_tau``) and the median latents per SAE of its group."""
+    import numpy as np
+
+    from sae_models.evals.validity import disjoint_tau
+
+    units: dict[tuple, dict[str, dict[int, float]]] = {}
+    for u in latents:
+        groups = ("all", "single_word" if u["single_word"] else "other")
+        for group in groups:
+            units.setdefault((u["model"], group, u["measure"]), {}).setdefault(u["sae"], {})[u["latent"]] = u["value"]
+    for r in rows:
+        if r.against == "corruption" or r.instrument == "g_dtc":
+            continue
+        own, truth = units.get((r.model, r.latents, r.instrument), {}), units.get((r.model, r.latents, r.against), {})
+        saes = sorted(set(own) & set(truth))
+        r.tau_disjoint, r.disjoint_low, r.disjoint_high = disjoint_tau([own[s] for s in saes], [truth[s] for s in saes])
+        r.latents_per_sae = float(np.median([len(own[s]) for s in saes])) if saes else None
 
 
 def expected_truth_rows(models: set[str]) -> set[tuple[str, str, str, str]]:
