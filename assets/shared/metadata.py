@@ -238,3 +238,28 @@ def frontier_png(rows: list[dict], architecture: str, title: str) -> bytes:
         ax_n.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     return _png(plt, fig)
+
+
+def ladder_png(rows: list[dict], level: str, panels: list[str], title: str) -> bytes:
+    """One panel per score: its mean against ``level`` with the range of the rows at each level as a band, one line
+    per model: a score that measures what the level degrades falls along it."""
+    plt, fig, axes = _figure(len(panels))
+    fig.set_size_inches(2.6 * len(panels), 2.8)
+    models = sorted({r["model"] for r in rows})
+    for ax, key in zip(axes[0], panels, strict=True):
+        for i, model in enumerate(models):
+            by_level: dict[float, list[float]] = {}
+            for r in rows:
+                if r["model"] == model and r.get(key) is not None:
+                    by_level.setdefault(r[level], []).append(r[key])
+            xs = sorted(by_level)
+            if not xs:
+                continue
+            ax.plot(xs, [np.mean(by_level[x]) for x in xs], color=f"C{i}", marker="o", ms=3, label=model)
+            ax.fill_between(xs, [min(by_level[x]) for x in xs], [max(by_level[x]) for x in xs], color=f"C{i}",
+                            alpha=0.2, lw=0)
+        ax.set(title=key, xlabel=level)
+        ax.title.set_fontsize(8)
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return _png(plt, fig)

@@ -9,7 +9,7 @@ import dagster as dg
 from assets.defs.analysis.report_truth import proxies_section, truth_table, world_answer_section
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
-from assets.shared.metadata import control_png, image_md, markdown_table, mu_vs_g_png, tau_bars_png
+from assets.shared.metadata import control_png, image_md, ladder_png, markdown_table, mu_vs_g_png, tau_bars_png
 from assets.shared.resources import LakeResource
 
 INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation",
@@ -255,7 +255,8 @@ def _validity_section(validity: list[dict], oracles: list[dict], reliability: li
              else "Every instrument ranks the oracles by their known quality."),
             *([f"The world's own truths do not all rank them ({', '.join(doubt)}): there the ladder itself is in "
                "doubt, not only the instruments."] if doubt else []), "",
-            "Means per corruption level:", "", markdown_table(means), "",
+            "Means per corruption level (and as a figure: the mean and the range over seeds per level):", "",
+            markdown_table(means), "", "![oracle ladder](oracle_ladder.png)", "",
             *truth_table(validity, reliability)]
 
 
@@ -355,6 +356,11 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
 
         lake_obj.write_file("reports", "control.png", control_png(contrast, list(CONTROL_METRICS),
                                                                   "each dictionary, trained model vs random twin"))
+    if oracles:
+        lake_obj.write_file("reports", "oracle_ladder.png", ladder_png(
+            oracles, "corruption", ["mu", "mu_balanced", "mu_simulation", "g", "g_lift", "true_interpretability",
+                                    "true_steerability"],
+            "oracle dictionaries: each score against the corruption level (a working instrument falls)"))
     lake_obj.write_file("reports", "mu_vs_g.png", scatter)
     lake_obj.write_file("reports", "tau_by_axis.png", bars)
     path = lake_obj.write_file("reports", "report.md", text.encode())
