@@ -8,7 +8,7 @@ import torch
 from assets.lakehouse.config import ConfigError, load_settings
 from assets.lakehouse.registry import find_variant, variants_for
 from sae_models.sae import load_sae, save_sae
-from sae_models.sae.oracle import OracleLabelError, fit_oracle
+from sae_models.sae.oracle import OracleLabelError, corrupted_latents, fit_oracle
 from sae_models.sae.sweep import oracle_variants
 from tests.conftest import TINY_TOML
 
@@ -59,6 +59,7 @@ def test_corruption_replaces_both_directions_of_exactly_its_share_of_latents(lev
     dec_cos = np.sum(_unit(clean.W_dec) * _unit(bad.W_dec), axis=1)
     hit = enc_cos < 1 - 1e-6
     assert hit.sum() == round(level * len(CONCEPTS))
+    assert np.flatnonzero(hit).tolist() == corrupted_latents(len(CONCEPTS), level, 2).tolist()  # named as drawn
     assert np.array_equal(hit, dec_cos < 1 - 1e-6)  # never one direction without the other
     assert np.abs(enc_cos[hit]).max() < 0.6 and np.abs(dec_cos[hit]).max() < 0.6
     # a corrupted latent reads and writes one random direction, keeps its norms and fires as often as before

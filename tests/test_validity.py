@@ -150,3 +150,23 @@ def test_the_disjoint_tau_finds_agreement_between_saes_and_none_in_shared_latent
     tau, low, high = disjoint_tau(shared, shared, splits=20, resamples=200)
     assert abs(tau) < 0.3 and low < 0 < high
     assert disjoint_tau(shared[:2], shared[:2]) == (None, None, None)  # under 3 SAEs
+
+
+def test_delta_c_is_held_against_the_oracles_corrupted_latents_and_the_latents_true_steerability():
+    from sae_models.evals.validity import DELTA_C, delta_c_validity
+    from sae_models.sae.oracle import corrupted_latents
+
+    rng = np.random.default_rng(4)
+    latents = []
+    for level in (0.25, 0.5, 0.75):
+        hit = set(corrupted_latents(20, level, 1).tolist())
+        latents += [{"oracle": True, "sae": f"oracle-{level}-s1", "latent": j, "d_sae": 20, "corruption": level,
+                     "seed": 1, "delta_c": (0.1 if j in hit else 1.0) * rng.choice([-1, 1]), "rise_test": None}
+                    for j in range(20)]
+    rises = rng.uniform(size=60)
+    latents += [{"oracle": False, "sae": "s", "latent": j, "delta_c": -2 * r, "rise_test": r}
+                for j, r in enumerate(rises)]
+    corruption, truth = delta_c_validity("m", latents)
+    assert (corruption.instrument, corruption.against, corruption.n) == (DELTA_C, "corruption", 60)
+    assert corruption.tau_b < -0.8 and corruption.p_value < 1e-6  # |DeltaC| puts the clean latents first
+    assert truth.against == "true_steerability" and truth.tau_b == pytest.approx(1.0)  # the size, not the sign

@@ -42,6 +42,8 @@ TRUTH_OF = {"mu": TRUE_INTERPRETABILITY, "mu_balanced": TRUE_INTERPRETABILITY, "
             "g": TRUE_STEERABILITY, "g_lift": TRUE_STEERABILITY, "g_dtc": TRUE_STEERABILITY,
             TRUE_INTERPRETABILITY: TRUE_STEERABILITY}
 LATENT_GROUPS = ("all", "single_word", "other")  # which latents both sides average over
+DELTA_C = "abs_delta_c"  # |DeltaC|: the size of a latent's effect on the model's confidence, as a ranking of latents
+PER_LATENT = "per_latent"  # the latents group of DeltaC's rows: items are latents, not dictionaries
 
 
 @dataclass
@@ -164,3 +166,28 @@ def disjoint_tau(instrument: Sequence[dict[int, float]], truth: Sequence[dict[in
         return None, None, None
     low, high = np.quantile(boot, [0.025, 0.975])
     return tau, float(low), float(high)
+
+
+def delta_c_validity(model: str, latents: Sequence[dict]) -> list[ValidityRow]:
+    """DeltaC as a ranking of latents: tau-b of |DeltaC| against whether an oracle latent was corrupted (over the
+    model's oracle latents; a working ranking puts the clean ones first, so tau-b < 0), and against each steered SAE
+    latent's true steerability (over the model's SAEs' latents, pooled). Latents are the items; the p-value is
+    scipy's (asymptotic, tie-corrected), which treats them as independent."""
+    from scipy.stats import kendalltau
+
+    from sae_models.sae.oracle import corrupted_latents
+
+    oracle = [u for u in latents if u["oracle"] and u["delta_c"] is not None]
+    steered = [u for u in latents if not u["oracle"] and u["delta_c"] is not None]
+    hit = {u["sae"]: set(corrupted_latents(u["d_sae"], u["corruption"], u["seed"]).tolist()) for u in oracle}
+    sides = [(CORRUPTION, [float(u["latent"] in hit[u["sae"]]) for u in oracle], [abs(u["delta_c"]) for u in oracle]),
+             (TRUE_STEERABILITY, [u["rise_test"] for u in steered], [abs(u["delta_c"]) for u in steered])]
+    rows = []
+    for against, truth, values in sides:
+        x, y = np.asarray(truth, float), np.asarray(values, float)
+        defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
+        result = kendalltau(x, y) if defined else None
+        rows.append(ValidityRow(model, DELTA_C, against, PER_LATENT, len(x), len(np.unique(x)),
+                                float(result.statistic) if result else None, None,
+                                float(result.pvalue) if result else None, False))
+    return rows

@@ -110,13 +110,23 @@ def _best_cuts(proj: np.ndarray, y: np.ndarray) -> np.ndarray:
     return cuts
 
 
+def _corruption_draw(n: int, corruption: float, seed: int) -> tuple[np.ndarray, np.random.Generator]:
+    """The latents a corruption level replaces, and the generator that then draws their directions: each level
+    its own draw (so the levels' corrupted sets are not nested)."""
+    rng = np.random.default_rng([seed, n, round(corruption * 1000)])
+    return rng.permutation(n)[:round(corruption * n)], rng
+
+
+def corrupted_latents(n: int, corruption: float, seed: int) -> np.ndarray:
+    """Sorted indices of the latents an oracle of ``n`` latents at this corruption level and seed replaced."""
+    return np.sort(_corruption_draw(n, corruption, seed)[0])
+
+
 def _corrupt(enc: np.ndarray, dec: np.ndarray, cut: np.ndarray, xc: np.ndarray, corruption: float, seed: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replace both directions of a seeded random round(corruption * n) latents by one random unit direction
     each (norms kept), with cuts that keep each latent's firing rate."""
-    n = len(enc)
-    rng = np.random.default_rng([seed, n, round(corruption * 1000)])  # each level its own draw: chains not nested
-    hit = rng.permutation(n)[:round(corruption * n)]
+    hit, rng = _corruption_draw(len(enc), corruption, seed)
     if not len(hit):
         return enc, dec, cut
     enc, dec, cut = enc.copy(), dec.copy(), cut.copy()

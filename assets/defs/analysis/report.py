@@ -249,7 +249,9 @@ def _validity_section(validity: list[dict], oracles: list[dict], reliability: li
             "arrangement of the levels, or from 9,999 permutations where scores tie. concept_f1, "
             "true_interpretability and true_steerability are the world's own truths, the check that the oracles "
             "are what they claim. "
-            "g_lift is g - g_unsteered.", "",
+            "g_lift is g - g_unsteered. abs_delta_c is DeltaC as a ranking of latents: its items are the oracle "
+            "latents, clean or corrupted (a working ranking puts the clean ones first: tau-b below 0; p "
+            "asymptotic, latents taken as independent).", "",
             markdown_table(table), "",
             ("Instruments that do not rank the oracles: " + ", ".join(failing) + "." if failing
              else "Every instrument ranks the oracles by their known quality."),

@@ -12,7 +12,7 @@ from assets.shared.resources import LakeResource
 
 TABLE = "instrument_validity"
 SOURCES = ["sae_summary", "interpretability", "autointerp", "true_interpretability", "steering_concepts",
-           "true_steerability", "latent_stats"]  # sql/validity_oracles.sql, validity_truth.sql, validity_latents.sql
+           "true_steerability", "latent_stats", "feature_scores", "sae_metrics"]  # sql/validity_*.sql
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -26,7 +26,14 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
     oracles, with its exact permutation p-value (a working instrument: near the lowest tau-b the tied levels
     allow); and per instrument and group of latents (all, single-word, other), tau-b against its judge-free
     truth over the model's SAEs."""
-    from sae_models.evals.validity import INSTRUMENTS, LATENT_GROUPS, TRUTH_OF, corruption_validity, truth_validity
+    from sae_models.evals.validity import (
+        INSTRUMENTS,
+        LATENT_GROUPS,
+        TRUTH_OF,
+        corruption_validity,
+        delta_c_validity,
+        truth_validity,
+    )
     from sae_models.toyworld.grammar import world_version
 
     lake_obj = lake.lake()
@@ -34,6 +41,8 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
         oracles = con.sql(query_text("validity_oracles")).pl().to_dicts()
         saes = con.sql(query_text("validity_truth")).pl().to_dicts()
         latents = con.sql(query_text("validity_latents")).pl().to_dicts()
+        con.execute(f"SET VARIABLE rank_k = {lake.settings().selection.rank_k}")
+        delta_c = con.sql(query_text("validity_delta_c")).pl().to_dicts()
     rows = []
     for model in sorted({o["model"] for o in oracles}):
         mine = [o for o in oracles if o["model"] == model]
@@ -47,6 +56,8 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
                 rows += truth_validity(model, group, truth, [s[truth] for s in mine],
                                        {k: [s[k] for s in mine] for k in instruments})
     _add_disjoint(rows, latents)
+    for model in sorted({u["model"] for u in delta_c}):
+        rows += delta_c_validity(model, [u for u in delta_c if u["model"] == model])
     judges: dict[str, set[str]] = {}
     for s in oracles + saes:
         judges.setdefault(s["model"], set()).add(s["judge_model"])
@@ -73,7 +84,7 @@ def _add_disjoint(rows, latents: list[dict]) -> None:
         for group in groups:
             units.setdefault((u["model"], group, u["measure"]), {}).setdefault(u["sae"], {})[u["latent"]] = u["value"]
     for r in rows:
-        if r.against == "corruption" or r.instrument == "g_dtc":
+        if r.against == "corruption" or r.instrument == "g_dtc" or r.latents == "per_latent":
             continue
         own, truth = units.get((r.model, r.latents, r.instrument), {}), units.get((r.model, r.latents, r.against), {})
         saes = sorted(set(own) & set(truth))
@@ -82,18 +93,19 @@ def _add_disjoint(rows, latents: list[dict]) -> None:
 
 
 def expected_truth_rows(models: set[str]) -> set[tuple[str, str, str, str]]:
-    """(model, instrument, truth, latents) of every truth row a model with SAE truths must have."""
-    from sae_models.evals.validity import LATENT_GROUPS, TRUTH_OF
+    """(model, instrument, truth, latents) of every truth row a model with SAE truths must have: each instrument
+    per group of latents, and DeltaC's per-latent row."""
+    from sae_models.evals.validity import DELTA_C, LATENT_GROUPS, PER_LATENT, TRUE_STEERABILITY, TRUTH_OF
 
     return {(m, k, t, g) for m in models for k, t in TRUTH_OF.items() for g in LATENT_GROUPS
-            if g == "all" or k != "g_dtc"}
+            if g == "all" or k != "g_dtc"} | {(m, DELTA_C, TRUE_STEERABILITY, PER_LATENT) for m in models}
 
 
 @dg.asset_check(asset=instrument_validity, blocking=True, description=(
     "tau-b in [-1, 1]; one row per model, instrument, answer and group of latents; every [oracle] level x seed "
     "of each model with oracles present; every instrument against its truth in every group"))
 def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
-    from sae_models.evals.validity import INSTRUMENTS
+    from sae_models.evals.validity import DELTA_C, INSTRUMENTS, PER_LATENT
 
     lake_obj, settings = lake.lake(), lake.settings()
     rows = lake_obj.read_table(TABLE).to_pylist()
@@ -105,7 +117,8 @@ def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
     keys = [(r["model"], r["instrument"], r["against"], r["latents"]) for r in rows]
     out_of_range = [k for k, r in zip(keys, rows, strict=True) if r["tau_b"] is not None and abs(r["tau_b"]) > 1 + 1e-9]
     models = {r["model"] for r in rows if r["against"] == "corruption"}
-    complete = {(m, i) for m, i, a, _ in keys if a == "corruption"} == {(m, i) for m in models for i in INSTRUMENTS}
+    complete = {(m, i, g) for m, i, a, g in keys if a == "corruption"} == (
+        {(m, i, "all") for m in models for i in INSTRUMENTS} | {(m, DELTA_C, PER_LATENT) for m in models})
     truths = {k for k in keys if k[2] != "corruption"}
     truths_complete = truths == expected_truth_rows({k[0] for k in truths})
     passed = (not out_of_range and len(set(keys)) == len(keys) and complete and truths_complete
