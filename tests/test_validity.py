@@ -170,3 +170,4 @@ def test_delta_c_is_held_against_the_oracles_corrupted_latents_and_the_latents_t
     assert (corruption.instrument, corruption.against, corruption.n) == (DELTA_C, "corruption", 60)
     assert corruption.tau_b < -0.8 and corruption.p_value < 1e-6  # |DeltaC| puts the clean latents first
     assert truth.against == "true_steerability" and truth.tau_b == pytest.approx(1.0)  # the size, not the sign
+    assert [r.against for r in delta_c_validity("m", [u for u in latents if not u["oracle"]])] == ["true_steerability"]

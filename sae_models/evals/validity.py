@@ -171,8 +171,8 @@ def disjoint_tau(instrument: Sequence[dict[int, float]], truth: Sequence[dict[in
 def delta_c_validity(model: str, latents: Sequence[dict]) -> list[ValidityRow]:
     """DeltaC as a ranking of latents: tau-b of |DeltaC| against whether an oracle latent was corrupted (over the
     model's oracle latents; a working ranking puts the clean ones first, so tau-b < 0), and against each steered SAE
-    latent's true steerability (over the model's SAEs' latents, pooled). Latents are the items; the p-value is
-    scipy's (asymptotic, tie-corrected), which treats them as independent."""
+    latent's true steerability (over the model's SAEs' latents, pooled); each row where the model has such latents.
+    Latents are the items; the p-value is scipy's (asymptotic, tie-corrected), which treats them as independent."""
     from scipy.stats import kendalltau
 
     from sae_models.sae.oracle import corrupted_latents
@@ -184,6 +184,8 @@ def delta_c_validity(model: str, latents: Sequence[dict]) -> list[ValidityRow]:
              (TRUE_STEERABILITY, [u["rise_test"] for u in steered], [abs(u["delta_c"]) for u in steered])]
     rows = []
     for against, truth, values in sides:
+        if not truth:  # no oracle latents (no [oracle]) or no steered latents with a truth
+            continue
         x, y = np.asarray(truth, float), np.asarray(values, float)
         defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
         result = kendalltau(x, y) if defined else None

@@ -116,7 +116,7 @@ def instrument_validity_complete(lake: LakeResource) -> dg.AssetCheckResult:
                for m in {o["model"] for o in oracles}}
     keys = [(r["model"], r["instrument"], r["against"], r["latents"]) for r in rows]
     out_of_range = [k for k, r in zip(keys, rows, strict=True) if r["tau_b"] is not None and abs(r["tau_b"]) > 1 + 1e-9]
-    models = {r["model"] for r in rows if r["against"] == "corruption"}
+    models = {r["model"] for r in rows if r["against"] == "corruption" and r["latents"] != PER_LATENT}
     complete = {(m, i, g) for m, i, a, g in keys if a == "corruption"} == (
         {(m, i, "all") for m in models for i in INSTRUMENTS} | {(m, DELTA_C, PER_LATENT) for m in models})
     truths = {k for k in keys if k[2] != "corruption"}
