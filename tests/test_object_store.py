@@ -238,9 +238,9 @@ def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, 
         assert runs and all(r.is_success for r in runs)
         checks = [e for r in runs for e in instance.all_logs(r.run_id)
                   if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        # 2 x 3 activation checks, 10 SAE checks x 10 dictionaries, 2 x 2 patching checks, instrument_validity's
+        # 2 x 3 activation checks, 12 SAE checks x 10 dictionaries, 2 x 2 patching checks, instrument_validity's
         # and proxies'
-        assert len(checks) == 112 and all(e.dagster_event.event_specific_data.passed for e in checks)
+        assert len(checks) == 132 and all(e.dagster_event.event_specific_data.passed for e in checks)
     print(f"demo on the object store: {time.perf_counter() - start:.0f}s")
     assert not (tiny_config.parent / "lake").exists()
 

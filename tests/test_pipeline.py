@@ -51,7 +51,8 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                            "autointerp_scores_in_range", "autointerp_concept_subset_complete",
                            "steering_ratings_valid", "steering_test_rows_complete", "steering_g_in_range",
                            "feature_scores_complete", "selection_g_in_range", "patching_model_solves_ioi",
-                           "instrument_validity_complete", "proxies_complete"}
+                           "instrument_validity_complete", "proxies_complete", "true_interpretability_in_range",
+                           "true_steerability_in_range"}
     assert acts.op.pool == "gpu" and "dagster-k8s/config" in acts.op.tags
 
 
@@ -91,7 +92,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
                        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
         # activation checks x 3 models, SAE checks x 13 SAEs, the patching check x 2 patched variants x 2 trained
         # models (a twin is not patched), instrument_validity's and proxies' once
-        assert len(evaluations) == 3 * 3 + 10 * 13 + 2 * 2 + 2
+        assert len(evaluations) == 3 * 3 + 12 * 13 + 2 * 2 + 2
         assert all(e.dagster_event.event_specific_data.passed for e in evaluations)
 
     lake = Lake(tiny_config.parent / "lake")

@@ -99,3 +99,19 @@ def test_the_explainer_prefers_the_simpler_feature_and_a_one_class_truth_scores_
     assert detection_accuracy("topic:food", windows, np.array([True, True])) is None
     assert best_in_sample(windows, np.array([False, False])) is None
     assert best_in_sample([{"word:a"}, {"word:a"}], np.array([True, False])) == 0.5  # nothing beats picking none
+
+
+def test_the_truth_tables_checks_catch_a_score_out_of_range():
+    from assets.defs.interpretability.checks import true_interpretability_in_range
+    from assets.defs.steering.checks import true_steerability_in_range
+    from assets.lakehouse.config import Settings
+
+    settings = Settings()
+    rows = [{"latent": i, "true_interpretability": 0.6, "best_in_sample": 0.8, "concept100": i < 100}
+            for i in range(128)]
+    assert true_interpretability_in_range(rows, settings).passed
+    rows[5]["true_interpretability"] = 0.9  # above the best any feature reaches on the same windows
+    assert not true_interpretability_in_range(rows, settings).passed
+    steered = [{"latent": 1, "rise_test": 0.1, "factor": 0.5}, {"latent": 2, "rise_test": None, "factor": None}]
+    assert true_steerability_in_range(steered, settings).passed
+    assert not true_steerability_in_range(steered + [{"latent": 3, "rise_test": 1.5, "factor": 0.5}], settings).passed

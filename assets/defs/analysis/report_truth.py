@@ -75,6 +75,8 @@ def _verdict(row: dict, truth_reliable: bool) -> str:
 def truth_table(validity: list[dict], reliability: list[dict]) -> list[str]:
     """Each instrument against its judge-free truth over a model's SAEs, per group of latents: on the same latents
     and on disjoint halves of them, with the ceiling the reliabilities set (over all latents)."""
+    from sae_models.evals.validity import DISJOINT_SPLITS
+
     rows = [r for r in validity if r["against"] != "corruption"]
     if not rows:
         return []
@@ -100,8 +102,8 @@ def truth_table(validity: list[dict], reliability: list[dict]) -> list[str]:
             "the median latents of the group per SAE. 'Same latents': both sides averaged over the same latents, "
             "with a 95% BCa interval over SAEs; it is inflated by their shared noise (for mu, the same windows "
             "too). 'Disjoint halves': the instrument on one random half of each SAE's latents, the truth on the "
-            "other, averaged over 100 splits, 95% percentile interval over SAEs; it is deflated by using half the "
-            "latents on each side. The truth lies between. 'Tracks it': the disjoint tau-b at least "
+            f"other, averaged over {DISJOINT_SPLITS} splits, 95% percentile interval over SAEs; it is deflated by "
+            "using half the latents on each side. The truth lies between. 'Tracks it': the disjoint tau-b at least "
             f"{TRUTH_TAU} with its interval above 0, where the truth itself ranks SAEs (its split-half "
             "reliability's interval above 0, Reliability section; else 'truth unreadable'). Unadjusted for the "
             f"{len(rows)} rows. Measured under " + ", ".join(f"judge {j}, world {w}" for j, w in versions) + ".", "",

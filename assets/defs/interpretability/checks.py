@@ -25,3 +25,19 @@ def autointerp_concept_subset_complete(rows: list[dict], settings: Settings) -> 
 
 
 autointerp_checks = sae_table_checks("autointerp", autointerp_scores_in_range, autointerp_concept_subset_complete)
+
+
+def true_interpretability_in_range(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
+    """Each score a balanced accuracy in [0, 1] (null where the detection windows hold one class), never above
+    best_in_sample; one row per latent; CONCEPT100 marked as autointerp marks it (toy world only: elsewhere no rows)."""
+    scored = [(r["true_interpretability"], r["best_in_sample"]) for r in rows if r["true_interpretability"] is not None]
+    bad = sum(not (0 <= t <= b <= 1) for t, b in scored)
+    latents = [r["latent"] for r in rows]
+    concept = sum(r["concept100"] for r in rows)
+    want = min(settings.autointerp.n_concept, len(rows))
+    passed = bad == 0 and len(set(latents)) == len(latents) and concept == want
+    return dg.AssetCheckResult(passed=passed, metadata={"latents": len(rows), "scored": len(scored),
+                                                        "out_of_range": bad, "concept100": concept})
+
+
+true_interpretability_checks = sae_table_checks("true_interpretability", true_interpretability_in_range)

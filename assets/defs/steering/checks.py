@@ -46,3 +46,18 @@ def steering_g_in_range(rows: list[dict], settings: Settings) -> dg.AssetCheckRe
 
 steering_checks = sae_table_checks("steering", steering_ratings_valid, steering_test_rows_complete)
 steering_summary_checks = sae_table_checks("steering_summary", steering_g_in_range)
+
+
+def true_steerability_in_range(rows: list[dict], settings: Settings) -> dg.AssetCheckResult:
+    """Each rise is a difference of probabilities, in [-1, 1], or null where the latent's concept has no answer slot;
+    a chosen factor is one of [steering] factors; one row per latent (toy world only: elsewhere no rows)."""
+    rises = [r["rise_test"] for r in rows if r["rise_test"] is not None]
+    bad_rise = sum(not (-1 <= x <= 1) for x in rises)
+    bad_factor = sum(r["factor"] is not None and r["factor"] not in settings.steering.factors for r in rows)
+    latents = [r["latent"] for r in rows]
+    passed = bad_rise == 0 and bad_factor == 0 and len(set(latents)) == len(latents)
+    return dg.AssetCheckResult(passed=passed, metadata={"latents": len(rows), "with_a_rise": len(rises),
+                                                        "out_of_range": bad_rise, "unknown_factor": bad_factor})
+
+
+true_steerability_checks = sae_table_checks("true_steerability", true_steerability_in_range)
