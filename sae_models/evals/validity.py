@@ -192,3 +192,20 @@ def delta_c_validity(model: str, latents: Sequence[dict]) -> list[ValidityRow]:
                                 float(result.statistic) if result else None, None,
                                 float(result.pvalue) if result else None, False))
     return rows
+
+
+def add_disjoint(rows: list[ValidityRow], latents: Sequence[dict]) -> None:
+    """Set each truth row's latent-disjoint tau-b (``disjoint_tau``) and the median latents per SAE of its group,
+    from ``latents``: the rows of sql/validity_latents.sql (model, sae, latent, single_word, measure, value)."""
+    units: dict[tuple, dict[str, dict[int, float]]] = {}
+    for u in latents:
+        groups = ("all", "single_word" if u["single_word"] else "other")
+        for group in groups:
+            units.setdefault((u["model"], group, u["measure"]), {}).setdefault(u["sae"], {})[u["latent"]] = u["value"]
+    for r in rows:
+        if r.against == CORRUPTION or r.instrument == "g_dtc" or r.latents == PER_LATENT:
+            continue
+        own, truth = units.get((r.model, r.latents, r.instrument), {}), units.get((r.model, r.latents, r.against), {})
+        saes = sorted(set(own) & set(truth))
+        r.tau_disjoint, r.disjoint_low, r.disjoint_high = disjoint_tau([own[s] for s in saes], [truth[s] for s in saes])
+        r.latents_per_sae = float(np.median([len(own[s]) for s in saes])) if saes else None

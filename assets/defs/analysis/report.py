@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.defs.analysis.report_truth import proxies_section, truth_table, world_answer_section
+from assets.defs.analysis.report_truth import fmt, fmt_p, proxies_section, truth_table, world_answer_section
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
 from assets.shared.metadata import control_png, image_md, ladder_png, markdown_table, mu_vs_g_png, tau_bars_png
@@ -99,10 +99,6 @@ def _control_section(contrast: list[dict], separation: list[dict]) -> list[str]:
             "", markdown_table(_side_by_side(contrast)), ""]
 
 
-def _fmt(value, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def _reliability_section(rows: list[dict]) -> list[str]:
     """Each instrument's split-half reliability per model, the ones that cannot rank SAEs named, and the ceilings
     they set on the rank comparisons."""
@@ -110,13 +106,13 @@ def _reliability_section(rows: list[dict]) -> list[str]:
         return []
     single = [r for r in rows if r["partner"] is None]
     table = [{"model": r["model"], "instrument": r["instrument"], "SAEs": r["n_saes"], "units per SAE": r["units"],
-              "half r": _fmt(r["half_r"]), "reliability": _fmt(r["reliability"]),
-              "95% CI": f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"} for r in single]
+              "half r": fmt(r["half_r"]), "reliability": fmt(r["reliability"]),
+              "95% CI": f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"} for r in single]
     noise = [f"{r['model']} {r['instrument']}" for r in single if r["ci_low"] is None or r["ci_low"] <= 0]
-    low = [f"{r['model']} {r['instrument']} ({_fmt(r['reliability'])})" for r in single
+    low = [f"{r['model']} {r['instrument']} ({fmt(r['reliability'])})" for r in single
            if r["reliability"] is not None and r["reliability"] < 0.6 and not (r["ci_low"] is None or r["ci_low"] <= 0)]
     ceilings = [{"model": r["model"], "pair": f"{r['instrument']} ~ {r['partner']}",
-                 "largest possible tau": _fmt(r["tau_ceiling"])} for r in rows if r["partner"] is not None]
+                 "largest possible tau": fmt(r["tau_ceiling"])} for r in rows if r["partner"] is not None]
     return ["## Instrument reliability", "",
             "Per model over its SAEs (no baselines, no twins): each instrument computed on two disjoint random "
             "halves of every SAE's units (CONCEPT100 latents for mu, steered concepts for g; g_dtc and the gain "
@@ -141,7 +137,7 @@ def _latent_level_section(rows: list[dict]) -> list[str]:
     for r in rows:
         low, high = pearson_interval(r["r"], r["latents"])
         table.append({"model": r["model"], "latents": r["latents"], "detection score vs": r["score"],
-                      "Pearson r": _fmt(r["r"]), "95% CI": f"[{_fmt(low)}, {_fmt(high)}]"})
+                      "Pearson r": fmt(r["r"]), "95% CI": f"[{fmt(low)}, {fmt(high)}]"})
     return ["## Latent level: where mu vs g comes from", "",
             "An SAE's mu and g are means over overlapping latents (its steered concepts are drawn from its "
             "CONCEPT100 latents), so what holds latent by latent shows between SAEs too. Per model, over the "
@@ -168,8 +164,8 @@ def _lift_section(lift: list[dict], examples: list[dict], by_explanation: list[d
     rows = []
     for r in lift:
         half = t_half_width(r["lift_sd"] / r["saes"] ** 0.5, r["saes"]) if r["lift_sd"] is not None else None
-        rows.append({"model": r["model"], "SAEs": r["saes"], "g": _fmt(r["g"], 3),
-                     "g_unsteered": _fmt(r["g_unsteered"], 3), "g - g_unsteered": _fmt(r["lift"], 3),
+        rows.append({"model": r["model"], "SAEs": r["saes"], "g": fmt(r["g"], 3),
+                     "g_unsteered": fmt(r["g_unsteered"], 3), "g - g_unsteered": fmt(r["lift"], 3),
                      "95% CI": "–" if half is None else f"[{r['lift'] - half:+.3f}, {r['lift'] + half:+.3f}]",
                      "SAEs above unsteered": f"{r['saes_above']} of {r['saes']}"})
     lines = ["## What steering adds", "",
@@ -179,8 +175,8 @@ def _lift_section(lift: list[dict], examples: list[dict], by_explanation: list[d
         lines += ["By the shape of the steered latent's explanation (`sql/steering_by_explanation.sql`), over "
                   "concepts, the difference with its standard error:", "", markdown_table([
                       {"model": r["model"], "explanation": r["explanation"], "concepts": r["concepts"],
-                       "g": _fmt(r["g"], 3), "g_unsteered": _fmt(r["g_unsteered"], 3),
-                       "g - g_unsteered": f"{r['lift']:+.3f} ± {_fmt(r['lift_se'], 3)}"} for r in by_explanation]),
+                       "g": fmt(r["g"], 3), "g_unsteered": fmt(r["g_unsteered"], 3),
+                       "g - g_unsteered": f"{r['lift']:+.3f} ± {fmt(r['lift_se'], 3)}"} for r in by_explanation]),
                   ""]
     for e in examples:
         lines += [f"{e['model']}, {e['sae']} latent {e['latent']} ({e['concept']}), asked `{e['instruction']}`, "
@@ -200,8 +196,8 @@ def _contextual_section(summary: list[dict], kinds: list[dict]) -> list[str]:
         shares = [r["contextual_share"] for r in saes if r["model"] == model]
         control_of = next(r["control_of"] for r in saes if r["model"] == model)
         per_model.append({"model": model, "control of": control_of or "", "SAEs": len(shares),
-                          "mean share": _fmt(sum(shares) / len(shares)), "min": _fmt(min(shares)),
-                          "max": _fmt(max(shares))})
+                          "mean share": fmt(sum(shares) / len(shares)), "min": fmt(min(shares)),
+                          "max": fmt(max(shares))})
     return ["## Contextual latents", "",
             "A latent is contextual when the current token's identity explains under half of its activation "
             "variance on held-out tokens (eta squared over token types): it responds to context, not to one "
@@ -223,20 +219,20 @@ def _validity_section(validity: list[dict], oracles: list[dict], reliability: li
     against_level = [r for r in validity if r["against"] == "corruption"]
     if not validity:
         return []
-    table = [{"model": r["model"], "instrument": r["instrument"], "oracles": r["n"], "tau_b": _fmt(r["tau_b"]),
-              "best possible": _fmt(-r["tau_max"] if r["tau_max"] is not None else None),
-              "p": _p(r["p_value"]) + ("" if r["p_exact"] else " (permutations)"), "ranks them": _verdict_of(r)}
+    table = [{"model": r["model"], "instrument": r["instrument"], "oracles": r["n"], "tau_b": fmt(r["tau_b"]),
+              "best possible": fmt(-r["tau_max"] if r["tau_max"] is not None else None),
+              "p": fmt_p(r["p_value"]) + ("" if r["p_exact"] else " (permutations)"), "ranks them": _verdict_of(r)}
              for r in against_level]
-    failing = [f"{r['model']} {r['instrument']} ({_fmt(r['tau_b'])})" for r in against_level
+    failing = [f"{r['model']} {r['instrument']} ({fmt(r['tau_b'])})" for r in against_level
                if _verdict_of(r) != "yes" and r["instrument"] not in TRUTHS]
-    doubt = [f"{r['model']} {r['instrument']} ({_fmt(r['tau_b'])})" for r in against_level
+    doubt = [f"{r['model']} {r['instrument']} ({fmt(r['tau_b'])})" for r in against_level
              if _verdict_of(r) != "yes" and r["instrument"] in TRUTHS]
     levels: dict[tuple, list[dict]] = {}
     for o in oracles:
         levels.setdefault((o["model"], o["corruption"]), []).append(o)
     shown = ("mu", "mu_balanced", "mu_simulation", "g", "g_lift", "g_dtc", *TRUTHS)
     means = [{"model": m, "corruption": f"{q:g}", "n": len(rows),
-              **{k: _fmt(_mean([r[k] for r in rows]), 3) for k in shown}}
+              **{k: fmt(_mean([r[k] for r in rows]), 3) for k in shown}}
              for (m, q), rows in sorted(levels.items())]
     return ["## Instruments against known answers", "", "### The oracle dictionaries", "",
             "Per model, oracle dictionaries of known quality: one latent per ground-truth concept of the toy world "
@@ -269,10 +265,6 @@ def _verdict_of(row: dict) -> str:
     if tau > 0:
         return "no: wrong sign"
     return "yes" if tau <= -VALID_TAU and p is not None and p < 0.05 else "no: too weak"
-
-
-def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
 
 
 def _mean(values: list) -> float | None:

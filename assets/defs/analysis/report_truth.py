@@ -11,16 +11,18 @@ ANSWERS = ((WORLD, "the world's truth", ("true_interpretability", "true_steerabi
 TRUTH_TAU = 0.5  # tau-b against its truth an instrument must reach, with its interval above 0
 
 
-def _fmt(value, digits: int = 2) -> str:
+def fmt(value, digits: int = 2) -> str:
+    """A number to two decimals (or ``digits``); a dash for none."""
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _p(value: float | None) -> str:
+def fmt_p(value: float | None) -> str:
+    """A p-value: three decimals, or scientific below 0.001; a dash for none."""
     return "–" if value is None else f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
 
 
 def _ci(row: dict) -> str:
-    return f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if row.get("ci_low") is not None else "–"
+    return f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]" if row.get("ci_low") is not None else "–"
 
 
 def world_answer_section(ranks: list[dict], reliability: list[dict]) -> list[str]:
@@ -39,10 +41,10 @@ def world_answer_section(ranks: list[dict], reliability: list[dict]) -> list[str
                 continue
             where = {"model": r["group"], "overall": "all models", "psi": "Psi (axis-controlled)"}[r["grouping"]]
             cap = ceiling.get((r["group"], *pair))
-            table.append({"answer": label, "SAEs": where, "n": r["n"], "tau_b": _fmt(r["tau_b"], 3),
-                          "95% CI": _ci(r), "p": _p(r["p_value"]), "reliability ceiling": _fmt(cap)})
+            table.append({"answer": label, "SAEs": where, "n": r["n"], "tau_b": fmt(r["tau_b"], 3),
+                          "95% CI": _ci(r), "p": fmt_p(r["p_value"]), "reliability ceiling": fmt(cap)})
             if cap is not None and r["tau_b"] is not None and abs(r["tau_b"]) > cap:
-                above.append(f"{comparison} on {r['group']} ({_fmt(r['tau_b'])} against {_fmt(cap)})")
+                above.append(f"{comparison} on {r['group']} ({fmt(r['tau_b'])} against {fmt(cap)})")
     return ["## The world's answer and the pipeline's", "",
             "On the toy world the question has an answer that needs no judge: true_interpretability (the balanced "
             "detection accuracy, on the windows the judge scored, of an exact one-feature explanation chosen on the "
@@ -83,12 +85,12 @@ def truth_table(validity: list[dict], reliability: list[dict]) -> list[str]:
     ceiling = {(r["model"], r["instrument"], r["partner"]): r["tau_ceiling"] for r in reliability if r["partner"]}
     reliable = {(r["model"], r["instrument"]) for r in reliability
                 if r["partner"] is None and r["ci_low"] is not None and r["ci_low"] > 0}
-    table = [{"model": r["model"], "latents": r["latents"], "per SAE": _fmt(r["latents_per_sae"], 0),
+    table = [{"model": r["model"], "latents": r["latents"], "per SAE": fmt(r["latents_per_sae"], 0),
               "instrument": r["instrument"], "truth": r["against"], "SAEs": r["n"],
-              "same latents": f"{_fmt(r['tau_b'])} {_ci(r)}",
-              "disjoint halves": (f"{_fmt(r['tau_disjoint'])} [{_fmt(r['disjoint_low'])}, {_fmt(r['disjoint_high'])}]"
+              "same latents": f"{fmt(r['tau_b'])} {_ci(r)}",
+              "disjoint halves": (f"{fmt(r['tau_disjoint'])} [{fmt(r['disjoint_low'])}, {fmt(r['disjoint_high'])}]"
                                   if r["tau_disjoint"] is not None else "–"),
-              "ceiling": _fmt(ceiling.get((r["model"], r["instrument"], r["against"]))) if r["latents"] == "all"
+              "ceiling": fmt(ceiling.get((r["model"], r["instrument"], r["against"]))) if r["latents"] == "all"
               else "",
               "tracks it": _verdict(r, (r["model"], r["against"]) in reliable)} for r in rows]
     versions = sorted({(r["judge_model"], r["world_version"]) for r in rows if r["judge_model"]})
@@ -115,9 +117,9 @@ def proxies_section(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     table = [{"model": r["model"], "metric": r["metric"], "target": r["target"], "SAEs": r["n"],
-              "tau_b": _fmt(r["tau_b"]), "95% CI": _ci(r), "p": _p(r["p_value"]), "Holm p": _p(r["p_holm"])}
+              "tau_b": fmt(r["tau_b"]), "95% CI": _ci(r), "p": fmt_p(r["p_value"]), "Holm p": fmt_p(r["p_holm"])}
              for r in rows]
-    found = [f"{r['model']} {r['metric']} ~ {r['target']} ({_fmt(r['tau_b'])})" for r in rows
+    found = [f"{r['model']} {r['metric']} ~ {r['target']} ({fmt(r['tau_b'])})" for r in rows
              if r["p_holm"] is not None and r["p_holm"] < 0.05]
     return ["## Which cheap metric predicts steering utility", "",
             "Per model over its SAEs: Kendall tau-b of each per-SAE metric against g and against the world's "

@@ -30,6 +30,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
         INSTRUMENTS,
         LATENT_GROUPS,
         TRUTH_OF,
+        add_disjoint,
         corruption_validity,
         delta_c_validity,
         truth_validity,
@@ -55,7 +56,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
                 instruments = [k for k, t in TRUTH_OF.items() if t == truth and (group == "all" or k != "g_dtc")]
                 rows += truth_validity(model, group, truth, [s[truth] for s in mine],
                                        {k: [s[k] for s in mine] for k in instruments})
-    _add_disjoint(rows, latents)
+    add_disjoint(rows, latents)
     for model in sorted({u["model"] for u in delta_c}):
         rows += delta_c_validity(model, [u for u in delta_c if u["model"] == model])
     judges: dict[str, set[str]] = {}
@@ -70,26 +71,6 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
     return dg.MaterializeResult(metadata={"dagster/row_count": len(rows), "validity": dg.MetadataValue.md(
         markdown_table([{"model": r.model, "instrument": r.instrument, "against": r.against, "latents": r.latents,
                          "n": r.n, "tau_b": _fmt(r.tau_b), "p": _fmt(r.p_value)} for r in rows]))})
-
-
-def _add_disjoint(rows, latents: list[dict]) -> None:
-    """Each truth row's latent-disjoint tau-b (``disjoint_tau``) and the median latents per SAE of its group."""
-    import numpy as np
-
-    from sae_models.evals.validity import disjoint_tau
-
-    units: dict[tuple, dict[str, dict[int, float]]] = {}
-    for u in latents:
-        groups = ("all", "single_word" if u["single_word"] else "other")
-        for group in groups:
-            units.setdefault((u["model"], group, u["measure"]), {}).setdefault(u["sae"], {})[u["latent"]] = u["value"]
-    for r in rows:
-        if r.against == "corruption" or r.instrument == "g_dtc" or r.latents == "per_latent":
-            continue
-        own, truth = units.get((r.model, r.latents, r.instrument), {}), units.get((r.model, r.latents, r.against), {})
-        saes = sorted(set(own) & set(truth))
-        r.tau_disjoint, r.disjoint_low, r.disjoint_high = disjoint_tau([own[s] for s in saes], [truth[s] for s in saes])
-        r.latents_per_sae = float(np.median([len(own[s]) for s in saes])) if saes else None
 
 
 def expected_truth_rows(models: set[str]) -> set[tuple[str, str, str, str]]:
