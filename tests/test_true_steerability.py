@@ -70,6 +70,25 @@ def test_a_concept_no_answer_holds_is_missing_not_zero(probe_and_directions):
     assert names.rise_test is None and names.positions == 0 and prompt_word.rise_test is None
 
 
+def test_masses_on_the_kept_positions_are_those_of_the_full_logits(probe_and_directions):
+    """The probe computes logits only where an answer slot is predicted; each mass equals the full forward's, and
+    a position left out is one that no slot needs."""
+    probe, directions, size = probe_and_directions
+    rows = torch.arange(len(probe.docs))
+    vectors = size * directions[0].expand(len(rows), -1)
+    from sae_models.lm.hooks import edit_output
+    from sae_models.lm.intervene import add_vectors
+
+    with torch.inference_mode(), edit_output(probe.module, add_vectors(vectors)):
+        full = probe.lm.model(**probe.enc).logits.float().softmax(-1)
+    grid = probe.concept_grid("topic:food")
+    expanded = torch.zeros(*full.shape)
+    expanded[:, probe.keep] = grid
+    assert torch.equal(probe.mass(probe.probabilities(vectors, rows), grid), (full * expanded).sum(-1))
+    dropped = [t for t in range(full.shape[1]) if t not in probe.keep.tolist()]
+    assert dropped and all(probe.slot_of[r][t] is None for r in range(len(probe.docs)) for t in dropped)
+
+
 def test_concept_words_are_the_grammars_in_each_slot():
     food = concept_words("topic:food")
     assert "bread" in food["noun"] and "baked" in food["verb"] and "tasty" in food["adj"]

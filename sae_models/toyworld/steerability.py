@@ -126,7 +126,8 @@ class SteerabilityProbe:
     """Held-out instruction documents, tokenized once, with per-position slot masks: p_c and p_i of any batch of
     rows steered at (``layer``, ``site``). At ``resid_post`` the documents' states there are computed once and
     each steered row runs only the blocks above (``intervene.resume_from``); elsewhere the whole model reruns
-    with the vector added."""
+    with the vector added. Logits are computed only at the positions that predict an answer slot
+    (``logits_to_keep``, a third of the work saved; the kept logits are bit-identical to the full ones)."""
 
     def __init__(self, lm, docs: Sequence[ProbeDocument], layer: int, site: str):
         from sae_models.lm.extract import forward_to
@@ -148,6 +149,7 @@ class SteerabilityProbe:
             for i, slot in enumerate(d.slots):
                 if slot is not None and i + offset - 1 >= 0:
                     self.slot_of[r][i + offset - 1] = slot
+        self.keep = torch.tensor([t for t in range(width) if any(slots[t] for slots in self.slot_of)])
         self.instruction = torch.stack([self._mask_grid(_masks(f"topic:{d.topic}", self.vocab, self.size), r)
                                         for r, d in enumerate(docs)])
         self._grids: dict[str, torch.Tensor] = {}
@@ -157,16 +159,16 @@ class SteerabilityProbe:
                 self.hidden = forward_to(lm, self.module, self.enc["input_ids"], self.enc["attention_mask"])
 
     def _mask_grid(self, masks: dict[str, torch.Tensor], row: int) -> torch.Tensor:
-        """[T, V]: the concept's word mask at every logit position of document ``row`` (zeros elsewhere)."""
-        width, grid = len(self.slot_of[row]), torch.zeros(len(self.slot_of[row]), self.size)
-        for t in range(width):
+        """[K, V]: the concept's word mask at each kept logit position of document ``row`` (zeros elsewhere)."""
+        grid = torch.zeros(len(self.keep), self.size)
+        for k, t in enumerate(self.keep.tolist()):
             slot = self.slot_of[row][t]
             if slot in masks:
-                grid[t] = masks[slot]
+                grid[k] = masks[slot]
         return grid
 
     def concept_grid(self, concept: str) -> torch.Tensor:
-        """[docs, T, V] the concept's word masks (built once per concept: many latents share one)."""
+        """[docs, K, V] the concept's word masks at the kept positions (built once per concept: latents share)."""
         if concept not in self._grids:
             masks = _masks(concept, self.vocab, self.size)
             self._grids[concept] = torch.stack([self._mask_grid(masks, r) for r in range(len(self.docs))])
@@ -174,12 +176,12 @@ class SteerabilityProbe:
 
     @torch.no_grad()
     def probabilities(self, vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """[len(rows), T, V] next-token probabilities of documents ``rows`` with ``vectors`` [len(rows), d] added
-        at every position of the hook point."""
+        """[len(rows), K, V] next-token probabilities at the kept positions of documents ``rows``, with
+        ``vectors`` [len(rows), d] added at every position of the hook point."""
         from sae_models.lm.hooks import edit_output
         from sae_models.lm.intervene import add_vectors, resume_from
 
-        enc = {k: v[rows] for k, v in self.enc.items()}
+        enc = {k: v[rows] for k, v in self.enc.items()} | {"logits_to_keep": self.keep, "use_cache": False}
         with torch.inference_mode():
             if self.hidden is not None:
                 with resume_from(self.lm.model, self.layer, self.hidden[rows] + vectors[:, None, :]):
@@ -188,6 +190,13 @@ class SteerabilityProbe:
                 with edit_output(self.module, add_vectors(vectors)):
                     logits = self.lm.model(**enc).logits
         return logits.float().softmax(-1)
+
+    def mass(self, probs: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """[..., T]: the probability on ``grid``'s words at every position (0 where none is kept). The sums are
+        laid out over all T positions, so every reduction over positions adds the same terms in the same order
+        as on full logits."""
+        kept = (probs * grid).sum(-1)
+        return kept.new_zeros(*kept.shape[:-1], len(self.slot_of[0])).index_copy_(-1, self.keep, kept)
 
 
 @dataclass(frozen=True)
@@ -205,18 +214,18 @@ def true_steerability(probe: SteerabilityProbe, directions: torch.Tensor, latent
     n_docs, n_factors = len(probe.docs), len(factors)
     dev = torch.arange(n_docs) % 2 == 0
     base = probe.probabilities(torch.zeros(n_docs, directions.shape[1]), torch.arange(n_docs))
-    base_i = (base * probe.instruction).sum(-1)  # [docs, T]
+    base_i = probe.mass(base, probe.instruction)  # [docs, T]
     docs = torch.arange(n_docs).repeat(n_factors)  # rows: factor-major
     scale = torch.tensor(factors, dtype=torch.float32).repeat_interleave(n_docs)
     out = []
     for item in latents:
-        grid = probe.concept_grid(item.concept)  # [docs, T, V]
-        where = grid.sum(-1) > 0
+        grid = probe.concept_grid(item.concept)  # [docs, K, V]
+        where = probe.mass(grid, 1.0) > 0  # [docs, T]
         vectors = (scale * item.magnitude)[:, None] * directions[item.latent][None, :]
         probs = torch.cat([probe.probabilities(vectors[s:s + batch_size], docs[s:s + batch_size])
                            for s in range(0, len(docs), batch_size)]).view(n_factors, n_docs, *base.shape[1:])
-        rise = ((probs * grid).sum(-1) - (base * grid).sum(-1)) * where  # [factors, docs, T]
-        steered_i = (probs * probe.instruction).sum(-1)
+        rise = (probe.mass(probs, grid) - probe.mass(base, grid)) * where  # [factors, docs, T]
+        steered_i = probe.mass(probs, probe.instruction)
         stats = {f: {split: (_mean_over(rise[j], where, side), _ratio(steered_i[j], base_i, side))
                      for split, side in (("dev", dev), ("test", ~dev))} for j, f in enumerate(factors)}
         keeping = [f for f in factors if stats[f]["dev"][1] >= KEEP]
