@@ -6,7 +6,7 @@ export DAGSTER_HOME := $(CURDIR)/dagster_home
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test servers ui lint bench clean
+.PHONY: venv demo test servers ui lint docs bench clean
 
 venv: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,docs]'
 	touch $@
 
 demo: venv
@@ -35,6 +35,10 @@ ui: venv
 lint: venv
 	$(BIN)/ruff check .
 
+# The documentation site (docs/, mkdocs.yml) into site/, offline; any warning fails it.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 bench: venv
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
@@ -44,4 +48,4 @@ bench: venv
 	$(BIN)/python bench/autointerp.py   # needs the demo's lake
 
 clean:
-	rm -rf lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules
+	rm -rf site lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules

@@ -64,21 +64,22 @@ class LakeSection(_Strict):
 
 class CorpusSection(_Strict):
     source: str = TOYWORLD  # "toyworld", or a local .txt (one document per line) / .parquet (column `text`)
-    seed: Seed = 0
-    lm_train_docs: int = Field(12000, ge=1)
-    lm_eval_docs: int = Field(1000, ge=1)
-    activation_docs: int = Field(6000, ge=1)
+    seed: Seed = 0  # the toy world's generator seed
+    lm_train_docs: int = Field(12000, ge=1)  # toy world: documents the toy LMs train on
+    lm_eval_docs: int = Field(1000, ge=1)  # held-out documents for lm_eval and the judge-free truths
+    activation_docs: int = Field(6000, ge=1)  # documents whose tokens are extracted (up to a model's token budget)
 
 
 class ModelEntry(_Strict):
-    slug: str
+    slug: str  # the model's partition key, [a-z0-9._-]+
     source: str  # "toyworld", a hub id (google/gemma-2-2b) or a local directory
-    revision: str | None = None
-    layer: int = Field(ge=0)
-    hook: Literal["resid_post", "mlp_out", "attn_out"] = "resid_post"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    revision: str | None = None  # a hub revision (branch, tag or commit)
+    layer: int = Field(ge=0)  # the hook's block, 0-based
+    hook: Literal["resid_post", "mlp_out", "attn_out"] = Field(
+        "resid_post", description="the site whose activations the SAEs read and write")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the weights' dtype
     tokens: int = Field(ge=1)  # activation token budget
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # run a hub model's own code (off: refused)
     toy: ToyModelConfig | None = None
     control: Literal["random-init", "none"] | None = None  # default: "random-init" for toy models, else "none"
     control_seed: Seed | None = None  # the twin's seed; default: a toy model's own training seed (its twin is its
@@ -144,9 +145,9 @@ class ExternalSAE(_Strict):
     """An SAE trained elsewhere, in the SAELens layout (e.g. a downloaded Gemma Scope SAE), evaluated as
     one more variant of ``model``."""
 
-    name: str
-    model: str
-    path: str
+    name: str  # its variant name
+    model: str  # the model slug it was trained on
+    path: str  # its SAELens directory
 
     _name = field_validator("name")(lambda v: _check_slug(v, "name"))
 
@@ -157,9 +158,9 @@ class ExecutionSection(_Strict):
     the rest on ``dagster``); ``k8s``: each step a Kubernetes job (GPU steps request a GPU and land on GPU
     nodes). Read when the code location loads."""
 
-    executor: Literal["default", "celery", "k8s"] = "default"
-    broker: str = "redis://localhost:6379/0"
-    backend: str = "redis://localhost:6379/1"
+    executor: Literal["default", "celery", "k8s"] = "default"  # default, celery or k8s
+    broker: str = "redis://localhost:6379/0"  # celery: the broker URL
+    backend: str = "redis://localhost:6379/1"  # celery: the result backend URL
 
 
 class Settings(_Strict):

@@ -13,11 +13,11 @@ from sae_models.config import Config, Seed, matches_any
 class ExampleConfig(Config):
     """Which windows are gathered per latent (SAEBench's counts by default)."""
 
-    n_top: int = Field(12, ge=1)
-    n_importance: int = Field(7, ge=0)
-    n_random: int = Field(10, ge=1)
+    n_top: int = Field(12, ge=1)  # top-activating windows per latent
+    n_importance: int = Field(7, ge=0)  # importance-weighted windows per latent
+    n_random: int = Field(10, ge=1)  # random windows per latent
     half_window: int = Field(10, ge=1)  # windows of 2 x half_window + 1 tokens
-    seed: Seed = 0
+    seed: Seed = 0  # which windows are drawn
 
     @property
     def width(self) -> int:
@@ -32,11 +32,11 @@ class AutointerpConfig(ExampleConfig):
     n_concept: int = Field(100, ge=1)  # CONCEPT100: the fixed random subset whose mean is mu
     threshold: float = Field(0.01, gt=0, lt=1)  # tau = threshold x the latent's max activation
     random_negative: bool = True  # SAEBench: random windows count as non-activating whatever their activations
-    explain_top: int = Field(10, ge=1)
-    explain_importance: int = Field(5, ge=0)
-    score_top: int = Field(2, ge=1)
-    score_importance: int = Field(2, ge=0)
-    score_random: int = Field(10, ge=0)
+    explain_top: int = Field(10, ge=1)  # top windows the explanation is written from
+    explain_importance: int = Field(5, ge=0)  # importance-weighted windows the explanation is written from
+    score_top: int = Field(2, ge=1)  # held-out top windows scored
+    score_importance: int = Field(2, ge=0)  # held-out importance-weighted windows scored
+    score_random: int = Field(10, ge=0)  # random windows scored (negatives)
     sim_explain_top: int = Field(5, ge=1)  # [C23]: explanation from 5 top windows,
     sim_top: int = Field(5, ge=1)  # simulated on 5 held-out top windows
     sim_random: int = Field(5, ge=0)  # and 5 random ones
@@ -65,14 +65,14 @@ class SteeringConfig(Config):
 
     n_concepts: int = Field(100, ge=1)  # steered latents: a seeded random n of CONCEPT100 (all of it by default)
     factors: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)  # x m_f; AxBench sweeps [0.2, 5]
-    instructions: str = "auto"
-    instructions_per_concept: int = Field(10, ge=2)
+    instructions: str = "auto"  # auto, toyworld, bundled, or a .jsonl / .parquet path
+    instructions_per_concept: int = Field(10, ge=2)  # per steered latent; the first dev_instructions are dev
     dev_instructions: int = Field(5, ge=1)  # the rest are the test half
-    max_new_tokens: int = Field(128, ge=1)
+    max_new_tokens: int = Field(128, ge=1)  # tokens generated per answer
     temperature: float = Field(1.0, ge=0)  # AxBench samples at 1.0; 0 is greedy
     chat_template: bool = True  # format instructions with the model's chat template when it has one
     batch_size: int = Field(64, ge=1)  # rows per generate call; no result depends on it
-    seed: Seed = 0
+    seed: Seed = 0  # which concepts and instructions; sampling streams
 
     @model_validator(mode="after")
     def _valid(self) -> SteeringConfig:
@@ -133,7 +133,7 @@ class PatchingConfig(Config):
     refresh_every: int = Field(1, ge=1)  # 1: exact greedy; k > 1: lazy greedy, all removals scored every k steps
     shortlist: int = Field(16, ge=1)  # lazy greedy: removals scored afresh in between (the lowest last scores)
     batch_size: int = Field(2048, ge=1)  # patched runs (latent set x prompt pair) per forward pass
-    seed: Seed = 0
+    seed: Seed = 0  # which IOI prompt pairs
 
     @model_validator(mode="after")
     def _valid(self) -> PatchingConfig:

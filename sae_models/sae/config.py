@@ -16,15 +16,15 @@ THRESHOLD_WINDOW = 0.05
 class TrainConfig(Config):
     """SAE training schedule (lake.toml's ``[sweep.train]``); [W25] give the paper's values."""
 
-    steps: int = Field(2000, ge=1)
+    steps: int = Field(2000, ge=1)  # optimiser steps per SAE
     batch_size: int = Field(1024, ge=1)  # paper: 2048 (4096 in the GPU benchmark)
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(3e-4, gt=0)  # Adam's peak learning rate
     lr_warmup_steps: int = Field(100, ge=0)  # paper: 1000
     decay_start: float = Field(0.8, ge=0, le=1)  # fraction of the steps after which lr decays to zero
     sparsity_warmup_steps: int = Field(500, ge=0)  # paper: 5000
-    grad_clip: float = Field(1.0, ge=0)
-    seed: Seed = 0
-    normalize_activations: bool = True
+    grad_clip: float = Field(1.0, ge=0)  # gradient norm clip (0: none)
+    seed: Seed = 0  # initialisation and batch order
+    normalize_activations: bool = True  # scale activations to mean norm sqrt(d)
     dead_tokens: int = Field(10_000_000, ge=1)  # a latent silent this long is dead (AuxK); scale down for small runs
     threshold_window: float = Field(THRESHOLD_WINDOW, gt=0, le=1)  # BatchTopK: EMA window, a fraction of the steps
     checkpoint_every: int = Field(0, ge=0)  # steps; 0 = no checkpoints
@@ -43,18 +43,22 @@ class SweepConfig(Config):
     """The SAE variants trained for every model, and what their evaluation reads."""
 
     architectures: list[Literal["relu", "topk", "batchtopk", "jumprelu", "gated", "tied"]] = Field(
-        default_factory=lambda: ["relu", "topk", "batchtopk", "jumprelu", "gated"])
+        default_factory=lambda: ["relu", "topk", "batchtopk", "jumprelu", "gated"],
+        description="the SAE architectures trained, one file each in sae_models/sae/")
     width_multiple: int = Field(8, ge=1)  # d_sae = width_multiple * d_model
     target_l0: list[int] = Field(default_factory=lambda: [50, 80, 160, 320, 520, 820])  # TopK k, JumpReLU target
-    relu_l1: list[float] = Field(default_factory=lambda: [0.012, 0.015, 0.02, 0.03, 0.04, 0.06])
-    gated_l1: list[float] = Field(default_factory=lambda: [0.012, 0.018, 0.024, 0.04, 0.06, 0.08])
-    tied_l1: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.1])
-    jumprelu_sparsity: float = Field(1.0, gt=0)
-    jumprelu_bandwidth: float = Field(0.001, gt=0)
-    jumprelu_init_threshold: float = Field(0.001, gt=0)
+    relu_l1: list[float] = Field(default_factory=lambda: [0.012, 0.015, 0.02, 0.03, 0.04, 0.06],
+                                 description="L1 coefficients of the ReLU SAEs")
+    gated_l1: list[float] = Field(default_factory=lambda: [0.012, 0.018, 0.024, 0.04, 0.06, 0.08],
+                                  description="L1 coefficients of the gated SAEs")
+    tied_l1: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.1])  # L1 coefficients of the tied SAEs
+    jumprelu_sparsity: float = Field(1.0, gt=0)  # JumpReLU's L0 penalty coefficient
+    jumprelu_bandwidth: float = Field(0.001, gt=0)  # JumpReLU's straight-through kernel width
+    jumprelu_init_threshold: float = Field(0.001, gt=0)  # JumpReLU's initial threshold
     baselines: list[Literal["neuron", "random", "pca", "ica"]] = Field(
-        default_factory=lambda: ["neuron", "random", "pca", "ica"])
-    baseline_fit_tokens: int = Field(50_000, ge=1)
+        default_factory=lambda: ["neuron", "random", "pca", "ica"],
+        description="dictionaries that are not trained SAEs, evaluated beside them")
+    baseline_fit_tokens: int = Field(50_000, ge=1)  # tokens PCA and ICA are fitted on
     holdout_fraction: float = Field(0.1, gt=0, lt=1)  # last row groups of the activations, by document
     metric_docs: int = Field(200, ge=1)  # documents for the CE / KL scores
     min_explained_variance: float = Field(0.5, le=1)  # check floor

@@ -14,20 +14,20 @@ class ToyModelConfig(Config):
     minutes on 2 CPU cores, and learn IOI in both orders for seeds 0, 1 and 2 of both families
     (``bench/ioi_seeds.py``)."""
 
-    family: Literal["gemma2", "qwen2"] = "gemma2"
-    hidden: int = Field(64, ge=8)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(4, ge=1)
-    kv_heads: int = Field(2, ge=1)
-    intermediate: int = Field(256, ge=8)
-    context: int = Field(96, ge=8)
-    steps: int = Field(1500, ge=1)
-    batch: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    warmup: int = Field(100, ge=0)
+    family: Literal["gemma2", "qwen2"] = "gemma2"  # the architecture (transformers' Gemma-2 or Qwen-2)
+    hidden: int = Field(64, ge=8)  # d_model
+    layers: int = Field(4, ge=1)  # blocks
+    heads: int = Field(4, ge=1)  # attention heads
+    kv_heads: int = Field(2, ge=1)  # key-value heads (grouped-query attention)
+    intermediate: int = Field(256, ge=8)  # MLP width
+    context: int = Field(96, ge=8)  # positions
+    steps: int = Field(1500, ge=1)  # training steps
+    batch: int = Field(32, ge=1)  # documents per step
+    lr: float = Field(3e-3, gt=0)  # AdamW's peak learning rate
+    warmup: int = Field(100, ge=0)  # linear warm-up steps
     weight_decay: float = Field(0.1, ge=0)  # AdamW's; at 0.01 some seeds held IOI on unseen pairs at ~0.91
     init_std: float | None = Field(None, gt=0)  # the family initialiser's std; default 1 / sqrt(hidden)
-    seed: Seed = 0
+    seed: Seed = 0  # training seed
 
     @property
     def initializer_range(self) -> float:
