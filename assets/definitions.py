@@ -16,7 +16,22 @@ pin_process(_settings)  # before numpy or torch is loaded: OpenBLAS and ATen cho
 from assets.shared.execution import executor_for  # noqa: E402
 from assets.shared.resources import LakeResource  # noqa: E402
 
+# The page of the documentation (docs/, `make docs`) that explains each group's assets.
+DOCS_PAGES = {"world": "toy-world.md", "models": "toy-world.md", "activations": "lake.md", "saes": "sweep.md",
+              "interpretability": "interpretability.md", "steering": "steering.md", "selection": "selection.md",
+              "patching": "patching.md", "analysis": "selection.md"}
+
+
+def _with_docs_page(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The asset's description ends with the docs page of its group, which the UI shows beside it."""
+    page = DOCS_PAGES.get(spec.group_name or "")
+    if page is None:
+        return spec
+    described = spec.replace_attributes(description=f"{spec.description or ''}\n\nDocs: docs/{page}".strip())
+    return described.merge_attributes(metadata={"docs": dg.MetadataValue.path(f"docs/{page}")})
+
+
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),
     dg.Definitions(resources={"lake": LakeResource()}, executor=executor_for(_settings.execution)),
-)
+).map_asset_specs(func=_with_docs_page)

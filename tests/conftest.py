@@ -126,7 +126,9 @@ def tiny_config(tmp_path, monkeypatch) -> Path:
 
 
 def _random_model_dir(root: Path, family: str) -> Path:
-    """A randomly initialised model of ``family`` with the toy tokenizer, saved as a HF directory."""
+    """A randomly initialised model of ``family`` with the toy tokenizer, saved as a HF directory. Every family
+    draws its weights at std 1/sqrt(hidden), as the toy models do: at the families' own 0.02 a random Llama's
+    attention is so flat that a position off by one changes its logits by a few 1e-6 only."""
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
     from sae_models.lm.loading import load_tokenizer
@@ -142,11 +144,11 @@ def _random_model_dir(root: Path, family: str) -> Path:
         config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
+                             pad_token_id=tok.pad_token_id, initializer_range=32 ** -0.5)
     else:
         config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=3, n_head=4, n_positions=64,
                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                            pad_token_id=tok.pad_token_id)
+                            pad_token_id=tok.pad_token_id, initializer_range=32 ** -0.5)
     import torch
 
     torch.manual_seed(0)

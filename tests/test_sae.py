@@ -515,3 +515,26 @@ def test_a_checkpoint_of_another_schedule_is_not_resumed(tmp_path):
     train_sae(build_sae(SAEConfig("topk", 32, 64, k=4)), reader, longer, tmp_path / "ckpt", log=logs.append)
     assert any("starting afresh" in line for line in logs)
     assert not any(line.startswith("resumed") for line in logs)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu", "gated"])
+def test_training_keeps_every_decoder_row_at_unit_norm_and_its_gradient_orthogonal_to_it(tmp_path, arch):
+    """The decoder constraint has two halves: the gradient's component along each row is removed before the step,
+    and the rows are renormalised after it (Adam's update is not orthogonal to them). Each is checked on its own:
+    the gradient as the trainer leaves it, every step; the norms at the end."""
+    reader, _, _ = sparse_directions_data(tmp_path / "data", n=2000)
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(arch, 32, 128, k=4, sparsity_coefficient=0.01, target_l0=4))
+    parallel = []
+    remove = sae.remove_parallel_grads
+
+    def remove_and_measure() -> None:
+        remove()
+        rows = sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True)
+        parallel.append((sae.W_dec.grad * rows).sum(-1).abs().max().item())
+
+    sae.remove_parallel_grads = remove_and_measure
+    train_sae(sae, reader, TrainConfig(steps=12, batch_size=128, lr=1e-2, lr_warmup_steps=1,
+                                       sparsity_warmup_steps=2), log=lambda _: None)
+    assert len(parallel) == 12 and max(parallel) < 1e-5
+    assert torch.allclose(sae.W_dec.norm(dim=-1), torch.ones(128), atol=1e-5)

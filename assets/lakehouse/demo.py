@@ -45,7 +45,7 @@ def _asset_selection(job_def, settings, partition) -> list | None:
 
 
 def _add_partitions(instance, settings) -> None:
-    from assets.defs.models.registry_sensor import missing_variants
+    from assets.lakehouse.registry import missing_variants
     from assets.shared.partitions import models_partitions, saes_partitions
 
     existing = set(instance.get_dynamic_partitions(models_partitions.name))

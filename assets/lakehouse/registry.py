@@ -7,10 +7,26 @@ entry belongs to its own model only.
 
 from __future__ import annotations
 
-from assets.lakehouse.config import Settings
+from typing import TYPE_CHECKING
+
+from assets.lakehouse.config import ModelEntry, Settings
 from sae_models.sae.sweep import Variant, external_variant, oracle_variants, sweep_variants
 
+if TYPE_CHECKING:
+    from assets.lakehouse.lake import Lake
+
 PAIR_SEPARATOR = "|"  # MultiPartitionKey's string form: "<model>|<variant>"
+
+
+def model_location(entry: ModelEntry, lake: Lake) -> str:
+    """Where the weights load from: the lake for toy models and control twins (its local mirror for an
+    object-store lake), else the registry's source."""
+    return str(lake.fetch("models", model=entry.slug)) if entry.in_lake else entry.source
+
+
+def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
+    """The variant partition keys lake.toml asks for that ``existing`` lacks, in order."""
+    return list(dict.fromkeys(v.name for v in all_variants(settings) if v.name not in existing))
 
 
 def all_variants(settings: Settings) -> list[Variant]:

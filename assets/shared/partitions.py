@@ -12,7 +12,7 @@ import dagster as dg
 
 from assets.lakehouse.config import ModelEntry, Settings
 from assets.lakehouse.lake import Lake
-from assets.lakehouse.registry import find_variant
+from assets.lakehouse.registry import find_variant, model_location
 from sae_models.sae.sweep import Variant
 
 models_partitions = dg.DynamicPartitionsDefinition(name="models")
@@ -70,7 +70,6 @@ class SweepPartition:
 
     def load_lm(self):
         """The model, loaded once per process (``shared_lm``) on the accelerator when there is one."""
-        from assets.defs.models.language_model import model_location
         from assets.shared.resources import torch_device
         from sae_models.lm import ModelLoadError, shared_lm
 

@@ -7,10 +7,10 @@ import time
 import dagster as dg
 import numpy as np
 
-from assets.defs.models.language_model import model_location
 from assets.lakehouse.config import ModelEntry, Settings
 from assets.lakehouse.fingerprints import record
 from assets.lakehouse.lake import Lake
+from assets.lakehouse.registry import model_location
 from assets.shared.automation import SETTINGS_CHANGED
 from assets.shared.metadata import histogram_md, materialized
 from assets.shared.partitions import models_partitions

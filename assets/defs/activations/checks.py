@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from assets.defs.activations.activations import MANIFEST
-from assets.defs.models.language_model import model_location
+from assets.lakehouse.registry import model_location
 from assets.shared.partitions import models_partitions
 from assets.shared.resources import LakeResource
 

@@ -5,7 +5,7 @@ reads and extends as it goes."""
 import dagster as dg
 
 from assets.defs.interpretability.latent_examples import live_latents
-from assets.defs.models.language_model import model_location
+from assets.lakehouse.registry import model_location
 from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import markdown_table, materialized, table_metadata
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition

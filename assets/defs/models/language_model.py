@@ -18,12 +18,6 @@ GROUP = "models"
 MODEL_CHAIN = "model_chain"
 
 
-def model_location(entry: ModelEntry, lake: Lake) -> str:
-    """Where the weights load from: the lake for toy models and control twins (its local mirror for an
-    object-store lake), else the registry's source."""
-    return str(lake.fetch("models", model=entry.slug)) if entry.in_lake else entry.source
-
-
 def _toy(context: dg.AssetExecutionContext, entry: ModelEntry, lake: Lake, rec: dict) -> dict:
     """A toy LM trained on the corpus, or its control twin: the same config, weights drawn and never trained."""
     from sae_models.toyworld import init_toy_twin, train_toy_lm

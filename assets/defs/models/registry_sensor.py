@@ -17,7 +17,7 @@ from assets.defs.analysis.catalog import catalog_refresh_job
 from assets.defs.models.language_model import model_chain_job
 from assets.lakehouse.config import ConfigError, Settings
 from assets.lakehouse.fingerprints import fingerprint
-from assets.lakehouse.registry import all_variants, valid_pairs
+from assets.lakehouse.registry import missing_variants, valid_pairs
 from assets.shared.partitions import models_partitions, saes_partitions
 from assets.shared.resources import LakeResource
 
@@ -35,10 +35,6 @@ class RegistryDiff:
 def diff_registry(settings: Settings, existing: set[str]) -> RegistryDiff:
     slugs = [m.slug for m in settings.registry]
     return RegistryDiff(added=[s for s in slugs if s not in existing], removed=sorted(existing - set(slugs)))
-
-
-def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
-    return list(dict.fromkeys(v.name for v in all_variants(settings) if v.name not in existing))
 
 
 def pairs_hash(settings: Settings) -> str:

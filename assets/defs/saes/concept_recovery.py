@@ -4,8 +4,8 @@ Outside the toy world (no labels) both tables are written empty, without encodin
 
 import dagster as dg
 
-from assets.defs.models.language_model import model_location
 from assets.defs.world.corpus import document_labels
+from assets.lakehouse.registry import model_location
 from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import markdown_table, materialized
 from assets.shared.partitions import model_sae_partitions, sweep_partition
