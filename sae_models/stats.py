@@ -41,6 +41,14 @@ class TauInference:
     p_value: float | None
 
 
+RESAMPLES = 9999  # permutations and bootstrap resamples of every interval and p-value, unless a caller asks
+
+
+def mean_or_none(values) -> float | None:
+    """The mean, or None for no values."""
+    return float(np.mean(values)) if len(values) else None
+
+
 def kendall_tau_b(x, y, axis: int = -1) -> np.ndarray:
     """Tau-b along ``axis``, vectorized over any leading (resample) dimensions: the sign matrices of all pairs,
     so it is exact with ties and O(n^2) memory per resample (SAEs number tens to hundreds)."""
@@ -51,7 +59,7 @@ def kendall_tau_b(x, y, axis: int = -1) -> np.ndarray:
         return (sx * sy).sum((-1, -2)) / np.sqrt(np.abs(sx).sum((-1, -2)) * np.abs(sy).sum((-1, -2)))
 
 
-def tau_inference(x, y, resamples: int = 9999, level: float = 0.95, seed: int = 0) -> TauInference:
+def tau_inference(x, y, resamples: int = RESAMPLES, level: float = 0.95, seed: int = 0) -> TauInference:
     """Two-sided permutation p-value (y permuted against x) and a BCa bootstrap CI (pairs resampled) of tau-b;
     all None when tau-b is undefined (fewer than 3 pairs, or a constant side). A bootstrap whose resamples are
     too often degenerate for BCa (tiny groups) gives a None interval rather than a misleading one."""
@@ -122,7 +130,7 @@ def level_tau_p(levels, values) -> float | None:
     return float(sum(counts[numerators >= abs(s)]) / sum(counts))
 
 
-def mean_difference_ci(a, b, paired: bool = False, resamples: int = 9999, level: float = 0.95, seed: int = 0
+def mean_difference_ci(a, b, paired: bool = False, resamples: int = RESAMPLES, level: float = 0.95, seed: int = 0
                        ) -> tuple[float | None, float | None]:
     """BCa bootstrap interval of mean(a) - mean(b): each sample resampled within itself, or (``paired``) the
     pairs resampled together. (None, None) with fewer than 2 values on a side; (d, d) when every value of each

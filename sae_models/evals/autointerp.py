@@ -28,7 +28,7 @@ from sae_models.arrow import schema_of
 from sae_models.evals.config import AutointerpConfig
 from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet
 from sae_models.judges import Judge, Window
-from sae_models.stats import spearman, t_half_width
+from sae_models.stats import mean_or_none, spearman, t_half_width
 
 
 @dataclass
@@ -256,9 +256,6 @@ def mark_concept_and_purity(rows: list[LatentScore], cfg: AutointerpConfig, puri
     return rows
 
 
-def _mean(values: np.ndarray) -> float | None:
-    return float(values.mean()) if len(values) else None
-
 
 def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: dict) -> AutointerpSummary:
     """mu and its companions; ``sae`` gives the SAE's architecture, is_baseline, level, target_l0 and l0."""
@@ -272,11 +269,12 @@ def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: dict) 
     no = 1 - column("detect_positive") / np.maximum(windows, 1)
     return AutointerpSummary(
         judge=judge.name, judge_model=judge.backend.model, **sae,
-        mu=_mean(det[concept]), mu_always_no=_mean(no[concept]), mu_always_yes=_mean(1 - no[concept]),
-        mu_balanced=_mean(column("detection_balanced")[concept]),
-        mu_by_activation=_mean(column("detection_by_activation")[concept]),
-        mu_by_activation_always_no=_mean(1 - (column("detect_active") / np.maximum(windows, 1))[concept]),
-        mu_simulation=_mean(column("simulation_score")[concept]), mu_all=_mean(det),
+        mu=mean_or_none(det[concept]), mu_always_no=mean_or_none(no[concept]),
+        mu_always_yes=mean_or_none(1 - no[concept]),
+        mu_balanced=mean_or_none(column("detection_balanced")[concept]),
+        mu_by_activation=mean_or_none(column("detection_by_activation")[concept]),
+        mu_by_activation_always_no=mean_or_none(1 - (column("detect_active") / np.maximum(windows, 1))[concept]),
+        mu_simulation=mean_or_none(column("simulation_score")[concept]), mu_all=mean_or_none(det),
         n_scored=len(rows), n_concept=int(concept.sum()), n_too_few=n_sampled - len(rows),
         purity_spearman=spearman(det, purity) if has_purity else None,
         **{f"judge_{k}": v for k, v in judge.stats.as_dict().items()},

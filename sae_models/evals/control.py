@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from sae_models.arrow import schema_of
-from sae_models.stats import mean_difference_ci
+from sae_models.stats import RESAMPLES, mean_difference_ci, mean_or_none
 
 METRICS = ("mu", "mu_balanced", "mu_simulation", "g", "g_minus_unsteered", "concept_rating", "g_dtc", "concept_f1")
 # Scores an untrained LM floors: the judge rates its text 0 for fluency whether or not it is steered, so a
@@ -84,17 +84,14 @@ CONTRAST_SCHEMA = schema_of(ControlContrast)
 SEPARATION_SCHEMA = schema_of(ControlSeparation)
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
-
 
 def contrast(pair: dict, metric: str, trained: Sequence[float], twin: Sequence[float], same_units: bool = False,
-             resamples: int = 9999) -> ControlContrast:
+             resamples: int = RESAMPLES) -> ControlContrast:
     """One dictionary's ``metric`` on the trained model and on the twin; ``pair`` gives model, control, sae,
     architecture, is_baseline, level and sparsity_index; ``trained`` and ``twin`` are the units' values, the same
     units in the same order when ``same_units`` (then a metric of ``PAIRED_UNITS`` is resampled as pairs)."""
     paired = metric in PAIRED_UNITS and same_units
-    a, b = _mean(trained), _mean(twin)
+    a, b = mean_or_none(trained), mean_or_none(twin)
     enough = min(len(trained), len(twin)) >= MIN_UNITS
     low, high = mean_difference_ci(trained, twin, paired=paired, resamples=resamples) if enough else (None, None)
     return ControlContrast(**pair, metric=metric, trained=a, twin=b,
@@ -102,7 +99,7 @@ def contrast(pair: dict, metric: str, trained: Sequence[float], twin: Sequence[f
                            n_trained=len(trained), n_twin=len(twin), paired=paired)
 
 
-def separation(model: str, metric: str, rows: Sequence[ControlContrast], resamples: int = 9999
+def separation(model: str, metric: str, rows: Sequence[ControlContrast], resamples: int = RESAMPLES
                ) -> ControlSeparation:
     """How well ``metric`` separates the trained SAEs from their twins over ``rows`` (one per SAE pair)."""
     both = [r for r in rows if not r.is_baseline and r.trained is not None and r.twin is not None]
@@ -114,7 +111,7 @@ def separation(model: str, metric: str, rows: Sequence[ControlContrast], resampl
     auroc = float(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b))) if len(both) else None
     wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
     sign_p = float(stats.binomtest(wins, wins + losses).pvalue) if wins + losses else None
-    return ControlSeparation(model, metric, len(both), _mean(a), _mean(b), _mean(diff), low, high,
+    return ControlSeparation(model, metric, len(both), mean_or_none(a), mean_or_none(b), mean_or_none(diff), low, high,
                              float(diff.mean() / sd) if sd > 0 else None, wins, losses, sign_p, auroc)
 
 
@@ -127,7 +124,7 @@ def ranked_separators(rows: Sequence[ControlSeparation]) -> list[ControlSeparati
                                              -abs(r.auroc - 0.5)))
 
 
-def separations(rows: Sequence[ControlContrast], resamples: int = 9999) -> list[ControlSeparation]:
+def separations(rows: Sequence[ControlContrast], resamples: int = RESAMPLES) -> list[ControlSeparation]:
     """``separation`` per trained model and metric, then over all models."""
     models = sorted({r.model for r in rows})
     groups = [(m, [r for r in rows if r.model == m]) for m in models]

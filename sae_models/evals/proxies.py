@@ -14,7 +14,7 @@ import numpy as np
 from statsmodels.stats.multitest import multipletests
 
 from sae_models.arrow import schema_of
-from sae_models.stats import kendall_tau_b, tau_inference
+from sae_models.stats import RESAMPLES, kendall_tau_b, tau_inference
 
 METRICS = ("l0", "explained_variance", "ce_loss_score", "kl_div_score", "dead_fraction", "mu", "mu_simulation",
            "concept_f1", "true_interpretability")
@@ -50,7 +50,7 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return out
 
 
-def model_proxies(model: str, saes: Sequence[dict], resamples: int = 9999) -> list[ProxyRow]:
+def model_proxies(model: str, saes: Sequence[dict], resamples: int = RESAMPLES) -> list[ProxyRow]:
     """Every (metric, target) row of one model; ``saes`` are its SAEs' rows with the METRICS and TARGETS columns
     (None where missing: a real model has no truth)."""
     rows = []

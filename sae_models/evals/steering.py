@@ -38,7 +38,7 @@ from sae_models.evals.instructions import Instruction, instructions_for
 from sae_models.judges import Judge
 from sae_models.judges.prompts import RATINGS
 from sae_models.progress import Progress
-from sae_models.stats import t_half_width
+from sae_models.stats import mean_or_none, t_half_width
 
 UNSTEERED = 0.0
 
@@ -290,9 +290,6 @@ def score_concepts(ratings: Sequence[RatingRow], concepts: Sequence[SteeringConc
     return out
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
-
 
 def summarize(scores: Sequence[ConceptScore], ratings: Sequence[RatingRow], generations: Sequence[GenerationRow],
               n_concepts: int, judge: Judge, sae: dict) -> SteeringSummary:
@@ -302,11 +299,12 @@ def summarize(scores: Sequence[ConceptScore], ratings: Sequence[RatingRow], gene
     stats = judge.stats
     return SteeringSummary(
         judge=judge.name, judge_model=judge.backend.model, **sae,
-        g=_mean(test), g_ci=t_half_width(se, len(test)) if se is not None else None,
-        g_unsteered=_mean([s.unsteered_test_hm for s in scores]),
-        g_chosen_on_test=_mean([s.best_test_hm for s in scores]),
-        concept=_mean([s.test_concept for s in scores]), instruct=_mean([s.test_instruct for s in scores]),
-        fluency=_mean([s.test_fluency for s in scores]),
+        g=mean_or_none(test), g_ci=t_half_width(se, len(test)) if se is not None else None,
+        g_unsteered=mean_or_none([s.unsteered_test_hm for s in scores]),
+        g_chosen_on_test=mean_or_none([s.best_test_hm for s in scores]),
+        concept=mean_or_none([s.test_concept for s in scores]),
+        instruct=mean_or_none([s.test_instruct for s in scores]),
+        fluency=mean_or_none([s.test_fluency for s in scores]),
         n_concepts=len(scores), n_unexplained=n_concepts - len(scores), n_generations=len(generations),
         mean_tokens=float(np.mean([g.n_tokens for g in generations])) if generations else 0.0,
         unparseable=sum(r.unparseable for r in ratings),
