@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_SEED = 2**63 - 1
 
@@ -24,6 +24,19 @@ class Config(BaseModel):
     """Strict and immutable: an unknown key is an error naming the field."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def no_result(default, **constraints):
+    """A setting that changes how fast (or how visibly) a stage runs and never what it writes: batch sizes,
+    logging, checkpoints. The settings fingerprints leave such fields out, so changing one reruns nothing, and the
+    settings reference says so."""
+    return Field(default, json_schema_extra={"no_result": True}, **constraints)
+
+
+def no_result_fields(config: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``config`` declared with ``no_result``."""
+    return frozenset(name for name, field in config.model_fields.items()
+                     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("no_result"))
 
 
 def matches_any(name: str, patterns: Iterable[str]) -> bool:

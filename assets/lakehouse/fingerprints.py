@@ -17,6 +17,9 @@ from assets.lakehouse.config import Settings
 from assets.lakehouse.lake import Lake
 from assets.lakehouse.registry import find_variant
 from assets.lakehouse.tables import spec
+from sae_models.config import no_result_fields
+from sae_models.evals.config import PatchingConfig, SelectionConfig, SteeringConfig
+from sae_models.lm.config import ExtractionConfig
 from sae_models.sae.sweep import variant_settings
 
 # A registry entry's fields that shape the model itself; the others (layer, hook, dtype, tokens) its activations.
@@ -42,15 +45,14 @@ STAGE = {
 }
 # [autointerp] settings that decide the concept set (CONCEPT100 of the latents with enough windows) and m_f.
 CONCEPT_FIELDS = (EXAMPLE_FIELDS - {"n_importance", "n_random", "half_window"}) | {"n_concept"}
-# Settings that change no generation: how many rows one generate call carries (each row samples alone).
-GENERATION_SPEED = {"batch_size"}
+# Settings declared ``no_result`` on their field (batch sizes): left out of every fingerprint.
+GENERATION_SPEED = no_result_fields(SteeringConfig)
 TRUTH_STEERING = {"n_concepts", "seed", "factors"}  # what of [steering] shapes true_steerability
-# Settings that change no output: how many documents (latents) a forward pass takes at once.
-EXTRACTION_SPEED = {"batch_size"}
-SCORE_SPEED = {"batch_size"}
+EXTRACTION_SPEED = no_result_fields(ExtractionConfig)
+SCORE_SPEED = no_result_fields(SelectionConfig)
 RANK_ANALYSIS = {"resamples"}  # read by the cross-SAE rank analysis only
 # [patching] settings that change no patching row: speed, which dictionaries run, the check, the plot.
-PATCHING_ELSEWHERE = {"batch_size", "variants", "min_ioi_accuracy", "report_architecture"}
+PATCHING_ELSEWHERE = no_result_fields(PatchingConfig) | {"variants", "min_ioi_accuracy", "report_architecture"}
 # [selection] settings that shape the per-latent scores; the others only the candidate sets.
 FEATURE_SCORE_FIELDS = {"prompt", "scale", "rank_k", "lens_top", "zero_others"}
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only

@@ -72,8 +72,10 @@ def _section(prefix: str, model: type[BaseModel], out: list[str]) -> None:
         if sub is not None and sub is not model:
             nested.append((f"{prefix}.{name}", sub))
             continue
-        cells = [f"`{name}`", f"`{_type_name(field.annotation)}`", f"`{_default(field)}`",
-                 field.description or comments.get(name, "")]
+        text = field.description or comments.get(name, "")
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("no_result"):
+            text += " (no result depends on it: changing it reruns nothing)"
+        cells = [f"`{name}`", f"`{_type_name(field.annotation)}`", f"`{_default(field)}`", text]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     out.append("")
     for sub_prefix, sub in nested:

@@ -7,7 +7,7 @@ import math
 
 from pydantic import Field, model_validator
 
-from sae_models.config import Config, Seed, matches_any
+from sae_models.config import Config, Seed, matches_any, no_result
 
 
 class ExampleConfig(Config):
@@ -71,7 +71,7 @@ class SteeringConfig(Config):
     max_new_tokens: int = Field(128, ge=1)  # tokens generated per answer
     temperature: float = Field(1.0, ge=0)  # AxBench samples at 1.0; 0 is greedy
     chat_template: bool = True  # format instructions with the model's chat template when it has one
-    batch_size: int = Field(64, ge=1)  # rows per generate call; no result depends on it
+    batch_size: int = no_result(64, ge=1)  # rows per generate call
     seed: Seed = 0  # which concepts and instructions; sampling streams
 
     @model_validator(mode="after")
@@ -97,7 +97,7 @@ class SelectionConfig(Config):
     rank_k: int = 1  # UP and DOWN rank latents by DeltaC_1 (or DeltaC_5)
     lens_top: int = Field(20, ge=1)  # logit-lens tokens per latent
     zero_others: bool = False  # also score the variant that zeroes every other code
-    batch_size: int = Field(64, ge=1)  # latents per forward; no result depends on it
+    batch_size: int = no_result(64, ge=1)  # latents per forward
     max_k: int = Field(5, ge=1)  # candidate sets: the top K UP and DOWN latents, K = 1..max_k,
     quantiles: tuple[float, ...] = (0.99, 0.95, 0.90, 0.80)  # and the mirrored tails beyond these quantiles
     resamples: int = Field(9999, ge=99)  # rank agreement: permutations and bootstrap resamples per tau-b
@@ -132,7 +132,7 @@ class PatchingConfig(Config):
     report_architecture: str = "topk"  # the architecture whose sparsity levels the report plots against PCA
     refresh_every: int = Field(1, ge=1)  # 1: exact greedy; k > 1: lazy greedy, all removals scored every k steps
     shortlist: int = Field(16, ge=1)  # lazy greedy: removals scored afresh in between (the lowest last scores)
-    batch_size: int = Field(2048, ge=1)  # patched runs (latent set x prompt pair) per forward pass
+    batch_size: int = no_result(2048, ge=1)  # patched runs (latent set x prompt pair) per forward pass
     seed: Seed = 0  # which IOI prompt pairs
 
     @model_validator(mode="after")

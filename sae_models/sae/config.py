@@ -1,11 +1,11 @@
 """Settings of the SAE sweep (lake.toml's ``[sweep]``) and of its trainer (``[sweep.train]``). The defaults
 are the paper's ([W25])."""
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from sae_models.config import Config, Seed
+from sae_models.config import Config, Seed, no_result
 
 # BatchTopK's inference threshold: an EMA of the batch threshold whose window is this fraction of the steps so
 # far (rate 1 / (window * step)), so it averages the end of training at any schedule length. The one default of
@@ -27,12 +27,9 @@ class TrainConfig(Config):
     normalize_activations: bool = True  # scale activations to mean norm sqrt(d)
     dead_tokens: int = Field(10_000_000, ge=1)  # a latent silent this long is dead (AuxK); scale down for small runs
     threshold_window: float = Field(THRESHOLD_WINDOW, gt=0, le=1)  # BatchTopK: EMA window, a fraction of the steps
-    checkpoint_every: int = Field(0, ge=0)  # steps; 0 = no checkpoints
-    log_every: int | None = Field(None, ge=1)  # None: 50 log rows per run
-    progress_s: float = Field(10.0, ge=0)  # seconds between progress lines (0: one per logged step)
-
-    # what changes how a run is watched or can be resumed, never the SAE it trains
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"log_every", "progress_s", "checkpoint_every"})
+    checkpoint_every: int = no_result(0, ge=0)  # steps; 0 = no checkpoints
+    log_every: int | None = no_result(None, ge=1)  # None: 50 log rows per run
+    progress_s: float = no_result(10.0, ge=0)  # seconds between progress lines (0: one per logged step)
 
     @property
     def log_interval(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sae_models.config import no_result_fields
 from sae_models.sae.config import OracleConfig, SweepConfig, TrainConfig
 
 EXTERNAL = "external"
@@ -105,7 +106,7 @@ def variant_settings(variant: Variant, sweep: SweepConfig) -> dict:
                 "seed": sweep.train.seed, "holdout_fraction": sweep.holdout_fraction}
     own = set() if variant.architecture == "batchtopk" else {"threshold_window"}  # BatchTopK's alone
     grid = {**sweep.model_dump(include={"width_multiple", "holdout_fraction"}),
-            "train": sweep.train.model_dump(exclude=TrainConfig.NOT_RESULTS | own)}
+            "train": sweep.train.model_dump(exclude=no_result_fields(TrainConfig) | own)}
     if variant.architecture == "jumprelu":
         grid |= sweep.model_dump(include={"jumprelu_sparsity", "jumprelu_bandwidth", "jumprelu_init_threshold"})
     return {"architecture": variant.architecture, "level": variant.level, **grid}

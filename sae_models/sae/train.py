@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from sae_models.activation_store import ActivationReader
 from sae_models.arrow import schema_of
+from sae_models.config import no_result_fields
 from sae_models.progress import Progress
 from sae_models.sae.base import SAELoss, SparseAutoencoder
 from sae_models.sae.config import TrainConfig
@@ -126,7 +127,7 @@ class Trainer:
 
     def _fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the SAE config and the schedule."""
-        schedule = self.cfg.model_dump(exclude=TrainConfig.NOT_RESULTS)
+        schedule = self.cfg.model_dump(exclude=no_result_fields(TrainConfig))
         return json.dumps([self.sae.cfg.to_dict(), schedule], sort_keys=True, default=str)
 
     def _resume(self) -> bool:
