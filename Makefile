@@ -35,7 +35,7 @@ ui: venv
 # ruff, and the layer contract: no import cycle, shared code imports no domain, sae_models no pipeline.
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 # The documentation site (docs/, mkdocs.yml) into site/, offline; any warning fails it.
 docs: venv

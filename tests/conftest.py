@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny trained toy models, tiny random models of four families, a tiny lake.toml."""
+"""Shared fixtures: tiny trained toy models, tiny random models of four families, a tiny lake.toml. Tests live by
+layer: ``unit/`` (functions and tiny models, no Dagster run), ``integration/`` (the lake, the SQL catalog, judges
+and processes on loopback), ``system/`` (materialized graphs, crashes, the scale-out services); each test carries
+its folder's marker, so ``pytest -m unit`` runs one layer."""
 
 import os
 from pathlib import Path
@@ -13,6 +16,16 @@ from sae_models.reproducible import CpuPin, apply_pin  # noqa: E402
 # Tests compute what the toy world's pin makes of them on any machine (lake.toml's [reproducibility] default),
 # before any test imports torch.
 apply_pin(CpuPin())
+
+LAYERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = next((part for part in item.path.parts if part in LAYERS), None)
+        if layer is None:
+            raise pytest.UsageError(f"{item.path}: every test lives in one of tests/{{{','.join(LAYERS)}}}/")
+        item.add_marker(layer)
 
 TINY_TOML = """
 [lake]

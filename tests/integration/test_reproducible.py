@@ -13,7 +13,7 @@ from sae_models import reproducible
 from sae_models.reproducible import CpuPin, PinError, apply_pin, check_kernels, pin_environment
 from tests.conftest import TINY_TOML
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # A run worker's path: the code location's load sets the pin's variables, a step applies it, then the toy LM trains.
 TRAIN_AND_HASH = """
 import hashlib, sys, tempfile

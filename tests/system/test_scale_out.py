@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SWEEP_RUN = """
 import sys
 from dagster import DagsterInstance, MultiPartitionKey

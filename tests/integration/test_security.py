@@ -14,7 +14,7 @@ from sae_models.judges.protocol import JudgeError, Window
 from sae_models.lm.loading import ModelLoadError, load_config
 from tests.judge_endpoint import QuietHandler, reply, serving
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCANNED = ("sae_models", "assets", "bench", "tests")
 PICKLING_MODULES = {"pickle", "cPickle", "dill", "joblib", "cloudpickle", "shelve", "marshal"}
 

@@ -8,7 +8,7 @@ from assets.lakehouse.config import Settings, load_settings
 from assets.lakehouse.fingerprints import STAGE, record
 from sae_models.config import no_result_fields
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("extraction", "sweep.train", "steering", "selection", "patching")
 # Fields that shape no per-SAE partition, though they shape something else: the rank analysis's resamples, which
 # dictionaries are patched, the IOI check's bar and the report's plot.

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import TINY_TOML, without_twins
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ONE_MODEL = (TINY_TOML.split("[[models]]")[0].replace('["relu", "topk", "gated"]', '["topk"]')
              .replace('baselines = ["pca", "neuron"]', "baselines = []")
              + "[[models]]" + without_twins(TINY_TOML.split("[[models]]")[1]))
