@@ -16,15 +16,20 @@ pin_process(_settings)  # before numpy or torch is loaded: OpenBLAS and ATen cho
 from assets.shared.execution import executor_for  # noqa: E402
 from assets.shared.resources import LakeResource  # noqa: E402
 
-# The page of the documentation (docs/, `make docs`) that explains each group's assets.
+# The page of the documentation (docs/, `make docs`) that explains each group's assets, and the assets whose
+# page is another than their group's.
 DOCS_PAGES = {"world": "toy-world.md", "models": "toy-world.md", "activations": "lake.md", "saes": "sweep.md",
               "interpretability": "interpretability.md", "steering": "steering.md", "selection": "selection.md",
               "patching": "patching.md", "analysis": "selection.md"}
+ASSET_DOCS_PAGES = {"control_contrast": "control.md", "control_separation": "control.md",
+                    "instrument_validity": "validity.md", "proxies": "validity.md",
+                    "true_interpretability": "validity.md", "true_steerability": "validity.md",
+                    "patching_report": "patching.md", "catalog": "lake.md"}
 
 
 def _with_docs_page(spec: dg.AssetSpec) -> dg.AssetSpec:
-    """The asset's description ends with the docs page of its group, which the UI shows beside it."""
-    page = DOCS_PAGES.get(spec.group_name or "")
+    """The asset's description ends with its docs page, which the UI shows beside it."""
+    page = ASSET_DOCS_PAGES.get(spec.key.to_user_string(), DOCS_PAGES.get(spec.group_name or ""))
     if page is None:
         return spec
     described = spec.replace_attributes(description=f"{spec.description or ''}\n\nDocs: docs/{page}".strip())

@@ -21,9 +21,10 @@ LAYERS = ("unit", "integration", "system")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
     for item in items:
-        layer = next((part for part in item.path.parts if part in LAYERS), None)
-        if layer is None:
+        layer = item.path.resolve().relative_to(tests).parts[0]
+        if layer not in LAYERS:
             raise pytest.UsageError(f"{item.path}: every test lives in one of tests/{{{','.join(LAYERS)}}}/")
         item.add_marker(layer)
 

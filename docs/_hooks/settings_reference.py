@@ -13,6 +13,7 @@ from mkdocs.structure.files import File, Files
 from pydantic import BaseModel
 
 _FIELD = re.compile(r"^    (\w+)\s*:\s*(?P<rest>.*)$")
+NO_RESULT = " (no result depends on it: changing it reruns nothing)"
 
 
 def _comments(model: type[BaseModel]) -> dict[str, str]:
@@ -62,9 +63,11 @@ def _default(field) -> str:
     return "required" if field.is_required() else repr(field.default)
 
 
-def _section(prefix: str, model: type[BaseModel], out: list[str]) -> None:
+def _section(prefix: str, model: type[BaseModel], out: list[str], array: bool = False) -> None:
+    """One section's table; ``array``: a TOML array of tables (``[[models]]``)."""
     doc = inspect.getdoc(model) or ""
-    out += [f"## `[{prefix}]`", "", f"`{model.__module__}.{model.__qualname__}`", "", doc, "",
+    title = f"## `[[{prefix}]]`" if array else f"## `[{prefix}]`"
+    out += [title, "", f"`{model.__module__}.{model.__qualname__}`", "", doc, "",
             "| setting | type | default | what it does |", "|---|---|---|---|"]
     comments, nested = _comments(model), []
     for name, field in model.model_fields.items():
@@ -74,7 +77,7 @@ def _section(prefix: str, model: type[BaseModel], out: list[str]) -> None:
             continue
         text = field.description or comments.get(name, "")
         if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("no_result"):
-            text += " (no result depends on it: changing it reruns nothing)"
+            text += NO_RESULT if text else ""
         cells = [f"`{name}`", f"`{_type_name(field.annotation)}`", f"`{_default(field)}`", text]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     out.append("")
@@ -90,8 +93,8 @@ def settings_reference() -> str:
            "is built. [Configuration](configuration.md) explains how they fit together.", ""]
     for name, field in Settings.model_fields.items():
         model = _model_of(field.annotation)
-        if model is not None:
-            _section(name, model, out)
+        if model is not None:  # a list of tables is an array of tables in TOML: [[models]]
+            _section(name, model, out, array=typing.get_origin(field.annotation) is list)
     return "\n".join(out) + "\n"
 
 

@@ -127,7 +127,8 @@ class SteerabilityProbe:
     rows steered at (``layer``, ``site``). At ``resid_post`` the documents' states there are computed once and
     each steered row runs only the blocks above (``intervene.resume_from``); elsewhere the whole model reruns
     with the vector added. Logits are computed only at the positions that predict an answer slot
-    (``logits_to_keep``, a third of the work saved; the kept logits are bit-identical to the full ones)."""
+    (``logits_to_keep``, a third of the work saved; on the pinned CPU the kept logits equal the full ones bit for
+    bit, which a test checks). Masks and indices live on the model's device."""
 
     def __init__(self, lm, docs: Sequence[ProbeDocument], layer: int, site: str):
         from sae_models.lm.extract import forward_to
@@ -149,9 +150,10 @@ class SteerabilityProbe:
             for i, slot in enumerate(d.slots):
                 if slot is not None and i + offset - 1 >= 0:
                     self.slot_of[r][i + offset - 1] = slot
-        self.keep = torch.tensor([t for t in range(width) if any(slots[t] for slots in self.slot_of)])
+        self.keep = torch.tensor([t for t in range(width) if any(slots[t] for slots in self.slot_of)],
+                                 dtype=torch.long, device=lm.device)
         self.instruction = torch.stack([self._mask_grid(_masks(f"topic:{d.topic}", self.vocab, self.size), r)
-                                        for r, d in enumerate(docs)])
+                                        for r, d in enumerate(docs)]).to(lm.device)
         self._grids: dict[str, torch.Tensor] = {}
         self.hidden = None
         if site == "resid_post":
@@ -171,7 +173,8 @@ class SteerabilityProbe:
         """[docs, K, V] the concept's word masks at the kept positions (built once per concept: latents share)."""
         if concept not in self._grids:
             masks = _masks(concept, self.vocab, self.size)
-            self._grids[concept] = torch.stack([self._mask_grid(masks, r) for r in range(len(self.docs))])
+            self._grids[concept] = torch.stack([self._mask_grid(masks, r) for r in range(len(self.docs))]).to(
+                self.lm.device)
         return self._grids[concept]
 
     @torch.no_grad()
@@ -213,10 +216,10 @@ def true_steerability(probe: SteerabilityProbe, directions: torch.Tensor, latent
     latent holds every factor x document row (``batch_size`` rows at most)."""
     n_docs, n_factors = len(probe.docs), len(factors)
     dev = torch.arange(n_docs) % 2 == 0
-    base = probe.probabilities(torch.zeros(n_docs, directions.shape[1]), torch.arange(n_docs))
+    base = probe.probabilities(directions.new_zeros(n_docs, directions.shape[1]), torch.arange(n_docs))
     base_i = probe.mass(base, probe.instruction)  # [docs, T]
     docs = torch.arange(n_docs).repeat(n_factors)  # rows: factor-major
-    scale = torch.tensor(factors, dtype=torch.float32).repeat_interleave(n_docs)
+    scale = torch.tensor(factors, dtype=torch.float32, device=directions.device).repeat_interleave(n_docs)
     out = []
     for item in latents:
         grid = probe.concept_grid(item.concept)  # [docs, K, V]

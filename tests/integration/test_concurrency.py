@@ -185,7 +185,7 @@ def test_a_query_that_the_lake_changed_under_runs_again(lake_being_rewritten, mo
 def test_sae_lake_sql_processes_read_a_whole_table_while_it_is_rewritten(lake_being_rewritten):
     lake, start_writer = lake_being_rewritten
     writer = start_writer(5.0)
-    cli = [sys.executable, "-m", "assets.lakehouse.cli", "sql", QUERY, "--format", "csv"]
+    cli = [sys.executable, "-m", "assets.cli", "sql", QUERY, "--format", "csv"]
     env = {**os.environ, ROOT_ENV: lake.url}  # lake.toml's lake, moved by the variable
     try:
         readers = [subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

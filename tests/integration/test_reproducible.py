@@ -153,7 +153,7 @@ def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(
         for name in (*SET_BY_THE_PIN, "SAE_LAKE_ROOT"):
             if name not in machine:
                 env.pop(name, None)
-        done = subprocess.run([sys.executable, "-m", "assets.lakehouse.cli", "demo"], env=env, cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "assets.cli", "demo"], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         lakes.append(lake_digests(root / "lake"))

@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.cli import main as cli
 from assets.definitions import defs
-from assets.lakehouse.cli import main as cli
-from assets.lakehouse.demo import run_demo
+from assets.demo import run_demo
 from assets.shared.partitions import pair_key
 from tests.conftest import TINY_TOML, without_twins
 from tests.judge_endpoint import QuietHandler, reply, serving

@@ -224,8 +224,8 @@ def test_httpfs_without_the_extension_is_one_clear_error(s3_lake):
 def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, capsys):
     """The demo with ``SAE_LAKE_ROOT=s3://...``: every run and check succeeds, every table lands in the store (none
     on the local disk but the mirror), and ``sae-lake sql`` answers from it."""
-    from assets.lakehouse.cli import main as cli
-    from assets.lakehouse.demo import run_demo
+    from assets.cli import main as cli
+    from assets.demo import run_demo
     from assets.lakehouse.tables import TABLES
 
     monkeypatch.setenv("SAE_LAKE_ROOT", s3_lake)

@@ -7,12 +7,12 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from assets.cli import main as cli
 from assets.definitions import defs
 from assets.defs.activations.checks import _shards
 from assets.defs.models.registry_sensor import diff_registry, model_registry_sensor
-from assets.lakehouse.cli import main as cli
+from assets.demo import _report_failure, run_demo
 from assets.lakehouse.config import load_settings
-from assets.lakehouse.demo import _report_failure, run_demo
 from assets.lakehouse.fingerprints import STAGE
 from assets.lakehouse.lake import Lake
 from assets.lakehouse.sql import query_text
@@ -635,7 +635,7 @@ def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_
 
 
 def test_demo_time_estimate_uses_each_jobs_own_runs_and_names_untimed_ones():
-    from assets.lakehouse.demo import _eta
+    from assets.demo import _eta
 
     plan = [("world", None), ("model_chain", "a"), ("sae_sweep", "a|x"), ("sae_sweep", "a|y"),
             ("catalog_refresh", None)]

@@ -5,11 +5,11 @@ again, for old models or new ones, and stays queryable."""
 import dagster as dg
 import pytest
 
+from assets.cli import main as cli
 from assets.definitions import defs
 from assets.defs.models.registry_sensor import model_registry_sensor
-from assets.lakehouse.cli import main as cli
+from assets.demo import run_demo
 from assets.lakehouse.config import load_settings
-from assets.lakehouse.demo import run_demo
 from tests.conftest import TINY_TOML, without_twins
 
 NO_TWINS = without_twins(TINY_TOML)  # the twins' automation is the same; test_pipeline runs one

@@ -4,6 +4,8 @@ sections changes the fingerprint of some partition, so changing it reruns what i
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from assets.lakehouse.config import Settings, load_settings
 from assets.lakehouse.fingerprints import STAGE, record
 from sae_models.config import no_result_fields
@@ -71,3 +73,18 @@ def test_no_result_fields_change_no_fingerprint_and_every_other_field_changes_on
             else:
                 assert moved, f"[{section}] {name} changes no fingerprint: declare it no_result (or say where)"
     assert declared_somewhere
+
+
+def test_no_result_is_declared_only_where_the_fingerprints_read_it():
+    """A ``no_result`` mark on a section the fingerprints do not derive from would promise "reruns nothing"
+    without making it so; and the derived sets are the ones the lake was fingerprinted with."""
+    settings = load_settings(ROOT / "lake.toml")
+    sections = {}
+    for name, value in settings:
+        if isinstance(value, BaseModel):
+            sections[name] = value
+            sections |= {f"{name}.{inner}": v for inner, v in value if isinstance(v, BaseModel)}
+    marked = {name: no_result_fields(type(config)) for name, config in sections.items()}
+    assert {name for name, fields in marked.items() if fields} <= set(SECTIONS)
+    assert marked["sweep.train"] == {"checkpoint_every", "log_every", "progress_s"}
+    assert all(marked[name] == {"batch_size"} for name in ("extraction", "steering", "selection", "patching"))

@@ -35,3 +35,16 @@ def test_every_citation_key_is_on_the_references_page():
                *ROOT.glob("assets/**/*.py")]
     used = {key for path in sources for key in re.findall(r"\[[A-Z]\d\d\]", path.read_text())}
     assert used and used <= defined, f"undefined citation keys: {sorted(used - defined)}"
+
+
+def test_every_asset_names_a_docs_page_that_exists():
+    import dagster as dg
+
+    from assets.definitions import ASSET_DOCS_PAGES, DOCS_PAGES, defs
+
+    assert all((ROOT / "docs" / page).exists() for page in {*DOCS_PAGES.values(), *ASSET_DOCS_PAGES.values()})
+    graph = defs.resolve_asset_graph()
+    pages = {key.to_user_string(): graph.get(key).metadata.get("docs") for key in graph.get_all_asset_keys()}
+    assert pages["control_contrast"] == dg.MetadataValue.path("docs/control.md")
+    missing = [key for key, page in pages.items() if page is None and key != "judge_cache"]
+    assert not missing, f"assets without a docs page: {missing}"

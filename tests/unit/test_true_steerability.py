@@ -70,23 +70,29 @@ def test_a_concept_no_answer_holds_is_missing_not_zero(probe_and_directions):
     assert names.rise_test is None and names.positions == 0 and prompt_word.rise_test is None
 
 
-def test_masses_on_the_kept_positions_are_those_of_the_full_logits(probe_and_directions):
-    """The probe computes logits only where an answer slot is predicted; each mass equals the full forward's, and
-    a position left out is one that no slot needs."""
-    probe, directions, size = probe_and_directions
+@pytest.mark.parametrize("site", ["resid_post", "mlp_out"])
+def test_masses_on_the_kept_positions_are_those_of_the_full_logits(probe_and_directions, site):
+    """The probe computes logits only where an answer slot is predicted. Each mass equals the one from the full
+    forward and a mask grid built the old way, over every position from the slots (not from the probe's kept
+    grid), both where the states are cached (resid_post) and where the whole model reruns (mlp_out)."""
+    cached, directions, size = probe_and_directions
+    probe = cached if site == "resid_post" else SteerabilityProbe(cached.lm, cached.docs, LAYER, site)
     rows = torch.arange(len(probe.docs))
     vectors = size * directions[0].expand(len(rows), -1)
     from sae_models.lm.hooks import edit_output
     from sae_models.lm.intervene import add_vectors
+    from sae_models.toyworld.steerability import _masks
 
     with torch.inference_mode(), edit_output(probe.module, add_vectors(vectors)):
         full = probe.lm.model(**probe.enc).logits.float().softmax(-1)
-    grid = probe.concept_grid("topic:food")
-    expanded = torch.zeros(*full.shape)
-    expanded[:, probe.keep] = grid
-    assert torch.equal(probe.mass(probe.probabilities(vectors, rows), grid), (full * expanded).sum(-1))
-    dropped = [t for t in range(full.shape[1]) if t not in probe.keep.tolist()]
-    assert dropped and all(probe.slot_of[r][t] is None for r in range(len(probe.docs)) for t in dropped)
+    masks = _masks("topic:food", probe.vocab, probe.size)
+    expected = torch.zeros(*full.shape)
+    for r, slots in enumerate(probe.slot_of):
+        for t, slot in enumerate(slots):
+            if slot in masks:
+                expected[r, t] = masks[slot]
+    masses = probe.mass(probe.probabilities(vectors, rows), probe.concept_grid("topic:food"))
+    assert torch.equal(masses, (full * expected).sum(-1)) and masses.sum() > 0
 
 
 def test_concept_words_are_the_grammars_in_each_slot():

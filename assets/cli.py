@@ -41,7 +41,7 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from assets.lakehouse.demo import print_summary, run_demo
+    from assets.demo import print_summary, run_demo
 
     timings = run_demo(verbose=args.verbose)
     print_summary()

@@ -1,7 +1,7 @@
 """``sae-lake demo``: materialize the whole asset graph on the embedded toy world, in DAGSTER_HOME.
 
 The runs are ordinary Dagster runs of the code location's jobs, so ``make ui`` shows them afterwards with
-every event. The terminal gets one line per run (``[23/72] sae_sweep[toy-gemma2|topk-k4] 9.2 s, about 7 min
+every event. The terminal gets one line per run (``[23/92] sae_sweep[toy-gemma2|topk-k4] 9.2 s, about 7 min
 left``), warnings and failures in full, and the result tables at the end; ``-v`` streams every event.
 """
 
