@@ -32,34 +32,20 @@ def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan's algorithm)."""
-    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    """The strongly connected components of more than one module (scipy's)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in graph[node]:
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
+    names = sorted(graph)
+    index = {name: i for i, name in enumerate(names)}
+    edges = [(index[a], index[b]) for a in names for b in graph[a]]
+    rows, cols = zip(*edges, strict=True) if edges else ((), ())
+    _, labels = connected_components(csr_matrix(([1] * len(edges), (rows, cols)), shape=(len(names),) * 2),
+                                     directed=True, connection="strong")
+    members: dict[int, list[str]] = {}
+    for name, label in zip(names, labels, strict=True):
+        members.setdefault(int(label), []).append(name)
+    return sorted(group for group in members.values() if len(group) > 1)
 
 
 @pytest.fixture(scope="module")
