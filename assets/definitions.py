@@ -13,7 +13,9 @@ from assets.shared.pin import pin_process
 _settings = load_settings()
 pin_process(_settings)  # before numpy or torch is loaded: OpenBLAS and ATen choose their kernels once
 
+from assets.lakehouse.registry import partition_grid_note  # noqa: E402
 from assets.shared.execution import executor_for  # noqa: E402
+from assets.shared.partitions import model_sae_partitions  # noqa: E402
 from assets.shared.resources import LakeResource  # noqa: E402
 
 # The page of the documentation (docs/, `make docs`) that explains each group's assets, and the assets whose
@@ -27,16 +29,20 @@ ASSET_DOCS_PAGES = {"control_contrast": "control.md", "control_separation": "con
                     "patching_report": "patching.md", "catalog": "lake.md"}
 
 
-def _with_docs_page(spec: dg.AssetSpec) -> dg.AssetSpec:
-    """The asset's description ends with its docs page, which the UI shows beside it."""
+def _described(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The asset's description ends with what its per-SAE partition grid holds that lake.toml never asks for (the
+    UI counts those as missing) and with its docs page, which the UI shows beside it."""
+    paragraphs = [spec.description or ""]
+    if spec.partitions_def == model_sae_partitions:
+        paragraphs.append(partition_grid_note(_settings))
     page = ASSET_DOCS_PAGES.get(spec.key.to_user_string(), DOCS_PAGES.get(spec.group_name or ""))
-    if page is None:
-        return spec
-    described = spec.replace_attributes(description=f"{spec.description or ''}\n\nDocs: docs/{page}".strip())
-    return described.merge_attributes(metadata={"docs": dg.MetadataValue.path(f"docs/{page}")})
+    if page is not None:
+        paragraphs.append(f"Docs: docs/{page}")
+        spec = spec.merge_attributes(metadata={"docs": dg.MetadataValue.path(f"docs/{page}")})
+    return spec.replace_attributes(description="\n\n".join(p for p in paragraphs if p))
 
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),
     dg.Definitions(resources={"lake": LakeResource()}, executor=executor_for(_settings.execution)),
-).map_asset_specs(func=_with_docs_page)
+).map_asset_specs(func=_described)

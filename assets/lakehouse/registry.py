@@ -57,6 +57,45 @@ def valid_pairs(settings: Settings) -> list[tuple[str, str]]:
     return [(m.slug, v.name) for m in settings.registry for v in variants_for(settings, m.slug)]
 
 
+def _distinct(variants: list[Variant]) -> dict[str, Variant]:
+    """One variant per partition key, the first (an external SAE's name may repeat across models)."""
+    first: dict[str, Variant] = {}
+    for v in variants:
+        first.setdefault(v.name, v)
+    return first
+
+
+def unrequested_pairs(settings: Settings) -> dict[str, dict[str, int]]:
+    """For each model, why lake.toml does not ask for some pairs of the (model x variant) partition grid, and how
+    many pairs each reason leaves out."""
+    gaps: dict[str, dict[str, int]] = {}
+    for m in settings.registry:
+        asked = {v.name for v in variants_for(settings, m.slug)}
+        for name, v in _distinct(all_variants(settings)).items():
+            if name not in asked:
+                reason = _why_not(settings, m.slug, v).removeprefix(f"SAE variant {name!r} is ")
+                gaps.setdefault(m.slug, {}).setdefault(reason, 0)
+                gaps[m.slug][reason] += 1
+    return gaps
+
+
+def partition_grid_note(settings: Settings) -> str:
+    """What the per-SAE partition counts of the Dagster UI mean: the grid is every registered model times every
+    variant, and the pairs lake.toml does not ask for stay missing for good."""
+    n_models, n_variants = len(settings.registry), len(_distinct(all_variants(settings)))
+    grid, asked = n_models * n_variants, len(valid_pairs(settings))
+    note = (f"Partitions: model x SAE variant, {n_models} x {n_variants} = {grid} in lake.toml's grid, of which it "
+            f"asks for {asked}.")
+    gaps = unrequested_pairs(settings)
+    if gaps:
+        note += (f" The other {grid - asked} are never materialized and count as missing: "
+                 + "; ".join(f"{model}, {sum(reasons.values())} ("
+                             + ", ".join(f"{n} {reason}" for reason, n in reasons.items()) + ")"
+                             for model, reasons in gaps.items()) + ".")
+    return note + (" A model or variant since removed from lake.toml stays in the grid with its last tables "
+                   "(sae_variants in SQL says which).")
+
+
 def variant_status(settings: Settings, lake) -> list[tuple[str, str, bool, bool]]:
     """(model, variant, in lake.toml now, has an SAE in the lake) for every pair that is either."""
     current = set(valid_pairs(settings))

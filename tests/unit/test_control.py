@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from assets.lakehouse.config import ConfigError, load_settings
 from assets.lakehouse.fingerprints import record
-from assets.lakehouse.registry import find_variant, valid_pairs
+from assets.lakehouse.registry import find_variant, partition_grid_note, valid_pairs
 from sae_models.evals.control import ControlContrast, ControlSeparation, ranked_separators, separation
 from sae_models.stats import mean_difference_ci
 from tests.conftest import TINY_TOML
@@ -43,6 +43,18 @@ def test_the_twins_get_the_part_of_the_sweep_control_variants_names(tmp_path):
     with pytest.raises(KeyError, match=r"'gated-0.1' is not in \[control\] variants"):
         find_variant(settings, "toy-gemma2-random", "gated-0.1")
     assert not settings.patches("toy-gemma2-random", "topk-k4") and settings.patches("toy-gemma2", "topk-k4")
+
+
+def test_the_ui_is_told_which_partitions_of_the_grid_lake_toml_never_asks_for(tmp_path):
+    """Dagster counts the whole (model x variant) grid; the per-SAE assets' description names every gap."""
+    note = partition_grid_note(_settings(tmp_path))
+    assert note.startswith("Partitions: model x SAE variant, 3 x 5 = 15 in lake.toml's grid, of which it asks for 13.")
+    assert "The other 2 are never materialized and count as missing: toy-gemma2-random, 2 (2 not in [control]" in note
+    assert "toy-gemma2," not in note and "toy-qwen2," not in note
+    external = TINY_TOML + '\n[[external_saes]]\nname = "ext"\nmodel = "toy-qwen2"\npath = "somewhere"\n'
+    note = partition_grid_note(_settings(tmp_path, external))
+    assert "3 x 6 = 18" in note and "asks for 14" in note
+    assert "toy-gemma2, 1 (1 an external SAE of 'toy-qwen2', not of 'toy-gemma2')" in note
 
 
 def test_a_twin_setting_reshapes_the_twin_only(tmp_path):
