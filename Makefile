@@ -6,7 +6,7 @@ export DAGSTER_HOME := $(CURDIR)/dagster_home
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test servers ui lint docs bench clean
+.PHONY: venv demo test servers ui lint docs mutate bench clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,13 @@ lint: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# Mutation testing ([tool.mutmut] in pyproject.toml) of the statistics and the SAE base class; incremental: a
+# rerun tests only the functions that changed. Survivors are listed by `mutmut results` (docs/testing.md).
+mutate: venv
+	$(BIN)/pip install -q -e '.[mutate]'
+	-timeout 3600 $(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
+
 bench: venv
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
@@ -50,4 +57,4 @@ bench: venv
 	$(BIN)/python bench/autointerp.py   # needs the demo's lake
 
 clean:
-	rm -rf site lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules
+	rm -rf site mutants lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules

@@ -34,7 +34,7 @@ def _described(spec: dg.AssetSpec) -> dg.AssetSpec:
     UI counts those as missing) and with its docs page, which the UI shows beside it."""
     paragraphs = [spec.description or ""]
     if spec.partitions_def == model_sae_partitions:
-        paragraphs.append(partition_grid_note(_settings))
+        paragraphs.append(partition_grid_note(_settings, patched_only=spec.key.to_user_string() == "patching"))
     page = ASSET_DOCS_PAGES.get(spec.key.to_user_string(), DOCS_PAGES.get(spec.group_name or ""))
     if page is not None:
         paragraphs.append(f"Docs: docs/{page}")

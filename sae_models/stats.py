@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 
@@ -94,16 +95,17 @@ def inversion_counts(sizes) -> np.ndarray:
 
 
 def _gaussian_binomial(m: int, r: int) -> list[int]:
-    """Coefficients of [m choose r]_q: [m; r] = [m-1; r-1] + q^r [m-1; r]."""
-    rows = {(0, 0): [1]}
+    """Coefficients of [m choose r]_q, row by row of the q-Pascal rule [m; k] = [m-1; k-1] + q^k [m-1; k]
+    ([m-1; m] is the zero polynomial)."""
+    row = [[1]]  # [0; 0]
     for mm in range(1, m + 1):
-        for rr in range(max(0, r - (m - mm)), min(r, mm) + 1):
-            left = rows.get((mm - 1, rr - 1), []) if rr else []
-            right = [0] * rr + rows.get((mm - 1, rr), []) if rr <= mm - 1 else []
-            size = max(len(left), len(right))
-            rows[(mm, rr)] = [(left[i] if i < len(left) else 0) + (right[i] if i < len(right) else 0)
-                              for i in range(size)]
-    return rows[(m, r)]
+        row = [_poly_add(row[k - 1] if k else [], [0] * k + row[k] if k < mm else [])
+               for k in range(min(mm, r) + 1)]
+    return row[r]
+
+
+def _poly_add(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in itertools.zip_longest(a, b, fillvalue=0)]
 
 
 def _poly_mul(a: list[int], b: list[int]) -> list[int]:
@@ -123,8 +125,9 @@ def level_tau_p(levels, values) -> float | None:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0 or len(np.unique(y)) < len(y):
         return None
     sizes = [int(n) for n in np.unique(x, return_counts=True)[1]]
-    between = (len(x) ** 2 - sum(n * n for n in sizes)) // 2  # pairs in different groups
-    s = int((np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :])).sum()) // 2
+    sx, sy = np.sign(x[:, None] - x[None, :]), np.sign(y[:, None] - y[None, :])
+    between = int(np.triu(np.abs(sx), 1).sum())  # pairs in different groups
+    s = int(np.triu(sx * sy, 1).sum())
     counts = inversion_counts(sizes)
     numerators = np.abs(2 * np.arange(len(counts)) - between)  # S = between - 2 J over the arrangements
     return float(sum(counts[numerators >= abs(s)]) / sum(counts))
@@ -133,8 +136,9 @@ def level_tau_p(levels, values) -> float | None:
 def mean_difference_ci(a, b, paired: bool = False, resamples: int = RESAMPLES, level: float = 0.95, seed: int = 0
                        ) -> tuple[float | None, float | None]:
     """BCa bootstrap interval of mean(a) - mean(b): each sample resampled within itself, or (``paired``) the
-    pairs resampled together. (None, None) with fewer than 2 values on a side; (d, d) when every value of each
-    side is the same (no resample can differ)."""
+    pairs resampled together. (None, None) with fewer than 2 values on a side, or when the bootstrap is
+    degenerate (paired samples whose differences are all equal); (d, d) when every value of each side is the
+    same (no resample can differ)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2:
         return None, None
@@ -144,8 +148,8 @@ def mean_difference_ci(a, b, paired: bool = False, resamples: int = RESAMPLES, l
     def difference(x, y, axis=-1):
         return x.mean(axis) - y.mean(axis)
 
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # a degenerate bootstrap, e.g. paired with a
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # constant difference: (None, None) below
         ci = stats.bootstrap((a, b), difference, paired=paired, vectorized=True, n_resamples=resamples,
                              confidence_level=level, method="BCa", random_state=np.random.default_rng(seed)
                              ).confidence_interval

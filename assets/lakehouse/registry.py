@@ -57,43 +57,39 @@ def valid_pairs(settings: Settings) -> list[tuple[str, str]]:
     return [(m.slug, v.name) for m in settings.registry for v in variants_for(settings, m.slug)]
 
 
-def _distinct(variants: list[Variant]) -> dict[str, Variant]:
-    """One variant per partition key, the first (an external SAE's name may repeat across models)."""
-    first: dict[str, Variant] = {}
-    for v in variants:
-        first.setdefault(v.name, v)
-    return first
-
-
-def unrequested_pairs(settings: Settings) -> dict[str, dict[str, int]]:
+def unrequested_pairs(settings: Settings, patched_only: bool = False) -> dict[str, dict[str, int]]:
     """For each model, why lake.toml does not ask for some pairs of the (model x variant) partition grid, and how
-    many pairs each reason leaves out."""
+    many pairs each reason leaves out; ``patched_only``: for ``patching``, which runs on fewer pairs."""
     gaps: dict[str, dict[str, int]] = {}
     for m in settings.registry:
-        asked = {v.name for v in variants_for(settings, m.slug)}
-        for name, v in _distinct(all_variants(settings)).items():
-            if name not in asked:
-                reason = _why_not(settings, m.slug, v).removeprefix(f"SAE variant {name!r} is ")
-                gaps.setdefault(m.slug, {}).setdefault(reason, 0)
-                gaps[m.slug][reason] += 1
+        for v in all_variants(settings):
+            why = _why_not(settings, m.slug, v)
+            if why is not None:
+                reason = why.removeprefix(f"SAE variant {v.name!r} is ")
+            elif patched_only and not settings.patches(m.slug, v.name):
+                reason = "not patched ([patching] variants of trained models only)"
+            else:
+                continue
+            gaps.setdefault(m.slug, {}).setdefault(reason, 0)
+            gaps[m.slug][reason] += 1
     return gaps
 
 
-def partition_grid_note(settings: Settings) -> str:
+def partition_grid_note(settings: Settings, patched_only: bool = False) -> str:
     """What the per-SAE partition counts of the Dagster UI mean: the grid is every registered model times every
-    variant, and the pairs lake.toml does not ask for stay missing for good."""
-    n_models, n_variants = len(settings.registry), len(_distinct(all_variants(settings)))
-    grid, asked = n_models * n_variants, len(valid_pairs(settings))
+    variant, and the pairs lake.toml does not ask for are never requested."""
+    n_models, n_variants = len(settings.registry), len(all_variants(settings))
+    gaps = unrequested_pairs(settings, patched_only)
+    grid, skipped = n_models * n_variants, sum(n for reasons in gaps.values() for n in reasons.values())
     note = (f"Partitions: model x SAE variant, {n_models} x {n_variants} = {grid} in lake.toml's grid, of which it "
-            f"asks for {asked}.")
-    gaps = unrequested_pairs(settings)
+            f"asks for {grid - skipped}.")
     if gaps:
-        note += (f" The other {grid - asked} are never materialized and count as missing: "
-                 + "; ".join(f"{model}, {sum(reasons.values())} ("
-                             + ", ".join(f"{n} {reason}" for reason, n in reasons.items()) + ")"
-                             for model, reasons in gaps.items()) + ".")
-    return note + (" A model or variant since removed from lake.toml stays in the grid with its last tables "
-                   "(sae_variants in SQL says which).")
+        note += (f" The other {skipped} are never requested, and count as missing unless built under an earlier "
+                 "lake.toml: " + "; ".join(f"{model}, {sum(reasons.values())} ("
+                                          + ", ".join(f"{n} {reason}" for reason, n in reasons.items()) + ")"
+                                          for model, reasons in gaps.items()) + ".")
+    return note + (" The UI's grid also holds any model or variant since removed from lake.toml (with its last "
+                   "tables; sae_variants in SQL says which), which these counts leave out.")
 
 
 def variant_status(settings: Settings, lake) -> list[tuple[str, str, bool, bool]]:

@@ -49,8 +49,11 @@ def test_the_ui_is_told_which_partitions_of_the_grid_lake_toml_never_asks_for(tm
     """Dagster counts the whole (model x variant) grid; the per-SAE assets' description names every gap."""
     note = partition_grid_note(_settings(tmp_path))
     assert note.startswith("Partitions: model x SAE variant, 3 x 5 = 15 in lake.toml's grid, of which it asks for 13.")
-    assert "The other 2 are never materialized and count as missing: toy-gemma2-random, 2 (2 not in [control]" in note
+    assert "The other 2 are never requested" in note and ": toy-gemma2-random, 2 (2 not in [control]" in note
     assert "toy-gemma2," not in note and "toy-qwen2," not in note
+    patching = partition_grid_note(_settings(tmp_path), patched_only=True)  # topk-k4 and pca of the trained two
+    assert "asks for 4. The other 11" in patching and "toy-gemma2, 3 (3 not patched" in patching
+    assert "toy-gemma2-random, 5 (3 not patched ([patching] variants of trained models only), 2 not in" in patching
     external = TINY_TOML + '\n[[external_saes]]\nname = "ext"\nmodel = "toy-qwen2"\npath = "somewhere"\n'
     note = partition_grid_note(_settings(tmp_path, external))
     assert "3 x 6 = 18" in note and "asks for 14" in note

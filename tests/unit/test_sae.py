@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -538,3 +539,46 @@ def test_training_keeps_every_decoder_row_at_unit_norm_and_its_gradient_orthogon
                                        sparsity_warmup_steps=2), log=lambda _: None)
     assert len(parallel) == 12 and max(parallel) < 1e-5
     assert torch.allclose(sae.W_dec.norm(dim=-1), torch.ones(128), atol=1e-5)
+
+
+def test_the_geometric_median_is_the_point_nearest_all_rows_in_sum_not_their_mean():
+    from sae_models.sae.base import geometric_median
+
+    line = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [100.0, 0.0]])  # on a line: the median
+    assert torch.allclose(geometric_median(line), torch.tensor([2.0, 0.0]), atol=1e-3)
+    from scipy.optimize import minimize
+
+    points = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 3.0], [1.0, 1.0], [9.0, 7.0]])  # mean (2.8, 2.2): far off
+    best = minimize(lambda p: np.linalg.norm(points.numpy() - p, axis=1).sum(), x0=np.zeros(2), method="Nelder-Mead",
+                    options={"xatol": 1e-8, "fatol": 1e-10}).x
+    assert torch.allclose(geometric_median(points), torch.tensor(best, dtype=torch.float32), atol=1e-3)
+    assert not torch.allclose(points.mean(0), torch.tensor(best, dtype=torch.float32), atol=0.5)
+
+
+def test_an_architecture_without_thresholds_says_so_when_asked_to_set_one():
+    sae = build_sae(SAEConfig("topk", d_in=4, d_sae=8, k=2))
+    with pytest.raises(NotImplementedError, match="topk has no per-latent threshold"):
+        sae.set_firing_cut(torch.zeros(8))
+
+
+def test_decoder_directions_are_unit_rows_whatever_the_norms_an_architecture_leaves():
+    sae = build_sae(SAEConfig("relu", 4, 8, sparsity_coefficient=0.1))  # ReLU SAEs' rows need not be unit
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 2.0, 8)[:, None])
+    directions = sae.decoder_directions()
+    assert torch.allclose(directions.norm(dim=-1), torch.ones(8), atol=1e-6)
+    assert torch.allclose(directions * sae.W_dec.norm(dim=-1, keepdim=True), sae.W_dec, atol=1e-6)
+
+
+def test_an_active_pair_whose_code_is_zero_has_not_fired():
+    from sae_models.sae.base import ActiveSet
+
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    active = ActiveSet.from_mask(mask)
+    assert active.fired(torch.tensor([0.5, 0.0, 0.0, 0.0])).tolist() == [True, False, False]
+
+
+def test_a_width_of_one_is_allowed_and_zero_is_one_clear_error():
+    assert build_sae(SAEConfig("topk", d_in=1, d_sae=1, k=1)).W_dec.shape == (1, 1)
+    with pytest.raises(SAEConfigError, match=r"topk: d_in \(0\) and d_sae \(4\) must be >= 1"):
+        build_sae(SAEConfig("topk", d_in=0, d_sae=4, k=1))

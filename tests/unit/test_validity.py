@@ -24,6 +24,25 @@ def test_the_exact_p_is_the_share_of_all_arrangements_at_least_as_extreme(sizes)
     assert sum(inversion_counts(sizes)) == factorial(len(x)) // np.prod([factorial(n) for n in sizes])
 
 
+def test_the_arrangement_counts_are_exact_beyond_int64_and_end_at_the_most_out_of_order_arrangement():
+    sizes = [15, 15, 15]  # every count fits in int64, their sum (45! / 15!^3 ~ 5e19) does not
+    counts = inversion_counts(sizes)
+    assert sum(counts) == factorial(45) // factorial(15) ** 3
+    assert len(counts) == (45 ** 2 - 3 * 15 ** 2) // 2 + 1 and counts[0] == counts[-1] == 1
+
+
+def test_the_exact_p_takes_levels_and_values_of_any_numeric_type_and_is_none_when_undefined():
+    levels, values = np.array([0, 0, 1, 1, 2, 2], dtype=np.uint8), np.array([0.1, 0.4, 0.2, 0.9, 0.6, 1.0])
+    assert level_tau_p(levels, values) == pytest.approx(level_tau_p(levels.astype(float), values))
+    ranks = np.array([1, 4, 2, 5, 3, 6], dtype=np.uint8)
+    assert level_tau_p(levels, ranks) == pytest.approx(level_tau_p(levels, ranks.astype(float)))
+    flags = np.array([False, False, False, True, True, True])
+    assert level_tau_p(flags, values) == pytest.approx(level_tau_p(flags.astype(float), values))
+    assert level_tau_p([0, 1, 2], [0.0, 0.5, 1.0]) == pytest.approx(2 / 6)  # three pairs, values spanning 1
+    for levels_, values_ in (([1, 1, 1, 1], [1, 2, 3, 4]), ([1, 2, 3, 4], [1, 2, 2, 3]), ([0, 1], [1, 2])):
+        assert level_tau_p(levels_, values_) is None
+
+
 def test_an_instrument_that_tracks_quality_ranks_the_oracles_and_one_that_does_not_fails():
     rng = np.random.default_rng(0)
     scores = {"perfect": list(1 - LEVELS + rng.uniform(0, 0.01, 15)),
