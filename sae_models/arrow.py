@@ -29,11 +29,15 @@ def _arrow_type(hint) -> tuple[pa.DataType, bool]:
 
 
 def schema_of(*row_types: type) -> pa.Schema:
-    """The Arrow schema of rows made by concatenating the fields of ``row_types`` in order."""
+    """The Arrow schema of rows made by concatenating the fields of ``row_types`` in order; a field whose type
+    is itself a dataclass (the SAE's identity) contributes its own fields in its place."""
     fields = []
     for row_type in row_types:
         hints = typing.get_type_hints(row_type)
         for f in dataclasses.fields(row_type):
+            if dataclasses.is_dataclass(hints[f.name]):
+                fields.extend(schema_of(hints[f.name]))
+                continue
             dtype, nullable = _arrow_type(hints[f.name])
             fields.append(pa.field(f.name, f.metadata.get("arrow", dtype), nullable=nullable))
     return pa.schema(fields)
@@ -41,11 +45,14 @@ def schema_of(*row_types: type) -> pa.Schema:
 
 def to_table(rows: Iterable, schema: pa.Schema) -> pa.Table:
     """Dataclass instances (or dicts) as a table of exactly ``schema``."""
-    return pa.Table.from_pylist([r if isinstance(r, dict) else _fields(r) for r in rows], schema=schema)
+    return pa.Table.from_pylist([r if isinstance(r, dict) else columns(r) for r in rows], schema=schema)
 
 
-def _fields(row) -> dict:
-    """A dataclass row's fields, one level deep (``dataclasses.asdict`` deep-copies every list: slow on big
-    tables); a field that is itself a dataclass becomes a dict."""
-    return {f.name: dataclasses.asdict(v) if dataclasses.is_dataclass(v := getattr(row, f.name)) else v
-            for f in dataclasses.fields(row)}
+def columns(row) -> dict:
+    """A dataclass row as its table's columns: its fields, a dataclass field's own fields in its place (the
+    lists are not copied: ``dataclasses.asdict`` deep-copies every list, slow on big tables)."""
+    out = {}
+    for f in dataclasses.fields(row):
+        value = getattr(row, f.name)
+        out.update(columns(value) if dataclasses.is_dataclass(value) else {f.name: value})
+    return out

@@ -22,7 +22,7 @@ MODEL_SAE = ("model", "sae")
 class TableSpec:
     name: str
     keys: tuple[str, ...]  # Hive partition keys in the path
-    schema_of: Callable[[], pa.Schema] | str  # a function, or "module:NAME" of a schema in sae_models
+    schema_of: Callable[[], pa.Schema] | str  # a function, or "module:NAME" of a schema
     doc: str
     vector_columns: tuple[str, ...] = ()  # fixed-size lists whose width depends on the model or the config
 
@@ -158,9 +158,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("patching", MODEL_SAE, "sae_models.evals.patching:PATCHING_SCHEMA",
               "per KL threshold: the latent set greedy dropping keeps on IOI prompt pairs, its size, edit "
               "magnitude, held-out KL and logit difference, with the unpatched / fully patched baselines"),
-    TableSpec("sae_summary", (), "sae_models.evals.rank_agreement:SAE_SUMMARY_SCHEMA",
+    TableSpec("sae_summary", (), "assets.lakehouse.sql_tables:SAE_SUMMARY_SCHEMA",
               "per current SAE and baseline: every per-SAE score side by side (sql/sae_summary.sql)"),
-    TableSpec("selection_lift", (), "sae_models.evals.selection:SELECTION_LIFT_SCHEMA",
+    TableSpec("selection_lift", (), "assets.lakehouse.sql_tables:SELECTION_LIFT_SCHEMA",
               "per model: mean g without selection, with the output score, with DTC, and the lifts ([W25] Table 2)"),
     TableSpec("rank_agreement", (), "sae_models.evals.rank_agreement:RANK_AGREEMENT_SCHEMA",
               "per comparison and group: Kendall tau-b over SAEs, its BCa interval and permutation p; psi and Psi"),

@@ -13,7 +13,7 @@ import dagster as dg
 from assets.lakehouse.config import ModelEntry, Settings
 from assets.lakehouse.lake import Lake
 from assets.lakehouse.registry import find_variant, model_location
-from sae_models.sae.sweep import Variant
+from sae_models.sae.sweep import SAEIdentity, Variant
 
 models_partitions = dg.DynamicPartitionsDefinition(name="models")
 saes_partitions = dg.DynamicPartitionsDefinition(name="saes")
@@ -60,13 +60,10 @@ class SweepPartition:
 
         return record(asset, self.settings, self.model, self.name)
 
-    def identity(self) -> dict:
-        """What every per-SAE summary row says of its SAE: architecture, is_baseline, level, target_l0 and the
-        held-out L0 from ``sae_metrics``."""
+    def identity(self) -> SAEIdentity:
+        """What every per-SAE evaluation row says of its SAE, with the held-out L0 from ``sae_metrics``."""
         (metrics,) = self.lake.read_table("sae_metrics", model=self.model, sae=self.name).to_pylist()
-        v = self.variant
-        return {"architecture": v.architecture, "is_baseline": v.is_baseline, "level": v.level,
-                "target_l0": v.target_l0, "l0": metrics["l0"]}
+        return SAEIdentity.of(self.variant, metrics["l0"])
 
     def load_lm(self):
         """The model, loaded once per process (``shared_lm``) on the accelerator when there is one."""

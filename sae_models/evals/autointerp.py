@@ -28,6 +28,7 @@ from sae_models.arrow import schema_of
 from sae_models.evals.config import AutointerpConfig
 from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet
 from sae_models.judges import Judge, Window
+from sae_models.sae.sweep import SAEIdentity
 from sae_models.stats import mean_or_none, spearman, t_half_width
 
 
@@ -57,11 +58,7 @@ class AutointerpSummary:
 
     judge: str
     judge_model: str
-    architecture: str
-    is_baseline: bool
-    level: float | None
-    target_l0: float | None
-    l0: float
+    sae: SAEIdentity
     mu: float | None  # mean detection score over CONCEPT100
     mu_always_no: float | None  # what answering "none" every time would score (mean over CONCEPT100)
     mu_always_yes: float | None  # what answering "all" every time would score
@@ -257,8 +254,8 @@ def mark_concept_and_purity(rows: list[LatentScore], cfg: AutointerpConfig, puri
 
 
 
-def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: dict) -> AutointerpSummary:
-    """mu and its companions; ``sae`` gives the SAE's architecture, is_baseline, level, target_l0 and l0."""
+def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: SAEIdentity) -> AutointerpSummary:
+    """mu and its companions for the SAE ``sae``."""
     def column(name: str) -> np.ndarray:
         return np.array([getattr(r, name) for r in rows], float)
 
@@ -268,7 +265,7 @@ def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: dict) 
     has_purity = bool(rows) and all(p is not None for p in purity)
     no = 1 - column("detect_positive") / np.maximum(windows, 1)
     return AutointerpSummary(
-        judge=judge.name, judge_model=judge.backend.model, **sae,
+        judge=judge.name, judge_model=judge.backend.model, sae=sae,
         mu=mean_or_none(det[concept]), mu_always_no=mean_or_none(no[concept]),
         mu_always_yes=mean_or_none(1 - no[concept]),
         mu_balanced=mean_or_none(column("detection_balanced")[concept]),

@@ -36,6 +36,7 @@ from sae_models.evals.config import PatchingConfig
 from sae_models.lm.hooks import capture, edit_output, hook_module
 from sae_models.lm.intervene import resume_from, set_codes, tokenize
 from sae_models.lm.loading import LoadedLM
+from sae_models.sae.sweep import SAEIdentity
 
 
 class PatchingError(ValueError):
@@ -87,11 +88,7 @@ class PatchingRow:
     fit pairs), its effect on the held-out pairs (mean and 10th / 90th percentiles over pairs) and the
     trivial baselines beside it."""
 
-    architecture: str
-    is_baseline: bool
-    level: float | None
-    target_l0: float | None
-    l0: float
+    sae: SAEIdentity
     threshold: float
     reached: bool  # False: even every differing latent patched stays above the threshold (the full set shown)
     n_latents: int
@@ -343,10 +340,10 @@ def _baselines(held: Patcher, full: PatchEffect, none: PatchEffect) -> dict:
 
 
 def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[PromptPair],
-                 eval_pairs: Sequence[PromptPair], cfg: PatchingConfig, identity: dict,
+                 eval_pairs: Sequence[PromptPair], cfg: PatchingConfig, identity: SAEIdentity,
                  log: Callable[[str], None] = lambda _: None) -> PatchingRun:
     """The greedy path of one dictionary on ``fit_pairs`` and its frontier measured on ``eval_pairs``: one row
-    per threshold of ``cfg``; ``identity`` gives the architecture, is_baseline, level, target_l0 and l0."""
+    per threshold of ``cfg``, each naming the dictionary by ``identity``."""
     thresholds = sorted(cfg.thresholds)  # validated by PatchingConfig: finite and > 0
     begin = time.perf_counter()
     module = hook_module(lm.model, layer, hook)
@@ -355,7 +352,7 @@ def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[P
     start, dropped, path = greedy_path(fit, thresholds, cfg.refresh_every, cfg.shortlist, log)
     full_fit = fit.effect(start)
     none, full = held.effect([]), held.effect(start)
-    common = dict(identity, n_candidates=len(start), **_baselines(held, full, none), n_pairs=len(fit_pairs),
+    common = dict(sae=identity, n_candidates=len(start), **_baselines(held, full, none), n_pairs=len(fit_pairs),
                   n_eval_pairs=len(eval_pairs))
     rows = []
     rng = np.random.default_rng(cfg.seed)

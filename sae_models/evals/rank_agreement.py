@@ -12,44 +12,6 @@ from sae_models.stats import tau_inference
 
 
 @dataclass
-class SaeSummary:
-    """One row of ``sae_summary`` (sql/sae_summary.sql): every per-SAE score side by side, the rank analysis's items."""
-
-    model: str
-    sae: str
-    control_of: str | None  # a control twin's dictionary: the trained model the twin copies
-    architecture: str
-    is_baseline: bool
-    level: float | None
-    target_l0: float | None
-    sparsity_index: int | None  # 1 = the densest SAE of its architecture's grid; null for baselines
-    l0: float
-    explained_variance: float
-    ce_loss_score: float | None
-    mu: float | None  # mean detection score of the CONCEPT100 latents
-    mu_always_no: float | None  # what answering "no" to every window would score
-    mu_simulation: float | None
-    g: float | None  # steering utility over the steered concepts
-    g_unsteered: float | None  # the same ratings with the factor at 0
-    g_out: float | None
-    g_dtc: float | None
-    g_dtc_chosen_on_test: float | None
-    g_random_rank: float | None  # the dev choice among candidate sets without DTC (a random order)
-    gain: float | None  # percent
-    gain_out: float | None
-    selected: int | None  # latents in the chosen DTC set
-    concept_f1: float | None  # toy world: the ground truth, mean best F1 over the world's concepts
-    concept_f1_swept: float | None
-    contextual_share: float | None  # of the CONCEPT100 latents, the share whose token explains under half of
-    #                                 their variance (latent_stats.contextual)
-    true_interpretability: float | None  # toy world: mean best one-feature detection accuracy over CONCEPT100
-    true_steerability: float | None  # toy world: mean judge-free steering effect of the steered latents
-
-
-SAE_SUMMARY_SCHEMA = schema_of(SaeSummary)
-
-
-@dataclass
 class RankRow:
     """One row of ``rank_agreement``."""
 

@@ -25,6 +25,8 @@ import numpy as np
 
 from sae_models.arrow import schema_of
 from sae_models.evals.config import SelectionConfig
+from sae_models.sae.sweep import SAEIdentity
+from sae_models.stats import mean_or_none
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,7 @@ class CandidateSet:
 class SelectionSummary:
     """One row of ``selection``: g before and after selecting features, for one SAE."""
 
-    architecture: str
-    is_baseline: bool
-    level: float | None
-    target_l0: float | None
-    l0: float
+    sae: SAEIdentity
     g: float | None  # every pool latent: the steering utility of ``steering_summary``
     g_out: float | None  # the top latents by S_out, as many as the chosen DTC set holds
     g_dtc: float | None  # the DTC set chosen on the dev half, scored on the test half
@@ -73,35 +71,6 @@ class SelectionSummary:
 
 
 SELECTION_SCHEMA = schema_of(SelectionSummary)
-
-
-@dataclass
-class SelectionLift:
-    """One row of ``selection_lift`` (sql/selection_lift.sql), [W25] Table 2: the mean steering score of a
-    model's SAEs (or its baseline dictionaries) before and after selection, and the lifts, averaged two ways."""
-
-    model: str  # or "all models"
-    dictionaries: str  # "SAEs" or "baselines"
-    n: int
-    g_unsteered: float | None  # the floor: the same ratings with no steering at all
-    g: float | None
-    g_out: float | None
-    g_dtc: float | None
-    g_dtc_chosen_on_test: float | None
-    g_random_rank: float | None  # the control: the dev choice among candidate sets without DTC
-    lift_out_of_means: float | None  # percent: (mean g_out - mean g) / mean g
-    lift_dtc_of_means: float | None
-    mean_gain_out: float | None  # percent: the mean over SAEs of (g_out - g) / g
-    mean_gain: float | None  # the mean over SAEs of L = (g_dtc - g) / g
-    median_gain: float | None
-    n_gain: int  # SAEs with a defined L (g > 0)
-
-
-SELECTION_LIFT_SCHEMA = schema_of(SelectionLift)
-
-
-def _mean(values: Sequence[float]) -> float:
-    return float(np.mean(values))
 
 
 def candidate_sets(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> list[CandidateSet]:
@@ -124,7 +93,8 @@ def candidate_sets(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> list[Can
         if members and key not in seen:
             seen.add(key)
             out.append(CandidateSet(name, direction, tuple(p.latent for p in members),
-                                    _mean([p.dev_hm for p in members]), _mean([p.test_hm for p in members])))
+                                    mean_or_none([p.dev_hm for p in members]),
+                                    mean_or_none([p.test_hm for p in members])))
     return out
 
 
@@ -144,7 +114,7 @@ def dtc_score(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> float:
 
 def dtc_gain(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> float:
     """The gain L = (g_dtc - g) / g of a pool, in percent (NaN where g is 0)."""
-    gain = _gain(dtc_score(pool, cfg), _mean([p.test_hm for p in pool]))
+    gain = _gain(dtc_score(pool, cfg), mean_or_none([p.test_hm for p in pool]))
     return float("nan") if gain is None else gain
 
 
@@ -157,26 +127,25 @@ def random_rank_control(pool: Sequence[PoolLatent], cfg: SelectionConfig, draws:
         order = rng.permutation(len(pool)).astype(float)
         shuffled = [replace(p, delta_c=float(v)) for p, v in zip(pool, order, strict=True)]
         scores.append(_best(candidate_sets(shuffled, cfg), "dev").test)
-    return _mean(scores)
+    return mean_or_none(scores)
 
 
-def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: dict
+def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: SAEIdentity
                     ) -> tuple[SelectionSummary, list[CandidateSet]]:
-    """The chosen set, g_dtc, g_out and the gains; ``sae`` gives the identity columns (architecture,
-    is_baseline, level, target_l0, l0). An empty pool gives nulls, not an error: an SAE whose concepts
-    were all left unexplained has no steering score to select on."""
+    """The chosen set, g_dtc, g_out and the gains of the SAE ``sae``. An empty pool gives nulls, not an error:
+    an SAE whose concepts were all left unexplained has no steering score to select on."""
     sets = candidate_sets(pool, cfg) if pool else []
     if not sets:
-        return SelectionSummary(**sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None,
+        return SelectionSummary(sae=sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None,
                                 g_random_rank=None, gain=None,
                                 gain_out=None, chosen_set=None, chosen_latents=[], size=0, direction=None,
                                 chosen_on_test_set=None, n_pool=len(pool), n_candidates=0), []
-    g = _mean([p.test_hm for p in pool])
+    g = mean_or_none([p.test_hm for p in pool])
     chosen, on_test = _best(sets, "dev"), _best(sets, "test")
     by_output = sorted(pool, key=lambda p: (-p.output_score, p.latent))[:len(chosen.latents)]
-    g_out = _mean([p.test_hm for p in by_output])
+    g_out = mean_or_none([p.test_hm for p in by_output])
     return SelectionSummary(
-        **sae, g=g, g_out=g_out, g_dtc=chosen.test, g_dtc_chosen_on_test=on_test.test,
+        sae=sae, g=g, g_out=g_out, g_dtc=chosen.test, g_dtc_chosen_on_test=on_test.test,
         g_random_rank=random_rank_control(pool, cfg),
         gain=_gain(chosen.test, g), gain_out=_gain(g_out, g), chosen_set=chosen.name,
         chosen_latents=list(chosen.latents), size=len(chosen.latents), direction=chosen.direction,

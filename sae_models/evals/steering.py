@@ -38,6 +38,7 @@ from sae_models.evals.instructions import Instruction, instructions_for
 from sae_models.judges import Judge
 from sae_models.judges.prompts import RATINGS
 from sae_models.progress import Progress
+from sae_models.sae.sweep import SAEIdentity
 from sae_models.stats import mean_or_none, t_half_width
 
 UNSTEERED = 0.0
@@ -120,11 +121,7 @@ class SteeringSummary:
 
     judge: str
     judge_model: str
-    architecture: str
-    is_baseline: bool
-    level: float | None
-    target_l0: float | None
-    l0: float
+    sae: SAEIdentity
     g: float | None  # mean over concepts of the test HM at the dev-chosen factor
     g_ci: float | None  # 95% Student-t half-width over concepts
     g_unsteered: float | None  # the same prompts without steering: what doing nothing scores
@@ -292,13 +289,13 @@ def score_concepts(ratings: Sequence[RatingRow], concepts: Sequence[SteeringConc
 
 
 def summarize(scores: Sequence[ConceptScore], ratings: Sequence[RatingRow], generations: Sequence[GenerationRow],
-              n_concepts: int, judge: Judge, sae: dict) -> SteeringSummary:
-    """g and its companions; ``sae`` gives the SAE's architecture, is_baseline, level, target_l0 and l0."""
+              n_concepts: int, judge: Judge, sae: SAEIdentity) -> SteeringSummary:
+    """g and its companions for the SAE ``sae``."""
     test = [s.test_hm for s in scores]
     se = float(np.std(test, ddof=1) / np.sqrt(len(test))) if len(test) > 1 else None
     stats = judge.stats
     return SteeringSummary(
-        judge=judge.name, judge_model=judge.backend.model, **sae,
+        judge=judge.name, judge_model=judge.backend.model, sae=sae,
         g=mean_or_none(test), g_ci=t_half_width(se, len(test)) if se is not None else None,
         g_unsteered=mean_or_none([s.unsteered_test_hm for s in scores]),
         g_chosen_on_test=mean_or_none([s.best_test_hm for s in scores]),

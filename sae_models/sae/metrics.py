@@ -27,8 +27,9 @@ from sae_models.sae.base import SparseAutoencoder
 
 
 @dataclass
-class SAEIdentity:
-    """The columns that name an SAE's kind in every per-SAE summary table."""
+class TrainedVariant:
+    """The head of a ``sae_metrics`` row: the variant as trained and its width (the row itself measures the
+    held-out L0 that ``SAEIdentity`` carries into every evaluation row)."""
 
     architecture: str
     level: float | None  # k, target L0 or L1 weight; None for baselines and external SAEs
@@ -178,7 +179,7 @@ class DownstreamMetrics:
     kl_zero: float
 
 
-SAE_METRICS_SCHEMA = schema_of(SAEIdentity, ReconstructionMetrics, HeldOutSplit, DownstreamMetrics)
+SAE_METRICS_SCHEMA = schema_of(TrainedVariant, ReconstructionMetrics, HeldOutSplit, DownstreamMetrics)
 
 
 def _next_token_logprobs(lm: LoadedLM, module, ids, mask, edit=None) -> torch.Tensor:

@@ -44,6 +44,22 @@ class Variant:
         return self.level if self.architecture in TARGET_L0_ARCHITECTURES else None
 
 
+@dataclass(frozen=True)
+class SAEIdentity:
+    """What every per-SAE evaluation row says of its SAE: its variant's kind and sparsity setting, and the
+    held-out L0 that ``sae_metrics`` measured. A row type holds it as one field, flattened into its columns."""
+
+    architecture: str
+    is_baseline: bool
+    level: float | None  # k, target L0 or L1 weight; None for baselines and external SAEs
+    target_l0: float | None
+    l0: float
+
+    @classmethod
+    def of(cls, variant: Variant, l0: float) -> SAEIdentity:
+        return cls(variant.architecture, variant.is_baseline, variant.level, variant.target_l0, l0)
+
+
 def sweep_variants(sweep: SweepConfig) -> list[Variant]:
     out: list[Variant] = []
     for arch in sweep.architectures:

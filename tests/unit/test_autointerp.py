@@ -15,6 +15,7 @@ from sae_models.evals.autointerp import (
 from sae_models.evals.examples import ExampleConfig, from_arrow, gather_examples, to_arrow
 from sae_models.judges import Judge
 from sae_models.judges.toyworld import ToyworldBackend
+from sae_models.sae.sweep import SAEIdentity
 from sae_models.toyworld import ToyWorld, build_tokenizer
 from sae_models.toyworld.grammar import TOPICS
 from sae_models.toyworld.truth import latent_purity
@@ -184,8 +185,7 @@ def test_trivial_answers_score_their_baseline_and_a_balanced_accuracy_of_one_hal
     assert rows[1].detect_windows == 14 and rows[1].detect_positive == 4  # 10/14 = 0.714 for "none"
     assert [r.detection_score for r in rows] == pytest.approx(scores)
     assert [r.detection_balanced for r in rows] == pytest.approx([0.5, 0.5])
-    summary = summarize(rows, 2, judge, {"architecture": "x", "is_baseline": False, "level": None,
-                                         "target_l0": None, "l0": 1.0})
+    summary = summarize(rows, 2, judge, SAEIdentity("x", is_baseline=False, level=None, target_l0=None, l0=1.0))
     assert summary.mu == pytest.approx(np.mean(scores))
     assert summary.mu_always_no == pytest.approx(np.mean(share_negative))
     assert summary.mu_always_yes == pytest.approx(1 - np.mean(share_negative))

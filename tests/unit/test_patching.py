@@ -21,9 +21,10 @@ from sae_models.lm import hook_module, load_lm
 from sae_models.lm.intervene import resume_from, tokenize
 from sae_models.sae import SAEConfig, build_sae
 from sae_models.sae.baselines import BaselineDictionary
+from sae_models.sae.sweep import SAEIdentity
 
 FAMILIES = ["gemma2", "qwen2", "llama", "gpt2"]
-IDENTITY = dict(architecture="relu", is_baseline=False, level=0.1, target_l0=None, l0=0.0)
+IDENTITY = SAEIdentity("relu", is_baseline=False, level=0.1, target_l0=None, l0=0.0)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

@@ -5,8 +5,9 @@ import pytest
 
 from sae_models.evals.config import SelectionConfig
 from sae_models.evals.selection import PoolLatent, candidate_sets, random_rank_control, select_features
+from sae_models.sae.sweep import SAEIdentity
 
-SAE = {"architecture": "topk", "is_baseline": False, "level": 4.0, "target_l0": 4.0, "l0": 3.9}
+SAE = SAEIdentity("topk", is_baseline=False, level=4.0, target_l0=4.0, l0=3.9)
 # latent, DeltaC, S_out, dev, test: latent 1 is best on dev, latent 4 on test; 3 has the top S_out
 POOL = [PoolLatent(0, 0.9, 0.1, 0.5, 0.4), PoolLatent(1, 0.5, 0.2, 1.5, 1.0), PoolLatent(2, 0.1, 0.3, 0.2, 0.3),
         PoolLatent(3, -0.2, 0.9, 0.3, 0.2), PoolLatent(4, -0.8, 0.0, 0.4, 1.6), PoolLatent(5, 0.0, 0.5, 0.1, 0.1)]

@@ -26,6 +26,7 @@ from sae_models.evals.steering import (
 )
 from sae_models.judges.toyworld import ToyworldBackend
 from sae_models.sae import SAEConfig, build_sae
+from sae_models.sae.sweep import SAEIdentity
 
 
 def _sae():
@@ -216,7 +217,7 @@ def test_ratings_hm_alpha_and_g_from_a_scripted_judge():
     assert score.best_factor == 1.0 and score.dev_hm == 2.0 and score.test_hm == 0.0  # dev picks 1, test had 0
     assert score.dev_spread == pytest.approx(2.0 - 1.2)
     assert score.unsteered_test_hm == 1.0 and score.best_test_factor == 2.0 and score.best_test_hm == 2.0
-    sae = {"architecture": "topk", "is_baseline": False, "level": 4.0, "target_l0": 4.0, "l0": 4.0}
+    sae = SAEIdentity("topk", is_baseline=False, level=4.0, target_l0=4.0, l0=4.0)
     summary = summarize(scores, ratings, generations, len(concepts), judge, sae)
     assert (summary.g, summary.g_unsteered, summary.g_chosen_on_test) == (0.0, 1.0, 2.0)
     assert summary.n_concepts == 1 and summary.n_unexplained == 1 and summary.unparseable == 1

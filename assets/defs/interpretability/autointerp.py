@@ -10,6 +10,7 @@ from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import markdown_table, materialized, table_metadata
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import LakeResource, torch_device
+from sae_models.arrow import columns
 
 GROUP = "interpretability"
 JUDGE_CACHE = "judge_cache"
@@ -85,7 +86,7 @@ def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: Lak
         "path": dg.MetadataValue.path(str(table)),
         **table_metadata(scores.select(["latent", "explanation", "detection_score", "simulation_score"]), 8)},
         "autointerp")
-    values = vars(summary)
+    values = columns(summary)
     yield materialized(rec, {"summary": dg.MetadataValue.md(markdown_table([values])),
                              **{k: float(values[k]) for k in SUMMARY_METADATA if values[k] is not None}},
                        "interpretability")

@@ -36,7 +36,7 @@ def held_out_texts(p: SweepPartition, eval_reader, n_docs: int) -> list[str]:
     partitions_def=model_sae_partitions, pool="gpu", op_tags=GPU_OP_TAGS,
 )
 def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeResource):
-    from sae_models.sae.metrics import HeldOutSplit, SAEIdentity, downstream_metrics, reconstruction_metrics
+    from sae_models.sae.metrics import HeldOutSplit, TrainedVariant, downstream_metrics, reconstruction_metrics
 
     p = sweep_partition(context, lake)
     train_reader, eval_reader = p.readers()
@@ -49,7 +49,7 @@ def sae_metrics_and_latent_stats(context: dg.AssetExecutionContext, lake: LakeRe
     texts = held_out_texts(p, eval_reader, p.settings.sweep.metric_docs)
     down = downstream_metrics(sae_model.to(lm.device), lm, texts, p.entry.layer, p.entry.hook,
                               context=p.settings.extraction.context)
-    identity = SAEIdentity(p.variant.architecture, p.variant.level, p.variant.target_l0, sae_model.cfg.d_sae)
+    identity = TrainedVariant(p.variant.architecture, p.variant.level, p.variant.target_l0, sae_model.cfg.d_sae)
     row = asdict(identity) | asdict(recon) | asdict(split) | asdict(down)
     rec, stats_rec = p.record("sae_metrics"), p.record("latent_stats")
     p.lake.write_table("sae_metrics", [row], rec, model=p.model, sae=p.name)

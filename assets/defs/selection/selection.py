@@ -9,6 +9,7 @@ from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import markdown_table, materialized
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
+from sae_models.arrow import columns
 
 GROUP = "selection"
 SUMMARY_METADATA = ("g", "g_out", "g_dtc", "g_dtc_chosen_on_test", "g_random_rank", "gain", "gain_out", "size",
@@ -79,7 +80,7 @@ def selection(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     table = p.lake.write_table("selection", [summary], rec, model=p.model, sae=p.name)
     context.log.info(f"{p.name}: g {summary.g}, g_out {summary.g_out}, g_dtc {summary.g_dtc} "
                      f"({summary.chosen_set}, gain {summary.gain})")
-    values = vars(summary)
+    values = columns(summary)
     return materialized(rec, {
         "path": dg.MetadataValue.path(str(table)),
         "candidates": dg.MetadataValue.md(markdown_table([

@@ -12,6 +12,7 @@ from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import lines_md, markdown_table, materialized, table_metadata
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
+from sae_models.arrow import columns
 
 GROUP = "steering"
 SUMMARY_METADATA = ("g", "g_ci", "g_unsteered", "g_chosen_on_test", "concept", "instruct", "fluency", "judge_calls",
@@ -138,7 +139,7 @@ def steering_ratings(context: dg.AssetExecutionContext, lake: LakeResource):
     concept_rows = p.lake.read_table("steering_concepts", model=p.model, sae=p.name)
     yield materialized(rec, table_metadata(concept_rows.select(["latent", "concept", "best_factor", "test_hm",
                                                                 "unsteered_test_hm"]), 8), "steering_concepts")
-    values = vars(summary)
+    values = columns(summary)
     yield materialized(rec, {"summary": dg.MetadataValue.md(markdown_table([values])),
                              **{k: float(values[k]) for k in SUMMARY_METADATA if values[k] is not None}},
                        "steering_summary")
