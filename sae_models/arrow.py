@@ -40,6 +40,9 @@ def schema_of(*row_types: type) -> pa.Schema:
                 continue
             dtype, nullable = _arrow_type(hints[f.name])
             fields.append(pa.field(f.name, f.metadata.get("arrow", dtype), nullable=nullable))
+    names = [f.name for f in fields]
+    if len(set(names)) < len(names):
+        raise TypeError(f"{', '.join(t.__name__ for t in row_types)}: a column name repeats in {names}")
     return pa.schema(fields)
 
 

@@ -58,7 +58,7 @@ class AutointerpSummary:
 
     judge: str
     judge_model: str
-    sae: SAEIdentity
+    identity: SAEIdentity
     mu: float | None  # mean detection score over CONCEPT100
     mu_always_no: float | None  # what answering "none" every time would score (mean over CONCEPT100)
     mu_always_yes: float | None  # what answering "all" every time would score
@@ -265,7 +265,7 @@ def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: SAEIde
     has_purity = bool(rows) and all(p is not None for p in purity)
     no = 1 - column("detect_positive") / np.maximum(windows, 1)
     return AutointerpSummary(
-        judge=judge.name, judge_model=judge.backend.model, sae=sae,
+        judge=judge.name, judge_model=judge.backend.model, identity=sae,
         mu=mean_or_none(det[concept]), mu_always_no=mean_or_none(no[concept]),
         mu_always_yes=mean_or_none(1 - no[concept]),
         mu_balanced=mean_or_none(column("detection_balanced")[concept]),

@@ -88,7 +88,7 @@ class PatchingRow:
     fit pairs), its effect on the held-out pairs (mean and 10th / 90th percentiles over pairs) and the
     trivial baselines beside it."""
 
-    sae: SAEIdentity
+    identity: SAEIdentity
     threshold: float
     reached: bool  # False: even every differing latent patched stays above the threshold (the full set shown)
     n_latents: int
@@ -352,7 +352,7 @@ def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[P
     start, dropped, path = greedy_path(fit, thresholds, cfg.refresh_every, cfg.shortlist, log)
     full_fit = fit.effect(start)
     none, full = held.effect([]), held.effect(start)
-    common = dict(sae=identity, n_candidates=len(start), **_baselines(held, full, none), n_pairs=len(fit_pairs),
+    common = dict(identity=identity, n_candidates=len(start), **_baselines(held, full, none), n_pairs=len(fit_pairs),
                   n_eval_pairs=len(eval_pairs))
     rows = []
     rng = np.random.default_rng(cfg.seed)

@@ -45,7 +45,7 @@ class CandidateSet:
     name: str  # "up-top3", "down-q0.90"
     direction: str  # "up" or "down"
     latents: tuple[int, ...]
-    dev: float
+    dev: float  # a candidate set is never empty, so its means are never None
     test: float
 
 
@@ -53,7 +53,7 @@ class CandidateSet:
 class SelectionSummary:
     """One row of ``selection``: g before and after selecting features, for one SAE."""
 
-    sae: SAEIdentity
+    identity: SAEIdentity
     g: float | None  # every pool latent: the steering utility of ``steering_summary``
     g_out: float | None  # the top latents by S_out, as many as the chosen DTC set holds
     g_dtc: float | None  # the DTC set chosen on the dev half, scored on the test half
@@ -118,7 +118,8 @@ def dtc_gain(pool: Sequence[PoolLatent], cfg: SelectionConfig) -> float:
     return float("nan") if gain is None else gain
 
 
-def random_rank_control(pool: Sequence[PoolLatent], cfg: SelectionConfig, draws: int = 64, seed: int = 0) -> float:
+def random_rank_control(pool: Sequence[PoolLatent], cfg: SelectionConfig, draws: int = 64, seed: int = 0
+                        ) -> float | None:
     """The test score of the dev-chosen set when the pool is ranked in a random order instead of by DeltaC,
     averaged over ``draws`` seeded orders: what the choice among candidate sets gains without DTC."""
     rng = np.random.default_rng(seed)
@@ -136,7 +137,7 @@ def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: SAEId
     an SAE whose concepts were all left unexplained has no steering score to select on."""
     sets = candidate_sets(pool, cfg) if pool else []
     if not sets:
-        return SelectionSummary(sae=sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None,
+        return SelectionSummary(identity=sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None,
                                 g_random_rank=None, gain=None,
                                 gain_out=None, chosen_set=None, chosen_latents=[], size=0, direction=None,
                                 chosen_on_test_set=None, n_pool=len(pool), n_candidates=0), []
@@ -145,7 +146,7 @@ def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: SAEId
     by_output = sorted(pool, key=lambda p: (-p.output_score, p.latent))[:len(chosen.latents)]
     g_out = mean_or_none([p.test_hm for p in by_output])
     return SelectionSummary(
-        sae=sae, g=g, g_out=g_out, g_dtc=chosen.test, g_dtc_chosen_on_test=on_test.test,
+        identity=sae, g=g, g_out=g_out, g_dtc=chosen.test, g_dtc_chosen_on_test=on_test.test,
         g_random_rank=random_rank_control(pool, cfg),
         gain=_gain(chosen.test, g), gain_out=_gain(g_out, g), chosen_set=chosen.name,
         chosen_latents=list(chosen.latents), size=len(chosen.latents), direction=chosen.direction,

@@ -121,7 +121,7 @@ class SteeringSummary:
 
     judge: str
     judge_model: str
-    sae: SAEIdentity
+    identity: SAEIdentity
     g: float | None  # mean over concepts of the test HM at the dev-chosen factor
     g_ci: float | None  # 95% Student-t half-width over concepts
     g_unsteered: float | None  # the same prompts without steering: what doing nothing scores
@@ -295,7 +295,7 @@ def summarize(scores: Sequence[ConceptScore], ratings: Sequence[RatingRow], gene
     se = float(np.std(test, ddof=1) / np.sqrt(len(test))) if len(test) > 1 else None
     stats = judge.stats
     return SteeringSummary(
-        judge=judge.name, judge_model=judge.backend.model, sae=sae,
+        judge=judge.name, judge_model=judge.backend.model, identity=sae,
         g=mean_or_none(test), g_ci=t_half_width(se, len(test)) if se is not None else None,
         g_unsteered=mean_or_none([s.unsteered_test_hm for s in scores]),
         g_chosen_on_test=mean_or_none([s.best_test_hm for s in scores]),
