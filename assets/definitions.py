@@ -3,6 +3,7 @@ the lake resource and the executor of lake.toml's ``[execution]``. Loading it pu
 lake.toml's CPU pin (``[reproducibility]``), so ``dagster dev``, its run workers and ``sae-lake demo`` compute
 alike. Nothing here lists assets by hand: a new module under defs/ is picked up as it is."""
 
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
@@ -29,12 +30,18 @@ ASSET_DOCS_PAGES = {"control_contrast": "control.md", "control_separation": "con
                     "patching_report": "patching.md", "catalog": "lake.md"}
 
 
+@cache
+def _grid_note(patched_only: bool) -> str:
+    """One note per pair set, shared by the per-SAE assets instead of recomputed for each."""
+    return partition_grid_note(_settings, patched_only)
+
+
 def _described(spec: dg.AssetSpec) -> dg.AssetSpec:
     """The asset's description ends with what its per-SAE partition grid holds that lake.toml never asks for (the
     UI counts those as missing) and with its docs page, which the UI shows beside it."""
     paragraphs = [spec.description or ""]
     if spec.partitions_def == model_sae_partitions:
-        paragraphs.append(partition_grid_note(_settings, patched_only=spec.key.to_user_string() == "patching"))
+        paragraphs.append(_grid_note(patched_only=spec.key.to_user_string() == "patching"))
     page = ASSET_DOCS_PAGES.get(spec.key.to_user_string(), DOCS_PAGES.get(spec.group_name or ""))
     if page is not None:
         paragraphs.append(f"Docs: docs/{page}")

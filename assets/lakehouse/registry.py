@@ -7,6 +7,7 @@ entry belongs to its own model only.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from assets.lakehouse.config import ModelEntry, Settings
@@ -57,10 +58,10 @@ def valid_pairs(settings: Settings) -> list[tuple[str, str]]:
     return [(m.slug, v.name) for m in settings.registry for v in variants_for(settings, m.slug)]
 
 
-def unrequested_pairs(settings: Settings, patched_only: bool = False) -> dict[str, dict[str, int]]:
+def unrequested_pairs(settings: Settings, patched_only: bool = False) -> dict[str, Counter[str]]:
     """For each model, why lake.toml does not ask for some pairs of the (model x variant) partition grid, and how
     many pairs each reason leaves out; ``patched_only``: for ``patching``, which runs on fewer pairs."""
-    gaps: dict[str, dict[str, int]] = {}
+    gaps: dict[str, Counter[str]] = {}
     for m in settings.registry:
         for v in all_variants(settings):
             why = _why_not(settings, m.slug, v)
@@ -70,8 +71,7 @@ def unrequested_pairs(settings: Settings, patched_only: bool = False) -> dict[st
                 reason = "not patched ([patching] variants of trained models only)"
             else:
                 continue
-            gaps.setdefault(m.slug, {}).setdefault(reason, 0)
-            gaps[m.slug][reason] += 1
+            gaps.setdefault(m.slug, Counter())[reason] += 1
     return gaps
 
 
