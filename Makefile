@@ -20,8 +20,10 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/sae-lake demo
 
+# Two test processes (pytest-xdist), one intra-op thread each (tests/tiny_world.py): both cores, no oversubscription.
+TEST_WORKERS ?= 2
 test: venv servers
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The servers the tests start on loopback and stop again (PostgreSQL, Redis), from Debian when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

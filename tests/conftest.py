@@ -12,128 +12,34 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from sae_models.reproducible import CpuPin, apply_pin  # noqa: E402
+from tests.tiny_world import TINY, tiny_toml  # noqa: E402
 
-# Tests compute what the toy world's pin makes of them on any machine (lake.toml's [reproducibility] default),
-# before any test imports torch.
-apply_pin(CpuPin())
+# Tests compute what the toy world's pin makes of them on any machine (lake.toml's [reproducibility] kernels),
+# before any test imports torch; on the tiny world's one thread, since `make test` runs two test processes.
+apply_pin(CpuPin(**TINY["reproducibility"]))
 
 LAYERS = ("unit", "integration", "system")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its layer, and run the system tests first, the unit tests last: the two test
+    processes of `make test` then end on short tests, not one waiting on the other's long one."""
     tests = Path(__file__).resolve().parent
+    layer_of = {}
     for item in items:
         layer = item.path.resolve().relative_to(tests).parts[0]
         if layer not in LAYERS:
             raise pytest.UsageError(f"{item.path}: every test lives in one of tests/{{{','.join(LAYERS)}}}/")
         item.add_marker(layer)
-
-TINY_TOML = """
-[lake]
-root = "lake"
-
-[corpus]
-source = "toyworld"
-lm_train_docs = 300
-lm_eval_docs = 40
-activation_docs = 120
-
-[extraction]
-batch_size = 16
-context = 64
-row_group_mb = 0.01
-
-[sweep]
-architectures = ["relu", "topk", "gated"]
-width_multiple = 4
-target_l0 = [4]
-relu_l1 = [0.1]
-gated_l1 = [0.1]
-baselines = ["pca", "neuron"]
-baseline_fit_tokens = 500
-metric_docs = 8
-min_explained_variance = 0.6
-
-[autointerp]
-n_latents = 24
-n_concept = 6
-half_window = 3
-n_top = 5
-n_importance = 2
-n_random = 4
-explain_top = 4
-explain_importance = 1
-score_top = 1
-score_importance = 1
-score_random = 4
-sim_explain_top = 3
-sim_top = 2
-sim_random = 2
-
-[steering]
-n_concepts = 3
-factors = [0.5, 2.0]
-instructions_per_concept = 4
-dev_instructions = 2
-max_new_tokens = 8
-batch_size = 32
-
-[patching]
-variants = ["topk-*", "pca"]
-n_pairs = 2
-n_eval_pairs = 4
-thresholds = [0.05, 0.5, 5.0]
-min_ioi_accuracy = 0.0        # the tiny models do not solve IOI; the refusal is tested on its own
-
-[control]
-variants = ["topk-*", "relu-*", "pca"]
-
-[sweep.train]
-steps = 80
-batch_size = 128
-lr = 0.005
-lr_warmup_steps = 5
-sparsity_warmup_steps = 20
-checkpoint_every = 10
-
-[[models]]
-slug = "toy-gemma2"
-source = "toyworld"
-layer = 1
-tokens = 1500
-[models.toy]
-family = "gemma2"
-hidden = 32
-layers = 2
-intermediate = 64
-steps = 15
-
-[[models]]
-slug = "toy-qwen2"
-source = "toyworld"
-layer = 1
-hook = "mlp_out"
-tokens = 1500
-control = "none"
-[models.toy]
-family = "qwen2"
-hidden = 32
-layers = 2
-intermediate = 64
-steps = 15
-"""
-
-
-def without_twins(text: str) -> str:
-    """``text`` (a lake.toml) with ``control = "none"`` on every toy model: no random-weights twins."""
-    return text.replace('control = "none"\n', "").replace("[models.toy]", 'control = "none"\n[models.toy]')
+        layer_of[item.nodeid] = LAYERS.index(layer)
+    items.sort(key=lambda item: -layer_of[item.nodeid])
 
 
 @pytest.fixture
 def tiny_config(tmp_path, monkeypatch) -> Path:
     """A lake.toml for a 2-model toy world small enough to materialize in seconds; env points at it."""
     path = tmp_path / "lake.toml"
-    path.write_text(TINY_TOML)
+    path.write_text(tiny_toml())
     monkeypatch.setenv("SAE_LAKE_CONFIG", str(path))
     monkeypatch.delenv("SAE_LAKE_ROOT", raising=False)
     return path
@@ -180,12 +86,19 @@ def random_models(tmp_path_factory) -> dict[str, Path]:
 def trained_toy_lm(tmp_path_factory) -> Path:
     """A 2-layer toy Gemma-2 trained for a few hundred steps: it knows the world well enough that ablating
     its residual stream hurts (which a random model's would not)."""
+    from filelock import FileLock
+
     from sae_models.toyworld import ToyModelConfig, ToyWorld, train_toy_lm
 
-    out = tmp_path_factory.mktemp("trained_toy")
-    docs = [d.text for d in ToyWorld(0).documents(1500)]
-    cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, steps=800, context=64)
-    train_toy_lm(docs[:1400], docs[1400:], cfg, out, log=lambda _: None)
+    # one model for the whole run: the test processes of `make test` share a base folder (pytest-xdist)
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    out = shared / "trained_toy"
+    with FileLock(str(out) + ".lock"):
+        if not (out / "model.safetensors").is_file():
+            docs = [d.text for d in ToyWorld(0).documents(1500)]
+            cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, steps=800, context=64)
+            train_toy_lm(docs[:1400], docs[1400:], cfg, out, log=lambda _: None)
     return out
 
 

@@ -11,7 +11,7 @@ from assets.lakehouse.config import ConfigError, load_settings
 from assets.shared.pin import pin_process
 from sae_models import reproducible
 from sae_models.reproducible import CpuPin, PinError, apply_pin, check_kernels, pin_environment
-from tests.conftest import TINY_TOML
+from tests.tiny_world import DROP, tiny_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 # A run worker's path: the code location's load sets the pin's variables, a step applies it, then the toy LM trains.
@@ -56,36 +56,34 @@ def _weights_hash(machine: dict[str, str], config: Path) -> str:
 @pytest.mark.parametrize("pin", ["auto", "off"])
 def test_toy_lm_weights_do_not_depend_on_the_machines_kernels_or_threads(tmp_path, pin):
     config = tmp_path / "lake.toml"
-    config.write_text(TINY_TOML + f'\n[reproducibility]\npin = "{pin}"\n')
+    config.write_text(tiny_toml({"reproducibility": {"pin": pin, "threads": DROP}}))
     hashes = {_weights_hash(machine, config) for machine in MACHINES}
     # pinned: one set of weights; unpinned, the two environments train two different models
     assert len(hashes) == (1 if pin == "auto" else 2)
 
 
 def test_the_pin_applies_to_toy_worlds_only_unless_asked(tiny_config):
-    assert load_settings().cpu_pin == CpuPin()
-    real = TINY_TOML + '\n[[models]]\nslug = "real"\nsource = "/data/models/real"\nlayer = 1\ntokens = 10\n'
-    tiny_config.write_text(real)
+    assert load_settings().cpu_pin == CpuPin(threads=1)
+    real = {"models": {"real": {"source": "/data/models/real", "layer": 1, "tokens": 10}}}
+    tiny_config.write_text(tiny_toml(real))
     assert load_settings().cpu_pin is None  # a real model (on a GPU, likely) is left as it is
-    tiny_config.write_text(real + '\n[reproducibility]\npin = "on"\nthreads = 3\n')
+    tiny_config.write_text(tiny_toml({**real, "reproducibility": {"pin": "on", "threads": 3}}))
     assert load_settings().cpu_pin == CpuPin(pin="on", threads=3)
 
 
 @pytest.mark.parametrize(("setting", "message"), [
-    ("[reproducibility]\nthreads = 0", "reproducibility.threads: 0: Input should be greater than or equal to 1"),
-    ('[reproducibility]\ncapability = "neon"', "reproducibility.capability: 'neon': Input should be"),
-    ("[steering]\nseed = -1", "steering.seed: seed -1: a seed is an integer in 0..2**63-1"),
+    ({"reproducibility": {"threads": 0}}, "reproducibility.threads: 0: Input should be greater than or equal to 1"),
+    ({"reproducibility": {"capability": "neon"}}, "reproducibility.capability: 'neon': Input should be"),
+    ({"steering": {"seed": -1}}, "steering.seed: seed -1: a seed is an integer in 0..2**63-1"),
 ])
 def test_a_pin_or_seed_that_cannot_be_honoured_is_one_config_line(tiny_config, setting, message):
-    text = TINY_TOML.replace("[steering]\n", "[steering]\nseed = -1\n") if "seed" in setting else \
-        TINY_TOML + "\n" + setting + "\n"
-    tiny_config.write_text(text)
+    tiny_config.write_text(tiny_toml(setting))
     with pytest.raises(ConfigError, match="^lake.toml: " + message.replace("(", r"\(").replace("*", r"\*")):
         load_settings()
 
 
 def test_a_model_seed_out_of_range_names_the_model(tiny_config):
-    tiny_config.write_text(TINY_TOML.replace("steps = 15\n", f"steps = 15\nseed = {2**63}\n", 1))
+    tiny_config.write_text(tiny_toml({"models": {"toy-gemma2": {"toy": {"seed": 2**63}}}}))
     with pytest.raises(ConfigError, match=r"models\[0\].toy.seed: seed 9223372036854775808: a seed is"):
         load_settings()
 
@@ -141,14 +139,13 @@ def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(
     import os
 
     from assets.lakehouse.digest import lake_digests
-    from tests.conftest import without_twins
-
     lakes = []
     for i, machine in enumerate(MACHINES):
         root = tmp_path / f"machine{i}"
         root.mkdir()
-        text = without_twins(TINY_TOML).replace('architectures = ["relu", "topk", "gated"]', 'architectures = ["topk"]')
-        (root / "lake.toml").write_text(text.replace('baselines = ["pca", "neuron"]', 'baselines = ["pca", "ica"]'))
+        # lake.toml's default pin, as a user's demo has it (not the test processes' one thread)
+        sweep = {"sweep": {"architectures": ["topk"], "baselines": ["pca", "ica"]}, "reproducibility": DROP}
+        (root / "lake.toml").write_text(tiny_toml(sweep, twins=False))
         env = {**os.environ, **machine, "SAE_LAKE_CONFIG": str(root / "lake.toml"), "DAGSTER_HOME": str(root / "dh")}
         for name in (*SET_BY_THE_PIN, "SAE_LAKE_ROOT"):
             if name not in machine:

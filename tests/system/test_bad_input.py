@@ -13,12 +13,9 @@ from assets.cli import main as cli
 from assets.definitions import defs
 from assets.demo import run_demo
 from assets.shared.partitions import pair_key
-from tests.conftest import TINY_TOML, without_twins
 from tests.judge_endpoint import QuietHandler, reply, serving
+from tests.tiny_world import one_model_toml
 
-ONE_MODEL = (TINY_TOML.split("[[models]]")[0].replace('["relu", "topk", "gated"]', '["topk"]')
-             .replace('baselines = ["pca", "neuron"]', "baselines = []")
-             + "[[models]]" + without_twins(TINY_TOML.split("[[models]]")[1]))
 PARTITION = pair_key("toy-gemma2", "topk-k4")
 
 
@@ -32,7 +29,7 @@ def lake_world(tmp_path_factory):
     """A materialized lake (one toy model, one TopK SAE with every evaluation) and its instance."""
     root = tmp_path_factory.mktemp("bad_input")
     config = root / "lake.toml"
-    config.write_text(ONE_MODEL)
+    config.write_text(one_model_toml())
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         mp.setenv("SAE_LAKE_CONFIG", str(config))
         mp.delenv("SAE_LAKE_ROOT", raising=False)
@@ -67,19 +64,19 @@ def _cli_error(capsys, *args: str) -> str:
 
 
 def _malformed_value(root, config, instance, capsys, ready) -> tuple[str, list[str]]:
-    config.write_text(ONE_MODEL.replace("target_l0 = [4]", 'target_l0 = ["four"]'))
+    config.write_text(one_model_toml({"sweep": {"target_l0": ["four"]}}))
     ready()
     return _cli_error(capsys, "config"), ["lake.toml", "target_l0"]
 
 
 def _unknown_architecture(root, config, instance, capsys, ready):
-    config.write_text(ONE_MODEL.replace('architectures = ["topk"]', 'architectures = ["topk", "vanilla"]'))
+    config.write_text(one_model_toml({"sweep": {"architectures": ["topk", "vanilla"]}}))
     ready()
     return _cli_error(capsys, "config"), ["lake.toml", "architectures", "vanilla"]
 
 
 def _unsupported_lake_scheme(root, config, instance, capsys, ready):
-    config.write_text(ONE_MODEL.replace('root = "lake"', 'root = "gs://bucket/lake"'))
+    config.write_text(one_model_toml({"lake": {"root": "gs://bucket/lake"}}))
     ready()
     return _cli_error(capsys, "config"), ["[lake] root", "gs://bucket/lake", "s3://"]
 
@@ -103,7 +100,7 @@ def _model_without_tokenizer(root, config, instance, capsys, ready):
     shutil.copytree(root / "lake" / "models" / "model=toy-gemma2", folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (folder / name).unlink(missing_ok=True)
-    config.write_text(ONE_MODEL + f'\n[[models]]\nslug = "local"\nsource = "{folder}"\nlayer = 1\ntokens = 500\n')
+    config.write_text(one_model_toml({"models": {"local": {"source": str(folder), "layer": 1, "tokens": 500}}}))
     instance.add_dynamic_partitions("models", ["local"])
     ready()
     return _failure(instance, "model_chain", "local", ["language_model", "lm_eval"]), [str(folder), "tokenizer"]
@@ -111,8 +108,8 @@ def _model_without_tokenizer(root, config, instance, capsys, ready):
 
 def _judge_answering_garbage(root, config, instance, capsys, ready):
     with serving(_EmptyAnswers) as url:
-        config.write_text(ONE_MODEL + f'\n[judge]\nbackend = "openai"\nmodel = "m"\nmax_retries = 0\n'
-                                      f'base_url = "{url}"\n')
+        config.write_text(one_model_toml({"judge": {"backend": "openai", "model": "m", "max_retries": 0,
+                                                    "base_url": url}}))
         ready()
         return _failure(instance, "sae_sweep", PARTITION, ["autointerp", "interpretability"]), [
             "judge openai:m", "not in the format", "(0 answers cached"]
@@ -127,7 +124,7 @@ def _sql_that_writes(root, config, instance, capsys, ready):
 def _instructions_with_wrong_columns(root, config, instance, capsys, ready):
     bad = root / "instructions.jsonl"
     bad.write_text('{"instruction": "Tell me about the farm."}\n{"prompt": "Tell me about storms."}\n')
-    config.write_text(ONE_MODEL.replace("[steering]\n", f'[steering]\ninstructions = "{bad}"\n'))
+    config.write_text(one_model_toml({"steering": {"instructions": str(bad)}}))
     ready()
     return _failure(instance, "sae_sweep", PARTITION, ["steering_generations"]), [str(bad), "line 2"]
 

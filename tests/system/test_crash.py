@@ -12,12 +12,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.conftest import TINY_TOML, without_twins
+from tests.tiny_world import one_model_toml
 
 REPO = Path(__file__).resolve().parents[2]
-ONE_MODEL = (TINY_TOML.split("[[models]]")[0].replace('["relu", "topk", "gated"]', '["topk"]')
-             .replace('baselines = ["pca", "neuron"]', "baselines = []")
-             + "[[models]]" + without_twins(TINY_TOML.split("[[models]]")[1]))
 
 # Runs one job partition (a selection of its assets) in a fresh process; with a target, the process SIGKILLs
 # itself right after the target's ``kill_at``-th call returns.
@@ -54,7 +51,7 @@ sys.exit(0 if result.success else 1)
 def crash_world(tmp_path, monkeypatch):
     """A one-model toy lake.toml, a persistent instance, and ``run(job, partition, selection, target, kill_at)``."""
     config = tmp_path / "lake.toml"
-    config.write_text(ONE_MODEL)
+    config.write_text(one_model_toml())
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("SAE_LAKE_CONFIG", str(config))

@@ -20,7 +20,9 @@ from assets.lakehouse.tables import TABLES
 from assets.shared.partitions import pair_key
 from sae_models.evals.control import METRICS
 from sae_models.lm import shared_lm_loads
-from tests.conftest import TINY_TOML, without_twins
+from tests.tiny_world import edit_toml, tiny_toml
+
+DEAD_JUDGE = {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "max_retries": 1, "timeout_s": 2}
 
 
 def _failure_messages(result) -> list[str]:
@@ -67,7 +69,7 @@ def test_registry_sensor_adds_new_models_and_variants_and_reports_removed(tiny_c
         instance.add_dynamic_partitions("models", ["toy-gemma2", "toy-qwen2", "toy-gemma2-random", "retired"])
         instance.add_dynamic_partitions("saes", saes_req.partition_keys)
         # a changed entry is left to the automation (SettingsChanged); a new variant refreshes the catalog
-        tiny_config.write_text(TINY_TOML.replace("tokens = 1500", "tokens = 999", 1).replace("[4]", "[4, 8]"))
+        tiny_config.write_text(tiny_toml({"sweep": {"target_l0": [4, 8]}, "models": {"toy-gemma2": {"tokens": 999}}}))
         ctx = dg.build_sensor_context(instance=instance, cursor=first.cursor,
                                       resources={"lake": defs.resources["lake"]})
         second = model_registry_sensor(ctx)
@@ -153,8 +155,8 @@ def _check_oracles(lake: Lake, config) -> None:
 
     before = config.read_text()  # the checks before this one leave a dead judge endpoint in it
     # a neutral prompt of the toy language, so some concept fires in it (the default is out of its vocabulary)
-    config.write_text(TINY_TOML.replace("[patching]", '[selection]\nprompt = "the furry puppy was happy ."\n\n'
-                                        "[patching]") + "\n[oracle]\nlevels = [0, 1]\nseeds = [0]\n")
+    config.write_text(tiny_toml({"selection": {"prompt": "the furry puppy was happy ."},
+                                 "oracle": {"levels": [0, 1], "seeds": [0]}}))
     names = ["oracle-0-s0", "oracle-1-s0"]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("models", ["toy-gemma2"])
@@ -373,7 +375,7 @@ def _check_patching(lake: Lake, capsys, config) -> None:
     assert cli(["sql", query_text("patching_frontier"), "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2 * 2 * 3
 
-    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.0", "min_ioi_accuracy = 0.8"))
+    edit_toml(config, {"patching": {"min_ioi_accuracy": 0.8}})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("models", ["toy-qwen2"])
         instance.add_dynamic_partitions("saes", ["pca"])
@@ -386,7 +388,7 @@ def _check_patching(lake: Lake, capsys, config) -> None:
     printed = []  # the demo goes on past a refusal with one line, and stops on any other failure
     _report_failure(result, "sae_sweep[toy-qwen2|pca]", printed.append)
     assert printed == [f"demo: sae_sweep[toy-qwen2|pca]: not patched: {check.description}"]
-    config.write_text(config.read_text().replace("min_ioi_accuracy = 0.8", "min_ioi_accuracy = 0.0"))
+    edit_toml(config, {"patching": {"min_ioi_accuracy": 0.0}})
 
 
 def _check_pca_patched_in_full(lake: Lake, slug: str, row: dict) -> None:
@@ -443,8 +445,7 @@ def _check_steering(lake: Lake, capsys, config) -> None:
     tables = ("steering", "steering_concepts", "steering_summary")
     before = {t: lake.read_table(t, model="toy-gemma2", sae="topk-k4") for t in tables}
     text = config.read_text()
-    config.write_text(text + '\n[judge]\nbackend = "openai"\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
-                      'max_retries = 1\ntimeout_s = 2\n')
+    edit_toml(config, {"judge": DEAD_JUDGE})
     try:
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions("models", ["toy-gemma2"])
@@ -487,8 +488,7 @@ def _check_interpretability(lake: Lake, config) -> None:
         assert row["judge_calls"] == 0 and row["judge_cached"] > 0  # all answers from lake/judge_cache
         assert lake.read_table("autointerp", model="toy-gemma2", sae="topk-k4").equals(before)
 
-        config.write_text(config.read_text() + '\n[judge]\nbackend = "openai"\nmodel = "m"\n'
-                          'base_url = "http://127.0.0.1:9/v1"\nmax_retries = 1\ntimeout_s = 2\n')
+        edit_toml(config, {"judge": DEAD_JUDGE})
         down = _run_autointerp(instance, key)
     assert not down.success
     (message,) = _failure_messages(down)
@@ -543,7 +543,7 @@ def _check_control(lake: Lake, capsys, config) -> None:
     assert "toy-gemma2, pairs won by the trained SAE - by the twin's, best separator first: " in report
     assert "ground truth concept_f1 " in report and "Not ranked: g, g_dtc, g_minus_unsteered" in report
 
-    config.write_text(config.read_text().replace("[control]", "[control]\nin_rank_analysis = true"))
+    edit_toml(config, {"control": {"in_rank_analysis": True}})
     with dg.instance_for_test() as instance:
         assert defs.resolve_job_def("catalog_refresh").execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("rank_agreement")]).success
@@ -559,8 +559,7 @@ def _run_autointerp(instance, key):
 
 
 def _single_model_config(tiny_config, source: str, layer: int = 1) -> None:
-    head = TINY_TOML.split("[[models]]")[0]
-    tiny_config.write_text(head + f'[[models]]\nslug = "ext"\nsource = "{source}"\nlayer = {layer}\ntokens = 100\n')
+    tiny_config.write_text(tiny_toml({"models": [{"slug": "ext", "source": source, "layer": layer, "tokens": 100}]}))
 
 
 @pytest.mark.parametrize(("source", "message"), [
@@ -581,8 +580,7 @@ def test_bad_model_source_fails_its_step_with_one_line(tiny_config, monkeypatch,
 
 def test_layer_out_of_range_for_a_local_model_is_a_config_error(tiny_config, random_models):
     _single_model_config(tiny_config, str(random_models["gpt2"]), layer=1)
-    cfg = tiny_config.read_text().replace("layer = 1", "layer = 5")
-    tiny_config.write_text(cfg)
+    edit_toml(tiny_config, {"models": {"ext": {"layer": 5}}})
     from assets.lakehouse.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"layer 5 is out of range for ext \(3 layers"):
@@ -596,7 +594,7 @@ def test_empty_corpus_fails_and_keeps_the_previous_corpus(tiny_config, tmp_path)
         before = corpus_file.read_bytes()
         empty = tmp_path / "empty.txt"
         empty.write_text("\n  \n")
-        tiny_config.write_text(TINY_TOML.replace('source = "toyworld"\nlm_train', f'source = "{empty}"\nlm_train'))
+        tiny_config.write_text(tiny_toml({"corpus": {"source": str(empty)}}))
         result = _run(instance, "world")
     assert not result.success
     assert f"corpus source '{empty}': no documents (empty corpus)" in _failure_messages(result)[0]
@@ -614,11 +612,10 @@ def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_
     sae_lens = pytest.importorskip("sae_lens")
     external = tmp_path / "downloaded-sae"
     sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=32, d_sae=64, k=4)).save_model(external)
-    no_floor = "min_explained_variance = -10.0"  # an untrained external SAE reconstructs nothing: no EV check here
-    tiny_config.write_text(without_twins(TINY_TOML).replace("baselines = [\"pca\", \"neuron\"]", "baselines = []")
-        .replace("architectures = [\"relu\", \"topk\", \"gated\"]", "architectures = []")
-        .replace("min_explained_variance = 0.6", no_floor)
-        + f'\n[[external_saes]]\nname = "scope-like"\nmodel = "toy-gemma2"\npath = "{external}"\n')
+    # an untrained external SAE reconstructs nothing: no explained-variance floor here
+    tiny_config.write_text(tiny_toml({"sweep": {"architectures": [], "baselines": [], "min_explained_variance": -10.0},
+                                      "external_saes": [{"name": "scope-like", "model": "toy-gemma2",
+                                                         "path": str(external)}]}, twins=False))
     with dg.instance_for_test() as instance:
         timings = run_demo(instance=instance, print_fn=lambda _: None)
         assert "sae_sweep[toy-gemma2|scope-like]" in timings and "sae_sweep[toy-qwen2|scope-like]" not in timings

@@ -10,19 +10,18 @@ from assets.definitions import defs
 from assets.defs.models.registry_sensor import model_registry_sensor
 from assets.demo import run_demo
 from assets.lakehouse.config import load_settings
-from tests.conftest import TINY_TOML, without_twins
+from tests.tiny_world import tiny_toml
 
-NO_TWINS = without_twins(TINY_TOML)  # the twins' automation is the same; test_pipeline runs one
-ONE_MODEL = NO_TWINS[:NO_TWINS.index("[[models]]\nslug = \"toy-qwen2\"")]
-
-
-def _sweep(text: str, target_l0: str) -> str:
-    return (text.replace('architectures = ["relu", "topk", "gated"]', 'architectures = ["topk"]')
-            .replace('baselines = ["pca", "neuron"]', 'baselines = ["pca"]')
-            .replace("target_l0 = [4]", f"target_l0 = {target_l0}"))
+BOTH_MODELS = ("toy-gemma2", "toy-qwen2")
 
 
-BASE = _sweep(ONE_MODEL, "[4, 6]")
+def _sweep(target_l0: list[int], changes: dict | None = None, models: tuple[str, ...] = ("toy-gemma2",)) -> str:
+    """TopK SAEs at ``target_l0`` and PCA, without twins (their automation is the same; test_pipeline runs one)."""
+    sweep = {"sweep": {"architectures": ["topk"], "baselines": ["pca"], "target_l0": target_l0}}
+    return tiny_toml(sweep, changes or {}, models=models, twins=False)
+
+
+BASE = _sweep([4, 6])
 ANALYSIS = ("sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation", "report",
             "catalog")
 NOT_SWEEP = ("interpretability_by_kind", *ANALYSIS)  # cross-model, rerun on any update
@@ -89,8 +88,8 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
     requested, cursor = _requested(instance, None)
     assert not {r for r in requested if r[0] not in NOT_SWEEP}
 
-    def after_edit(text: str) -> set[tuple[str, str]]:  # each edit against the same, unedited state
-        config.write_text(text)
+    def after_edit(changes: dict) -> set[tuple[str, str]]:  # each edit against the same, unedited state
+        config.write_text(_sweep([4, 6], changes))
         load_settings(str(config))  # a broken edit would request nothing and pass for "nothing changed"
         return {r for r in _requested(instance, cursor)[0] if r[0] not in NOT_SWEEP}
 
@@ -105,36 +104,36 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
     window_truth = each(("true_interpretability",), all_variants)  # reads the detection windows, not the judge
     try:
         # [sweep.train]: the trained SAEs and, in the same runs, all they feed; not the PCA baseline
-        assert after_edit(BASE.replace("steps = 80", "steps = 90")) == each(everything, ("topk-k4", "topk-k6"))
+        assert after_edit({"sweep": {"train": {"steps": 90}}}) == each(everything, ("topk-k4", "topk-k6"))
         # the judge, or how windows are scored: the scores and steering ratings of every SAE, never the
         # steering generations
-        assert after_edit(BASE + '\n[judge]\nmodel = "reader-v2"\n') == scores
-        assert after_edit(BASE.replace("[autointerp]", "[autointerp]\nthreshold = 0.02")) == scores | window_truth
+        assert after_edit({"judge": {"model": "reader-v2"}}) == scores
+        assert after_edit({"autointerp": {"threshold": 0.02}}) == scores | window_truth
         # which windows are gathered: the examples too
         examples = each(("latent_examples",), ("topk-k4", "topk-k6", "pca"))
         # (the generations and the true steerability read the rewritten examples, so they follow in the same run,
         # as eager does)
         generations = each(("steering_generations", "true_steerability"), all_variants)
         rerun = scores | examples | generations | window_truth
-        assert after_edit(BASE.replace("n_random = 4", "n_random = 5")) == rerun
+        assert after_edit({"autointerp": {"n_random": 5}}) == rerun
         # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
         steering = each(("steering_generations", *RATINGS, "selection"), all_variants)
-        assert after_edit(BASE.replace("max_new_tokens = 8", "max_new_tokens = 9")) == steering
-        assert not after_edit(BASE.replace("batch_size = 32", "batch_size = 3"))
+        assert after_edit({"steering": {"max_new_tokens": 9}}) == steering
+        assert not after_edit({"steering": {"batch_size": 3}})
         # the neutral prompt: every latent's scores and the selection; the candidate sets: the selection only;
         # how many latents a forward takes: nothing
         selected = each(("feature_scores", "selection"), all_variants)
-        assert after_edit(BASE + '\n[selection]\nprompt = "In my view,"\n') == selected
-        assert after_edit(BASE + "\n[selection]\nmax_k = 3\n") == each(("selection",), all_variants)
-        assert not after_edit(BASE + "\n[selection]\nbatch_size = 7\n")
+        assert after_edit({"selection": {"prompt": "In my view,"}}) == selected
+        assert after_edit({"selection": {"max_k": 3}}) == each(("selection",), all_variants)
+        assert not after_edit({"selection": {"batch_size": 7}})
         # the patching pairs: the patched dictionaries' frontiers only; speed, the check's bar: nothing
-        assert after_edit(BASE.replace("n_pairs = 2", "n_pairs = 3")) == each(("patching",), all_variants)
-        assert not after_edit(BASE.replace("min_ioi_accuracy = 0.0", "min_ioi_accuracy = 0.1"))
+        assert after_edit({"patching": {"n_pairs": 3}}) == each(("patching",), all_variants)
+        assert not after_edit({"patching": {"min_ioi_accuracy": 0.1}})
         # a model's token budget: its activations (the sweep follows once they land), not the LM
-        assert after_edit(BASE.replace("tokens = 1500", "tokens = 1400", 1)) == {("activations", "toy-gemma2")}
+        assert after_edit({"models": {"toy-gemma2": {"tokens": 1400}}}) == {("activations", "toy-gemma2")}
         # how fast activations are extracted, or nothing at all: nothing
-        assert not after_edit(BASE.replace("batch_size = 16", "batch_size = 8"))
-        assert not after_edit(BASE)
+        assert not after_edit({"extraction": {"batch_size": 8}})
+        assert not after_edit({})
     finally:
         config.write_text(BASE)
 
@@ -145,7 +144,7 @@ def test_retired_variant_is_never_requested_for_a_new_model_and_stays_queryable(
     _, cursor = _automate(instance, None)
 
     # retire topk-k6, add a model: the sensor adds the model and runs its chain, automation does the rest
-    config.write_text(_sweep(NO_TWINS, "[4]"))
+    config.write_text(_sweep([4], models=BOTH_MODELS))
     second = _sensor_tick(instance, first.cursor)
     assert [r.partition_key for r in second.run_requests if r.job_name == "model_chain"] == ["toy-qwen2"]
     done, cursor = _automate(instance, cursor)
@@ -170,7 +169,7 @@ def test_retired_variant_is_never_requested_for_a_new_model_and_stays_queryable(
     assert capsys.readouterr().out.splitlines() == ["only_current", "true"]
 
     # putting it back brings the old results back without recomputation (the new model gets it, once)
-    config.write_text(_sweep(NO_TWINS, "[4, 6]"))
+    config.write_text(_sweep([4, 6], models=BOTH_MODELS))
     _sensor_tick(instance, second.cursor)
     done, _ = _automate(instance, cursor)
     assert {p for _, p in done if "|" in p} == {"toy-qwen2|topk-k6"}

@@ -13,6 +13,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tests.tiny_world import edit_toml
+
 REPO = Path(__file__).resolve().parents[2]
 SWEEP_RUN = """
 import sys
@@ -153,8 +155,8 @@ def test_celery_workers_share_the_sweep_and_only_the_gpu_worker_runs_gpu_steps(p
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
-    tiny_config.write_text(tiny_config.read_text() + f'\n[execution]\nexecutor = "celery"\n'
-                                                     f'broker = "{redis_url}/0"\nbackend = "{redis_url}/1"\n')
+    edit_toml(tiny_config, {"execution": {"executor": "celery", "broker": f"{redis_url}/0",
+                                          "backend": f"{redis_url}/1"}})
     for key, value in {**postgres, "DAGSTER_HOME": str(home)}.items():
         monkeypatch.setenv(key, value)
     celery_yaml = tmp_path / "celery.yaml"
@@ -204,7 +206,7 @@ def test_celery_workers_share_the_sweep_and_only_the_gpu_worker_runs_gpu_steps(p
 
 @pytest.mark.parametrize("executor", ["celery", "k8s"])
 def test_the_code_location_loads_and_passes_dg_check_with_each_executor(tiny_config, executor):
-    tiny_config.write_text(tiny_config.read_text() + f'\n[execution]\nexecutor = "{executor}"\n')
+    edit_toml(tiny_config, {"execution": {"executor": executor}})
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     check = subprocess.run([str(bin_dir / "dg"), "check", "defs"], cwd=REPO, env=env, capture_output=True,

@@ -1,7 +1,7 @@
 import pytest
 
 from assets.lakehouse.config import ConfigError, lake_root, load_settings
-from tests.conftest import TINY_TOML
+from tests.tiny_world import tiny_toml
 
 
 def _write(tmp_path, text):
@@ -23,21 +23,22 @@ def test_tiny_config_and_root_override(tiny_config, monkeypatch, tmp_path):
     assert lake_root(settings) == tmp_path / "elsewhere"
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (("tokens = 1500", "tokens = 1500\ncolour = 'red'"), r"models\[0\]\.colour: unknown key"),
-    (('slug = "toy-gemma2"', 'slug = "Toy Gemma"'), r"models\[0\]\.slug: .*must match"),
-    (("layer = 1\nhook", "layer = 7\nhook"), r"models\[1\]: .*layer 7 is out of range for toy-qwen2 \(2 layers"),
-    (('slug = "toy-qwen2"', 'slug = "toy-gemma2"'), r"duplicate model slugs \['toy-gemma2'\]"),
-    (('hook = "mlp_out"', 'hook = "resid_mid"'), r"models\[1\]\.hook: "),
-    (("[extraction]", "[extraction]\nbatch = 3"), r"extraction\.batch: unknown key"),
-    (("[[models]]", '[[external_saes]]\nname = "pca"\nmodel = "toy-gemma2"\npath = "x"\n\n[[models]]'),
+GEMMA, QWEN = "toy-gemma2", "toy-qwen2"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"models": {GEMMA: {"colour": "red"}}}, r"models\[0\]\.colour: unknown key"),
+    ({"models": {GEMMA: {"slug": "Toy Gemma"}}}, r"models\[0\]\.slug: .*must match"),
+    ({"models": {QWEN: {"layer": 7}}}, r"models\[1\]: .*layer 7 is out of range for toy-qwen2 \(2 layers"),
+    ({"models": {QWEN: {"slug": GEMMA}}}, r"duplicate model slugs \['toy-gemma2'\]"),
+    ({"models": {QWEN: {"hook": "resid_mid"}}}, r"models\[1\]\.hook: "),
+    ({"extraction": {"batch": 3}}, r"extraction\.batch: unknown key"),
+    ({"external_saes": [{"name": "pca", "model": GEMMA, "path": "x"}]},
      r"external SAE name 'pca' is already a \[sweep\] variant"),
 ])
-def test_bad_config_is_one_line_naming_the_field(tmp_path, edit, message):
-    old, new = edit
-    assert old in TINY_TOML
+def test_bad_config_is_one_line_naming_the_field(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message) as err:
-        load_settings(_write(tmp_path, TINY_TOML.replace(old, new, 1)))
+        load_settings(_write(tmp_path, tiny_toml(change)))
     assert "\n" not in str(err.value)
 
 

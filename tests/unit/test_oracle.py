@@ -10,7 +10,7 @@ from assets.lakehouse.registry import find_variant, variants_for
 from sae_models.sae import load_sae, save_sae
 from sae_models.sae.oracle import OracleLabelError, corrupted_latents, fit_oracle
 from sae_models.sae.sweep import oracle_variants
-from tests.conftest import TINY_TOML
+from tests.tiny_world import tiny_toml
 
 D, N, CONCEPTS = 48, 6000, ["topic:a", "topic:b", "role:c", "role:d"]
 
@@ -94,7 +94,7 @@ def test_a_concept_without_tokens_gets_no_latent_and_is_named():
 
 def test_oracle_variants_are_named_by_level_and_seed_for_trained_models_only(tmp_path):
     path = tmp_path / "lake.toml"
-    path.write_text(TINY_TOML + "\n[oracle]\nlevels = [0, 0.25, 1]\nseeds = [0, 2]\n")
+    path.write_text(tiny_toml({"oracle": {"levels": [0, 0.25, 1], "seeds": [0, 2]}}))
     settings = load_settings(path)
     names = [v.name for v in oracle_variants(settings.oracle)]
     assert names == ["oracle-0-s0", "oracle-0-s2", "oracle-0.25-s0", "oracle-0.25-s2", "oracle-1-s0", "oracle-1-s2"]
@@ -108,8 +108,7 @@ def test_an_oracle_asked_of_a_corpus_without_labels_is_one_line_and_the_rest_run
     corpus = tmp_path / "docs.txt"
     corpus.write_text("the cat sat on the mat\n" * 20)
     path = tmp_path / "lake.toml"
-    text = TINY_TOML.replace('source = "toyworld"\nlm_train', f'source = "{corpus}"\nlm_train', 1)
-    path.write_text(text + "\n[oracle]\nlevels = [0]\n")
+    path.write_text(tiny_toml({"corpus": {"source": str(corpus)}, "oracle": {"levels": [0]}}))
     settings = load_settings(path)
     notice = settings.oracle_notice()
     assert "\n" not in notice and "[oracle]" in notice and "toy-gemma2" in notice and "no ground-truth labels" in notice
@@ -121,7 +120,7 @@ def test_an_oracle_asked_of_a_corpus_without_labels_is_one_line_and_the_rest_run
 
 def test_an_oracle_level_outside_0_1_is_one_config_line(tmp_path):
     path = tmp_path / "lake.toml"
-    path.write_text(TINY_TOML + "\n[oracle]\nlevels = [0, 1.5]\n")
+    path.write_text(tiny_toml({"oracle": {"levels": [0, 1.5]}}))
     with pytest.raises(ConfigError, match=r"oracle\.levels: .*\[1\.5\] are not fractions") as err:
         load_settings(path)
     assert "\n" not in str(err.value)
