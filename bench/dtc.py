@@ -1,4 +1,4 @@
-"""Delta Token Confidence speed: latents/s of ``score_features`` (the prompt's prefix run once with a KV cache,
+"""Delta Token Confidence speed: latents/s of ``run_feature_scores`` (the prompt's prefix run once with a KV cache,
 then many latents' last positions at a time against it, with the logit lens and S_out) against the naive way,
 one full forward pass of the prompt per latent plus the base pass (``naive_delta_c``). Both sides run in the
 same process on the same model and SAE, interleaved over several rounds (medians); the naive side is timed on a
@@ -17,7 +17,7 @@ from extract import PRESETS, build, timed
 from steer import toy_model
 
 from sae_models.evals.config import SelectionConfig
-from sae_models.evals.feature_scores import naive_delta_c, score_features
+from sae_models.evals.feature_scores import naive_delta_c, run_feature_scores
 from sae_models.lm import LoadedLM
 from sae_models.sae import SAEConfig, build_sae
 
@@ -38,7 +38,7 @@ def run(name: str, lm: LoadedLM, layer: int, width: int, n_latents: int | None, 
     sample = latents[:naive_latents]
 
     def fast() -> None:
-        score_features(lm, sae, layer, "resid_post", latents, cfg)
+        run_feature_scores(lm, sae, layer, "resid_post", latents, cfg)
 
     def naive() -> None:
         for f in sample:
@@ -54,7 +54,7 @@ def run(name: str, lm: LoadedLM, layer: int, width: int, n_latents: int | None, 
     naive_rate = len(sample) / statistics.median(times["naive"])
     print(f"{name}: d_model {lm.d_model}, vocab {lm.model.config.vocab_size}, layer {layer}, {len(latents)} latents "
           f"(batch {batch}), {repeats} interleaved rounds (medians)")
-    print(f"  score_features (cached prefix, batched last step): {fast_rate:10.1f} latents/s, all {len(latents)} "
+    print(f"  run_feature_scores (cached prefix, batched last step): {fast_rate:10.1f} latents/s, all {len(latents)} "
           f"in {len(latents) / fast_rate:.2f} s")
     print(f"  naive (a full forward per latent, timed on {len(sample)}): {naive_rate:10.1f} latents/s")
     print(f"  speed-up: {fast_rate / naive_rate:.1f}x")

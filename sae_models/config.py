@@ -33,10 +33,32 @@ def no_result(default, **constraints):
     return Field(default, json_schema_extra={"no_result": True}, **constraints)
 
 
+def shapes(default, *parts: str, **constraints):
+    """A setting that shapes the named ``parts`` of the results (e.g. ``"examples"``, the windows gathered per
+    latent; ``"checks"``, an asset check's verdict): the settings fingerprints take each part's settings from
+    these marks, so changing one reruns exactly the partitions that read those parts, and the settings reference
+    says which."""
+    return Field(default, json_schema_extra={"shapes": parts}, **constraints)
+
+
+def _marks(config: type[BaseModel], key: str) -> dict[str, object]:
+    return {name: field.json_schema_extra[key] for name, field in config.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and key in field.json_schema_extra}
+
+
 def no_result_fields(config: type[BaseModel]) -> frozenset[str]:
     """The fields of ``config`` declared with ``no_result``."""
-    return frozenset(name for name, field in config.model_fields.items()
-                     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("no_result"))
+    return frozenset(_marks(config, "no_result"))
+
+
+def fields_shaping(config: type[BaseModel], part: str) -> frozenset[str]:
+    """The fields of ``config`` declared to shape ``part`` (with ``shapes``)."""
+    return frozenset(name for name, parts in _marks(config, "shapes").items() if part in parts)
+
+
+def parts_shaped(config: type[BaseModel]) -> dict[str, tuple[str, ...]]:
+    """Each field of ``config`` declared with ``shapes``, and the parts it shapes."""
+    return _marks(config, "shapes")
 
 
 def matches_any(name: str, patterns: Iterable[str]) -> bool:

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sae_models.config import Config, Seed
 from sae_models.evals.config import (
+    AnalysisConfig,
     AutointerpConfig,
     ControlConfig,
     PatchingConfig,
@@ -175,6 +176,7 @@ class Settings(_Strict):
     selection: SelectionConfig = SelectionConfig()
     patching: PatchingConfig = PatchingConfig()
     control: ControlConfig = ControlConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     execution: ExecutionSection = ExecutionSection()
     reproducibility: CpuPin = CpuPin()
     models: list[ModelEntry] = Field(default_factory=list)

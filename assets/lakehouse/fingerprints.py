@@ -6,6 +6,9 @@ into place with it) and on the materialization (metadata and data version). A se
 fingerprint of exactly the partitions it shapes: ``[sweep.train]`` those of trained SAEs but not of the
 baselines, ``[judge]`` only autointerp, interpretability and the steering ratings (never the generations).
 ``SettingsChanged`` (assets/shared/automation.py) reruns them.
+
+Which settings of a section shape which part is declared on the fields themselves (``sae_models.config.shapes``
+and ``no_result``), read here from the settings' own classes.
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ from assets.lakehouse.config import Settings
 from assets.lakehouse.lake import Lake
 from assets.lakehouse.registry import find_variant
 from assets.lakehouse.tables import spec
-from sae_models.config import no_result_fields
-from sae_models.evals.config import PatchingConfig, SelectionConfig, SteeringConfig
-from sae_models.lm.config import ExtractionConfig
+from sae_models.config import Config, fields_shaping, no_result_fields
 from sae_models.sae.sweep import variant_settings
 
 # A registry entry's fields that shape the model itself; the others (layer, hook, dtype, tokens) its activations.
@@ -29,9 +30,6 @@ MODEL_FIELDS = {"slug", "source", "revision", "trust_remote_code", "toy"}
 TWIN_FIELDS = {"control_of", "control_seed", "dtype"}
 CONTROL_FIELDS = {"control", "control_of", "control_seed"}
 TOY_TRAINING = {"steps", "batch", "lr", "warmup", "weight_decay", "seed"}
-# [autointerp] settings that decide the windows gathered and which latents keep enough of them to be scored.
-EXAMPLE_FIELDS = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents", "explain_top",
-                  "score_top", "sim_explain_top", "sim_top"}
 
 # The stage of each asset: its settings are those of its stage and of every stage before it.
 STAGE = {
@@ -43,18 +41,6 @@ STAGE = {
     "steering_summary": "steering", "true_steerability": "truth", "feature_scores": "feature_scores",
     "selection": "selection", "patching": "patching",
 }
-# [autointerp] settings that decide the concept set (CONCEPT100 of the latents with enough windows) and m_f.
-CONCEPT_FIELDS = (EXAMPLE_FIELDS - {"n_importance", "n_random", "half_window"}) | {"n_concept"}
-# Settings declared ``no_result`` on their field (batch sizes): left out of every fingerprint.
-GENERATION_SPEED = no_result_fields(SteeringConfig)
-TRUTH_STEERING = {"n_concepts", "seed", "factors"}  # what of [steering] shapes true_steerability
-EXTRACTION_SPEED = no_result_fields(ExtractionConfig)
-SCORE_SPEED = no_result_fields(SelectionConfig)
-RANK_ANALYSIS = {"resamples"}  # read by the cross-SAE rank analysis only
-# [patching] settings that change no patching row: speed, which dictionaries run, the check, the plot.
-PATCHING_ELSEWHERE = no_result_fields(PatchingConfig) | {"variants", "min_ioi_accuracy", "report_architecture"}
-# [selection] settings that shape the per-latent scores; the others only the candidate sets.
-FEATURE_SCORE_FIELDS = {"prompt", "scale", "rank_k", "lens_top", "zero_others"}
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
 # Where each asset's partition lives in the lake: (folder, partition keys).
 LOCATION = {"language_model": ("lm_eval", ("model",)), "sae": ("saes", ("model", "sae"))}
@@ -65,6 +51,11 @@ def model_identity(entry) -> dict:
     if entry.control_of is None:
         return entry.model_dump(include=MODEL_FIELDS)
     return entry.model_dump(include=MODEL_FIELDS | TWIN_FIELDS, exclude={"toy": TOY_TRAINING})
+
+
+def part(config: Config, name: str) -> dict:
+    """The settings of ``config`` declared to shape the part ``name``."""
+    return config.model_dump(include=fields_shaping(type(config), name))
 
 
 def settings_of(asset: str, settings: Settings, model: str | None = None, variant: str | None = None) -> dict:
@@ -81,30 +72,30 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
         return parts
     parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS | CONTROL_FIELDS)
     parts["corpus_for_activations"] = settings.corpus.model_dump(include=CORPUS_FOR_ACTIVATIONS)
-    parts["extraction"] = settings.extraction.model_dump(exclude=EXTRACTION_SPEED)
+    parts["extraction"] = settings.extraction.model_dump(exclude=no_result_fields(type(settings.extraction)))
     if stage == "activations":
         return parts
     parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)
     if stage == "metrics":
         parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
     if stage in ("examples", "scores", "steering", "selection", "window_truth"):
-        parts["examples"] = settings.autointerp.model_dump(include=EXAMPLE_FIELDS)
+        parts["examples"] = part(settings.autointerp, "examples")
     if stage in ("generations", "steering", "selection", "truth"):
-        parts["concepts"] = settings.autointerp.model_dump(include=CONCEPT_FIELDS)
+        parts["concepts"] = part(settings.autointerp, "concepts")
     if stage in ("generations", "steering", "selection"):
-        parts["steering"] = settings.steering.model_dump(exclude=GENERATION_SPEED)
+        parts["steering"] = part(settings.steering, "generations")
     if stage == "truth":  # the latents g steers and its factors; nothing of how text is generated or judged
-        parts["steering"] = settings.steering.model_dump(include=TRUTH_STEERING)
+        parts["steering"] = part(settings.steering, "truth")
     if stage in ("scores", "steering", "selection", "window_truth"):
-        parts["autointerp"] = settings.autointerp.model_dump(exclude=EXAMPLE_FIELDS)
+        parts["autointerp"] = part(settings.autointerp, "scores")
     if stage in ("scores", "steering", "selection"):
         parts["judge"] = settings.judge.identity()
     if stage == "feature_scores":
-        parts["feature_scores"] = settings.selection.model_dump(include=FEATURE_SCORE_FIELDS)
+        parts["feature_scores"] = part(settings.selection, "feature_scores")
     if stage == "selection":
-        parts["selection"] = settings.selection.model_dump(exclude=SCORE_SPEED | RANK_ANALYSIS)
+        parts["selection"] = part(settings.selection, "selection")
     if stage == "patching":
-        parts["patching"] = settings.patching.model_dump(exclude=PATCHING_ELSEWHERE)
+        parts["patching"] = part(settings.patching, "patching")
     return parts
 
 

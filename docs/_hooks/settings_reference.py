@@ -76,8 +76,11 @@ def _section(prefix: str, model: type[BaseModel], out: list[str], array: bool = 
             nested.append((f"{prefix}.{name}", sub))
             continue
         text = field.description or comments.get(name, "")
-        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("no_result"):
+        marks = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if marks.get("no_result"):
             text += NO_RESULT if text else ""
+        if marks.get("shapes"):
+            text += f" (shapes: {', '.join(marks['shapes'])})"
         cells = [f"`{name}`", f"`{_type_name(field.annotation)}`", f"`{_default(field)}`", text]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     out.append("")

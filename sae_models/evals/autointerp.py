@@ -1,7 +1,9 @@
 """Interpretability scores per latent: SAEBench detection and the [C23] simulation score.
 
-Config, run, typed output, like every evaluation here: ``AutointerpConfig`` -> ``score_latents`` ->
-``LatentScore`` rows. The judge is any ``sae_models.judges.Judge``.
+Config, run, typed output, like every evaluation here, in two runs: ``AutointerpConfig`` ->
+``run_latent_examples`` -> ``ExamplesResult`` (the windows of the sampled latents, the ``latent_examples`` table),
+then ``run_autointerp`` -> ``AutointerpResult`` (a ``LatentScore`` row per latent, ``autointerp``; an
+``AutointerpSummary`` per SAE, ``interpretability``). The judge is any ``sae_models.judges.Judge``.
 
 - Detection [SB]: an explanation from 10 top + 5 importance-weighted windows (tokens above
   tau = threshold x the latent's max marked); then, given only the explanation, the judge picks which of 14
@@ -17,7 +19,8 @@ Config, run, typed output, like every evaluation here: ``AutointerpConfig`` -> `
   order); score = Pearson correlation with the true activations.
 """
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +29,7 @@ from scipy.stats import pearsonr
 
 from sae_models.arrow import schema_of
 from sae_models.evals.config import AutointerpConfig
-from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet
+from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet, gather_sae_examples, to_arrow
 from sae_models.judges import Judge, Window
 from sae_models.sae.sweep import SAEIdentity
 from sae_models.stats import mean_or_none, spearman, t_half_width
@@ -113,6 +116,38 @@ def too_few_activations(examples: LatentExamples, cfg: AutointerpConfig) -> np.n
 def scored_latents(live: np.ndarray, n: int, seed: int) -> np.ndarray:
     """The latents autointerp scores: a fixed random sample of ``n`` live latents (all when fewer), sorted."""
     return np.sort(np.random.default_rng(seed).choice(live, size=min(n, len(live)), replace=False))
+
+
+@dataclass(frozen=True)
+class ExamplesSummary:
+    """How one SAE's window gathering went: latents live, sampled and dropped for too few activations."""
+
+    live: int
+    sampled: int
+    too_few: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ExamplesResult:
+    """One SAE's windows per sampled latent with enough activations (table ``latent_examples``)."""
+
+    rows: pa.Table
+    summary: ExamplesSummary
+
+
+def run_latent_examples(sae, rows: Iterable, live: np.ndarray, cfg: AutointerpConfig, device: str = "cpu"
+                        ) -> ExamplesResult:
+    """The first autointerp run of an SAE: sample ``cfg.n_latents`` of its ``live`` latents, gather their top,
+    importance-weighted and random windows over the activation ``rows`` ((row, activation) pairs, as
+    ``gather_sae_examples`` reads them), and keep the latents with enough windows to explain and score."""
+    latents = scored_latents(live, cfg.n_latents, cfg.seed)
+    start = time.perf_counter()
+    examples = gather_sae_examples(sae, rows, latents, cfg, device=device)
+    seconds = time.perf_counter() - start
+    few = too_few_activations(examples, cfg)
+    return ExamplesResult(to_arrow(examples, keep=~few),
+                          ExamplesSummary(len(live), len(latents), int(few.sum()), seconds))
 
 
 def concept_subset(latents: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -276,6 +311,26 @@ def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: SAEIde
         purity_spearman=spearman(det, purity) if has_purity else None,
         **{f"judge_{k}": v for k, v in judge.stats.as_dict().items()},
     )
+
+
+@dataclass(frozen=True)
+class AutointerpResult:
+    """One SAE's autointerp: a row per scored latent (table ``autointerp``) and the SAE's mu and companions
+    (table ``interpretability``)."""
+
+    rows: list[LatentScore]
+    summary: AutointerpSummary
+
+
+def run_autointerp(examples: LatentExamples, text: Callable[[Sequence[int]], list[str]], judge: Judge,
+                   cfg: AutointerpConfig, purity: dict[int, tuple[float, str]], n_sampled: int,
+                   sae: SAEIdentity) -> AutointerpResult:
+    """The autointerp of the SAE ``sae``: score every latent of ``examples``, mark the CONCEPT100 subset and
+    each latent's ground-truth ``purity`` (empty off the toy world), summarize; ``n_sampled`` latents were drawn,
+    the ones missing from ``examples`` had too few activations. A ``JudgeError`` leaves the judge's cache
+    holding every answer it got."""
+    rows = mark_concept_and_purity(score_latents(examples, text, judge, cfg), cfg, purity)
+    return AutointerpResult(rows, summarize(rows, n_sampled, judge, sae))
 
 
 def add_intervals(rows: list[dict], scores: tuple[str, ...] = ("detection", "simulation")) -> list[dict]:

@@ -14,6 +14,10 @@ judge run: they say how stable the score is over its units, not over those. Over
 ``separation`` asks how well each score tells trained from twin: how many pairs the trained SAE wins, with a
 two-sided sign test, the mean paired difference with a bootstrap interval, and the AUROC (unpaired: the chance
 that a trained SAE outscores a twin SAE, ties half; 0.5 cannot tell them apart, 0 or 1 separate perfectly).
+
+Config, run, typed output: ``ControlConfig`` (which dictionaries the twins get) -> ``run_control`` ->
+``ControlResult`` (a ``ControlContrast`` per dictionary and score, the ``control_contrast`` table; a
+``ControlSeparation`` per model and score, ``control_separation``).
 """
 
 from __future__ import annotations
@@ -132,3 +136,24 @@ def separations(rows: Sequence[ControlContrast], resamples: int = RESAMPLES) -> 
         groups.append((ALL_MODELS, list(rows)))
     return [separation(model, metric, [r for r in group if r.metric == metric], resamples)
             for model, group in groups for metric in METRICS if any(r.metric == metric for r in group)]
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """Every dictionary's contrasts (``rows``) and, per model and score, how well it separates (``summary``)."""
+
+    rows: list[ControlContrast]
+    summary: list[ControlSeparation]
+
+
+# The fields of a contrast that name its dictionary pair (those before ``metric``).
+PAIR_KEYS = ("model", "control", "sae", "architecture", "is_baseline", "level", "sparsity_index", "l0_trained",
+             "l0_twin")
+
+
+def run_control(units: Sequence[dict], resamples: int = RESAMPLES) -> ControlResult:
+    """The control over ``units`` (sql/control_units.sql: per dictionary pair and metric, the pair's keys, the
+    trained and twin units' values and whether they are the same units)."""
+    rows = [contrast({k: u[k] for k in PAIR_KEYS}, u["metric"], u["trained"], u["twin"], u["same_units"],
+                     resamples) for u in units]
+    return ControlResult(rows, separations(rows, resamples))

@@ -95,7 +95,7 @@ def _last_step(lm: LoadedLM, state: PromptState, rows: int) -> torch.Tensor:
     return out.logits[:, -1].float()
 
 
-def run_prompt(lm: LoadedLM, module: torch.nn.Module, prompt: str) -> PromptState:
+def prompt_state(lm: LoadedLM, module: torch.nn.Module, prompt: str) -> PromptState:
     """The one pass over the prompt's prefix, and the unedited last step (which records the activation)."""
     enc = tokenize(lm, [prompt])
     ids = enc["input_ids"]
@@ -188,18 +188,26 @@ def prompt_a_max(lm: LoadedLM, sae, module, prompt: str, log: Callable[[str], No
                             "can be raised by s x a_max; choose another [selection] prompt")
 
 
-@dataclass
-class FeatureScoreRun:
-    """Everything one SAE's scoring produced: the rows and what the metadata shows."""
+@dataclass(frozen=True)
+class FeatureScoreSummary:
+    """The prompt's side of one SAE's scoring: a_max, the unedited next token, and the time it took."""
 
-    rows: list[FeatureScore]
     a_max: float
     base_token: str
     seconds: float
 
 
-def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[int], cfg: SelectionConfig,
-                   log: Callable[[str], None] = lambda _: None, corpus_max: float | None = None) -> FeatureScoreRun:
+@dataclass(frozen=True)
+class FeatureScoreResult:
+    """One SAE's feature scores: a row per latent (table ``feature_scores``) and the summary."""
+
+    rows: list[FeatureScore]
+    summary: FeatureScoreSummary
+
+
+def run_feature_scores(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[int], cfg: SelectionConfig,
+                       log: Callable[[str], None] = lambda _: None, corpus_max: float | None = None
+                       ) -> FeatureScoreResult:
     """Every latent of ``latents``: logit lens, S_out and DeltaC_k, ``cfg.batch_size`` latents per forward.
     ``corpus_max``: the largest code on the activation corpus, a_max when the prompt leaves every latent silent."""
     d_sae = sae.W_dec.shape[0]
@@ -210,7 +218,7 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
         raise FeatureScoreError("no latent to score (the SAE has no live latent)")
     start, report = time.perf_counter(), Progress(log)
     module = hook_module(lm.model, layer, hook)
-    state = run_prompt(lm, module, cfg.prompt)
+    state = prompt_state(lm, module, cfg.prompt)
     a_max = prompt_a_max(lm, sae, module, cfg.prompt, log, corpus_max)
     amount = cfg.scale * a_max
     base = {k: float(c[0]) for k, c in token_confidences(state.base_logits[None], CONFIDENCE_K).items()}
@@ -241,7 +249,7 @@ def score_features(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequence[i
                          columns["z5"][i] if cfg.zero_others else None, up[i], down[i])
             for i, f in enumerate(latents)]
     base_token = decode([int(state.base_logits.argmax())])[0]
-    return FeatureScoreRun(rows, a_max, base_token, time.perf_counter() - start)
+    return FeatureScoreResult(rows, FeatureScoreSummary(a_max, base_token, time.perf_counter() - start))
 
 
 def naive_delta_c(lm: LoadedLM, sae, layer: int, hook: str, latent: int, cfg: SelectionConfig) -> float:

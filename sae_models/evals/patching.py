@@ -119,11 +119,10 @@ PATCHING_SCHEMA = schema_of(PatchingRow)
 CHANCE_ACCURACY = 0.5  # a model that knows the answer is one of the prompt's two names, not which
 
 
-@dataclass
-class PatchingRun:
-    """One dictionary's patching: the frontier rows, the greedy path (mean fit KL after each drop), timing."""
+@dataclass(frozen=True)
+class PatchingSummary:
+    """How one dictionary's patching went: the greedy path and its cost."""
 
-    rows: list[PatchingRow]
     path_kl: list[float]  # mean fit KL after each drop, then the first KL above every threshold if it stopped
     seconds: float
     patched_runs: int  # (latent set x prompt pair) forward rows
@@ -131,6 +130,14 @@ class PatchingRun:
     @property
     def runs_per_second(self) -> float:
         return self.patched_runs / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class PatchingResult:
+    """One dictionary's patching: a frontier row per threshold (table ``patching``) and the run's summary."""
+
+    rows: list[PatchingRow]
+    summary: PatchingSummary
 
 
 def toyworld_ioi_pairs(n_fit: int, n_eval: int, seed: int) -> tuple[list[PromptPair], list[PromptPair]]:
@@ -341,7 +348,7 @@ def _baselines(held: Patcher, full: PatchEffect, none: PatchEffect) -> dict:
 
 def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[PromptPair],
                  eval_pairs: Sequence[PromptPair], cfg: PatchingConfig, identity: SAEIdentity,
-                 log: Callable[[str], None] = lambda _: None) -> PatchingRun:
+                 log: Callable[[str], None] = lambda _: None) -> PatchingResult:
     """The greedy path of one dictionary on ``fit_pairs`` and its frontier measured on ``eval_pairs``: one row
     per threshold of ``cfg``, each naming the dictionary by ``identity``."""
     thresholds = sorted(cfg.thresholds)  # validated by PatchingConfig: finite and > 0
@@ -369,7 +376,7 @@ def run_patching(lm: LoadedLM, sae, layer: int, hook: str, fit_pairs: Sequence[P
                                            strict=True)),
                                 logit_diff=float(effect.logit_diff.mean()), flip_rate=float(effect.flipped.mean()),
                                 kl_random_set=float(held.effect(random_set).kl.mean())))
-    return PatchingRun(rows, path, time.perf_counter() - begin, fit.runs + held.runs)
+    return PatchingResult(rows, PatchingSummary(path, time.perf_counter() - begin, fit.runs + held.runs))
 
 
 def naive_patched_kl(lm: LoadedLM, sae, layer: int, hook: str, pair: PromptPair, latents: Sequence[int]) -> float:

@@ -3,6 +3,9 @@
 true interpretability) against g and against the judge-free true steerability, with a permutation p-value, a BCa
 interval, and the p-value adjusted by Holm's step-down method over all the model's comparisons: with 18 tests
 per model, an unadjusted p below 0.05 is expected about once by chance alone.
+
+Config, run, typed output: ``[analysis] resamples`` -> ``run_proxies`` -> a ``ProxyRow`` per model, metric and
+target (the ``proxies`` table).
 """
 
 from __future__ import annotations
@@ -68,3 +71,9 @@ def model_proxies(model: str, saes: Sequence[dict], resamples: int = RESAMPLES) 
     for row, adjusted in zip(rows, holm([r.p_value for r in rows]), strict=True):
         row.p_holm = adjusted
     return rows
+
+
+def run_proxies(saes: Sequence[dict], resamples: int = RESAMPLES) -> list[ProxyRow]:
+    """``model_proxies`` of every model of ``saes`` (sql/proxies.sql: one row per SAE with its model)."""
+    return [row for model in sorted({s["model"] for s in saes})
+            for row in model_proxies(model, [s for s in saes if s["model"] == model], resamples)]

@@ -1,6 +1,9 @@
 """Rank agreement between SAE-level scores: Kendall tau-b per group as the catalog's SQL computes
 it, with a permutation p-value and a BCa bootstrap interval over the same items, and the axis-controlled psi
-and Psi. The shape of [W25] Tables 1 and 3: comparison, group, n, pairs, tau_b, CI, p."""
+and Psi. The shape of [W25] Tables 1 and 3: comparison, group, n, pairs, tau_b, CI, p.
+
+Config, run, typed output: ``[analysis] resamples`` and ``[control] in_rank_analysis`` -> ``run_rank_agreement``
+-> a ``RankRow`` per comparison and group (the ``rank_agreement`` table)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ class RankRow:
 RANK_AGREEMENT_SCHEMA = schema_of(RankRow)
 
 
-def rank_rows(groups: Sequence[dict], items: dict[tuple, tuple[list, list]], psi: Sequence[dict],
+def run_rank_agreement(groups: Sequence[dict], items: dict[tuple, tuple[list, list]], psi: Sequence[dict],
               resamples: int, seed: int = 0, controls_included: bool = False) -> list[RankRow]:
     """``groups``: the rows of sql/rank_agreement.sql; ``items``: (comparison, grouping, group) -> (x, y), the
     values each tau-b was computed from; ``psi``: the rows of sql/rank_psi.sql; ``controls_included``: whether

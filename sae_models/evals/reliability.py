@@ -11,6 +11,10 @@ A reliability near 0 means the instrument's differences between SAEs are noise: 
 anything. Between two instruments of reliabilities rel_x and rel_y the observable Pearson correlation is at most
 sqrt(rel_x rel_y) of the true one, and for normal scores Kendall's tau = (2/pi) arcsin(Pearson), so
 ``tau_ceiling`` = (2/pi) arcsin(sqrt(rel_x rel_y)) bounds any tau between them.
+
+Config, run, typed output: ``[analysis] resamples`` (at most 999 here) and ``[selection]``'s candidate sets ->
+``run_reliability`` -> a ``ReliabilityRow`` per model and instrument, and per pair its ceiling (the
+``instrument_reliability`` table).
 """
 
 from __future__ import annotations
@@ -159,3 +163,22 @@ def pair_ceiling(x: ReliabilityRow, y: ReliabilityRow) -> ReliabilityRow:
     """The row of the ceiling two instruments of one model set on a tau between them."""
     return ReliabilityRow(x.model, x.instrument, y.instrument, min(x.n_saes, y.n_saes), None, None, None, None, None,
                           tau_ceiling(x.reliability, y.reliability), x.splits)
+
+
+def run_reliability(units: Sequence[dict], pool: Sequence[dict], selection_cfg: Any, resamples: int = 999
+                    ) -> list[ReliabilityRow]:
+    """``model_reliability`` of every model: ``units`` are sql/reliability_units.sql's rows (model, instrument,
+    each SAE's unit values), ``pool`` sql/reliability_pool.sql's (each SAE's steered concepts with their scores)."""
+    from sae_models.evals.selection import PoolLatent
+
+    rows = []
+    for model in sorted({u["model"] for u in units}):
+        by_instrument: dict[str, list[list[float]]] = {}
+        for u in (u for u in units if u["model"] == model):
+            by_instrument.setdefault(u["instrument"], []).append(u["values"])
+        pools: dict[str, list[PoolLatent]] = {}
+        for r in (r for r in pool if r["model"] == model):
+            pools.setdefault(r["sae"], []).append(PoolLatent(r["latent"], r[f"delta_c{selection_cfg.rank_k}"],
+                                                             r["output_score"], r["dev_hm"], r["test_hm"]))
+        rows += model_reliability(model, by_instrument, list(pools.values()), selection_cfg, resamples)
+    return rows

@@ -131,23 +131,31 @@ def random_rank_control(pool: Sequence[PoolLatent], cfg: SelectionConfig, draws:
     return mean_or_none(scores)
 
 
-def select_features(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: SAEIdentity
-                    ) -> tuple[SelectionSummary, list[CandidateSet]]:
+@dataclass(frozen=True)
+class SelectionResult:
+    """One SAE's selection: its candidate sets with their dev and test scores, and the summary (table
+    ``selection``)."""
+
+    rows: list[CandidateSet]
+    summary: SelectionSummary
+
+
+def run_selection(pool: Sequence[PoolLatent], cfg: SelectionConfig, sae: SAEIdentity) -> SelectionResult:
     """The chosen set, g_dtc, g_out and the gains of the SAE ``sae``. An empty pool gives nulls, not an error:
     an SAE whose concepts were all left unexplained has no steering score to select on."""
     sets = candidate_sets(pool, cfg) if pool else []
     if not sets:
-        return SelectionSummary(identity=sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None,
-                                g_random_rank=None, gain=None,
-                                gain_out=None, chosen_set=None, chosen_latents=[], size=0, direction=None,
-                                chosen_on_test_set=None, n_pool=len(pool), n_candidates=0), []
+        empty = SelectionSummary(identity=sae, g=None, g_out=None, g_dtc=None, g_dtc_chosen_on_test=None,
+                                 g_random_rank=None, gain=None, gain_out=None, chosen_set=None, chosen_latents=[],
+                                 size=0, direction=None, chosen_on_test_set=None, n_pool=len(pool), n_candidates=0)
+        return SelectionResult([], empty)
     g = mean_or_none([p.test_hm for p in pool])
     chosen, on_test = _best(sets, "dev"), _best(sets, "test")
     by_output = sorted(pool, key=lambda p: (-p.output_score, p.latent))[:len(chosen.latents)]
     g_out = mean_or_none([p.test_hm for p in by_output])
-    return SelectionSummary(
+    return SelectionResult(sets, SelectionSummary(
         identity=sae, g=g, g_out=g_out, g_dtc=chosen.test, g_dtc_chosen_on_test=on_test.test,
         g_random_rank=random_rank_control(pool, cfg),
         gain=_gain(chosen.test, g), gain_out=_gain(g_out, g), chosen_set=chosen.name,
         chosen_latents=list(chosen.latents), size=len(chosen.latents), direction=chosen.direction,
-        chosen_on_test_set=on_test.name, n_pool=len(pool), n_candidates=len(sets)), sets
+        chosen_on_test_set=on_test.name, n_pool=len(pool), n_candidates=len(sets)))

@@ -1,10 +1,10 @@
 """Steering utility g(SAE) (AxBench's protocol).
 
-Config, run, typed output, like every evaluation here: ``SteeringConfig`` -> ``plan_steering`` ->
-``generate_steering`` (``GenerationRow``, the ``steering_generations`` table) -> ``rate_steering``
-(``RatingRow``, ``steering``) -> ``score_concepts`` (``ConceptScore``, ``steering_concepts``) -> ``summarize``
-(``SteeringSummary``, ``steering_summary``). Generating and rating are separate steps, so a new judge
-re-scores stored generations without generating again.
+Config, run, typed output, like every evaluation here, in two runs, so a new judge re-scores stored
+generations without generating again: ``SteeringConfig`` -> ``run_steering_generation`` ->
+``GenerationResult`` (a ``GenerationRow`` per generation: the ``steering_generations`` table), then
+``run_steering_rating`` -> ``RatingResult`` (a ``RatingRow`` per generation, ``steering``; a ``ConceptScore`` per
+concept, ``steering_concepts``; the ``SteeringSummary``, ``steering_summary``).
 
 - Intervention at the SAE's hook point, every position, prompt and generated tokens alike:
   h <- h + factor * m_f * d_f, with d_f the unit decoder direction and m_f the largest norm the latent's
@@ -24,6 +24,7 @@ re-scores stored generations without generating again.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -229,6 +230,34 @@ def generate_steering(lm, sae, concepts: Sequence[SteeringConcept], rows: Sequen
     return out  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class GenerationSummary:
+    """What one SAE's generation run did, for its log and metadata."""
+
+    concepts: int
+    tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """One SAE's steered generations (table ``steering_generations``)."""
+
+    rows: list[GenerationRow]
+    summary: GenerationSummary
+
+
+def run_steering_generation(lm, sae, concepts: Sequence[SteeringConcept], pool: Sequence[Instruction], layer: int,
+                            site: str, cfg: SteeringConfig, seed_key: Callable[..., int],
+                            progress: Callable[[str], None] | None = None) -> GenerationResult:
+    """The first steering run of an SAE: plan every (concept, instruction, factor) row and generate it."""
+    rows = plan_steering(concepts, pool, cfg, seed_key)
+    start = time.perf_counter()
+    generations = generate_steering(lm, sae, concepts, rows, layer, site, cfg, progress)
+    summary = GenerationSummary(len(concepts), sum(g.n_tokens for g in generations), time.perf_counter() - start)
+    return GenerationResult(generations, summary)
+
+
 def harmonic_mean(ratings: Sequence[int]) -> float:
     """AxBench's per-generation score: 0 if any rating is 0, else the harmonic mean."""
     return 0.0 if min(ratings) <= 0 else len(ratings) / sum(1 / r for r in ratings)
@@ -307,6 +336,27 @@ def summarize(scores: Sequence[ConceptScore], ratings: Sequence[RatingRow], gene
         unparseable=sum(r.unparseable for r in ratings),
         judge_calls=stats.calls, judge_cached=stats.cached, judge_cost_usd=stats.cost_usd,
     )
+
+
+@dataclass(frozen=True)
+class RatingResult:
+    """One SAE's rated steering: a row per generation (``steering``), per concept (``concepts``, the
+    ``steering_concepts`` table) and the SAE's g (``steering_summary``)."""
+
+    rows: list[RatingRow]
+    concepts: list[ConceptScore]
+    summary: SteeringSummary
+
+
+def run_steering_rating(generations: Sequence[GenerationRow], explanations: dict[int, str], judge: Judge,
+                        sae: SAEIdentity) -> RatingResult:
+    """The second steering run of the SAE ``sae``: rate its stored generations, each concept by its latent's
+    explanation (a latent without one is left out and counted), choose alpha* on dev, score on test."""
+    concepts = concepts_of(generations)
+    text = {c.latent: e for c in concepts if (e := explanations.get(c.latent))}
+    ratings = rate_steering(generations, text, judge)
+    scores = score_concepts(ratings, concepts, text)
+    return RatingResult(ratings, scores, summarize(scores, ratings, generations, len(concepts), judge, sae))
 
 
 def by_factor(ratings: Sequence[RatingRow]) -> list[dict]:

@@ -18,6 +18,9 @@ true_interpretability, the same windows too), which inflates their tau-b. So eac
 latent-disjoint tau-b: each SAE's latents split into two random halves, the instrument averaged over one and the
 truth over the other (both ways round), tau-b over SAEs, averaged over the splits, with a percentile interval from
 resampling the SAEs. That one is the headline: what agrees there is the SAEs, not the draw of their latents.
+
+Config, run, typed output: no settings of its own; ``run_validity`` -> a ``ValidityRow`` per model, instrument,
+answer and group of latents (the ``instrument_validity`` table).
 """
 
 from __future__ import annotations
@@ -209,3 +212,33 @@ def add_disjoint(rows: list[ValidityRow], latents: Sequence[dict]) -> None:
         saes = sorted(set(own) & set(truth))
         r.tau_disjoint, r.disjoint_low, r.disjoint_high = disjoint_tau([own[s] for s in saes], [truth[s] for s in saes])
         r.latents_per_sae = float(np.median([len(own[s]) for s in saes])) if saes else None
+
+
+def run_validity(oracles: Sequence[dict], saes: Sequence[dict], latents: Sequence[dict], delta_c: Sequence[dict],
+                 world_version: str | None) -> list[ValidityRow]:
+    """Every row of ``instrument_validity``, per model: each instrument against its oracles' corruption levels
+    (``oracles``: sql/validity_oracles.sql), against its truth over SAEs per group of latents (``saes``:
+    sql/validity_truth.sql) with the latent-disjoint tau-b (``latents``: sql/validity_latents.sql), and DeltaC as a
+    ranking of latents (``delta_c``: sql/validity_delta_c.sql); each row names the judges its model's scores came
+    from (two: a mixed lake, named as such) and the world's version."""
+    rows = []
+    for model in sorted({o["model"] for o in oracles}):
+        mine = [o for o in oracles if o["model"] == model]
+        rows += corruption_validity(model, [o["corruption"] for o in mine],
+                                    {k: [o[k] for o in mine] for k in INSTRUMENTS})
+    for model in sorted({s["model"] for s in saes}):
+        for group in LATENT_GROUPS:
+            mine = [s for s in saes if s["model"] == model and s["latents"] == group]
+            for truth in sorted(set(TRUTH_OF.values())):
+                instruments = [k for k, t in TRUTH_OF.items() if t == truth and (group == "all" or k != "g_dtc")]
+                rows += truth_validity(model, group, truth, [s[truth] for s in mine],
+                                       {k: [s[k] for s in mine] for k in instruments})
+    add_disjoint(rows, latents)
+    for model in sorted({u["model"] for u in delta_c}):
+        rows += delta_c_validity(model, [u for u in delta_c if u["model"] == model])
+    judges: dict[str, set[str]] = {}
+    for s in [*oracles, *saes]:
+        judges.setdefault(s["model"], set()).add(s["judge_model"])
+    for r in rows:
+        r.judge_model, r.world_version = ", ".join(sorted(judges.get(r.model, ()))) or None, world_version
+    return rows

@@ -13,17 +13,17 @@ from assets.lakehouse.fingerprints import record
 from assets.lakehouse.registry import find_variant, partition_grid_note, valid_pairs
 from sae_models.evals.control import ControlContrast, ControlSeparation, ranked_separators, separation
 from sae_models.stats import mean_difference_ci
-from tests.conftest import TINY_TOML
+from tests.tiny_world import DROP, tiny_toml
 
 
-def _settings(tmp_path, text=TINY_TOML):
+def _settings(tmp_path, text: str | None = None):
     path = tmp_path / "lake.toml"
-    path.write_text(text)
+    path.write_text(tiny_toml() if text is None else text)
     return load_settings(path)
 
 
 def test_a_toy_model_gets_a_twin_by_default_and_control_none_turns_it_off(tmp_path):
-    settings = _settings(tmp_path, TINY_TOML.replace('control = "none"\n', ""))
+    settings = _settings(tmp_path, tiny_toml({"models": {"toy-qwen2": {"control": DROP}}}))
     assert [m.slug for m in settings.registry] == ["toy-gemma2", "toy-qwen2", "toy-gemma2-random", "toy-qwen2-random"]
     twin = settings.model("toy-gemma2-random")
     trained = settings.model("toy-gemma2")
@@ -54,7 +54,7 @@ def test_the_ui_is_told_which_partitions_of_the_grid_lake_toml_never_asks_for(tm
     patching = partition_grid_note(_settings(tmp_path), patched_only=True)  # topk-k4 and pca of the trained two
     assert "asks for 4. The other 11" in patching and "toy-gemma2, 3 (3 not patched" in patching
     assert "toy-gemma2-random, 5 (3 not patched ([patching] variants of trained models only), 2 not in" in patching
-    external = TINY_TOML + '\n[[external_saes]]\nname = "ext"\nmodel = "toy-qwen2"\npath = "somewhere"\n'
+    external = tiny_toml({"external_saes": [{"name": "ext", "model": "toy-qwen2", "path": "somewhere"}]})
     note = partition_grid_note(_settings(tmp_path, external))
     assert "3 x 6 = 18" in note and "asks for 14" in note
     assert "toy-gemma2, 1 (1 an external SAE of 'toy-qwen2', not of 'toy-gemma2')" in note
@@ -64,35 +64,36 @@ def test_a_twin_setting_reshapes_the_twin_only(tmp_path):
     """The seed and the [control] switch are the twin's: the trained model and its activations keep their
     fingerprints (nothing retrains), the twin's own change with its seed."""
     before = _settings(tmp_path)
-    after = _settings(tmp_path, TINY_TOML.replace('control = "none"\n', 'control = "random-init"\n')
-                      .replace('slug = "toy-gemma2"\n', 'slug = "toy-gemma2"\ncontrol_seed = 5\n'))
+    after = _settings(tmp_path, tiny_toml({"models": {"toy-qwen2": {"control": "random-init"},
+                                                      "toy-gemma2": {"control_seed": 5}}}))
     for asset in ("language_model", "activations"):
         for slug in ("toy-gemma2", "toy-qwen2"):
             assert record(asset, before, slug)["fingerprint"] == record(asset, after, slug)["fingerprint"]
         assert (record(asset, before, "toy-gemma2-random")["fingerprint"]
                 != record(asset, after, "toy-gemma2-random")["fingerprint"])
     # how the trained model trains is not the twin's business (its seed is, through the default control_seed)
-    longer = _settings(tmp_path, TINY_TOML.replace("steps = 15", "steps = 30", 1))
+    longer = _settings(tmp_path, tiny_toml({"models": {"toy-gemma2": {"toy": {"steps": 30}}}}))
     assert (record("language_model", before, "toy-gemma2-random")["fingerprint"]
             == record("language_model", longer, "toy-gemma2-random")["fingerprint"])
     assert (record("language_model", before, "toy-gemma2")["fingerprint"]
             != record("language_model", longer, "toy-gemma2")["fingerprint"])
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (('slug = "toy-qwen2"', 'slug = "toy-gemma2-random"'),
+QWEN = "toy-qwen2"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"models": {QWEN: {"slug": "toy-gemma2-random"}}},
      r"model slug 'toy-gemma2-random' is the name of toy-gemma2's control twin"),
-    (('control = "none"', 'control = "random"'), r"models\[1\]\.control: 'random': Input should be"),
-    (('control = "none"', 'control_of = "toy-gemma2"'), r"models\[1\]\.control_of: .*set on the twins"),
-    (('variants = ["topk-*", "relu-*", "pca"]', "variants = []"), r"control: .*variants is empty"),
-    (('variants = ["topk-*", "relu-*", "pca"]', 'variants = ["tpok-*", "rleu-*"]'),
+    ({"models": {QWEN: {"control": "random"}}}, r"models\[1\]\.control: 'random': Input should be"),
+    ({"models": {QWEN: {"control": DROP, "control_of": "toy-gemma2"}}}, r"models\[1\]\.control_of: .*set on the twins"),
+    ({"control": {"variants": []}}, r"control: .*variants is empty"),
+    ({"control": {"variants": ["tpok-*", "rleu-*"]}},
      r"\[control\] variants \['tpok-\*', 'rleu-\*'\] match no variant of \[sweep\], so the twins"),
 ])
-def test_bad_control_settings_are_one_line_naming_the_field(tmp_path, edit, message):
-    old, new = edit
-    assert old in TINY_TOML
+def test_bad_control_settings_are_one_line_naming_the_field(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
-        _settings(tmp_path, TINY_TOML.replace(old, new, 1))
+        _settings(tmp_path, tiny_toml(change))
 
 
 def test_a_twin_has_its_models_config_and_tokenizer_and_fresh_weights_by_the_family_initialiser(
@@ -199,3 +200,11 @@ def test_the_gemma2_twin_gets_gemma2s_own_initialiser(tmp_path, random_models):
     norms = [k for k in weights if k.endswith("norm.weight")]
     assert norms and all(not weights[k].any() for k in norms)
     assert all(w.dtype == torch.bfloat16 for w in weights.values())
+
+
+def test_a_contrast_row_starts_with_the_keys_of_its_dictionary_pair():
+    from dataclasses import fields
+
+    from sae_models.evals.control import PAIR_KEYS, ControlContrast
+
+    assert tuple(f.name for f in fields(ControlContrast))[:len(PAIR_KEYS)] == PAIR_KEYS

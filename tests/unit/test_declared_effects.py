@@ -1,6 +1,7 @@
 """What a setting changes is declared on its field: a field declared ``no_result`` (batch sizes, logging,
-checkpoints) is left out of every fingerprint, so changing it reruns nothing; every other field of the stage
-sections changes the fingerprint of some partition, so changing it reruns what it shapes."""
+checkpoints) is left out of every fingerprint, so changing it reruns nothing; a field declared to shape some
+parts (``shapes``) changes the fingerprints of exactly the stages that read those parts; every other field of the
+stage sections changes the fingerprint of some partition."""
 
 from pathlib import Path
 
@@ -8,14 +9,19 @@ from pydantic import BaseModel
 
 from assets.lakehouse.config import Settings, load_settings
 from assets.lakehouse.fingerprints import STAGE, record
-from sae_models.config import no_result_fields
+from sae_models.config import no_result, no_result_fields, parts_shaped, shapes
+from sae_models.evals.config import SteeringConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("extraction", "sweep.train", "steering", "selection", "patching")
-# Fields that shape no per-SAE partition, though they shape something else: the rank analysis's resamples, which
-# dictionaries are patched, the IOI check's bar and the report's plot.
-ELSEWHERE = {("selection", "resamples"), ("patching", "variants"), ("patching", "min_ioi_accuracy"),
-             ("patching", "report_architecture")}
+# The stages that read each part a field can declare it shapes (the fingerprints' contract); "partitions",
+# "checks" and "report" shape no per-SAE table.
+READ_BY = {"examples": {"examples", "scores", "steering", "selection", "window_truth"},
+           "concepts": {"generations", "steering", "selection", "truth"},
+           "scores": {"scores", "steering", "selection", "window_truth"},
+           "generations": {"generations", "steering", "selection"}, "truth": {"truth"},
+           "feature_scores": {"feature_scores"}, "selection": {"selection"}, "patching": {"patching"},
+           "partitions": set(), "checks": set(), "report": set()}
 
 
 VARIANTS = ("topk-k8", "batchtopk-k8", "jumprelu-t8", "relu-0.1", "gated-0.1", "pca")  # each architecture's
@@ -66,13 +72,50 @@ def test_no_result_fields_change_no_fingerprint_and_every_other_field_changes_on
         declared = no_result_fields(type(config))
         declared_somewhere |= bool(declared)
         for name in type(config).model_fields:
-            edited = with_field(settings, section, name, another(getattr(config, name)))
-            moved = {asset for asset, fp in fingerprints(edited).items() if fp != before[asset]}
-            if name in declared or (section, name) in ELSEWHERE:
+            moved = _moved(settings, before, section, name)
+            if name in declared:
                 assert not moved, f"[{section}] {name} is declared to shape no partition, but moves {moved}"
+            elif name in parts_shaped(type(config)):
+                assert moved == _readers(parts_shaped(type(config))[name]), f"[{section}] {name}"
             else:
                 assert moved, f"[{section}] {name} changes no fingerprint: declare it no_result (or say where)"
     assert declared_somewhere
+
+
+def _moved(settings: Settings, before: dict, section: str, name: str) -> set[str]:
+    """The assets whose fingerprint moves when the field ``name`` of ``section`` changes."""
+    config = section_config(settings, section)
+    edited = with_field(settings, section, name, another(getattr(config, name)))
+    return {asset for (asset, _), fp in fingerprints(edited).items() if fp != before[asset, _]}
+
+
+def _readers(parts: tuple[str, ...]) -> set[str]:
+    stages = set().union(*(READ_BY[p] for p in parts))
+    return {asset for asset, stage in STAGE.items() if stage in stages}
+
+
+def test_every_field_of_the_evaluation_sections_declares_what_it_shapes():
+    settings = load_settings(ROOT / "lake.toml")
+    for section in ("autointerp", "steering", "selection", "patching"):
+        config = type(section_config(settings, section))
+        undeclared = set(config.model_fields) - set(parts_shaped(config)) - no_result_fields(config)
+        assert not undeclared, f"[{section}] declares nothing for {undeclared}"
+        assert {p for parts in parts_shaped(config).values() for p in parts} <= set(READ_BY)
+
+
+class _WithNewFields(SteeringConfig):
+    speed_knob: int = no_result(1)
+    truth_knob: int = shapes(1, "truth")
+
+
+def test_a_new_field_takes_the_effect_its_declaration_names():
+    """A field added with ``no_result`` moves no fingerprint; one declared to shape the judge-free steering truth
+    moves exactly true_steerability's, for every dictionary."""
+    plain = load_settings(ROOT / "lake.toml")
+    settings = plain.model_copy(update={"steering": _WithNewFields(**plain.steering.model_dump())})
+    before = fingerprints(settings)
+    assert not _moved(settings, before, "steering", "speed_knob")
+    assert _moved(settings, before, "steering", "truth_knob") == {"true_steerability"}
 
 
 def test_no_result_is_declared_only_where_the_fingerprints_read_it():

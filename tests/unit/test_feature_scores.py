@@ -12,8 +12,8 @@ from sae_models.evals.feature_scores import (
     _code_update,
     naive_delta_c,
     output_scores,
-    run_prompt,
-    score_features,
+    prompt_state,
+    run_feature_scores,
     token_confidence,
 )
 from sae_models.lm import hook_module, load_lm
@@ -37,12 +37,12 @@ def test_the_cached_batched_path_equals_the_whole_prompt_per_latent(lm_and_sae):
     lm, sae = lm_and_sae
     cfg = SelectionConfig(prompt=PROMPT, batch_size=7, scale=2.0)
     latents = list(range(0, 4 * lm.d_model, 9))
-    run = score_features(lm, sae, 1, "resid_post", latents, cfg)
+    run = run_feature_scores(lm, sae, 1, "resid_post", latents, cfg)
     by_latent = {r.latent: r for r in run.rows}
     for f in latents[:4]:
         assert by_latent[f].delta_c1 == pytest.approx(naive_delta_c(lm, sae, 1, "resid_post", f, cfg), abs=1e-4)
     assert len({round(r.delta_c1, 6) for r in run.rows}) > 1  # latents differ: the edit reached the logits
-    again = score_features(lm, sae, 1, "resid_post", latents, cfg.model_copy(update={"batch_size": 64}))
+    again = run_feature_scores(lm, sae, 1, "resid_post", latents, cfg.model_copy(update={"batch_size": 64}))
     assert [r.delta_c1 for r in again.rows] == pytest.approx([r.delta_c1 for r in run.rows], abs=1e-5)
     ups = sorted(run.rows, key=lambda r: r.up_rank)
     assert [r.up_rank for r in ups] == list(range(1, len(latents) + 1))
@@ -53,7 +53,7 @@ def test_the_cached_batched_path_equals_the_whole_prompt_per_latent(lm_and_sae):
 def test_zeroing_the_other_codes_is_a_different_intervention(lm_and_sae):
     lm, sae = lm_and_sae
     cfg = SelectionConfig(prompt=PROMPT, zero_others=True, scale=2.0)
-    run = score_features(lm, sae, 1, "resid_post", [3, 5], cfg)
+    run = run_feature_scores(lm, sae, 1, "resid_post", [3, 5], cfg)
     assert all(r.delta_c1_zeroed is not None for r in run.rows)
     assert any(abs(r.delta_c1_zeroed - r.delta_c1) > 1e-4 for r in run.rows)
     codes = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
@@ -75,7 +75,7 @@ def test_token_confidence_and_the_output_score_on_hand_made_distributions():
 def test_bad_input_is_one_error_naming_it(lm_and_sae):
     lm, sae = lm_and_sae
     with pytest.raises(FeatureScoreError, match="out of range"):
-        score_features(lm, sae, 1, "resid_post", [4 * lm.d_model], SelectionConfig(prompt=PROMPT))
+        run_feature_scores(lm, sae, 1, "resid_post", [4 * lm.d_model], SelectionConfig(prompt=PROMPT))
     with pytest.raises(ValueError, match="rank_k must be 1 or 5"):
         SelectionConfig(rank_k=2)
 
@@ -83,7 +83,7 @@ def test_bad_input_is_one_error_naming_it(lm_and_sae):
 def test_a_prompt_of_one_token_is_refused(random_models):
     lm = load_lm(str(random_models["gpt2"]))
     with pytest.raises(FeatureScoreError, match="'' is 1 token"):  # BOS alone: nothing to cache before it
-        run_prompt(lm, hook_module(lm.model, 1, "resid_post"), "")
+        prompt_state(lm, hook_module(lm.model, 1, "resid_post"), "")
     with pytest.raises(ValueError, match="prompt is empty"):
         SelectionConfig(prompt=" ")
 
@@ -111,8 +111,8 @@ def test_a_max_falls_back_to_the_prompts_other_tokens_when_no_latent_fires_at_th
     logged = []
     assert prompt_a_max(lm, sae, module, PROMPT, logged.append) == pytest.approx(1.0, rel=1e-4)
     assert logged and "no latent fires at the last token" in logged[0]
-    run = score_features(lm, sae, 1, "resid_post", [0, 1], SelectionConfig(prompt=PROMPT))
-    assert run.a_max == pytest.approx(1.0, rel=1e-4)
+    run = run_feature_scores(lm, sae, 1, "resid_post", [0, 1], SelectionConfig(prompt=PROMPT))
+    assert run.summary.a_max == pytest.approx(1.0, rel=1e-4)
     with torch.no_grad():
         sae.b_enc[0] = -1e6
     with pytest.raises(FeatureScoreError, match="every code is <= 0 at every token of"):

@@ -135,7 +135,7 @@ def test_greedy_drops_the_least_harmful_latent_and_the_frontier_follows_the_path
     full = [r for r in run.rows if r.n_latents == r.n_candidates]
     # a random set of as many latents as differ is the same set
     assert all(r.kl_random_set == pytest.approx(r.kl, rel=1e-3, abs=FLOAT32_KL) for r in full)
-    assert run.patched_runs > 0 and run.rows[0].n_pairs == 2 and run.rows[0].n_eval_pairs == 3
+    assert run.summary.patched_runs > 0 and run.rows[0].n_pairs == 2 and run.rows[0].n_eval_pairs == 3
 
 
 class _Redundant:

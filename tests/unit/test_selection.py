@@ -4,7 +4,7 @@ the output-score baseline of the same size, the gain."""
 import pytest
 
 from sae_models.evals.config import SelectionConfig
-from sae_models.evals.selection import PoolLatent, candidate_sets, random_rank_control, select_features
+from sae_models.evals.selection import PoolLatent, candidate_sets, random_rank_control, run_selection
 from sae_models.sae.sweep import SAEIdentity
 
 SAE = SAEIdentity("topk", is_baseline=False, level=4.0, target_l0=4.0, l0=3.9)
@@ -24,7 +24,8 @@ def test_candidate_sets_rank_both_directions_and_drop_repeats():
 
 
 def test_the_set_is_chosen_on_dev_reported_on_test_beside_the_optimistic_choice_and_the_output_score():
-    summary, sets = select_features(POOL, SelectionConfig(max_k=3, quantiles=(0.9,)), SAE)
+    result = run_selection(POOL, SelectionConfig(max_k=3, quantiles=(0.9,)), SAE)
+    summary, sets = result.summary, result.rows
     assert summary.chosen_set == "up-top2" and summary.chosen_latents == [0, 1]  # dev mean 1.0: the best
     assert summary.g_dtc == pytest.approx(0.7) and summary.size == 2 and summary.direction == "up"
     assert summary.chosen_on_test_set == "down-top1" and summary.g_dtc_chosen_on_test == pytest.approx(1.6)
@@ -36,9 +37,11 @@ def test_the_set_is_chosen_on_dev_reported_on_test_beside_the_optimistic_choice_
 
 def test_ties_on_dev_take_the_smaller_set_and_an_empty_pool_gives_nulls():
     flat = [PoolLatent(i, float(i), 0.0, 1.0, float(i)) for i in range(4)]
-    summary, _ = select_features(flat, SelectionConfig(), SAE)
+    result = run_selection(flat, SelectionConfig(), SAE)
+    summary = result.summary
     assert summary.size == 1 and summary.chosen_set == "up-top1"
-    empty, sets = select_features([], SelectionConfig(), SAE)
+    result = run_selection([], SelectionConfig(), SAE)
+    empty, sets = result.summary, result.rows
     assert empty.g is None and empty.g_dtc is None and empty.gain is None and sets == []
 
 
@@ -52,5 +55,6 @@ def test_the_random_rank_control_gains_from_the_dev_choice_alone_and_ignores_del
     g = sum(p.test_hm for p in pool) / len(pool)
     assert control > g + 0.3  # the dev choice alone lifts the test score
     assert control == pytest.approx(random_rank_control(reversed_dc, cfg))
-    summary, _ = select_features(pool, cfg, SAE)
+    result = run_selection(pool, cfg, SAE)
+    summary = result.summary
     assert summary.g_random_rank == pytest.approx(control)

@@ -10,8 +10,6 @@ from assets.shared.metadata import markdown_table
 from assets.shared.resources import LakeResource
 
 SOURCES = ["sae_summary", "autointerp", "steering_concepts", "selection", "concept_recovery"]
-PAIR_KEYS = ("model", "control", "sae", "architecture", "is_baseline", "level", "sparsity_index", "l0_trained",
-             "l0_twin")
 
 
 @dg.multi_asset(
@@ -27,14 +25,13 @@ PAIR_KEYS = ("model", "control", "sae", "architecture", "is_baseline", "level", 
                                     "AUROC).")],
 )
 def control_contrast(context: dg.AssetExecutionContext, lake: LakeResource):
-    from sae_models.evals.control import contrast, separations
+    from sae_models.evals.control import run_control
 
-    lake_obj, resamples = lake.lake(), lake.settings().selection.resamples
+    lake_obj, resamples = lake.lake(), lake.settings().analysis.resamples
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
         units = con.sql(query_text("control_units")).pl().to_dicts()
-    rows = [contrast({k: u[k] for k in PAIR_KEYS}, u["metric"], u["trained"], u["twin"], u["same_units"], resamples)
-            for u in units]
-    separated = separations(rows, resamples)
+    result = run_control(units, resamples)
+    rows, separated = result.rows, result.summary
     lake_obj.write_table("control_contrast", rows)
     lake_obj.write_table("control_separation", separated)
     overall = [{"model": s.model, "metric": s.metric, "n": s.n_pairs, "trained": s.trained, "twin": s.twin,

@@ -22,14 +22,12 @@ def proxies(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     """Per model, metric (L0, explained variance, CE and KL scores, dead fraction, mu, mu_simulation, concept F1,
     true interpretability) and target (g, true steerability): tau-b over the model's SAEs with its BCa interval,
     permutation p and Holm-adjusted p."""
-    from sae_models.evals.proxies import model_proxies
+    from sae_models.evals.proxies import run_proxies
 
     lake_obj, settings = lake.lake(), lake.settings()
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
         saes = con.sql(query_text("proxies")).pl().to_dicts()
-    rows = []
-    for model in sorted({s["model"] for s in saes}):
-        rows += model_proxies(model, [s for s in saes if s["model"] == model], settings.selection.resamples)
+    rows = run_proxies(saes, settings.analysis.resamples)
     lake_obj.write_table(TABLE, rows)
     found = [r for r in rows if r.p_holm is not None and r.p_holm < 0.05]
     context.log.info("proxies, Holm p < 0.05: " + ("; ".join(f"{r.model} {r.metric} ~ {r.target} {_fmt(r.tau_b)}"

@@ -22,7 +22,7 @@ def rank_agreement(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     """One row per (comparison, group): n, pairs, tau_b, its 95% BCa interval and permutation p; then psi per
     axis and Psi per comparison. Baselines are not items (they are no SAEs); they sit beside them in the report.
     The control twins' SAEs are items only with ``[control] in_rank_analysis``; ``controls_included`` says which."""
-    from sae_models.evals.rank_agreement import rank_rows
+    from sae_models.evals.rank_agreement import run_rank_agreement
 
     lake_obj, settings = lake.lake(), lake.settings()
     include = settings.control.in_rank_analysis
@@ -32,7 +32,7 @@ def rank_agreement(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
         items = {(r["comparison"], r["grouping"], r["group"]): (r["x"], r["y"])
                  for r in con.sql(query_text("rank_items")).pl().to_dicts()}
         psi = con.sql(query_text("rank_psi")).pl().to_dicts()
-    rows = rank_rows(groups, items, psi, settings.selection.resamples, controls_included=include)
+    rows = run_rank_agreement(groups, items, psi, settings.analysis.resamples, controls_included=include)
     lake_obj.write_table(TABLE, rows)
     overall = [r for r in rows if r.grouping in ("overall", "psi")]
     context.log.info("rank agreement: " + "; ".join(f"{r.comparison} {r.group} {_fmt(r.tau_b)}" for r in overall))

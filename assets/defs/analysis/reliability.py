@@ -23,24 +23,13 @@ def instrument_reliability(context: dg.AssetExecutionContext, lake: LakeResource
     """Per model (its SAEs: no baselines, no control twins) and instrument (mu, mu_simulation, g, g - g_unsteered,
     g_dtc, the gain): the split-half reliability over 200 random splits of each SAE's units with a 95% bootstrap
     interval over SAEs; and per pair of instruments the ceiling on a tau between them."""
-    from sae_models.evals.reliability import model_reliability
-    from sae_models.evals.selection import PoolLatent
+    from sae_models.evals.reliability import run_reliability
 
     lake_obj, settings = lake.lake(), lake.settings()
-    cfg = settings.selection
     with analysis_connection(lake_obj, lake_obj.tables(), SOURCES, []) as con:
         units = con.sql(query_text("reliability_units")).pl().to_dicts()
         pool = con.sql(query_text("reliability_pool")).pl().to_dicts()
-    rows = []
-    for model in sorted({u["model"] for u in units}):
-        by_instrument: dict[str, list[list[float]]] = {}
-        for u in (u for u in units if u["model"] == model):
-            by_instrument.setdefault(u["instrument"], []).append(u["values"])
-        pools: dict[str, list[PoolLatent]] = {}
-        for r in (r for r in pool if r["model"] == model):
-            pools.setdefault(r["sae"], []).append(PoolLatent(r["latent"], r[f"delta_c{cfg.rank_k}"],
-                                                             r["output_score"], r["dev_hm"], r["test_hm"]))
-        rows += model_reliability(model, by_instrument, list(pools.values()), cfg, min(cfg.resamples, 999))
+    rows = run_reliability(units, pool, settings.selection, min(settings.analysis.resamples, 999))
     lake_obj.write_table(TABLE, rows)
     context.log.info("reliability: " + "; ".join(f"{r.model} {r.instrument} {_fmt(r.reliability)}"
                                                  for r in rows if r.partner is None))

@@ -26,15 +26,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
     oracles, with its exact permutation p-value (a working instrument: near the lowest tau-b the tied levels
     allow); and per instrument and group of latents (all, single-word, other), tau-b against its judge-free
     truth over the model's SAEs."""
-    from sae_models.evals.validity import (
-        INSTRUMENTS,
-        LATENT_GROUPS,
-        TRUTH_OF,
-        add_disjoint,
-        corruption_validity,
-        delta_c_validity,
-        truth_validity,
-    )
+    from sae_models.evals.validity import run_validity
     from sae_models.toyworld.grammar import world_version
 
     lake_obj = lake.lake()
@@ -44,27 +36,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
         latents = con.sql(query_text("validity_latents")).pl().to_dicts()
         con.execute(f"SET VARIABLE rank_k = {lake.settings().selection.rank_k}")
         delta_c = con.sql(query_text("validity_delta_c")).pl().to_dicts()
-    rows = []
-    for model in sorted({o["model"] for o in oracles}):
-        mine = [o for o in oracles if o["model"] == model]
-        rows += corruption_validity(model, [o["corruption"] for o in mine],
-                                    {k: [o[k] for o in mine] for k in INSTRUMENTS})
-    for model in sorted({s["model"] for s in saes}):
-        for group in LATENT_GROUPS:
-            mine = [s for s in saes if s["model"] == model and s["latents"] == group]
-            for truth in sorted(set(TRUTH_OF.values())):
-                instruments = [k for k, t in TRUTH_OF.items() if t == truth and (group == "all" or k != "g_dtc")]
-                rows += truth_validity(model, group, truth, [s[truth] for s in mine],
-                                       {k: [s[k] for s in mine] for k in instruments})
-    add_disjoint(rows, latents)
-    for model in sorted({u["model"] for u in delta_c}):
-        rows += delta_c_validity(model, [u for u in delta_c if u["model"] == model])
-    judges: dict[str, set[str]] = {}
-    for s in oracles + saes:
-        judges.setdefault(s["model"], set()).add(s["judge_model"])
-    world = world_version()
-    for r in rows:  # every judge a model's rows were scored by (two: a mixed lake, named as such)
-        r.judge_model, r.world_version = ", ".join(sorted(judges.get(r.model, ()))) or None, world
+    rows = run_validity(oracles, saes, latents, delta_c, world_version())
     lake_obj.write_table(TABLE, rows)
     context.log.info("validity: " + "; ".join(f"{r.model} {r.instrument} vs {r.against} ({r.latents}) "
                                               f"{_fmt(r.tau_b)}" for r in rows))

@@ -61,7 +61,7 @@ def _purity(p: SweepPartition) -> dict[int, tuple[float, str]]:
     partitions_def=model_sae_partitions,
 )
 def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: LakeResource):
-    from sae_models.evals.autointerp import mark_concept_and_purity, score_latents, summarize
+    from sae_models.evals.autointerp import run_autointerp
     from sae_models.evals.examples import from_arrow
     from sae_models.judges import JudgeError
 
@@ -69,14 +69,13 @@ def autointerp_and_interpretability(context: dg.AssetExecutionContext, lake: Lak
     cfg = p.settings.autointerp
     examples = from_arrow(p.lake.read_table("latent_examples", model=p.model, sae=p.name), cfg)
     text, judge = tokenizer_text(p), build_partition_judge(p, context.log.info)
+    n_sampled = min(cfg.n_latents, len(live_latents(p.lake, p.model, p.name)))
     try:
-        rows = score_latents(examples, text, judge, cfg)
+        result = run_autointerp(examples, text, judge, cfg, _purity(p), n_sampled, p.identity())
     except JudgeError as exc:
         raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stored} answers cached; a rerun asks "
                          "only for the rest)") from None
-    rows = mark_concept_and_purity(rows, cfg, _purity(p))
-    n_sampled = min(cfg.n_latents, len(live_latents(p.lake, p.model, p.name)))
-    summary = summarize(rows, n_sampled, judge, p.identity())
+    rows, summary = result.rows, result.summary
     rec = p.record("autointerp")
     table = p.lake.write_table("autointerp", rows, rec, model=p.model, sae=p.name)
     p.lake.write_table("interpretability", [summary], rec, model=p.model, sae=p.name)

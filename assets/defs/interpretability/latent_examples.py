@@ -47,27 +47,22 @@ def latent_examples(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     importance-weighted and 10 random windows. Latents that fired in too few documents to explain and score
     are dropped and counted."""
     from sae_models.activation_store import ActivationReader
-    from sae_models.evals.autointerp import scored_latents, too_few_activations
-    from sae_models.evals.examples import gather_sae_examples, to_arrow
+    from sae_models.evals.autointerp import run_latent_examples
 
     p = sweep_partition(context, lake)
-    cfg = p.settings.autointerp
     live = live_latents(p.lake, p.model, p.name)
-    latents = scored_latents(live, cfg.n_latents, cfg.seed)
     reader = ActivationReader(p.lake.fetch("activations", model=p.model))
-    start = time.perf_counter()
     rows = _logged(reader.rows(("doc_id", "pos", "token_id")), reader.n_rows, context.log.info)
-    examples = gather_sae_examples(p.load_sae(), rows, latents, cfg, device=torch_device())
-    seconds = time.perf_counter() - start
-    few = too_few_activations(examples, cfg)
-    table = to_arrow(examples, keep=~few)
+    result = run_latent_examples(p.load_sae(), rows, live, p.settings.autointerp, device=torch_device())
+    table, run = result.rows, result.summary
     rec = p.record("latent_examples")
     p.lake.write_table("latent_examples", table, rec, model=p.model, sae=p.name)
-    context.log.info(f"{p.name}: {len(latents)} latents over {reader.n_rows:,} tokens in {seconds:.1f}s; "
-                     f"{int(few.sum())} with too few activations")
+    context.log.info(f"{p.name}: {run.sampled} latents over {reader.n_rows:,} tokens in {run.seconds:.1f}s; "
+                     f"{run.too_few} with too few activations")
     return materialized(rec, {
         **table_metadata(table.drop_columns(["tokens", "acts"])),
-        "live_latents": len(live), "scored_latents": int((~few).sum()), "too_few_activations": int(few.sum()),
-        "seconds": seconds, "latents_per_s": len(latents) / seconds, "tokens_per_s": reader.n_rows / seconds,
+        "live_latents": run.live, "scored_latents": run.sampled - run.too_few, "too_few_activations": run.too_few,
+        "seconds": run.seconds, "latents_per_s": run.sampled / run.seconds,
+        "tokens_per_s": reader.n_rows / run.seconds,
         "peak_rss_mb": _peak_rss_mb(),
     })

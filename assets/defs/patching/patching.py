@@ -41,11 +41,11 @@ def patching(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
     rec = p.record("patching")
     table = p.lake.write_table("patching", run.rows, rec, model=p.model, sae=p.name)
     first = run.rows[0]
-    context.log.info(f"{p.name}: {first.n_candidates} differing latents, {run.patched_runs} patched runs in "
-                     f"{run.seconds:.1f}s")
+    context.log.info(f"{p.name}: {first.n_candidates} differing latents, {run.summary.patched_runs} patched runs "
+                     f"in {run.summary.seconds:.1f}s")
     return materialized(rec, {
-        "path": dg.MetadataValue.path(str(table)), "dagster/row_count": len(run.rows), "seconds": run.seconds,
-        "patched_runs_per_s": run.runs_per_second, "n_candidates": first.n_candidates,
+        "path": dg.MetadataValue.path(str(table)), "dagster/row_count": len(run.rows), "seconds": run.summary.seconds,
+        "patched_runs_per_s": run.summary.runs_per_second, "n_candidates": first.n_candidates,
         "ioi_accuracy": first.ioi_accuracy, "kl_unpatched": first.kl_unpatched,
         "kl_all_patched": first.kl_all_patched, "frontier": _frontier_md(run.rows),
     })

@@ -32,7 +32,7 @@ def _extremes_md(rows: list, k: int = 5) -> dg.MetadataValue:
 def feature_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """One row per live latent: the logit lens of its decoder direction, S_out, DeltaC_1 and DeltaC_5 on the
     neutral prompt, and its UP and DOWN ranks."""
-    from sae_models.evals.feature_scores import FeatureScoreError, score_features
+    from sae_models.evals.feature_scores import FeatureScoreError, run_feature_scores
 
     p = sweep_partition(context, lake)
     cfg = p.settings.selection
@@ -40,16 +40,18 @@ def feature_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     latents = [int(f) for f in live_latents(p.lake, p.model, p.name)]
     corpus_max = max(p.lake.read_table("latent_stats", model=p.model, sae=p.name).column("max_activation").to_pylist())
     try:
-        run = score_features(p.load_lm(), sae, p.entry.layer, p.entry.hook, latents, cfg, context.log.info,
-                             corpus_max)
+        run = run_feature_scores(p.load_lm(), sae, p.entry.layer, p.entry.hook, latents, cfg, context.log.info,
+                                 corpus_max)
     except FeatureScoreError as exc:
         raise dg.Failure(f"{p.model} / {p.name}: [selection] {exc}") from None
     rec = p.record("feature_scores")
     table = p.lake.write_table("feature_scores", run.rows, rec, model=p.model, sae=p.name)
-    context.log.info(f"{p.name}: {len(run.rows)} latents scored in {run.seconds:.1f}s")
+    prompt = run.summary
+    context.log.info(f"{p.name}: {len(run.rows)} latents scored in {prompt.seconds:.1f}s")
     return materialized(rec, {
-        "path": dg.MetadataValue.path(str(table)), "dagster/row_count": len(run.rows), "a_max": run.a_max,
-        "base_next_token": run.base_token, "seconds": run.seconds, "latents_per_s": len(run.rows) / run.seconds,
+        "path": dg.MetadataValue.path(str(table)), "dagster/row_count": len(run.rows), "a_max": prompt.a_max,
+        "base_next_token": prompt.base_token, "seconds": prompt.seconds,
+        "latents_per_s": len(run.rows) / prompt.seconds,
         "up_and_down": _extremes_md(run.rows),
     })
 
@@ -71,11 +73,12 @@ def _pool(p: SweepPartition, rank_k: int) -> list:
 def selection(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """One row per SAE: g, g_out and g_dtc (set chosen on dev, scored on test), the optimistic choice on test,
     the chosen set and the gains in percent."""
-    from sae_models.evals.selection import select_features
+    from sae_models.evals.selection import run_selection
 
     p = sweep_partition(context, lake)
     cfg = p.settings.selection
-    summary, sets = select_features(_pool(p, cfg.rank_k), cfg, p.identity())
+    result = run_selection(_pool(p, cfg.rank_k), cfg, p.identity())
+    summary, sets = result.summary, result.rows
     rec = p.record("selection")
     table = p.lake.write_table("selection", [summary], rec, model=p.model, sae=p.name)
     context.log.info(f"{p.name}: g {summary.g}, g_out {summary.g_out}, g_dtc {summary.g_dtc} "

@@ -3,7 +3,6 @@
 test score, and g per SAE. Generating and rating are separate assets, so changing ``[judge]`` re-rates the
 stored generations without generating again."""
 
-import time
 
 import dagster as dg
 
@@ -57,7 +56,7 @@ def examples_md(generations: list, latent: int) -> dg.MetadataValue:
 def steering_generations(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """One row per (latent, factor, instruction): the prompt and the steered (or, at factor 0, unsteered)
     generation. Depends on the LM, the SAE, the concept set and the sampling settings, never on the judge."""
-    from sae_models.evals.steering import generate_steering, plan_steering
+    from sae_models.evals.steering import run_steering_generation
     from sae_models.lm.generate import row_seed
 
     p = sweep_partition(context, lake)
@@ -65,19 +64,16 @@ def steering_generations(context: dg.AssetExecutionContext, lake: LakeResource) 
     sae = p.load_sae(torch_device())
     concepts = planned_concepts(p, sae)
     lm = p.load_lm()
-    pool = _instructions(p, lm.tokenizer)
-    rows = plan_steering(concepts, pool, cfg, lambda *key: row_seed(p.model, p.name, *key, cfg.seed))
-    start = time.perf_counter()
-    generations = generate_steering(lm, sae, concepts, rows, p.entry.layer, p.entry.hook, cfg, context.log.info)
-    seconds = time.perf_counter() - start
+    result = run_steering_generation(lm, sae, concepts, _instructions(p, lm.tokenizer), p.entry.layer, p.entry.hook,
+                                     cfg, lambda *key: row_seed(p.model, p.name, *key, cfg.seed), context.log.info)
+    generations, run = result.rows, result.summary
     rec = p.record("steering_generations")
     table = p.lake.write_table("steering_generations", generations, rec, model=p.model, sae=p.name)
-    tokens = sum(g.n_tokens for g in generations)
-    context.log.info(f"{p.name}: {len(generations)} generations, {tokens:,} tokens in {seconds:.1f}s")
+    context.log.info(f"{p.name}: {len(generations)} generations, {run.tokens:,} tokens in {run.seconds:.1f}s")
     return materialized(rec, {
-        "path": dg.MetadataValue.path(str(table)), "dagster/row_count": len(generations), "concepts": len(concepts),
-        "seconds": seconds, "generations_per_s": len(generations) / seconds, "tokens_per_s": tokens / seconds,
-        "example": examples_md(generations, concepts[0].latent),
+        "path": dg.MetadataValue.path(str(table)), "dagster/row_count": len(generations), "concepts": run.concepts,
+        "seconds": run.seconds, "generations_per_s": len(generations) / run.seconds,
+        "tokens_per_s": run.tokens / run.seconds, "example": examples_md(generations, concepts[0].latent),
     })
 
 
@@ -101,30 +97,18 @@ def _concept_text(p: SweepPartition) -> dict[int, str]:
 )
 def steering_ratings(context: dg.AssetExecutionContext, lake: LakeResource):
     from assets.defs.interpretability.autointerp import build_partition_judge
-    from sae_models.evals.steering import (
-        GenerationRow,
-        by_factor,
-        concepts_of,
-        from_rows,
-        rate_steering,
-        score_concepts,
-        summarize,
-    )
+    from sae_models.evals.steering import GenerationRow, by_factor, from_rows, run_steering_rating
     from sae_models.judges import JudgeError
 
     p = sweep_partition(context, lake)
     generations = from_rows(p.lake.read_table("steering_generations", model=p.model, sae=p.name), GenerationRow)
-    concepts = concepts_of(generations)
-    explanations = _concept_text(p)
-    text = {c.latent: e for c in concepts if (e := explanations.get(c.latent))}
     judge = build_partition_judge(p, context.log.info)
     try:
-        ratings = rate_steering(generations, text, judge)
+        result = run_steering_rating(generations, _concept_text(p), judge, p.identity())
     except JudgeError as exc:
         raise dg.Failure(f"{p.model} / {p.name}: {exc} ({judge.stored} answers cached; a rerun asks "
                          "only for the rest)") from None
-    scores = score_concepts(ratings, concepts, text)
-    summary = summarize(scores, ratings, generations, len(concepts), judge, p.identity())
+    ratings, scores, summary = result.rows, result.concepts, result.summary
     rec = p.record("steering")
     table = p.lake.write_table("steering", ratings, rec, model=p.model, sae=p.name)
     p.lake.write_table("steering_concepts", scores, rec, model=p.model, sae=p.name)
