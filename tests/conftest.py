@@ -89,13 +89,14 @@ def trained_toy_lm(tmp_path_factory) -> Path:
     from filelock import FileLock
 
     from sae_models.toyworld import ToyModelConfig, ToyWorld, train_toy_lm
+    from sae_models.toyworld.train import REPORT_FILE
 
     # one model for the whole run: the test processes of `make test` share a base folder (pytest-xdist)
     shared = tmp_path_factory.getbasetemp()
     shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
     out = shared / "trained_toy"
     with FileLock(str(out) + ".lock"):
-        if not (out / "model.safetensors").is_file():
+        if not (out / REPORT_FILE).is_file():  # the last file training writes
             docs = [d.text for d in ToyWorld(0).documents(1500)]
             cfg = ToyModelConfig(family="gemma2", hidden=32, layers=2, intermediate=64, steps=800, context=64)
             train_toy_lm(docs[:1400], docs[1400:], cfg, out, log=lambda _: None)

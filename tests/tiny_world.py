@@ -45,12 +45,13 @@ TINY: dict[str, Any] = {
 
 def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``changes`` merged table by table: a table merges key by key, ``DROP`` removes a key, any
-    other value (a list too) replaces. ``models`` is changed by slug: ``{"models": {"toy-qwen2": {...}}}``
-    merges into that model, an unknown slug appends a model, ``DROP`` removes one."""
+    other value (a list too) replaces; a new key or table is added (a misspelt one then fails ``load_settings`` as an
+    unknown key). ``models`` is changed by slug: ``{"models": {"toy-qwen2": {...}}}`` merges into that model, a
+    new slug appends a model, ``DROP`` removes one."""
     out = deepcopy(dict(base))
     for key, value in changes.items():
         if value is DROP:
-            out.pop(key, None)
+            del out[key]  # a KeyError when there is nothing to drop: the change names what it meant
         elif key == "models" and isinstance(value, Mapping):
             out[key] = _merged_models(out.get(key, []), value)
         elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):

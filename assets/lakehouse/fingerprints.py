@@ -54,8 +54,12 @@ def model_identity(entry) -> dict:
 
 
 def part(config: Config, name: str) -> dict:
-    """The settings of ``config`` declared to shape the part ``name``."""
-    return config.model_dump(include=fields_shaping(type(config), name))
+    """The settings of ``config`` declared to shape the part ``name`` (a part no field declares is a bug here, not
+    an empty part)."""
+    fields = fields_shaping(type(config), name)
+    if not fields:
+        raise KeyError(f"no setting of {type(config).__name__} declares that it shapes {name!r}")
+    return config.model_dump(include=fields)
 
 
 def settings_of(asset: str, settings: Settings, model: str | None = None, variant: str | None = None) -> dict:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sae_models.arrow import schema_of
-from sae_models.stats import kendall_tau_b, level_tau_p, tau_inference
+from sae_models.stats import RESAMPLES, kendall_tau_b, level_tau_p, tau_inference
 
 CORRUPTION = "corruption"
 TRUE_INTERPRETABILITY, TRUE_STEERABILITY = "true_interpretability", "true_steerability"
@@ -84,8 +84,8 @@ def _tau_max(levels: np.ndarray) -> float | None:
     return float(np.sqrt((pairs - tied) / pairs)) if pairs else None
 
 
-def corruption_validity(model: str, corruption: Sequence[float], scores: dict[str, Sequence[float | None]]
-                        ) -> list[ValidityRow]:
+def corruption_validity(model: str, corruption: Sequence[float], scores: dict[str, Sequence[float | None]],
+                        resamples: int = RESAMPLES) -> list[ValidityRow]:
     """Per instrument in ``scores`` (values aligned with ``corruption``, one per oracle dictionary; None where
     the dictionary has no value), tau-b against the corruption level and its p-value."""
     rows = []
@@ -96,14 +96,14 @@ def corruption_validity(model: str, corruption: Sequence[float], scores: dict[st
         defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
         tau = float(kendall_tau_b(x, y)) if defined else None
         exact = level_tau_p(x, y) if defined else None
-        p = exact if exact is not None else (tau_inference(x, y).p_value if defined else None)
+        p = exact if exact is not None else (tau_inference(x, y, resamples).p_value if defined else None)
         rows.append(ValidityRow(model, instrument, CORRUPTION, "all", len(x), len(np.unique(x)), tau, _tau_max(x), p,
                                 exact is not None))
     return rows
 
 
 def truth_validity(model: str, latents: str, against: str, truth: Sequence[float | None],
-                   scores: dict[str, Sequence[float | None]]) -> list[ValidityRow]:
+                   scores: dict[str, Sequence[float | None]], resamples: int = RESAMPLES) -> list[ValidityRow]:
     """Per instrument in ``scores`` (one value per SAE, aligned with ``truth``, both averaged over the ``latents``
     group), tau-b against the truth named ``against`` with a permutation p and a BCa interval over the SAEs."""
     rows = []
@@ -113,7 +113,7 @@ def truth_validity(model: str, latents: str, against: str, truth: Sequence[float
         x, y = np.asarray([truth[i] for i in keep], float), np.asarray([values[i] for i in keep], float)
         defined = len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
         tau = float(kendall_tau_b(x, y)) if defined else None
-        inference = tau_inference(x, y) if defined else None
+        inference = tau_inference(x, y, resamples) if defined else None
         rows.append(ValidityRow(model, instrument, against, latents, len(x), len(np.unique(x)), tau, None,
                                 inference.p_value if inference else None, False,
                                 inference.ci_low if inference else None, inference.ci_high if inference else None))
@@ -215,7 +215,7 @@ def add_disjoint(rows: list[ValidityRow], latents: Sequence[dict]) -> None:
 
 
 def run_validity(oracles: Sequence[dict], saes: Sequence[dict], latents: Sequence[dict], delta_c: Sequence[dict],
-                 world_version: str | None) -> list[ValidityRow]:
+                 world_version: str | None, resamples: int = RESAMPLES) -> list[ValidityRow]:
     """Every row of ``instrument_validity``, per model: each instrument against its oracles' corruption levels
     (``oracles``: sql/validity_oracles.sql), against its truth over SAEs per group of latents (``saes``:
     sql/validity_truth.sql) with the latent-disjoint tau-b (``latents``: sql/validity_latents.sql), and DeltaC as a
@@ -225,14 +225,14 @@ def run_validity(oracles: Sequence[dict], saes: Sequence[dict], latents: Sequenc
     for model in sorted({o["model"] for o in oracles}):
         mine = [o for o in oracles if o["model"] == model]
         rows += corruption_validity(model, [o["corruption"] for o in mine],
-                                    {k: [o[k] for o in mine] for k in INSTRUMENTS})
+                                    {k: [o[k] for o in mine] for k in INSTRUMENTS}, resamples)
     for model in sorted({s["model"] for s in saes}):
         for group in LATENT_GROUPS:
             mine = [s for s in saes if s["model"] == model and s["latents"] == group]
             for truth in sorted(set(TRUTH_OF.values())):
                 instruments = [k for k, t in TRUTH_OF.items() if t == truth and (group == "all" or k != "g_dtc")]
                 rows += truth_validity(model, group, truth, [s[truth] for s in mine],
-                                       {k: [s[k] for s in mine] for k in instruments})
+                                       {k: [s[k] for s in mine] for k in instruments}, resamples)
     add_disjoint(rows, latents)
     for model in sorted({u["model"] for u in delta_c}):
         rows += delta_c_validity(model, [u for u in delta_c if u["model"] == model])

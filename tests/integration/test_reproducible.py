@@ -11,7 +11,7 @@ from assets.lakehouse.config import ConfigError, load_settings
 from assets.shared.pin import pin_process
 from sae_models import reproducible
 from sae_models.reproducible import CpuPin, PinError, apply_pin, check_kernels, pin_environment
-from tests.tiny_world import DROP, tiny_toml
+from tests.tiny_world import DROP, TINY, tiny_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 # A run worker's path: the code location's load sets the pin's variables, a step applies it, then the toy LM trains.
@@ -63,7 +63,8 @@ def test_toy_lm_weights_do_not_depend_on_the_machines_kernels_or_threads(tmp_pat
 
 
 def test_the_pin_applies_to_toy_worlds_only_unless_asked(tiny_config):
-    assert load_settings().cpu_pin == CpuPin(threads=1)
+    tiny_config.write_text(tiny_toml({"reproducibility": DROP}))
+    assert load_settings().cpu_pin == CpuPin()  # a toy world is pinned by default
     real = {"models": {"real": {"source": "/data/models/real", "layer": 1, "tokens": 10}}}
     tiny_config.write_text(tiny_toml(real))
     assert load_settings().cpu_pin is None  # a real model (on a GPU, likely) is left as it is
@@ -117,11 +118,11 @@ def test_apply_pin_sets_the_threads(monkeypatch):
     for name in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
         monkeypatch.setenv(name, CpuPin().environment()[name])
     try:
-        assert apply_pin(CpuPin(threads=1)).endswith("ATen avx2 kernels (MKL AVX2), 1 intra-op thread")
-        assert torch.get_num_threads() == 1
+        assert apply_pin(CpuPin(threads=3)).endswith("ATen avx2 kernels (MKL AVX2), 3 intra-op threads")
+        assert torch.get_num_threads() == 3
     finally:
-        apply_pin(CpuPin())
-    assert torch.get_num_threads() == 2
+        apply_pin(CpuPin(**TINY["reproducibility"]))  # the test processes' own pin
+    assert torch.get_num_threads() == 1
 
 
 def test_analysis_tables_are_computed_on_one_duckdb_thread(tmp_path):

@@ -229,10 +229,9 @@ def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, 
     from assets.lakehouse.tables import TABLES
 
     monkeypatch.setenv("SAE_LAKE_ROOT", s3_lake)
-    # one model, a TopK SAE and PCA: every asset and table through the store; the disk lake's whole-graph test
-    # runs the second model, the twin and the other architectures through the same lake calls
-    tiny_config.write_text(tiny_toml({"sweep": {"architectures": ["topk"], "baselines": ["pca"]}},
-                                     models=["toy-gemma2"], twins=False))
+    # both models with one TopK SAE each: every asset and table, and two models' partitions side by side, through
+    # the store; the disk lake's whole-graph test runs the twin and the other architectures through the same calls
+    tiny_config.write_text(tiny_toml({"sweep": {"architectures": ["topk"], "baselines": []}}, twins=False))
     start = time.perf_counter()
     with dg.instance_for_test() as instance:
         run_demo(instance=instance, print_fn=lambda _: None)
@@ -240,9 +239,9 @@ def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, 
         assert runs and all(r.is_success for r in runs)
         checks = [e for r in runs for e in instance.all_logs(r.run_id)
                   if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        # 3 activation checks, 12 SAE checks x 2 dictionaries, 2 patching checks, instrument_validity's and
+        # 2 x 3 activation checks, 12 SAE checks x 2 dictionaries, 2 patching checks, instrument_validity's and
         # proxies'
-        assert len(checks) == 31 and all(e.dagster_event.event_specific_data.passed for e in checks)
+        assert len(checks) == 34 and all(e.dagster_event.event_specific_data.passed for e in checks)
     print(f"demo on the object store: {time.perf_counter() - start:.0f}s")
     assert not (tiny_config.parent / "lake").exists()
 
@@ -251,11 +250,14 @@ def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, 
     assert set(lake.tables()) == set(TABLES)  # every declared table
     assert "catalog.duckdb" in keys and "reports/report.md" in keys
     assert not [k for k in keys if k.startswith((STAGING, "_checkpoints")) or k.endswith(PUBLISHING)]
-    assert {k.split("/")[2] for k in keys if k.startswith("saes/")} == {"sae=topk-k4", "sae=pca"}
+    assert {tuple(k.split("/")[1:3]) for k in keys if k.startswith("saes/")} == {
+        ("model=toy-gemma2", "sae=topk-k4"), ("model=toy-qwen2", "sae=topk-k4")}
+    for folder in ("models", "lm_eval", "activations"):  # each model's partition beside the other's
+        assert {k.split("/")[1] for k in keys if k.startswith(f"{folder}/")} == {"model=toy-gemma2", "model=toy-qwen2"}
 
     capsys.readouterr()
     assert cli(["sql", "select model, count(*) as n from activations group by 1 order by 1", "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines() == ["model,n", "toy-gemma2,1500"]
+    assert capsys.readouterr().out.splitlines() == ["model,n", "toy-gemma2,1500", "toy-qwen2,1500"]
     assert cli(["sql", "select count(*) as n from sae_summary where mu is not null and g is not null",
                 "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "2"

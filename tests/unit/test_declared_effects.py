@@ -5,15 +5,16 @@ stage sections changes the fingerprint of some partition."""
 
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from assets.lakehouse.config import Settings, load_settings
 from assets.lakehouse.fingerprints import STAGE, record
-from sae_models.config import no_result, no_result_fields, parts_shaped, shapes
-from sae_models.evals.config import SteeringConfig
+from sae_models.config import fields_shaping, no_result, no_result_fields, parts_shaped, shapes
+from sae_models.evals.config import AutointerpConfig, PatchingConfig, SelectionConfig, SteeringConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("extraction", "sweep.train", "steering", "selection", "patching")
+SECTIONS = ("extraction", "sweep.train", "autointerp", "steering", "selection", "patching")
 # The stages that read each part a field can declare it shapes (the fingerprints' contract); "partitions",
 # "checks" and "report" shape no per-SAE table.
 READ_BY = {"examples": {"examples", "scores", "steering", "selection", "window_truth"},
@@ -131,3 +132,28 @@ def test_no_result_is_declared_only_where_the_fingerprints_read_it():
     assert {name for name, fields in marked.items() if fields} <= set(SECTIONS)
     assert marked["sweep.train"] == {"checkpoint_every", "log_every", "progress_s"}
     assert all(marked[name] == {"batch_size"} for name in ("extraction", "steering", "selection", "patching"))
+
+
+def test_the_declared_parts_are_the_ones_the_lake_was_fingerprinted_with():
+    """The parts as they were kept by hand before the fields declared them: a changed declaration reruns
+    partitions of every lake, so it must be meant."""
+    examples = {"n_top", "n_importance", "n_random", "half_window", "seed", "n_latents", "explain_top", "score_top",
+                "sim_explain_top", "sim_top"}
+    assert fields_shaping(AutointerpConfig, "examples") == examples
+    assert fields_shaping(AutointerpConfig, "concepts") == examples - {"n_importance", "n_random",
+                                                                       "half_window"} | {"n_concept"}
+    assert fields_shaping(AutointerpConfig, "scores") == set(AutointerpConfig.model_fields) - examples
+    assert fields_shaping(SteeringConfig, "truth") == {"n_concepts", "seed", "factors"}
+    assert fields_shaping(SteeringConfig, "generations") == set(SteeringConfig.model_fields) - {"batch_size"}
+    assert fields_shaping(SelectionConfig, "feature_scores") == {"prompt", "scale", "rank_k", "lens_top",
+                                                                 "zero_others"}
+    assert fields_shaping(SelectionConfig, "selection") == set(SelectionConfig.model_fields) - {"batch_size"}
+    assert fields_shaping(PatchingConfig, "patching") == set(PatchingConfig.model_fields) - {
+        "batch_size", "variants", "min_ioi_accuracy", "report_architecture"}
+
+
+def test_a_part_no_setting_declares_is_refused():
+    from assets.lakehouse.fingerprints import part
+
+    with pytest.raises(KeyError, match="no setting of AutointerpConfig declares that it shapes 'concept'"):
+        part(AutointerpConfig(), "concept")

@@ -46,3 +46,85 @@ def test_an_analysis_returns_its_rows():
         module = importlib.import_module(f"sae_models.evals.{name}")
         result = typing.get_type_hints(getattr(module, run))["return"]
         assert typing.get_origin(result) is list and dataclasses.is_dataclass(typing.get_args(result)[0]), run
+
+
+# The analyses across SAEs: each run is its per-model function over every model, in model order, and the
+# rows do not depend on the order the query returned them in.
+
+def _two_models(make):
+    rows = [make("m-b", i) for i in range(6)] + [make("m-a", i) for i in range(6)]
+    return rows, list(reversed(rows))
+
+
+def test_run_proxies_is_model_proxies_per_model_in_model_order():
+    from sae_models.evals.proxies import METRICS, TARGETS, model_proxies, run_proxies
+
+    rng = __import__("numpy").random.default_rng(0)
+    rows, shuffled = _two_models(lambda m, i: {"model": m, **{k: float(rng.random()) for k in METRICS + TARGETS}})
+    expected = [r for m in ("m-a", "m-b") for r in model_proxies(m, [s for s in rows if s["model"] == m], 99)]
+    assert run_proxies(rows, 99) == expected
+    assert [(r.model, r.metric, r.target) for r in run_proxies(shuffled, 99)] == [
+        (r.model, r.metric, r.target) for r in expected]
+
+
+def test_run_control_is_contrast_then_separations():
+    from sae_models.evals.control import PAIR_KEYS, contrast, run_control, separations
+
+    def unit(model, i):
+        pair = dict(zip(PAIR_KEYS, (model, f"{model}-random", f"topk-k{i}", "topk", False, float(i), i, 4.0, 4.0),
+                        strict=True))
+        return {**pair, "metric": "mu", "trained": [0.5 + 0.01 * j + 0.02 * i for j in range(6)],
+                "twin": [0.4 + 0.01 * j for j in range(6)], "same_units": False}
+
+    units, _ = _two_models(unit)
+    result = run_control(units, 99)
+    contrasts = [contrast({k: u[k] for k in PAIR_KEYS}, u["metric"], u["trained"], u["twin"], u["same_units"], 99)
+                 for u in units]
+    assert result.rows == contrasts and result.summary == separations(contrasts, 99)
+    assert [s.model for s in result.summary] == ["m-a", "m-b", "all models"]
+
+
+def test_run_reliability_builds_each_models_units_and_pools():
+    from sae_models.evals.config import SelectionConfig
+    from sae_models.evals.reliability import MEAN_INSTRUMENTS, model_reliability, run_reliability
+    from sae_models.evals.selection import PoolLatent
+
+    rng = __import__("numpy").random.default_rng(1)
+    units = [{"model": m, "instrument": k, "values": rng.random(8).tolist()}
+             for m in ("m-b", "m-a") for k in MEAN_INSTRUMENTS for _ in range(5)]
+    pool = [{"model": m, "sae": f"s{s}", "latent": j, "delta_c1": float(rng.normal()), "output_score": 0.1,
+             "dev_hm": float(rng.random()), "test_hm": float(rng.random())}
+            for m in ("m-b", "m-a") for s in range(5) for j in range(8)]
+    cfg = SelectionConfig()
+    rows = run_reliability(units, pool, cfg, resamples=20)
+    expected = []
+    for m in ("m-a", "m-b"):
+        by = {k: [u["values"] for u in units if u["model"] == m and u["instrument"] == k] for k in MEAN_INSTRUMENTS}
+        pools = [[PoolLatent(r["latent"], r["delta_c1"], r["output_score"], r["dev_hm"], r["test_hm"])
+                  for r in pool if r["model"] == m and r["sae"] == f"s{s}"] for s in range(5)]
+        expected += model_reliability(m, by, pools, cfg, 20)
+    assert list(map(repr, rows)) == list(map(repr, expected))  # nan where a bootstrap is degenerate
+
+
+def test_run_validity_names_each_models_judges_and_the_world():
+    from sae_models.evals.validity import INSTRUMENTS, LATENT_GROUPS, TRUTH_OF, corruption_validity, run_validity
+
+    rng = __import__("numpy").random.default_rng(2)
+    oracles = [{"model": m, "corruption": level, "judge_model": f"judge-{m}", **{k: float(rng.random())
+                                                                               for k in INSTRUMENTS}}
+               for m in ("m-b", "m-a") for level in (0.0, 0.5, 1.0) for _ in range(2)]
+    truths = set(TRUTH_OF) | set(TRUTH_OF.values())
+    saes = [{"model": m, "latents": g, "judge_model": "other" if m == "m-a" and i == 0 else f"judge-{m}",
+             **{k: float(rng.random()) for k in truths}}
+            for m in ("m-b", "m-a") for g in LATENT_GROUPS for i in range(5)]
+    rows = run_validity(oracles, saes, [], [], "world-7", resamples=99)
+    first = corruption_validity("m-a", [o["corruption"] for o in oracles if o["model"] == "m-a"],
+                                {k: [o[k] for o in oracles if o["model"] == "m-a"] for k in INSTRUMENTS}, 99)
+    assert [(r.instrument, r.tau_b, r.p_value) for r in rows[:len(first)]] == [
+        (r.instrument, r.tau_b, r.p_value) for r in first]
+    assert {r.judge_model for r in rows if r.model == "m-a"} == {"judge-m-a, other"}
+    assert {r.judge_model for r in rows if r.model == "m-b"} == {"judge-m-b"}
+    assert {r.world_version for r in rows} == {"world-7"}
+    for against in ("corruption", "true_interpretability"):
+        models = [r.model for r in rows if r.against == against]
+        assert models == sorted(models) and set(models) == {"m-a", "m-b"}

@@ -36,7 +36,7 @@ def instrument_validity(context: dg.AssetExecutionContext, lake: LakeResource) -
         latents = con.sql(query_text("validity_latents")).pl().to_dicts()
         con.execute(f"SET VARIABLE rank_k = {lake.settings().selection.rank_k}")
         delta_c = con.sql(query_text("validity_delta_c")).pl().to_dicts()
-    rows = run_validity(oracles, saes, latents, delta_c, world_version())
+    rows = run_validity(oracles, saes, latents, delta_c, world_version(), lake.settings().analysis.resamples)
     lake_obj.write_table(TABLE, rows)
     context.log.info("validity: " + "; ".join(f"{r.model} {r.instrument} vs {r.against} ({r.latents}) "
                                               f"{_fmt(r.tau_b)}" for r in rows))

@@ -3,7 +3,6 @@
 test score, and g per SAE. Generating and rating are separate assets, so changing ``[judge]`` re-rates the
 stored generations without generating again."""
 
-
 import dagster as dg
 
 from assets.defs.interpretability.autointerp import JUDGE_CACHE
