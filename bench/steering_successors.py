@@ -3,12 +3,15 @@ that usually follow them?
 
 A latent explained by quoted words ("tokens 'art' 'nasty'") may read the current token (an input feature).
 Added at every position, it would make the model act as if that token had just been read, and predict what
-usually follows it, not the token. Over the demo's lake, for every generation of a steered word latent of a
-trained model's SAE, per steering factor (0 = unsteered): the share of the answer's tokens that are the quoted
-words, that are their usual successors (the 5 most frequent next words after them in the corpus, the quoted words
-left out), and, as the baseline, that are the usual successors of another word latent of the same SAE (each set
-without the other's words). Steering that writes the concept raises the first; steering an input feature raises
-the second and not the third.
+usually follows it, not the token. Over the demo's lake, for every steered word latent of a trained model's SAE
+(no baselines, oracles or random directions), unsteered and at the largest factor: the share of the answer's
+tokens that are the quoted words, and that are their usual successors (the 5 most frequent next words after
+them in the corpus, the quoted words left out). The control for each share is the same word set counted in the
+answers of another word latent of the same SAE, steered at the same factor, so that what strong steering does to
+any text (longer, more repetitive answers, fewer full stops) cancels. The effect is the difference in
+differences: (own, steered - unsteered) - (control, steered - unsteered), per latent, with a 95% bootstrap
+interval over latents. Latents are split into those whose quoted words are all among the 20 commonest corpus
+tokens (punctuation and function words) and the others (content words).
 
     .venv/bin/python bench/steering_successors.py [lake]
 """
@@ -23,8 +26,10 @@ import duckdb
 import numpy as np
 
 TOP_SUCCESSORS = 5
+COMMON = 20  # the commonest corpus tokens: a latent quoting only these reads punctuation and function words
 TRAINED = ("toy-gemma2", "toy-qwen2")
-BASELINES = ("pca", "ica", "neuron")
+NOT_SAES = ("pca", "ica", "neuron", "random")
+RESAMPLES = 2000
 
 
 def quoted_words(explanation: str) -> set[str] | None:
@@ -43,6 +48,17 @@ def successors(words: set[str], bigrams: dict[str, Counter]) -> set[str]:
     return {s for s, _ in after.most_common(TOP_SUCCESSORS)}
 
 
+def share(answers: list[list[str]], found: set[str]) -> float:
+    """The mean share of an answer's tokens that are in ``found``; nan without a non-empty answer."""
+    shares = [sum(t in found for t in a) / len(a) for a in answers if a]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def interval(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("lake", nargs="?", type=Path, default=Path("lake"))
@@ -53,35 +69,52 @@ def main() -> None:
         return f"read_parquet('{lake / name}/**/*.parquet', hive_partitioning=true)"
 
     bigrams: dict[str, Counter] = defaultdict(Counter)
+    counts: Counter = Counter()
     for (text,) in con.execute(f"select text from {table('corpus')}").fetchall():
-        for a, b in pairwise(text.split()):
+        tokens = text.split()
+        counts.update(tokens)
+        for a, b in pairwise(tokens):
             bigrams[a][b] += 1
+    common = {w for w, _ in counts.most_common(COMMON)}
     rows = con.execute(f"""
         select g.model, g.sae, g.latent, g.factor, g.generation, a.explanation
         from {table('steering_generations')} g join {table('autointerp')} a using (model, sae, latent)
-        where g.model in {TRAINED} and g.sae not like 'oracle%' and g.sae not in {BASELINES}""").fetchall()
-    words = {(m, s, lat): w for m, s, lat, _, _, e in rows if (w := quoted_words(e))}
+        where g.model in {TRAINED} and g.sae not like 'oracle%' and g.sae not in {NOT_SAES}""").fetchall()
+    top = max(r[3] for r in rows)
+    answers: dict[tuple, dict[float, list[list[str]]]] = defaultdict(lambda: defaultdict(list))
+    words = {}
+    for model, sae, latent, factor, generation, explanation in rows:
+        if (w := quoted_words(explanation)) and factor in (0.0, top):
+            words[model, sae, latent] = w
+            answers[model, sae, latent][factor].append(generation.split())
     by_sae = defaultdict(list)
     for key in sorted(words):
         by_sae[key[:2]].append(key)
-    other = {k: keys[(i + 1) % len(keys)] for keys in by_sae.values() for i, k in enumerate(keys)}
-    after = {k: successors(w, bigrams) for k, w in words.items()}
+    control = {k: keys[(i + 1) % len(keys)] for keys in by_sae.values() for i, k in enumerate(keys) if len(keys) > 1}
 
-    shares: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for model, sae, latent, factor, generation, _ in rows:
-        key, tokens = (model, sae, latent), generation.split()
-        if key not in words or not tokens or other[key] == key:
-            continue
-        own, theirs = after[key], after[other[key]]
-        for name, found in (("quoted", words[key]), ("successors", own - theirs),
-                            ("baseline", theirs - own - words[key])):
-            shares[model, factor][name].append(sum(t in found for t in tokens) / len(tokens))
-    print(f"{len(words)} word latents; share of answer tokens that are ...")
-    print("model       factor  quoted words  their successors  another latent's successors (baseline)  ratio   n")
-    for (model, factor), d in sorted(shares.items()):
-        mean = {k: float(np.mean(v)) for k, v in d.items()}
-        print(f"{model:11s} {factor:6.1f}  {mean['quoted']:12.4f}  {mean['successors']:16.4f}  "
-              f"{mean['baseline']:38.4f}  {mean['successors'] / mean['baseline']:5.2f}  {len(d['quoted'])}")
+    effects: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for key, other in control.items():
+        sets = {"quoted": words[key], "successors": successors(words[key], bigrams) - words[other]}
+        did = [share(answers[key][top], s) - share(answers[key][0.0], s)
+               - (share(answers[other][top], s) - share(answers[other][0.0], s)) for s in sets.values()]
+        if np.isfinite(did).all():  # both latents answered at both factors
+            group = "function words" if words[key] <= common else "content words"
+            effects[key[0], group].append(tuple(did))
+    rng = np.random.default_rng(0)
+    print(f"unsteered -> {top} x m_f; difference in differences against another latent's answers, per latent:")
+    print("model       latents          n    quoted words [95% CI]        successors [95% CI]          "
+          "latents with successors up")
+    for (model, group), values in sorted(effects.items()):
+        quoted, after = (np.array(v) for v in zip(*values, strict=True))
+        lo_q, hi_q = interval(quoted, rng)
+        lo_s, hi_s = interval(after, rng)
+        print(f"{model:11s} {group:15s} {len(values):4d}  {quoted.mean():+.4f} [{lo_q:+.4f}, {hi_q:+.4f}]   "
+              f"{after.mean():+.4f} [{lo_s:+.4f}, {hi_s:+.4f}]   {(after > 0).mean():.0%}")
+    print("what strong steering does to any answer (all word latents' answers):")
+    for factor in (0.0, top):
+        texts = [a for per in answers.values() for a in per[factor] if a]
+        print(f"  factor {factor}: {np.mean([len(a) for a in texts]):.1f} tokens, distinct-token share "
+              f"{np.mean([len(set(a)) / len(a) for a in texts]):.3f}")
 
 
 if __name__ == "__main__":
