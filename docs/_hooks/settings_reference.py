@@ -12,6 +12,8 @@ from pathlib import Path
 from mkdocs.structure.files import File, Files
 from pydantic import BaseModel
 
+from sae_models.config import no_result_fields, parts_shaped
+
 _FIELD = re.compile(r"^    (\w+)\s*:\s*(?P<rest>.*)$")
 NO_RESULT = " (no result depends on it: changing it reruns nothing)"
 
@@ -76,11 +78,10 @@ def _section(prefix: str, model: type[BaseModel], out: list[str], array: bool = 
             nested.append((f"{prefix}.{name}", sub))
             continue
         text = field.description or comments.get(name, "")
-        marks = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if marks.get("no_result"):
+        if name in no_result_fields(model):
             text += NO_RESULT if text else ""
-        if marks.get("shapes"):
-            text += f" (shapes: {', '.join(marks['shapes'])})"
+        if name in parts_shaped(model):
+            text += f" (shapes: {', '.join(parts_shaped(model)[name])})"
         cells = [f"`{name}`", f"`{_type_name(field.annotation)}`", f"`{_default(field)}`", text]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     out.append("")

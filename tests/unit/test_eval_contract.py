@@ -7,6 +7,8 @@ import inspect
 import pkgutil
 import typing
 
+import numpy as np
+
 import sae_models.evals
 
 # module -> its entry points (autointerp and steering are two runs each: gather then score, generate then rate)
@@ -59,7 +61,7 @@ def _two_models(make):
 def test_run_proxies_is_model_proxies_per_model_in_model_order():
     from sae_models.evals.proxies import METRICS, TARGETS, model_proxies, run_proxies
 
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     rows, shuffled = _two_models(lambda m, i: {"model": m, **{k: float(rng.random()) for k in METRICS + TARGETS}})
     expected = [r for m in ("m-a", "m-b") for r in model_proxies(m, [s for s in rows if s["model"] == m], 99)]
     assert run_proxies(rows, 99) == expected
@@ -89,7 +91,7 @@ def test_run_reliability_builds_each_models_units_and_pools():
     from sae_models.evals.reliability import MEAN_INSTRUMENTS, model_reliability, run_reliability
     from sae_models.evals.selection import PoolLatent
 
-    rng = __import__("numpy").random.default_rng(1)
+    rng = np.random.default_rng(1)
     units = [{"model": m, "instrument": k, "values": rng.random(8).tolist()}
              for m in ("m-b", "m-a") for k in MEAN_INSTRUMENTS for _ in range(5)]
     pool = [{"model": m, "sae": f"s{s}", "latent": j, "delta_c1": float(rng.normal()), "output_score": 0.1,
@@ -109,7 +111,7 @@ def test_run_reliability_builds_each_models_units_and_pools():
 def test_run_validity_names_each_models_judges_and_the_world():
     from sae_models.evals.validity import INSTRUMENTS, LATENT_GROUPS, TRUTH_OF, corruption_validity, run_validity
 
-    rng = __import__("numpy").random.default_rng(2)
+    rng = np.random.default_rng(2)
     oracles = [{"model": m, "corruption": level, "judge_model": f"judge-{m}", **{k: float(rng.random())
                                                                                for k in INSTRUMENTS}}
                for m in ("m-b", "m-a") for level in (0.0, 0.5, 1.0) for _ in range(2)]
