@@ -33,6 +33,7 @@ GEMMA, QWEN = "toy-gemma2", "toy-qwen2"
     ({"models": {QWEN: {"slug": GEMMA}}}, r"duplicate model slugs \['toy-gemma2'\]"),
     ({"models": {QWEN: {"hook": "resid_mid"}}}, r"models\[1\]\.hook: "),
     ({"extraction": {"batch": 3}}, r"extraction\.batch: unknown key"),
+    ({"selection": {"resamples": 999}}, r"selection: resamples: .*write it as \[analysis\] resamples"),
     ({"external_saes": [{"name": "pca", "model": GEMMA, "path": "x"}]},
      r"external SAE name 'pca' is already a \[sweep\] variant"),
 ])
