@@ -3,7 +3,8 @@ table that stores them gets its column types from the annotations, the same in e
 
 ``int`` is int64, ``float`` float64, ``str`` string, ``bool`` bool, ``list[X]`` a list of X; ``X | None``
 is nullable. A field can
-pin a narrower type with ``field(metadata={"arrow": pa.int32()})``.
+pin a narrower type with ``field(metadata={"arrow": pa.int32()})``. A field whose type is a dataclass contributes its
+own fields in its place, each name after the field's ``field(metadata={"prefix": ...})`` when it has one.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ def _arrow_type(hint) -> tuple[pa.DataType, bool]:
 
 def schema_of(*row_types: type) -> pa.Schema:
     """The Arrow schema of rows made by concatenating the fields of ``row_types`` in order; a field whose type
-    is itself a dataclass (the SAE's identity) contributes its own fields in its place."""
+    is itself a dataclass (the SAE's identity, the judge's usage) contributes its own fields in its place."""
     fields = []
     for row_type in row_types:
         hints = typing.get_type_hints(row_type)
         for f in dataclasses.fields(row_type):
             if dataclasses.is_dataclass(hints[f.name]):
-                fields.extend(schema_of(hints[f.name]))
+                prefix = f.metadata.get("prefix", "")
+                fields.extend(inner.with_name(prefix + inner.name) for inner in schema_of(hints[f.name]))
                 continue
             dtype, nullable = _arrow_type(hints[f.name])
             fields.append(pa.field(f.name, f.metadata.get("arrow", dtype), nullable=nullable))
@@ -57,5 +59,9 @@ def columns(row) -> dict:
     out = {}
     for f in dataclasses.fields(row):
         value = getattr(row, f.name)
-        out.update(columns(value) if dataclasses.is_dataclass(value) else {f.name: value})
+        if dataclasses.is_dataclass(value):
+            prefix = f.metadata.get("prefix", "")
+            out.update({prefix + name: inner for name, inner in columns(value).items()})
+        else:
+            out[f.name] = value
     return out

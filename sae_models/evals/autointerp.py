@@ -30,7 +30,7 @@ from scipy.stats import pearsonr
 from sae_models.arrow import schema_of
 from sae_models.evals.config import AutointerpConfig
 from sae_models.evals.examples import PAD_TOKEN, LatentExamples, WindowSet, gather_sae_examples, to_arrow
-from sae_models.judges import Judge, Window
+from sae_models.judges import Judge, JudgeStats, Window, usage_field
 from sae_models.sae.sweep import SAEIdentity
 from sae_models.stats import mean_or_none, spearman, t_half_width
 
@@ -74,12 +74,7 @@ class AutointerpSummary:
     n_concept: int
     n_too_few: int  # sampled latents that fired in too few documents to be scored
     purity_spearman: float | None  # toy world: Spearman(detection score, ground-truth purity)
-    judge_calls: int
-    judge_cached: int
-    judge_unparseable: int
-    judge_prompt_tokens: int
-    judge_completion_tokens: int
-    judge_cost_usd: float
+    usage: JudgeStats = usage_field()
 
 
 AUTOINTERP_SCHEMA = schema_of(LatentScore)
@@ -309,7 +304,7 @@ def summarize(rows: list[LatentScore], n_sampled: int, judge: Judge, sae: SAEIde
         mu_simulation=mean_or_none(column("simulation_score")[concept]), mu_all=mean_or_none(det),
         n_scored=len(rows), n_concept=int(concept.sum()), n_too_few=n_sampled - len(rows),
         purity_spearman=spearman(det, purity) if has_purity else None,
-        **{f"judge_{k}": v for k, v in judge.stats.as_dict().items()},
+        usage=judge.stats.snapshot(),
     )
 
 

@@ -36,7 +36,7 @@ from sae_models.arrow import schema_of
 from sae_models.evals.autointerp import concept_subset
 from sae_models.evals.config import AutointerpConfig, SteeringConfig
 from sae_models.evals.instructions import Instruction, instructions_for
-from sae_models.judges import Judge
+from sae_models.judges import Judge, JudgeStats, usage_field
 from sae_models.judges.prompts import RATINGS
 from sae_models.progress import Progress
 from sae_models.sae.sweep import SAEIdentity
@@ -135,9 +135,7 @@ class SteeringSummary:
     n_generations: int
     mean_tokens: float
     unparseable: int
-    judge_calls: int
-    judge_cached: int
-    judge_cost_usd: float
+    usage: JudgeStats = usage_field()
 
 
 GENERATIONS_SCHEMA = schema_of(GenerationRow)
@@ -322,7 +320,6 @@ def summarize(scores: Sequence[ConceptScore], ratings: Sequence[RatingRow], gene
     """g and its companions for the SAE ``sae``."""
     test = [s.test_hm for s in scores]
     se = float(np.std(test, ddof=1) / np.sqrt(len(test))) if len(test) > 1 else None
-    stats = judge.stats
     return SteeringSummary(
         judge=judge.name, judge_model=judge.backend.model, identity=sae,
         g=mean_or_none(test), g_ci=t_half_width(se, len(test)) if se is not None else None,
@@ -334,7 +331,7 @@ def summarize(scores: Sequence[ConceptScore], ratings: Sequence[RatingRow], gene
         n_concepts=len(scores), n_unexplained=n_concepts - len(scores), n_generations=len(generations),
         mean_tokens=float(np.mean([g.n_tokens for g in generations])) if generations else 0.0,
         unparseable=sum(r.unparseable for r in ratings),
-        judge_calls=stats.calls, judge_cached=stats.cached, judge_cost_usd=stats.cost_usd,
+        usage=judge.stats.snapshot(),
     )
 
 

@@ -4,7 +4,8 @@ from sae_models._lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
     "JudgeCache": "cache", "JudgeConfig": "config",
-    "Judge": "judge", "JudgeStats": "judge", "Prices": "judge", "build_judge": "judge",
+    "Judge": "judge", "JudgeStats": "judge", "Prices": "judge", "build_judge": "judge", "usage_field": "judge",
+    "USAGE_COLUMNS": "judge",
     "Backend": "protocol", "Completion": "protocol", "JudgeError": "protocol", "JudgeRequest": "protocol",
     "Window": "protocol",
 })

@@ -9,7 +9,7 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from sae_models.judges import prompts
@@ -24,7 +24,8 @@ GARBAGE_MAX_SHARE = 0.5
 
 @dataclass
 class JudgeStats:
-    """New calls, answers served from the cache, unparseable answers, and the tokens the new calls spent."""
+    """New calls, answers served from the cache, unparseable answers, and the tokens the new calls spent. A
+    summary row keeps a copy as its judge-usage columns (``USAGE_COLUMNS``)."""
 
     calls: int = 0
     cached: int = 0
@@ -35,6 +36,19 @@ class JudgeStats:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def snapshot(self) -> "JudgeStats":
+        """The counts so far, apart from the judge's running ones."""
+        return replace(self)
+
+
+USAGE_PREFIX = "judge_"
+USAGE_COLUMNS = tuple(USAGE_PREFIX + f.name for f in fields(JudgeStats))  # judge_calls, judge_cached, ...
+
+
+def usage_field():
+    """A summary row's judge-usage field: the judge's ``JudgeStats``, as the columns ``USAGE_COLUMNS``."""
+    return field(metadata={"prefix": USAGE_PREFIX})
 
 
 @dataclass(frozen=True)

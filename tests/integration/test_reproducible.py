@@ -1,9 +1,6 @@
-"""The CPU pin: a toy LM trained under other kernels and thread counts in the environment has the same weights,
-and a pin the machine cannot honour is one line."""
-
-import subprocess
-import sys
-from pathlib import Path
+"""The CPU pin: a toy LM trained under other kernels and thread counts in the environment has the same weights
+(the whole graph's tables: tests/system/test_machine_independence.py), and a pin the machine cannot honour is one
+line."""
 
 import pytest
 
@@ -11,9 +8,9 @@ from assets.lakehouse.config import ConfigError, load_settings
 from assets.shared.pin import pin_process
 from sae_models import reproducible
 from sae_models.reproducible import CpuPin, PinError, apply_pin, check_kernels, pin_environment
+from tests.machines import MACHINES, run_on
 from tests.tiny_world import DROP, TINY, tiny_toml
 
-ROOT = Path(__file__).resolve().parents[2]
 # A run worker's path: the code location's load sets the pin's variables, a step applies it, then the toy LM trains.
 TRAIN_AND_HASH = """
 import hashlib, sys, tempfile
@@ -32,32 +29,13 @@ train_toy_lm(docs[:200], docs[200:], cfg, out, log=lambda _: None)
 weights = load_file(out / "model.safetensors")
 print(hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest())
 """
-# Two machines as the environment makes them: ATen's SSE kernels, MKL's AVX-512 ones (where the CPU has them) and
-# OpenBLAS's oldest on one thread; ATen's AVX2 kernels and whatever MKL and OpenBLAS find on the CPU on two.
-MACHINES = ({"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
-             "OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"},
-            {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "2"})
-SET_BY_THE_PIN = sorted(set(CpuPin().environment()) - {"ATEN_CPU_CAPABILITY"})
-
-
-def _weights_hash(machine: dict[str, str], config: Path) -> str:
-    import os
-
-    env = {**os.environ, **machine, "SAE_LAKE_CONFIG": str(config)}
-    for name in SET_BY_THE_PIN:  # as a fresh machine has them: unset, unless the machine sets them
-        if name not in machine:
-            env.pop(name, None)
-    done = subprocess.run([sys.executable, "-c", TRAIN_AND_HASH], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.split()[-1]
 
 
 @pytest.mark.parametrize("pin", ["auto", "off"])
 def test_toy_lm_weights_do_not_depend_on_the_machines_kernels_or_threads(tmp_path, pin):
     config = tmp_path / "lake.toml"
     config.write_text(tiny_toml({"reproducibility": {"pin": pin, "threads": DROP}}))
-    hashes = {_weights_hash(machine, config) for machine in MACHINES}
+    hashes = {run_on(machine, TRAIN_AND_HASH, config).split()[-1] for machine in MACHINES}
     # pinned: one set of weights; unpinned, the two environments train two different models
     assert len(hashes) == (1 if pin == "auto" else 2)
 
@@ -131,31 +109,3 @@ def test_analysis_tables_are_computed_on_one_duckdb_thread(tmp_path):
 
     with analysis_connection(Lake(tmp_path / "lake"), [], [], []) as con:
         assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 1
-
-
-def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(tmp_path):
-    """`sae-lake demo` on a tiny world (every asset, a TopK SAE, PCA and ICA per model) in two environments (ATen's
-    SSE kernels and OpenBLAS's oldest on one thread; ATen's AVX2 kernels and OpenBLAS's choice on two), each in its
-    own process: every table, every model and every SAE the same, bit for bit, but the measured wall times."""
-    import os
-
-    from assets.lakehouse.digest import lake_digests
-    lakes = []
-    for i, machine in enumerate(MACHINES):
-        root = tmp_path / f"machine{i}"
-        root.mkdir()
-        # lake.toml's default pin, as a user's demo has it (not the test processes' one thread)
-        sweep = {"sweep": {"architectures": ["topk"], "baselines": ["pca", "ica"]}, "reproducibility": DROP}
-        (root / "lake.toml").write_text(tiny_toml(sweep, twins=False))
-        env = {**os.environ, **machine, "SAE_LAKE_CONFIG": str(root / "lake.toml"), "DAGSTER_HOME": str(root / "dh")}
-        for name in (*SET_BY_THE_PIN, "SAE_LAKE_ROOT"):
-            if name not in machine:
-                env.pop(name, None)
-        done = subprocess.run([sys.executable, "-m", "assets.cli", "demo"], env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        lakes.append(lake_digests(root / "lake"))
-    assert {"activations", "models", "saes", "steering_generations", "sae_summary", "rank_agreement"} <= set(lakes[0])
-    first, second = lakes
-    assert {name: (d, second.get(name)) for name, d in first.items() if d != second.get(name)} == {}
-    assert set(first) == set(second)

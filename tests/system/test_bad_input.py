@@ -30,7 +30,7 @@ def lake_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_input")
     config = root / "lake.toml"
     config.write_text(one_model_toml())
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
         mp.setenv("SAE_LAKE_CONFIG", str(config))
         mp.delenv("SAE_LAKE_ROOT", raising=False)
         run_demo(instance=instance, print_fn=lambda _: None)

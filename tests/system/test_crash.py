@@ -16,40 +16,34 @@ from tests.tiny_world import one_model_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Runs one job partition (a selection of its assets) in a fresh process; with a target, the process SIGKILLs
-# itself right after the target's ``kill_at``-th call returns.
+# Runs one job partition (a selection of its assets) in a fresh process that SIGKILLs itself right after the
+# target's ``kill_at``-th call returns.
 RUN = """
 import functools, importlib, os, signal, sys
-from dagster import AssetKey, DagsterInstance, MultiPartitionKey
-from assets.definitions import defs
+from tests.system.test_crash import run_here
 job, partition, selection, target, kill_at = sys.argv[1:6]
-if target != "-":
-    module_name, attribute = target.split(":")
-    *path, name = attribute.split(".")
-    owner = functools.reduce(getattr, path, importlib.import_module(module_name))
-    original, calls = getattr(owner, name), [0]
+module_name, attribute = target.split(":")
+*path, name = attribute.split(".")
+owner = functools.reduce(getattr, path, importlib.import_module(module_name))
+original, calls = getattr(owner, name), [0]
 
-    def killing(*args, **kwargs):
-        result = original(*args, **kwargs)
-        calls[0] += 1
-        if calls[0] == int(kill_at):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
+def killing(*args, **kwargs):
+    result = original(*args, **kwargs)
+    calls[0] += 1
+    if calls[0] == int(kill_at):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
 
-    setattr(owner, name, killing)
-key = None if partition == "-" else partition
-if key and "|" in key:
-    key = MultiPartitionKey(dict(zip(("model", "sae"), key.split("|"))))
-assets = None if selection == "-" else [AssetKey(a) for a in selection.split(",")]
-result = defs.resolve_job_def(job).execute_in_process(instance=DagsterInstance.get(), partition_key=key,
-                                                      asset_selection=assets, raise_on_error=False)
-sys.exit(0 if result.success else 1)
+setattr(owner, name, killing)
+sys.exit(run_here(job, partition, selection))
 """
 
 
 @pytest.fixture
 def crash_world(tmp_path, monkeypatch):
-    """A one-model toy lake.toml, a persistent instance, and ``run(job, partition, selection, target, kill_at)``."""
+    """A one-model toy lake.toml, a persistent instance, and ``run(job, partition, selection, target, kill_at)``:
+    with a target, in a fresh process that kills itself; without, a rerun in this process, a process that did
+    not crash either."""
     config = tmp_path / "lake.toml"
     config.write_text(one_model_toml())
     home = tmp_path / "dagster_home"
@@ -59,6 +53,8 @@ def crash_world(tmp_path, monkeypatch):
     monkeypatch.delenv("SAE_LAKE_ROOT", raising=False)
 
     def run(job: str, partition: str = "-", selection: str = "-", target: str = "-", kill_at: int = 0) -> int:
+        if target == "-":
+            return run_here(job, partition, selection)
         done = subprocess.run([sys.executable, "-c", RUN, job, partition, selection, target, str(kill_at)],
                               cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode in (0, -signal.SIGKILL), done.stdout[-2000:] + done.stderr[-2000:]
@@ -69,6 +65,19 @@ def crash_world(tmp_path, monkeypatch):
         instance.add_dynamic_partitions("models", ["toy-gemma2"])
         instance.add_dynamic_partitions("saes", ["topk-k4"])
     return tmp_path / "lake", run
+
+
+def run_here(job: str, partition: str, selection: str) -> int:
+    from assets.definitions import defs
+
+    key = None if partition == "-" else partition
+    if key and "|" in key:
+        key = dg.MultiPartitionKey(dict(zip(("model", "sae"), key.split("|"), strict=True)))
+    assets = None if selection == "-" else [dg.AssetKey(a) for a in selection.split(",")]
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key,
+                                                              asset_selection=assets, raise_on_error=False)
+    return 0 if result.success else 1
 
 
 def _count(lake: Path, sql: str) -> tuple:

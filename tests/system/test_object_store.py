@@ -233,7 +233,7 @@ def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, 
     # the store; the disk lake's whole-graph test runs the twin and the other architectures through the same calls
     tiny_config.write_text(tiny_toml({"sweep": {"architectures": ["topk"], "baselines": []}}, twins=False))
     start = time.perf_counter()
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         run_demo(instance=instance, print_fn=lambda _: None)
         runs = instance.get_runs()
         assert runs and all(r.is_success for r in runs)

@@ -59,7 +59,7 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
 
 
 def test_registry_sensor_adds_new_models_and_variants_and_reports_removed(tiny_config):
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"lake": defs.resources["lake"]})
         first = model_registry_sensor(ctx)
         assert sorted(r.partition_key for r in first.run_requests) == ["toy-gemma2", "toy-gemma2-random", "toy-qwen2"]
@@ -82,7 +82,7 @@ def test_registry_sensor_adds_new_models_and_variants_and_reports_removed(tiny_c
 
 def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_config, capsys):
     loads = shared_lm_loads()
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         timings = run_demo(instance=instance, print_fn=lambda _: None)
         # world, 2 model chains and toy-gemma2's twin's, 2 x 5 SAE variants and the twin's 3, catalog
         assert len(timings) == 5 + 2 * 5 + 3
@@ -138,7 +138,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
 
     sae_models.lm.iter_activations = crash_midway
     try:
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions("models", ["toy-gemma2"])
             result = _run(instance, "model_chain", "toy-gemma2")
     finally:
@@ -158,7 +158,7 @@ def _check_oracles(lake: Lake, config) -> None:
     config.write_text(tiny_toml({"selection": {"prompt": "the furry puppy was happy ."},
                                  "oracle": {"levels": [0, 1], "seeds": [0]}}))
     names = ["oracle-0-s0", "oracle-1-s0"]
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("models", ["toy-gemma2"])
         instance.add_dynamic_partitions("saes", names)
         for name in names:
@@ -376,7 +376,7 @@ def _check_patching(lake: Lake, capsys, config) -> None:
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2 * 2 * 3
 
     edit_toml(config, {"patching": {"min_ioi_accuracy": 0.8}})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("models", ["toy-qwen2"])
         instance.add_dynamic_partitions("saes", ["pca"])
         result = _run(instance, "sae_sweep", pair_key("toy-qwen2", "pca"))
@@ -431,7 +431,7 @@ def _check_steering(lake: Lake, capsys, config) -> None:
 
     key = dg.MultiPartitionKey({"model": "toy-gemma2", "sae": "topk-k4"})
     generations = lake.read_table("steering_generations", model="toy-gemma2", sae="topk-k4")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("models", ["toy-gemma2"])
         instance.add_dynamic_partitions("saes", ["topk-k4"])
         assert defs.resolve_job_def("sae_sweep").execute_in_process(
@@ -447,7 +447,7 @@ def _check_steering(lake: Lake, capsys, config) -> None:
     text = config.read_text()
     edit_toml(config, {"judge": DEAD_JUDGE})
     try:
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions("models", ["toy-gemma2"])
             instance.add_dynamic_partitions("saes", ["topk-k4"])
             down = defs.resolve_job_def("sae_sweep").execute_in_process(
@@ -479,7 +479,7 @@ def _check_interpretability(lake: Lake, config) -> None:
 
     key = dg.MultiPartitionKey({"model": "toy-gemma2", "sae": "topk-k4"})
     before = lake.read_table("autointerp", model="toy-gemma2", sae="topk-k4")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("models", ["toy-gemma2"])
         instance.add_dynamic_partitions("saes", ["topk-k4"])
         rerun = _run_autointerp(instance, key)
@@ -544,7 +544,7 @@ def _check_control(lake: Lake, capsys, config) -> None:
     assert "ground truth concept_f1 " in report and "Not ranked: g, g_dtc, g_minus_unsteered" in report
 
     edit_toml(config, {"control": {"in_rank_analysis": True}})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert defs.resolve_job_def("catalog_refresh").execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("rank_agreement")]).success
     rows = {(r["comparison"], r["grouping"], r["group"]): r for r in lake.read_table("rank_agreement").to_pylist()}
@@ -569,7 +569,7 @@ def _single_model_config(tiny_config, source: str, layer: int = 1) -> None:
 def test_bad_model_source_fails_its_step_with_one_line(tiny_config, monkeypatch, source, message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _single_model_config(tiny_config, source)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("models", ["ext"])
         result = _run(instance, "model_chain", "ext")
     assert not result.success
@@ -588,7 +588,7 @@ def test_layer_out_of_range_for_a_local_model_is_a_config_error(tiny_config, ran
 
 
 def test_empty_corpus_fails_and_keeps_the_previous_corpus(tiny_config, tmp_path):
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert _run(instance, "world").success
         corpus_file = tiny_config.parent / "lake" / "corpus" / "part-00000.parquet"
         before = corpus_file.read_bytes()
@@ -616,7 +616,7 @@ def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_
     tiny_config.write_text(tiny_toml({"sweep": {"architectures": [], "baselines": [], "min_explained_variance": -10.0},
                                       "external_saes": [{"name": "scope-like", "model": "toy-gemma2",
                                                          "path": str(external)}]}, twins=False))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         timings = run_demo(instance=instance, print_fn=lambda _: None)
         assert "sae_sweep[toy-gemma2|scope-like]" in timings and "sae_sweep[toy-qwen2|scope-like]" not in timings
         instance.add_dynamic_partitions("saes", ["scope-like"])

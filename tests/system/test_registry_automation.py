@@ -33,7 +33,7 @@ def swept(tmp_path_factory):
     """toy-gemma2 with topk-k4, topk-k6 and pca, materialized by the demo; the tests below share it in order."""
     config = tmp_path_factory.mktemp("swept") / "lake.toml"
     config.write_text(BASE)
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
         mp.setenv("SAE_LAKE_CONFIG", str(config))
         mp.delenv("SAE_LAKE_ROOT", raising=False)
         run_demo(instance=instance, print_fn=lambda _: None)

@@ -1,5 +1,5 @@
-"""Evaluation rows name their SAE by one type, ``SAEIdentity``, whose fields become the same columns in every
-table that carries it."""
+"""Evaluation rows name their SAE by one type, ``SAEIdentity``, and count their judge's calls by another,
+``JudgeStats``: each type's fields become the same columns in every table that carries it."""
 
 import dataclasses
 import importlib
@@ -15,17 +15,30 @@ from sae_models.evals.autointerp import AutointerpSummary
 from sae_models.evals.patching import PatchingRow
 from sae_models.evals.selection import SELECTION_SCHEMA, SelectionSummary
 from sae_models.evals.steering import SteeringSummary
+from sae_models.judges import USAGE_COLUMNS, JudgeStats
 from sae_models.sae.sweep import SAEIdentity, Variant
 
 IDENTITY = [f.name for f in dataclasses.fields(SAEIdentity)]
+USAGE = list(USAGE_COLUMNS)
+FLATTENED = {"identity": IDENTITY, "usage": USAGE}
 
 
 def test_every_per_sae_evaluation_row_carries_the_identity_as_one_field_flattened_in_its_place():
     for row_type in (AutointerpSummary, SteeringSummary, SelectionSummary, PatchingRow):
         assert typing.get_type_hints(row_type)["identity"] is SAEIdentity
-        expected = [name for f in dataclasses.fields(row_type)
-                    for name in (IDENTITY if f.name == "identity" else [f.name])]
+        expected = [name for f in dataclasses.fields(row_type) for name in FLATTENED.get(f.name, [f.name])]
         assert schema_of(row_type).names == expected
+
+
+def test_both_judged_summaries_end_with_the_same_judge_usage_columns_filled_from_the_judges_counts():
+    usage = JudgeStats(calls=3, cached=4, unparseable=1, prompt_tokens=50, completion_tokens=7, cost_usd=0.25)
+    for row_type in (AutointerpSummary, SteeringSummary):
+        assert typing.get_type_hints(row_type)["usage"] is JudgeStats
+        assert schema_of(row_type).names[-len(USAGE):] == USAGE
+        row = row_type(**{f.name: None for f in dataclasses.fields(row_type)} | {"usage": usage})
+        assert {k: v for k, v in columns(row).items() if k in USAGE} == {
+            "judge_calls": 3, "judge_cached": 4, "judge_unparseable": 1, "judge_prompt_tokens": 50,
+            "judge_completion_tokens": 7, "judge_cost_usd": 0.25}
 
 
 def test_the_tables_keep_their_columns_where_the_lake_has_them():

@@ -11,11 +11,11 @@ from assets.shared.metadata import markdown_table, materialized, table_metadata
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import LakeResource, torch_device
 from sae_models.arrow import columns
+from sae_models.judges import USAGE_COLUMNS
 
 GROUP = "interpretability"
 JUDGE_CACHE = "judge_cache"
-SUMMARY_METADATA = ("mu", "mu_simulation", "purity_spearman", "judge_calls", "judge_cached", "judge_cost_usd",
-                    "judge_prompt_tokens", "judge_completion_tokens", "n_too_few")
+SUMMARY_METADATA = ("mu", "mu_simulation", "purity_spearman", "n_too_few", *USAGE_COLUMNS)
 
 judge_cache = dg.AssetSpec(
     JUDGE_CACHE, group_name=GROUP, kinds={"parquet"},

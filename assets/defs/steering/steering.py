@@ -11,10 +11,11 @@ from assets.shared.metadata import lines_md, markdown_table, materialized, table
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 from sae_models.arrow import columns
+from sae_models.judges import USAGE_COLUMNS
 
 GROUP = "steering"
-SUMMARY_METADATA = ("g", "g_ci", "g_unsteered", "g_chosen_on_test", "concept", "instruct", "fluency", "judge_calls",
-                    "judge_cached", "judge_cost_usd", "unparseable")
+SUMMARY_METADATA = ("g", "g_ci", "g_unsteered", "g_chosen_on_test", "concept", "instruct", "fluency", "unparseable",
+                    *USAGE_COLUMNS)
 
 
 def _instructions(p: SweepPartition, tokenizer):
