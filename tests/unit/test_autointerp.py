@@ -194,3 +194,188 @@ def test_trivial_answers_score_their_baseline_and_a_balanced_accuracy_of_one_hal
     assert summary.mu_by_activation_always_no < 10 / 14
     expected = summary.mu_by_activation_always_no if answer == "none" else 1 - summary.mu_by_activation_always_no
     assert summary.mu_by_activation == pytest.approx(expected)
+
+
+def test_run_autointerp_scores_marks_purity_and_summarizes_with_the_judges_usage(corpus):
+    """The run is score, mark, summarize: every latent of the examples scored, the too-few ones counted from
+    ``n_sampled``, each latent's purity attached, and the judge's counts in the summary."""
+    from transformers import PreTrainedTokenizerFast
+
+    from sae_models.evals.autointerp import run_autointerp
+
+    examples = from_arrow(to_arrow(_examples(corpus), keep=np.array([True, True, False])), CFG)
+    text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
+    cfg = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5, n_concept=1)
+    judge = Judge(ToyworldBackend())
+    sae = SAEIdentity("x", is_baseline=False, level=None, target_l0=None, l0=1.0)
+    result = run_autointerp(examples, text, judge, cfg, {0: (0.9, "topic:farming"), 1: (0.2, "word:the")}, 3, sae)
+    assert [r.latent for r in result.rows] == [0, 1]
+    assert [(r.concept_purity, r.purity_feature) for r in result.rows] == [(0.9, "topic:farming"), (0.2, "word:the")]
+    (concept,) = [r for r in result.rows if r.concept100]
+    s = result.summary
+    assert (s.n_scored, s.n_concept, s.n_too_few) == (2, 1, 1) and s.identity == sae
+    assert s.mu == pytest.approx(concept.detection_score)
+    assert s.mu_all == pytest.approx(np.mean([r.detection_score for r in result.rows]))
+    assert s.usage.calls == judge.stats.calls == 8 and s.usage is not judge.stats  # a copy, not the live counts
+    assert (s.judge, s.judge_model) == (judge.name, judge.backend.model)
+    assert s.mu_simulation == pytest.approx(concept.simulation_score)
+    assert s.purity_spearman is None  # two latents: no rank correlation
+
+
+def test_the_scored_latents_are_a_fixed_sorted_sample_of_the_live_ones():
+    from sae_models.evals.autointerp import scored_latents
+
+    live = np.arange(10, 40, 3)
+    picked = scored_latents(live, 4, seed=0)
+    assert len(set(picked.tolist())) == 4 and set(picked.tolist()) <= set(live.tolist())
+    assert picked.tolist() == sorted(picked.tolist())
+    assert np.array_equal(picked, scored_latents(live, 4, seed=0))
+    assert any(not np.array_equal(picked, scored_latents(live, 4, seed=s)) for s in range(1, 4))
+    assert np.array_equal(scored_latents(live, 50, seed=0), live)  # fewer live latents than asked: all of them
+
+
+def test_purity_strata_and_their_correlations_per_model():
+    from scipy.stats import spearmanr
+
+    from sae_models.evals.autointerp import purity_correlation_by_model, purity_stratum
+
+    assert [purity_stratum(f) for f in ("topic:farming", "sentiment:positive", "role:determiner", "word:cow",
+                                         "role:subject")] == ["lookup", "lookup", "lookup", "word", "position"]
+    rng = np.random.default_rng(0)
+    n = 30
+    models = ["a"] * n + ["b"] * n
+    detection, purity = rng.random(2 * n), rng.random(2 * n)
+    features = (["topic:x"] * 12 + ["word:y"] * 9 + ["role:subject"] * 9) * 2
+    out = purity_correlation_by_model(models, detection, purity, features)
+    assert set(out) == {f"{m}{s}" for m in "ab" for s in ("", "/lookup", "/word", "/position")}
+    assert out["b"] == pytest.approx(spearmanr(detection[n:], purity[n:]).statistic)
+    assert out["a/lookup"] == pytest.approx(spearmanr(detection[:12], purity[:12]).statistic)
+    assert out["a/word"] is None and out["b/position"] is None  # under 10 latents in the stratum
+
+
+def test_intervals_are_the_student_t_half_widths_of_each_score():
+    from scipy.stats import t
+
+    from sae_models.evals.autointerp import add_intervals
+
+    rows = add_intervals([{"n": 5, "detection_se": 0.1, "simulation_se": 0.2}, {"n": 1, "detection_se": None,
+                                                                                   "simulation_se": None}])
+    assert rows[0]["detection_ci"] == pytest.approx(t.ppf(0.975, 4) * 0.1)
+    assert rows[0]["simulation_ci"] == pytest.approx(t.ppf(0.975, 4) * 0.2)
+    assert rows[1]["detection_ci"] == 0.0  # one latent: no interval
+
+
+def test_balanced_accuracy_averages_the_hit_rate_of_each_class_present():
+    from sae_models.evals.autointerp import balanced_accuracy
+
+    truth = np.array([True, True, False, False, False])
+    assert balanced_accuracy(np.array([True, False, False, False, True]), truth) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert balanced_accuracy(np.array([True, False]), np.array([True, True])) == pytest.approx(0.5)  # one class
+
+
+def test_the_simulation_score_is_the_pearson_correlation_and_0_for_a_constant_side():
+    from sae_models.evals.autointerp import _pearson
+
+    assert _pearson([[0.0, 2.0], [4.0]], [np.array([0, 1]), np.array([2])]) == pytest.approx(1.0)  # std 1 exactly
+    assert _pearson([[0.0, 1.0]], [np.array([2, 0])]) == pytest.approx(-1.0)  # the truth's std is 1
+    assert _pearson([[3.0, 3.0, 3.0]], [np.array([0, 1, 5])]) == 0.0  # a constant prediction
+    assert _pearson([[0.0, 1.0, 5.0]], [np.array([2, 2, 2])]) == 0.0  # nothing to predict
+
+
+def test_an_unparseable_detection_answer_scores_0_and_keeps_the_window_counts():
+    from sae_models.evals.autointerp import _detection
+
+    plan = type("Plan", (), {"detect": [None] * 4, "detect_truth": np.array([True, False, False, True]),
+                             "detect_active": np.array([True, True, False, True])})()
+    assert _detection(None, plan) == {"detection_score": 0.0, "detection_balanced": 0.0,
+                                      "detection_by_activation": 0.0, "detect_windows": 4, "detect_positive": 2,
+                                      "detect_active": 3}
+    picked = _detection([True, True, False, False], plan)
+    assert (picked["detection_score"], picked["detection_balanced"], picked["detection_by_activation"]) == (
+        0.5, 0.5, 0.75)
+
+
+@pytest.mark.parametrize(("tops", "need"), [((3, 2, 2, 1), 5), ((1, 1, 3, 2), 5)])
+def test_too_few_activations_needs_the_explanation_and_held_out_windows_of_both_scores(tops, need):
+    from types import SimpleNamespace
+
+    explain_top, score_top, sim_explain_top, sim_top = tops
+    cfg = AutointerpConfig().model_copy(update={"explain_top": explain_top, "score_top": score_top,
+                                                "sim_explain_top": sim_explain_top, "sim_top": sim_top})
+    doc = np.full((2, 8), -1)
+    doc[0, :need] = np.arange(need)  # document 0 is a document
+    doc[1, :need - 1] = np.arange(need - 1)
+    assert too_few_activations(SimpleNamespace(top=SimpleNamespace(doc=doc)), cfg).tolist() == [False, True]
+
+
+def test_concept100_is_the_seeded_subset_and_purity_comes_by_latent():
+    from dataclasses import replace
+
+    from sae_models.evals.autointerp import LatentScore, mark_concept_and_purity
+
+    base = LatentScore(0, "e", 0.5, 0.5, 0.5, 4, 2, 2, "s", 0.1, 0)
+    rows = [replace(base, latent=f) for f in range(3, 33)]
+    cfg = AutointerpConfig(n_concept=10, seed=7)
+    marked = mark_concept_and_purity(rows, cfg, {5: (0.4, "word:cow")})
+    assert {r.latent for r in marked if r.concept100} == set(concept_subset(np.arange(3, 33), 10, 7).tolist())
+    assert [(r.concept_purity, r.purity_feature) for r in marked if r.latent in (4, 5)] == [
+        (None, None), (0.4, "word:cow")]
+
+
+def test_the_summary_correlates_detection_with_purity_only_when_every_latent_has_one():
+    from dataclasses import replace
+
+    from scipy.stats import spearmanr
+
+    from sae_models.evals.autointerp import LatentScore, summarize
+
+    base = LatentScore(0, "e", 0.5, 0.5, 0.5, 4, 1, 2, "s", 0.1, 0, concept100=True)
+    det, purity = [0.9, 0.4, 0.6, 0.7], [0.8, 0.1, 0.5, 0.2]
+    rows = [replace(base, latent=i, detection_score=d, concept_purity=p)
+            for i, (d, p) in enumerate(zip(det, purity, strict=True))]
+    sae = SAEIdentity("x", is_baseline=False, level=None, target_l0=None, l0=1.0)
+    judge = Judge(ToyworldBackend())
+    s = summarize(rows, 5, judge, sae)
+    assert s.purity_spearman == pytest.approx(spearmanr(det, purity).statistic)
+    assert s.mu_always_no == pytest.approx(0.75) and s.mu_by_activation_always_no == pytest.approx(0.5)
+    assert (s.n_scored, s.n_concept, s.n_too_few) == (4, 4, 1)
+    assert summarize(rows[:3] + [replace(rows[3], concept_purity=None)], 4, judge, sae).purity_spearman is None
+    assert summarize([], 0, judge, sae).purity_spearman is None
+    one_window = [replace(r, detect_windows=1, detect_positive=1, detect_active=1) for r in rows]
+    single = summarize(one_window, 4, judge, sae)
+    assert single.mu_always_no == 0.0 and single.mu_by_activation_always_no == 0.0  # 1 - 1/1: over the windows
+
+
+class Garbled(Answers):
+    """Answers like ``Answers("none")`` but garbles one step: the detection answer, or the explanation that the
+    simulation is written from (the one from fewer windows)."""
+
+    def __init__(self, step: str):
+        super().__init__("none")
+        self.step = step
+
+    def complete(self, request):
+        from sae_models.judges import Completion
+
+        if self.step == "detect" and request.task == "detect":
+            return Completion("I cannot tell")
+        if self.step == "sim_explain" and request.task == "explain" and len(request.payload["windows"]) == 5:
+            return Completion("")
+        return super().complete(request)
+
+
+@pytest.mark.parametrize("step", ["detect", "sim_explain"])
+def test_an_unparseable_answer_is_counted_once_per_chain_and_scores_0_there(corpus, step):
+    from transformers import PreTrainedTokenizerFast
+
+    examples = from_arrow(to_arrow(_examples(corpus), keep=np.array([True, True, False])), CFG)
+    text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
+    cfg = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5)
+    rows = score_latents(examples, text, Judge(Garbled(step)), cfg)
+    assert [r.unparseable for r in rows] == [1, 1]
+    assert all(r.explanation == "something" for r in rows)
+    if step == "detect":
+        assert all(r.detection_score == 0.0 and r.simulation_explanation == "something" for r in rows)
+    else:
+        assert all(r.simulation_score == 0.0 and r.simulation_explanation == "" for r in rows)
+        assert all(r.detection_score == pytest.approx(10 / 14) for r in rows)  # "none" of 4 in 14 windows

@@ -32,6 +32,8 @@ def test_the_set_is_chosen_on_dev_reported_on_test_beside_the_optimistic_choice_
     assert summary.g == pytest.approx(sum(p.test_hm for p in POOL) / 6)
     assert summary.g_out == pytest.approx((0.2 + 0.1) / 2)  # latents 3 and 5: the top two by S_out
     assert summary.gain == pytest.approx(100 * (0.7 - summary.g) / summary.g)
+    assert summary.gain_out == pytest.approx(100 * (summary.g_out - summary.g) / summary.g)
+    assert summary.identity == SAE
     assert summary.n_pool == 6 and summary.n_candidates == len(sets)
 
 
@@ -43,6 +45,7 @@ def test_ties_on_dev_take_the_smaller_set_and_an_empty_pool_gives_nulls():
     result = run_selection([], SelectionConfig(), SAE)
     empty, sets = result.summary, result.rows
     assert empty.g is None and empty.g_dtc is None and empty.gain is None and sets == []
+    assert (empty.identity, empty.chosen_latents, empty.size, empty.n_pool, empty.n_candidates) == (SAE, [], 0, 0, 0)
 
 
 def test_the_random_rank_control_gains_from_the_dev_choice_alone_and_ignores_delta_c():
@@ -55,6 +58,7 @@ def test_the_random_rank_control_gains_from_the_dev_choice_alone_and_ignores_del
     g = sum(p.test_hm for p in pool) / len(pool)
     assert control > g + 0.3  # the dev choice alone lifts the test score
     assert control == pytest.approx(random_rank_control(reversed_dc, cfg))
+    assert control == random_rank_control(pool, cfg, draws=64, seed=0)  # the defaults: 64 draws from seed 0
     result = run_selection(pool, cfg, SAE)
     summary = result.summary
     assert summary.g_random_rank == pytest.approx(control)

@@ -3,6 +3,7 @@ of the factor; instruction sets; the toy judge's ratings."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from sae_models.evals.instructions import (
     load_instructions,
 )
 from sae_models.evals.steering import (
+    GenerationRow,
     RatingRow,
     SteeringConcept,
     SteeringInputError,
@@ -36,8 +38,9 @@ def _sae():
 
 def test_a_dead_or_out_of_range_latent_is_one_error_naming_it():
     sae = _sae()
-    assert [c.latent for c in concept_magnitudes(sae, [1, 3], [2.0, 0.5])] == [1, 3]
-    with pytest.raises(SteeringInputError, match=r"latents \[3\] have m_f = 0"):
+    assert [c.latent for c in concept_magnitudes(sae, [0, 1, 3], [1.0, 2.0, 0.5])] == [0, 1, 3]
+    with pytest.raises(SteeringInputError, match=r"latents \[3\] have m_f = 0 .*decoder row\): a zero steering "
+                                                 r"vector cannot steer$"):
         concept_magnitudes(sae, [1, 3], [2.0, 0.0])
     with pytest.raises(SteeringInputError, match=r"latents \[16\] are out of range: the SAE has 16 latents"):
         concept_magnitudes(sae, [1, 16], [2.0, 1.0])
@@ -126,6 +129,10 @@ def test_plan_has_every_factor_and_the_unsteered_row_with_dev_and_test_halves():
     assert len(rows) == 2 * 4 * 3
     assert {r.factor for r in rows} == {0.0, 1.0, 2.0}
     assert sum(r.split == "test" for r in rows if r.latent == 3 and r.factor == 2.0) == 2
+    assert {r.split for r in rows} == {"dev", "test"}
+    assert all(r.seed == hash((r.latent, r.factor, r.instruction.id)) & 0xFFFF for r in rows)
+    assert {r.instruction.id for r in rows if r.latent == 5} == {i.id for i in instructions_for(
+        5, load_instructions("toyworld"), 4, cfg.seed)}
 
 
 def test_harmonic_mean_is_zero_when_any_rating_is_zero():
@@ -185,8 +192,6 @@ class _ScriptedBackend:
 
 
 def _generation(latent, factor, split, text):
-    from sae_models.evals.steering import GenerationRow
-
     return GenerationRow(latent, 1.0, factor, f"i-{split}-{text}", split, "tell me about food", "p", text, 3, 0)
 
 
@@ -228,3 +233,102 @@ def test_ties_on_dev_take_the_smallest_factor_and_show_no_spread():
     ratings = [_rating(2, f, split, 0.0) for f in (0.0, 0.5, 3.0) for split in ("dev", "test")]
     (score,) = score_concepts(ratings, [SteeringConcept(2, 1.0)], {2: "c"})
     assert score.best_factor == 0.5 and score.dev_spread == 0.0
+
+
+def test_the_rating_run_rates_the_explained_concepts_in_latent_order_and_sums_up_per_factor():
+    """``run_steering_rating`` takes its concepts from the generations (sorted by latent, whatever their order),
+    leaves a concept without an explanation out and counts it; ``by_factor`` averages every rating per factor."""
+    from sae_models.evals.steering import by_factor, run_steering_rating
+    from sae_models.judges import Judge
+
+    texts = {"a": (2, 2, 2), "b": (1, 2, 1), "c": (0, 2, 2), "d": (2, 1, 1)}
+    answers = {(kind, text): f"Rating: [[{r}]]" for text, rs in texts.items()
+               for kind, r in zip(("concept", "instruct", "fluency"), rs, strict=True)}
+    generations = [_generation(9, 1.0, "test", "x"), _generation(7, 0.0, "dev", "a"), _generation(7, 0.0, "test", "b"),
+                   _generation(7, 2.0, "dev", "c"), _generation(7, 2.0, "test", "d")]
+    judge = Judge(_ScriptedBackend(answers))
+    sae = SAEIdentity("topk", is_baseline=False, level=4.0, target_l0=4.0, l0=4.0)
+    result = run_steering_rating(generations, {7: "food words", 8: "unused"}, judge, sae)
+    assert [r.latent for r in result.rows] == [7] * 4 and [c.latent for c in result.concepts] == [7]
+    assert result.summary.n_concepts == 1 and result.summary.n_unexplained == 1 and result.summary.n_generations == 5
+    assert result.summary.g == pytest.approx(harmonic_mean((2, 1, 1))) and result.summary.g_unsteered == pytest.approx(
+        harmonic_mean((1, 2, 1)))
+    factors = by_factor(result.rows)
+    assert [f["factor"] for f in factors] == [0.0, 2.0] and [f["n"] for f in factors] == [2, 2]
+    assert factors[0]["hm"] == pytest.approx((2 + harmonic_mean((1, 2, 1))) / 2)
+    assert factors[1]["concept"] == pytest.approx(1.0) and factors[1]["instruct"] == pytest.approx(1.5)
+    assert factors[1]["fluency"] == pytest.approx(1.5) and factors[1]["hm"] == pytest.approx(
+        harmonic_mean((2, 1, 1)) / 2)
+
+
+def test_the_steered_concepts_are_a_seeded_draw_of_concept100_with_m_f_from_the_top_window():
+    import pyarrow as pa
+
+    from sae_models.evals.autointerp import concept_subset
+    from sae_models.evals.config import AutointerpConfig
+    from sae_models.evals.steering import steering_concepts
+
+    sae = _sae()
+    latents = list(range(2, 14))
+    rows = [{"latent": f, "kind": kind, "rank": rank, "score": float(f) + (rank == 0) - 0.5 * (kind != "top")}
+            for f in latents for kind in ("top", "random") for rank in (0, 1)]
+    table = pa.Table.from_pylist(rows)
+    cfg = AutointerpConfig(n_concept=6, seed=3)
+    concepts = steering_concepts(sae, table, cfg, 4, seed=1)
+    expected = concept_subset(concept_subset(np.array(latents), 6, 3), 4, 1).tolist()
+    assert [c.latent for c in concepts] == expected and len(expected) == 4
+    norms = sae.W_dec.detach().norm(dim=-1)
+    assert [c.magnitude for c in concepts] == pytest.approx([(f + 1.0) * float(norms[f]) for f in expected])
+    assert steering_concepts(sae, table.take(list(range(len(rows)))[::-1]), cfg, 4, seed=1) == concepts
+
+
+def _score(latent, test_hm, ratings=(1.0, 1.0, 1.0)):
+    from sae_models.evals.steering import ConceptScore
+
+    return ConceptScore(latent, "c", 1.0, 1.0, 1.0, 0.0, test_hm, *ratings, test_hm / 2, 2.0, test_hm + 0.1)
+
+
+def test_the_summary_holds_g_its_interval_the_mean_ratings_and_who_judged():
+    from scipy.stats import t
+
+    from sae_models.evals.steering import summarize
+    from sae_models.judges import Judge
+
+    scores = [_score(1, 0.2, (0.0, 1.0, 2.0)), _score(2, 0.5, (1.0, 2.0, 2.0)), _score(3, 1.1, (2.0, 0.0, 1.0))]
+    generations = [_generation(1, 0.0, "test", "x"), _generation(2, 0.0, "test", "y")]
+    generations[1] = GenerationRow(**{**vars(generations[1]), "n_tokens": 6})
+    judge = Judge(_ScriptedBackend({}))
+    sae = SAEIdentity("relu", is_baseline=False, level=0.1, target_l0=None, l0=7.5)
+    s = summarize(scores, [], generations, 4, judge, sae)
+    test = np.array([0.2, 0.5, 1.1])
+    assert (s.judge, s.judge_model, s.identity) == ("scripted:s", "s", sae)
+    assert s.g == pytest.approx(test.mean())
+    assert s.g_ci == pytest.approx(t.ppf(0.975, 2) * test.std(ddof=1) / np.sqrt(3))
+    assert s.g_unsteered == pytest.approx(test.mean() / 2) and s.g_chosen_on_test == pytest.approx(test.mean() + 0.1)
+    assert (s.concept, s.instruct, s.fluency) == pytest.approx((1.0, 1.0, 5 / 3))
+    assert (s.n_concepts, s.n_unexplained, s.n_generations, s.mean_tokens) == (3, 1, 2, pytest.approx(4.5))
+    two = summarize(scores[:2], [], [], 2, judge, sae)
+    assert two.g_ci == pytest.approx(t.ppf(0.975, 1) * np.std([0.2, 0.5], ddof=1) / np.sqrt(2))
+    assert two.mean_tokens == 0.0  # no generations
+
+
+def test_each_concept_score_names_its_latent_and_reads_the_ratings_at_the_chosen_factor():
+    """A concept without ratings is skipped, not the end of the list; the test ratings are those at alpha*."""
+    ratings = [RatingRow(5, f, "i", split, c, 2, 1, 0.0, 0) for f, c in ((0.0, 0), (1.0, 2), (2.0, 1))
+               for split in ("dev", "test")]
+    ratings = [RatingRow(**{**vars(r), "hm": 1.0 + (r.factor == 1.0)}) for r in ratings]
+    scores = score_concepts(ratings, [SteeringConcept(4, 3.0), SteeringConcept(5, 2.5)], {4: "none", 5: "fives"})
+    (score,) = scores
+    assert (score.latent, score.concept, score.magnitude, score.best_factor) == (5, "fives", 2.5, 1.0)
+    assert (score.test_concept, score.test_instruct, score.test_fluency) == (2.0, 2.0, 1.0)
+
+
+def test_each_rating_row_keeps_its_generations_keys():
+    from sae_models.evals.steering import rate_steering
+    from sae_models.judges import Judge
+
+    generations = [_generation(3, 2.0, "dev", "a"), _generation(3, 0.0, "test", "b")]
+    rows = rate_steering(generations, {3: "c"}, Judge(_ScriptedBackend({})))
+    assert [(r.latent, r.factor, r.instruction_id, r.split) for r in rows] == [
+        (g.latent, g.factor, g.instruction_id, g.split) for g in generations]
+    assert [r.unparseable for r in rows] == [3, 3]
