@@ -220,6 +220,9 @@ def test_run_autointerp_scores_marks_purity_and_summarizes_with_the_judges_usage
     assert (s.judge, s.judge_model) == (judge.name, judge.backend.model)
     assert s.mu_simulation == pytest.approx(concept.simulation_score)
     assert s.purity_spearman is None  # two latents: no rank correlation
+    literal = run_autointerp(examples, text, Judge(ToyworldBackend()), cfg.model_copy(
+        update={"random_negative": False}), {}, 2, sae)  # the run scores by its own config
+    assert [r.detect_positive for r in literal.rows] != [r.detect_positive for r in result.rows]
 
 
 def test_the_scored_latents_are_a_fixed_sorted_sample_of_the_live_ones():
@@ -245,12 +248,13 @@ def test_purity_strata_and_their_correlations_per_model():
     n = 30
     models = ["a"] * n + ["b"] * n
     detection, purity = rng.random(2 * n), rng.random(2 * n)
-    features = (["topic:x"] * 12 + ["word:y"] * 9 + ["role:subject"] * 9) * 2
+    features = (["topic:x"] * 11 + ["word:y"] * 9 + ["role:subject"] * 10) * 2
     out = purity_correlation_by_model(models, detection, purity, features)
     assert set(out) == {f"{m}{s}" for m in "ab" for s in ("", "/lookup", "/word", "/position")}
     assert out["b"] == pytest.approx(spearmanr(detection[n:], purity[n:]).statistic)
-    assert out["a/lookup"] == pytest.approx(spearmanr(detection[:12], purity[:12]).statistic)
-    assert out["a/word"] is None and out["b/position"] is None  # under 10 latents in the stratum
+    assert out["a/lookup"] == pytest.approx(spearmanr(detection[:11], purity[:11]).statistic)
+    assert out["b/position"] == pytest.approx(spearmanr(detection[50:], purity[50:]).statistic)  # 10: enough
+    assert out["a/word"] is None  # under 10 latents in the stratum
 
 
 def test_intervals_are_the_student_t_half_widths_of_each_score():
@@ -361,10 +365,12 @@ class Garbled(Answers):
             return Completion("I cannot tell")
         if self.step == "sim_explain" and request.task == "explain" and len(request.payload["windows"]) == 5:
             return Completion("")
+        if self.step == "explain" and request.task == "explain":
+            return Completion("")
         return super().complete(request)
 
 
-@pytest.mark.parametrize("step", ["detect", "sim_explain"])
+@pytest.mark.parametrize("step", ["detect", "sim_explain", "explain"])
 def test_an_unparseable_answer_is_counted_once_per_chain_and_scores_0_there(corpus, step):
     from transformers import PreTrainedTokenizerFast
 
@@ -372,6 +378,10 @@ def test_an_unparseable_answer_is_counted_once_per_chain_and_scores_0_there(corp
     text = TokenText(PreTrainedTokenizerFast(tokenizer_object=corpus[2]))
     cfg = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5)
     rows = score_latents(examples, text, Judge(Garbled(step)), cfg)
+    if step == "explain":  # both chains fail at their explanation: nothing to score
+        assert [r.unparseable for r in rows] == [2, 2]
+        assert all(r.explanation == r.simulation_explanation == "" and r.detection_score == 0.0 for r in rows)
+        return
     assert [r.unparseable for r in rows] == [1, 1]
     assert all(r.explanation == "something" for r in rows)
     if step == "detect":
@@ -379,3 +389,37 @@ def test_an_unparseable_answer_is_counted_once_per_chain_and_scores_0_there(corp
     else:
         assert all(r.simulation_score == 0.0 and r.simulation_explanation == "" for r in rows)
         assert all(r.detection_score == pytest.approx(10 / 14) for r in rows)  # "none" of 4 in 14 windows
+
+
+def test_the_plan_splits_the_windows_as_saebench_and_c23_do(corpus):
+    """Explanation and held-out top windows never overlap; the explanation's importance windows come most active
+    first; tau is the threshold times the top activation; the scoring windows carry no activations (the judge
+    must not see them) and are labelled by kind and slot; [C23] explains from even top ranks and simulates odd ones;
+    the draw is seeded per latent."""
+    examples, plan = _plan(corpus, 0, 0)
+    cfg = AutointerpConfig(n_top=12, n_importance=7, n_random=10, half_window=5)
+    top = examples.top.filled(0)
+    assert plan.tau == pytest.approx(cfg.threshold * float(examples.top.score[0].max()))
+    explain_top = [s for kind, s in plan.explain_slots if kind == "top"]
+    held = [s for kind, s in plan.detect_slots if kind == "top"]
+    assert len(held) == len(set(held)) == cfg.score_top and not set(held) & set(explain_top)
+    assert len(explain_top) == min(cfg.explain_top, len(top) - cfg.score_top)
+    importance = [s for kind, s in plan.explain_slots if kind == "importance"]
+    scores = [float(examples.importance.score[0, s]) for s in importance]
+    assert len(importance) == cfg.explain_importance and scores == sorted(scores, reverse=True)
+    assert {kind for kind, _ in plan.detect_slots} == {"top", "importance", "random"}
+    assert all(w.acts == () for w in plan.detect + plan.sim) and all(w.acts for w in plan.explain + plan.sim_explain)
+    active = [float(getattr(examples, kind).score[0, s]) > plan.tau for kind, s in plan.detect_slots]
+    assert plan.detect_active.tolist() == active
+    sim_top = {float(t.max()) for t in plan.sim_truth} & {float(examples.top.score[0, s]) for s in top}
+    assert sim_top == {float(examples.top.score[0, s]) for s in top[1::2][:cfg.sim_top]}
+    even = _windows_acts(examples, top[0::2][:cfg.sim_explain_top])
+    assert [w.acts for w in plan.sim_explain] == [w.acts for w in even]
+    again = _plan(corpus, 0, 0)[1]
+    assert again.detect_slots == plan.detect_slots and _plan(corpus, 0, 1)[1].detect_slots != plan.detect_slots
+
+
+def _windows_acts(examples, slots):
+    from sae_models.evals.autointerp import _windows
+
+    return _windows(examples.top, 0, slots, lambda ids: [str(i) for i in ids], True)

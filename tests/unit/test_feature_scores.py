@@ -10,6 +10,7 @@ from sae_models.evals.config import SelectionConfig
 from sae_models.evals.feature_scores import (
     FeatureScoreError,
     _code_update,
+    intervened_logits,
     naive_delta_c,
     output_scores,
     prompt_state,
@@ -52,10 +53,16 @@ def test_the_cached_batched_path_equals_the_whole_prompt_per_latent(lm_and_sae):
 
 def test_zeroing_the_other_codes_is_a_different_intervention(lm_and_sae):
     lm, sae = lm_and_sae
-    cfg = SelectionConfig(prompt=PROMPT, zero_others=True, scale=2.0)
+    cfg = SelectionConfig(prompt=PROMPT, zero_others=True, scale=2.0, batch_size=1)  # a batch per latent
     run = run_feature_scores(lm, sae, 1, "resid_post", [3, 5], cfg)
-    assert all(r.delta_c1_zeroed is not None for r in run.rows)
     assert any(abs(r.delta_c1_zeroed - r.delta_c1) > 1e-4 for r in run.rows)
+    module = hook_module(lm.model, 1, "resid_post")
+    state = prompt_state(lm, module, PROMPT)
+    for r in run.rows:  # DeltaC_k of the zeroed intervention: its confidence minus the unedited one
+        zeroed = intervened_logits(lm, sae, module, state, [r.latent], 2.0 * run.summary.a_max, zero_others=True)
+        for k, value in ((1, r.delta_c1_zeroed), (5, r.delta_c5_zeroed)):
+            expected = token_confidence(zeroed, k)[0] - token_confidence(state.base_logits[None], k)[0]
+            assert value == pytest.approx(float(expected), abs=1e-5)
     codes = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     assert _code_update(torch.tensor([2, 0]), 10.0, True)(codes).tolist() == [[0, 0, 13], [14, 0, 0]]
     assert _code_update(torch.tensor([2, 0]), 10.0, False)(codes).tolist() == [[1, 2, 13], [14, 5, 6]]
@@ -74,16 +81,23 @@ def test_token_confidence_and_the_output_score_on_hand_made_distributions():
 
 def test_bad_input_is_one_error_naming_it(lm_and_sae):
     lm, sae = lm_and_sae
-    with pytest.raises(FeatureScoreError, match="out of range"):
-        run_feature_scores(lm, sae, 1, "resid_post", [4 * lm.d_model], SelectionConfig(prompt=PROMPT))
+    d_sae = 4 * lm.d_model
+    with pytest.raises(FeatureScoreError, match=rf"^latents \[{d_sae}, {d_sae + 1}, {d_sae + 2}, {d_sae + 3}, "
+                                                rf"{d_sae + 4}\] are out of range: the SAE has {d_sae} latents$"):
+        run_feature_scores(lm, sae, 1, "resid_post", list(range(d_sae, d_sae + 6)), SelectionConfig(prompt=PROMPT))
+    with pytest.raises(FeatureScoreError, match=r"^no latent to score \(the SAE has no live latent\)$"):
+        run_feature_scores(lm, sae, 1, "resid_post", [], SelectionConfig(prompt=PROMPT))
     with pytest.raises(ValueError, match="rank_k must be 1 or 5"):
         SelectionConfig(rank_k=2)
 
 
 def test_a_prompt_of_one_token_is_refused(random_models):
     lm = load_lm(str(random_models["gpt2"]))
-    with pytest.raises(FeatureScoreError, match="'' is 1 token"):  # BOS alone: nothing to cache before it
-        prompt_state(lm, hook_module(lm.model, 1, "resid_post"), "")
+    module = hook_module(lm.model, 1, "resid_post")
+    with pytest.raises(FeatureScoreError, match=r"'' is 1 token\(s\): the scores need at least two \(a prefix to "
+                                                r"cache and a last position to edit\)$"):  # BOS alone
+        prompt_state(lm, module, "")
+    assert prompt_state(lm, module, "the").position == 1  # BOS and one word: enough
     with pytest.raises(ValueError, match="prompt is empty"):
         SelectionConfig(prompt=" ")
 
@@ -115,8 +129,16 @@ def test_a_max_falls_back_to_the_prompts_other_tokens_when_no_latent_fires_at_th
     assert run.summary.a_max == pytest.approx(1.0, rel=1e-4)
     with torch.no_grad():
         sae.b_enc[0] = -1e6
-    with pytest.raises(FeatureScoreError, match="every code is <= 0 at every token of"):
+    with pytest.raises(FeatureScoreError, match="every code is <= 0 at every token of .*no latent can be raised by "
+                                                "s x a_max; choose another \\[selection\\] prompt$"):
         prompt_a_max(lm, sae, module, PROMPT)
+    with pytest.raises(FeatureScoreError, match="every code is <= 0 at every token of"):
+        prompt_a_max(lm, sae, module, PROMPT, fallback=0.0)  # a corpus where nothing fired is no fallback
     logged.clear()  # a dictionary silent on the whole prompt (an oracle can be) takes its corpus-wide largest code
     assert prompt_a_max(lm, sae, module, PROMPT, logged.append, fallback=3.5) == 3.5
     assert "no latent fires at any token" in logged[0] and "activation corpus" in logged[0]
+    assert prompt_a_max(lm, sae, module, PROMPT, fallback=0.5) == 0.5
+    logged.clear()
+    with torch.no_grad():  # latent 0 at 2.5 on the first token and 0.5 on the last: the last token's code
+        sae.b_enc[0] = float(2.5 - 2 * w.dot(first) / w.dot(w))
+    assert prompt_a_max(lm, sae, module, PROMPT, logged.append) == pytest.approx(0.5, rel=1e-3) and not logged

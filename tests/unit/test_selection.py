@@ -1,10 +1,20 @@
 """Feature selection on hand-made pools: the candidate sets of [W25], the choice on dev reported on test,
 the output-score baseline of the same size, the gain."""
 
+import math
+
 import pytest
 
 from sae_models.evals.config import SelectionConfig
-from sae_models.evals.selection import PoolLatent, candidate_sets, random_rank_control, run_selection
+from sae_models.evals.selection import (
+    PoolLatent,
+    _gain,
+    candidate_sets,
+    dtc_gain,
+    dtc_score,
+    random_rank_control,
+    run_selection,
+)
 from sae_models.sae.sweep import SAEIdentity
 
 SAE = SAEIdentity("topk", is_baseline=False, level=4.0, target_l0=4.0, l0=3.9)
@@ -18,6 +28,7 @@ def test_candidate_sets_rank_both_directions_and_drop_repeats():
     assert sets["up-top1"].latents == (0,) and sets["up-top2"].latents == (0, 1)
     assert sets["down-top1"].latents == (4,) and sets["down-top2"].latents == (4, 3)
     assert sets["up-q0.60"].latents == (0, 1, 2)  # DeltaC >= its 0.6 quantile (0.1)
+    assert (sets["up-q0.60"].direction, sets["down-q0.60"].direction) == ("up", "down")
     assert sets["down-q0.60"].latents == (4, 3, 5)  # DeltaC <= its 0.4 quantile (0.0)
     assert {"up-q0.90", "down-q0.90"}.isdisjoint(sets)  # the 10% tails are the top-1 sets again
     assert sets["up-top2"].dev == pytest.approx(1.0) and sets["up-top2"].test == pytest.approx(0.7)
@@ -62,3 +73,12 @@ def test_the_random_rank_control_gains_from_the_dev_choice_alone_and_ignores_del
     result = run_selection(pool, cfg, SAE)
     summary = result.summary
     assert summary.g_random_rank == pytest.approx(control)
+
+
+def test_the_gain_is_relative_to_g_and_undefined_without_one():
+    cfg = SelectionConfig(max_k=3, quantiles=(0.9,))
+    summary = run_selection(POOL, cfg, SAE).summary
+    assert dtc_score(POOL, cfg) == summary.g_dtc and dtc_gain(POOL, cfg) == pytest.approx(summary.gain)
+    assert _gain(None, 1.0) is None and _gain(1.0, 0.0) is None and _gain(1.5, 1.0) == pytest.approx(50.0)
+    flat = [PoolLatent(i, float(i), 0.0, 1.0, 0.0) for i in range(4)]  # g = 0: no relative gain
+    assert run_selection(flat, cfg, SAE).summary.gain is None and math.isnan(dtc_gain(flat, cfg))

@@ -250,6 +250,7 @@ def test_the_rating_run_rates_the_explained_concepts_in_latent_order_and_sums_up
     sae = SAEIdentity("topk", is_baseline=False, level=4.0, target_l0=4.0, l0=4.0)
     result = run_steering_rating(generations, {7: "food words", 8: "unused"}, judge, sae)
     assert [r.latent for r in result.rows] == [7] * 4 and [c.latent for c in result.concepts] == [7]
+    assert result.concepts[0].magnitude == 1.0 and result.summary.identity == sae
     assert result.summary.n_concepts == 1 and result.summary.n_unexplained == 1 and result.summary.n_generations == 5
     assert result.summary.g == pytest.approx(harmonic_mean((2, 1, 1))) and result.summary.g_unsteered == pytest.approx(
         harmonic_mean((1, 2, 1)))
@@ -280,6 +281,9 @@ def test_the_steered_concepts_are_a_seeded_draw_of_concept100_with_m_f_from_the_
     norms = sae.W_dec.detach().norm(dim=-1)
     assert [c.magnitude for c in concepts] == pytest.approx([(f + 1.0) * float(norms[f]) for f in expected])
     assert steering_concepts(sae, table.take(list(range(len(rows)))[::-1]), cfg, 4, seed=1) == concepts
+    no_top = pa.Table.from_pylist([r for r in rows if not (r["latent"] == expected[0] and r["kind"] == "top")])
+    with pytest.raises(SteeringInputError, match=rf"latents \[{expected[0]}\] have m_f = 0"):
+        steering_concepts(sae, no_top, cfg, 4, seed=1)
 
 
 def _score(latent, test_hm, ratings=(1.0, 1.0, 1.0)):
