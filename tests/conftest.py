@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The test processes share the cores with processes they start (a demo on two threads, Celery workers): OpenMP
 # threads that spin while they wait would hold a core the others need (measured: the pinned toy LM test 45 s
-# beside a busy core, 17 s with passive waiting). How threads wait changes no result.
+# beside a busy core, 17 s with passive waiting). How threads wait changes no result (docs/operations.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from sae_models.reproducible import CpuPin, apply_pin  # noqa: E402

@@ -58,13 +58,12 @@ CONFIDENCE_K = (1, 5)  # DeltaC_1 (the paper's default) and DeltaC_5
 
 @dataclass
 class PromptState:
-    """The neutral prompt, run once: the cache of all but its last token, its last token and position, the
-    activation there, and the unedited next-token distribution."""
+    """The neutral prompt, run once: the cache of all but its last token, its last token and position, and the
+    unedited next-token distribution."""
 
     prefix_cache: object
     last_token: torch.Tensor  # [1, 1]
     position: int
-    hidden: torch.Tensor  # [d] at the hook point, last position
     base_logits: torch.Tensor  # [vocab]
 
 
@@ -95,8 +94,8 @@ def _last_step(lm: LoadedLM, state: PromptState, rows: int) -> torch.Tensor:
     return out.logits[:, -1].float()
 
 
-def prompt_state(lm: LoadedLM, module: torch.nn.Module, prompt: str) -> PromptState:
-    """The one pass over the prompt's prefix, and the unedited last step (which records the activation)."""
+def prompt_state(lm: LoadedLM, prompt: str) -> PromptState:
+    """The one pass over the prompt's prefix, and the unedited last step."""
     enc = tokenize(lm, [prompt])
     ids = enc["input_ids"]
     if ids.shape[1] < 2:
@@ -104,10 +103,8 @@ def prompt_state(lm: LoadedLM, module: torch.nn.Module, prompt: str) -> PromptSt
                                 "(a prefix to cache and a last position to edit)")
     with torch.inference_mode():
         prefix = lm.model(input_ids=ids[:, :-1], use_cache=True).past_key_values
-        state = PromptState(prefix, ids[:, -1:], ids.shape[1] - 1, torch.empty(0), torch.empty(0))
-        with capture(module) as seen:
-            state.base_logits = _last_step(lm, state, 1)[0]
-    state.hidden = seen[0][0, -1].float()
+        state = PromptState(prefix, ids[:, -1:], ids.shape[1] - 1, torch.empty(0))
+        state.base_logits = _last_step(lm, state, 1)[0]
     return state
 
 
@@ -218,7 +215,7 @@ def run_feature_scores(lm: LoadedLM, sae, layer: int, hook: str, latents: Sequen
         raise FeatureScoreError("no latent to score (the SAE has no live latent)")
     start, report = time.perf_counter(), Progress(log)
     module = hook_module(lm.model, layer, hook)
-    state = prompt_state(lm, module, cfg.prompt)
+    state = prompt_state(lm, cfg.prompt)
     a_max = prompt_a_max(lm, sae, module, cfg.prompt, log, corpus_max)
     amount = cfg.scale * a_max
     base = {k: float(c[0]) for k, c in token_confidences(state.base_logits[None], CONFIDENCE_K).items()}

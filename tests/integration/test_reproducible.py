@@ -35,8 +35,11 @@ print(hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weigh
 def test_toy_lm_weights_do_not_depend_on_the_machines_kernels_or_threads(tmp_path, pin):
     config = tmp_path / "lake.toml"
     config.write_text(tiny_toml({"reproducibility": {"pin": pin, "threads": DROP}}))
-    hashes = {run_on(machine, TRAIN_AND_HASH, config).split()[-1] for machine in MACHINES}
-    # pinned: one set of weights; unpinned, the two environments train two different models
+    # the first machine's OpenMP threads spin while they wait (the default outside the tests), the second's sleep:
+    # how threads wait must change no result
+    machines = ({**MACHINES[0], "OMP_WAIT_POLICY": "ACTIVE"}, MACHINES[1])
+    hashes = {run_on(machine, TRAIN_AND_HASH, config).split()[-1] for machine in machines}
+    # pinned (two threads): one set of weights; unpinned, the two environments train two different models
     assert len(hashes) == (1 if pin == "auto" else 2)
 
 

@@ -16,34 +16,35 @@ from tests.tiny_world import one_model_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Runs one job partition (a selection of its assets) in a fresh process that SIGKILLs itself right after the
-# target's ``kill_at``-th call returns.
+# Runs one job partition (a selection of its assets) in a fresh process; with a target, the process SIGKILLs
+# itself right after the target's ``kill_at``-th call returns.
 RUN = """
 import functools, importlib, os, signal, sys
 from tests.system.test_crash import run_here
 job, partition, selection, target, kill_at = sys.argv[1:6]
-module_name, attribute = target.split(":")
-*path, name = attribute.split(".")
-owner = functools.reduce(getattr, path, importlib.import_module(module_name))
-original, calls = getattr(owner, name), [0]
+if target != "-":
+    module_name, attribute = target.split(":")
+    *path, name = attribute.split(".")
+    owner = functools.reduce(getattr, path, importlib.import_module(module_name))
+    original, calls = getattr(owner, name), [0]
 
-def killing(*args, **kwargs):
-    result = original(*args, **kwargs)
-    calls[0] += 1
-    if calls[0] == int(kill_at):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return result
+    def killing(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == int(kill_at):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
 
-setattr(owner, name, killing)
+    setattr(owner, name, killing)
 sys.exit(run_here(job, partition, selection))
 """
 
 
 @pytest.fixture
 def crash_world(tmp_path, monkeypatch):
-    """A one-model toy lake.toml, a persistent instance, and ``run(job, partition, selection, target, kill_at)``:
-    with a target, in a fresh process that kills itself; without, a rerun in this process, a process that did
-    not crash either."""
+    """A one-model toy lake.toml, a persistent instance, and ``run(job, partition, selection, target, kill_at,
+    fresh)``: with a target, in a fresh process that kills itself; without, a rerun in this process (which did
+    not crash either), or in a fresh one with ``fresh``, as a new run worker starts."""
     config = tmp_path / "lake.toml"
     config.write_text(one_model_toml())
     home = tmp_path / "dagster_home"
@@ -52,8 +53,9 @@ def crash_world(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.delenv("SAE_LAKE_ROOT", raising=False)
 
-    def run(job: str, partition: str = "-", selection: str = "-", target: str = "-", kill_at: int = 0) -> int:
-        if target == "-":
+    def run(job: str, partition: str = "-", selection: str = "-", target: str = "-", kill_at: int = 0,
+            fresh: bool = False) -> int:
+        if target == "-" and not fresh:
             return run_here(job, partition, selection)
         done = subprocess.run([sys.executable, "-c", RUN, job, partition, selection, target, str(kill_at)],
                               cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -106,7 +108,7 @@ def test_sigkill_in_each_stage_then_a_rerun_loses_nothing_and_pays_nothing_twice
     # SAE training: killed right after its third checkpoint (step 30 of 80), then resumed there
     train = "sae,sae_training"
     assert run("sae_sweep", pair, train, "sae_models.sae.train:Trainer._checkpoint", 3) == -9
-    assert run("sae_sweep", pair, train) == 0
+    assert run("sae_sweep", pair, train, fresh=True) == 0  # a new worker process, its code location loaded cold
     assert _logs("resumed at step") == ["resumed at step 30/80"]
     steps, distinct = _count(lake, "select count(*), count(distinct step) "
                                    "from read_parquet('{lake}/sae_training/**/*.parquet')")

@@ -417,6 +417,10 @@ def test_the_plan_splits_the_windows_as_saebench_and_c23_do(corpus):
     assert [w.acts for w in plan.sim_explain] == [w.acts for w in even]
     again = _plan(corpus, 0, 0)[1]
     assert again.detect_slots == plan.detect_slots and _plan(corpus, 0, 1)[1].detect_slots != plan.detect_slots
+    for seed in range(30):  # no window is drawn twice, for any seed
+        _, drawn = _plan(corpus, 1, seed)
+        assert len(set(drawn.detect_slots)) == len(drawn.detect_slots)
+        assert len({w.tokens for w in drawn.sim}) == len(drawn.sim)
 
 
 def _windows_acts(examples, slots):

@@ -40,8 +40,15 @@ def test_the_cached_batched_path_equals_the_whole_prompt_per_latent(lm_and_sae):
     latents = list(range(0, 4 * lm.d_model, 9))
     run = run_feature_scores(lm, sae, 1, "resid_post", latents, cfg)
     by_latent = {r.latent: r for r in run.rows}
+    five = cfg.model_copy(update={"rank_k": 5})
     for f in latents[:4]:
         assert by_latent[f].delta_c1 == pytest.approx(naive_delta_c(lm, sae, 1, "resid_post", f, cfg), abs=1e-4)
+        assert by_latent[f].delta_c5 == pytest.approx(naive_delta_c(lm, sae, 1, "resid_post", f, five), abs=1e-4)
+    vocab = len(lm.tokenizer)
+    assert all(r.output_score == pytest.approx((1 - r.lens_rank / vocab) * r.lens_prob) for r in run.rows)
+    base = prompt_state(lm, PROMPT).base_logits
+    assert run.summary.base_token == lm.tokenizer.convert_ids_to_tokens([int(base.argmax())])[0]
+    assert 0 < run.summary.seconds < 300
     assert len({round(r.delta_c1, 6) for r in run.rows}) > 1  # latents differ: the edit reached the logits
     again = run_feature_scores(lm, sae, 1, "resid_post", latents, cfg.model_copy(update={"batch_size": 64}))
     assert [r.delta_c1 for r in again.rows] == pytest.approx([r.delta_c1 for r in run.rows], abs=1e-5)
@@ -57,7 +64,7 @@ def test_zeroing_the_other_codes_is_a_different_intervention(lm_and_sae):
     run = run_feature_scores(lm, sae, 1, "resid_post", [3, 5], cfg)
     assert any(abs(r.delta_c1_zeroed - r.delta_c1) > 1e-4 for r in run.rows)
     module = hook_module(lm.model, 1, "resid_post")
-    state = prompt_state(lm, module, PROMPT)
+    state = prompt_state(lm, PROMPT)
     for r in run.rows:  # DeltaC_k of the zeroed intervention: its confidence minus the unedited one
         zeroed = intervened_logits(lm, sae, module, state, [r.latent], 2.0 * run.summary.a_max, zero_others=True)
         for k, value in ((1, r.delta_c1_zeroed), (5, r.delta_c5_zeroed)):
@@ -93,11 +100,10 @@ def test_bad_input_is_one_error_naming_it(lm_and_sae):
 
 def test_a_prompt_of_one_token_is_refused(random_models):
     lm = load_lm(str(random_models["gpt2"]))
-    module = hook_module(lm.model, 1, "resid_post")
     with pytest.raises(FeatureScoreError, match=r"'' is 1 token\(s\): the scores need at least two \(a prefix to "
                                                 r"cache and a last position to edit\)$"):  # BOS alone
-        prompt_state(lm, module, "")
-    assert prompt_state(lm, module, "the").position == 1  # BOS and one word: enough
+        prompt_state(lm, "")
+    assert prompt_state(lm, "the").position == 1  # BOS and one word: enough
     with pytest.raises(ValueError, match="prompt is empty"):
         SelectionConfig(prompt=" ")
 
@@ -125,6 +131,7 @@ def test_a_max_falls_back_to_the_prompts_other_tokens_when_no_latent_fires_at_th
     logged = []
     assert prompt_a_max(lm, sae, module, PROMPT, logged.append) == pytest.approx(1.0, rel=1e-4)
     assert logged and "no latent fires at the last token" in logged[0]
+    assert logged[0].endswith("the largest code at any of its tokens")
     run = run_feature_scores(lm, sae, 1, "resid_post", [0, 1], SelectionConfig(prompt=PROMPT))
     assert run.summary.a_max == pytest.approx(1.0, rel=1e-4)
     with torch.no_grad():
@@ -134,6 +141,8 @@ def test_a_max_falls_back_to_the_prompts_other_tokens_when_no_latent_fires_at_th
         prompt_a_max(lm, sae, module, PROMPT)
     with pytest.raises(FeatureScoreError, match="every code is <= 0 at every token of"):
         prompt_a_max(lm, sae, module, PROMPT, fallback=0.0)  # a corpus where nothing fired is no fallback
+    silent = run_feature_scores(lm, sae, 1, "resid_post", [0, 1], SelectionConfig(prompt=PROMPT), corpus_max=3.5)
+    assert silent.summary.a_max == 3.5
     logged.clear()  # a dictionary silent on the whole prompt (an oracle can be) takes its corpus-wide largest code
     assert prompt_a_max(lm, sae, module, PROMPT, logged.append, fallback=3.5) == 3.5
     assert "no latent fires at any token" in logged[0] and "activation corpus" in logged[0]

@@ -49,6 +49,20 @@ def test_the_tables_keep_their_columns_where_the_lake_has_them():
     assert schema_of(PatchingRow).names[:6] == [*IDENTITY, "threshold"]
 
 
+def test_the_judged_summaries_columns_are_these_in_this_order():
+    """Written out, not derived: a renamed or moved field would change the tables users query."""
+    sae = ["architecture", "is_baseline", "level", "target_l0", "l0"]
+    usage = ["judge_calls", "judge_cached", "judge_unparseable", "judge_prompt_tokens", "judge_completion_tokens",
+             "judge_cost_usd"]
+    assert schema_of(AutointerpSummary).names == [
+        "judge", "judge_model", *sae, "mu", "mu_always_no", "mu_always_yes", "mu_balanced", "mu_by_activation",
+        "mu_by_activation_always_no", "mu_simulation", "mu_all", "n_scored", "n_concept", "n_too_few",
+        "purity_spearman", *usage]
+    assert schema_of(SteeringSummary).names == [
+        "judge", "judge_model", *sae, "g", "g_ci", "g_unsteered", "g_chosen_on_test", "concept", "instruct", "fluency",
+        "n_concepts", "n_unexplained", "n_generations", "mean_tokens", "unparseable", *usage]
+
+
 def test_a_repeated_column_name_is_refused():
     @dataclasses.dataclass
     class Clash:

@@ -395,6 +395,10 @@ def test_unsupported_sae_lens_flags_are_one_clear_error(tmp_path, flag, value):
 
 
 def test_impossible_configs_fail_before_compute():
+    from sae_models.sae.gated import GatedSAE
+
+    with pytest.raises(SAEConfigError, match="^config architecture 'relu' given to GatedSAE$"):
+        GatedSAE.validate(SAEConfig("relu", 8, 16, sparsity_coefficient=0.1))
     with pytest.raises(SAEConfigError, match="k must be in 1..d_sae"):
         build_sae(SAEConfig("topk", 8, 16, k=32))
     with pytest.raises(SAEConfigError, match="target_l0"):

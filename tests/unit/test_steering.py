@@ -226,6 +226,7 @@ def test_ratings_hm_alpha_and_g_from_a_scripted_judge():
     summary = summarize(scores, ratings, generations, len(concepts), judge, sae)
     assert (summary.g, summary.g_unsteered, summary.g_chosen_on_test) == (0.0, 1.0, 2.0)
     assert summary.n_concepts == 1 and summary.n_unexplained == 1 and summary.unparseable == 1
+    assert summary.usage.unparseable == summary.unparseable  # the rating judge's own count of the same answers
     assert summary.usage.calls == 18 and summary.g_ci is None  # one concept: no interval
 
 

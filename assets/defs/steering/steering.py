@@ -14,8 +14,7 @@ from sae_models.arrow import columns
 from sae_models.judges import USAGE_COLUMNS
 
 GROUP = "steering"
-SUMMARY_METADATA = ("g", "g_ci", "g_unsteered", "g_chosen_on_test", "concept", "instruct", "fluency", "unparseable",
-                    *USAGE_COLUMNS)
+SUMMARY_METADATA = ("g", "g_ci", "g_unsteered", "g_chosen_on_test", "concept", "instruct", "fluency", *USAGE_COLUMNS)
 
 
 def _instructions(p: SweepPartition, tokenizer):
