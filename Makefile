@@ -44,7 +44,8 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Mutation testing ([tool.mutmut] in pyproject.toml) of the statistics, the SAE base class and the evaluations'
-# scoring; incremental: a rerun tests only the functions that changed. Survivors are listed by `mutmut results` (docs/testing.md).
+# scoring; incremental: a rerun tests only the functions that changed. Survivors are listed by `mutmut results`
+# (docs/testing.md).
 mutate: venv
 	$(BIN)/pip install -q -e '.[mutate]'
 	-timeout 3600 $(BIN)/mutmut run --max-children 2

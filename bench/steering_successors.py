@@ -22,8 +22,10 @@ from collections import Counter, defaultdict
 from itertools import pairwise
 from pathlib import Path
 
-import duckdb
 import numpy as np
+
+from assets.lakehouse.lake import Lake
+from assets.lakehouse.sql import read_query
 
 TOP_SUCCESSORS = 5
 COMMON = 20  # the commonest corpus tokens: a latent quoting only these reads punctuation and function words
@@ -62,24 +64,24 @@ def interval(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("lake", nargs="?", type=Path, default=Path("lake"))
-    lake = parser.parse_args().lake
-    con = duckdb.connect()
+    lake = Lake(parser.parse_args().lake)
 
-    def table(name: str) -> str:
-        return f"read_parquet('{lake / name}/**/*.parquet', hive_partitioning=true)"
+    def rows_of(query: str) -> list[tuple]:
+        """The rows of a query on the lake's catalog (its tables by name)."""
+        return list(zip(*read_query(lake, query).to_pydict().values(), strict=True))
 
     bigrams: dict[str, Counter] = defaultdict(Counter)
     counts: Counter = Counter()
-    for (text,) in con.execute(f"select text from {table('corpus')}").fetchall():
+    for (text,) in rows_of("select text from corpus"):
         tokens = text.split()
         counts.update(tokens)
         for a, b in pairwise(tokens):
             bigrams[a][b] += 1
     common = {w for w, _ in counts.most_common(COMMON)}
-    rows = con.execute(f"""
+    rows = rows_of(f"""
         select g.model, g.sae, g.latent, g.factor, g.generation, a.explanation
-        from {table('steering_generations')} g join {table('autointerp')} a using (model, sae, latent)
-        where g.model in {TRAINED} and g.sae not like 'oracle%' and g.sae not in {NOT_SAES}""").fetchall()
+        from steering_generations g join autointerp a using (model, sae, latent)
+        where g.model in {TRAINED} and g.sae not like 'oracle%' and g.sae not in {NOT_SAES}""")
     top = max(r[3] for r in rows)
     answers: dict[tuple, dict[float, list[list[str]]]] = defaultdict(lambda: defaultdict(list))
     words = {}

@@ -9,7 +9,7 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from sae_models.judges import prompts
@@ -33,9 +33,6 @@ class JudgeStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def snapshot(self) -> "JudgeStats":
         """The counts so far, apart from the judge's running ones."""
