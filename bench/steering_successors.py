@@ -41,13 +41,14 @@ def quoted_words(explanation: str) -> set[str] | None:
 
 
 def successors(words: set[str], bigrams: dict[str, Counter]) -> set[str]:
-    """The ``TOP_SUCCESSORS`` words that most often follow any of ``words`` in the corpus, ``words`` left out."""
+    """The ``TOP_SUCCESSORS`` words that most often follow any of ``words`` in the corpus, ``words`` left out; ties
+    by the word itself, so that neither the corpus's row order nor Python's string hashing picks them."""
     after = Counter()
     for w in words:
         after.update(bigrams.get(w, {}))
     for w in words:
         after.pop(w, None)
-    return {s for s, _ in after.most_common(TOP_SUCCESSORS)}
+    return set(sorted(after, key=lambda s: (-after[s], s))[:TOP_SUCCESSORS])
 
 
 def share(answers: list[list[str]], found: set[str]) -> float:
