@@ -114,8 +114,13 @@ class JudgeCache:
 
     def _compact(self, segments: list[str]) -> None:
         """One segment holding every row of ``segments``, written before they are removed, so a concurrent
-        reader sees each call at least once; segments written since are left alone."""
-        table = pa.concat_tables(self._read_segment(segment) for segment in segments).cast(SCHEMA)
+        reader sees each call at least once; segments written since are left alone. A segment gone before it
+        is read was merged by another process compacting at the same time, whose merged segment holds it: this
+        compaction is then left to that one."""
+        try:
+            table = pa.concat_tables([self._read_segment(segment) for segment in segments]).cast(SCHEMA)
+        except FileNotFoundError:
+            return
         self._read.segments.add(self._write_segment(table))
         for segment in segments:
             with contextlib.suppress(FileNotFoundError):  # merged away by a concurrent compaction

@@ -127,6 +127,20 @@ def test_many_segments_are_merged_into_one_and_every_call_survives(tmp_path):
     assert again.calls == 0
 
 
+def test_a_compaction_that_finds_a_segment_merged_away_by_another_process_leaves_the_rest_as_they_are(tmp_path):
+    backend = Counting()
+    cache = JudgeCache(tmp_path, backend.name, backend.model, flush_every=1)
+    _rate(Judge(backend, cache), 6)
+    cache.flush()
+    segments = sorted(str(p) for p in Path(cache.directory).glob("part-*.parquet"))
+    gone = f"{cache.directory}/part-merged-by-another-process.parquet"
+    cache._compact(segments[:3] + [gone] + segments[3:])
+    assert sorted(str(p) for p in Path(cache.directory).glob("part-*.parquet")) == segments and len(cache) == 6
+    again = Counting()
+    _rate(Judge(again, JudgeCache(tmp_path, again.name, again.model)), 6)
+    assert again.calls == 0
+
+
 def test_a_cache_opened_again_in_the_same_process_reads_only_new_segments_and_forgets_a_wiped_one(
         tmp_path, monkeypatch):
     import shutil

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -11,7 +12,7 @@ from assets.cli import main as cli
 from assets.definitions import defs
 from assets.defs.activations.checks import _shards
 from assets.defs.models.registry_sensor import diff_registry, model_registry_sensor
-from assets.demo import _report_failure, run_demo
+from assets.demo import _failure, run_demo
 from assets.lakehouse.config import load_settings
 from assets.lakehouse.fingerprints import STAGE
 from assets.lakehouse.lake import Lake
@@ -385,9 +386,9 @@ def _check_patching(lake: Lake, capsys, config) -> None:
                     and e.dagster_event.event_specific_data.check_name == "patching_model_solves_ioi"]
     assert not result.success and not check.passed
     assert "toy-qwen2 answers IOI at" in check.description and "min_ioi_accuracy 0.8" in check.description
-    printed = []  # the demo goes on past a refusal with one line, and stops on any other failure
-    _report_failure(result, "sae_sweep[toy-qwen2|pca]", printed.append)
-    assert printed == [f"demo: sae_sweep[toy-qwen2|pca]: not patched: {check.description}"]
+    # the demo goes on past a refusal with one line, and stops on any other failure
+    assert _failure(result, "sae_sweep[toy-qwen2|pca]") == (
+        f"demo: sae_sweep[toy-qwen2|pca]: not patched: {check.description}", None)
     edit_toml(config, {"patching": {"min_ioi_accuracy": 0.0}})
 
 
@@ -458,8 +459,8 @@ def _check_steering(lake: Lake, capsys, config) -> None:
     assert not down.success
     (message,) = _failure_messages(down)
     assert "toy-gemma2 / topk-k4: judge endpoint http://127.0.0.1:9/v1" in message
-    with pytest.raises(SystemExit, match=r"demo: run steering\[x\] failed(.|\n)*judge endpoint"):
-        _report_failure(down, "steering[x]", print)
+    refusal, error = _failure(down, "steering[x]")
+    assert refusal is None and re.match(r"demo: run steering\[x\] failed(.|\n)*judge endpoint", error)
     assert all(lake.read_table(t, model="toy-gemma2", sae="topk-k4").equals(before[t]) for t in tables)
 
 
@@ -636,10 +637,25 @@ def test_demo_time_estimate_uses_each_jobs_own_runs_and_names_untimed_ones():
 
     plan = [("world", None), ("model_chain", "a"), ("sae_sweep", "a|x"), ("sae_sweep", "a|y"),
             ("catalog_refresh", None)]
-    assert _eta({"world": 5.0, "model_chain[a]": 100.0}, plan, 2) == "catalog_refresh, sae_sweep not timed yet"
-    assert _eta({"world": 5.0, "model_chain[a]": 100.0, "sae_sweep[a|x]": 60.0}, plan, 3) == (
+    assert _eta({"world": 5.0, "model_chain[a]": 100.0}, plan[2:]) == "catalog_refresh, sae_sweep not timed yet"
+    assert _eta({"world": 5.0, "model_chain[a]": 100.0, "sae_sweep[a|x]": 60.0}, plan[3:]) == (
         "about 60 s left (+ catalog_refresh, not timed yet)")
     timed = {"world": 5.0, "model_chain[a]": 100.0, "sae_sweep[a|x]": 60.0, "sae_sweep[a|y]": 70.0,
              "catalog_refresh": 1.0}
     more = plan[:4] + [("sae_sweep", "b|x"), ("sae_sweep", "b|y")]
-    assert _eta(dict(list(timed.items())[:4]), more, 4) == "about 2 min left"  # 2 x the mean of 60 and 70 s
+    assert _eta(dict(list(timed.items())[:4]), more[4:]) == "about 2 min left"  # 2 x the mean of 60 and 70 s
+    assert _eta(dict(list(timed.items())[:4]), more[4:], workers=2) == "about 65 s left"  # shared by two workers
+
+
+def test_demo_runs_an_sae_after_its_models_chain_and_the_catalog_after_every_run():
+    from assets.demo import _next_ready, _waits_for, label_of
+
+    a_x, b_x = pair_key("a", "x"), pair_key("b", "x")
+    plan = [("world", None), ("model_chain", "a"), ("model_chain", "b"), ("sae_sweep", a_x), ("sae_sweep", b_x),
+            ("catalog_refresh", None)]
+    assert _waits_for(plan[4], plan) == {"model_chain[b]"}
+    assert _waits_for(plan[1], plan) == {"world"} and _waits_for(plan[0], plan) == set()
+    assert _waits_for(plan[5], plan) == {label_of(item) for item in plan[:5]}
+    # with b's chain done and a's still running, b's SAE goes first, though a's comes first in the plan
+    assert _next_ready(plan[3:], plan, {"world", "model_chain[b]"}) == ("sae_sweep", b_x)
+    assert _next_ready(plan[3:], plan, {"world"}) is None
