@@ -171,6 +171,21 @@ def test_the_disjoint_tau_finds_agreement_between_saes_and_none_in_shared_latent
     assert disjoint_tau(shared[:2], shared[:2]) == (None, None, None)  # under 3 SAEs
 
 
+def test_the_disjoint_tau_drops_resamples_without_a_tau_in_silence():
+    """A resample of 3 SAEs that draws one of them 3 times has no tau-b in any split; it is dropped, not warned
+    about (a demo would print numpy's warning for it)."""
+    import warnings
+
+    from sae_models.evals.validity import disjoint_tau
+
+    rng = np.random.default_rng(5)
+    three = [{j: q + rng.normal() for j in range(20)} for q in (0.0, 1.0, 2.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tau, low, high = disjoint_tau(three, three, splits=10, resamples=200)
+    assert tau is not None and low <= tau <= high
+
+
 def test_delta_c_is_held_against_the_oracles_corrupted_latents_and_the_latents_true_steerability():
     from sae_models.evals.validity import DELTA_C, delta_c_validity
     from sae_models.sae.oracle import corrupted_latents
