@@ -46,15 +46,20 @@ def _demo(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     timings = run_demo(verbose=args.verbose, workers=args.workers)
+    wall = time.perf_counter() - start
     print_summary()
-    print(f"\ndemo: {len(timings)} runs in {time.perf_counter() - start:.0f}s; `make ui` shows them")
+    print(f"\ndemo: {len(timings)} runs in {wall:.0f}s; `make ui` shows them")
     return 0
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a number of runs at a time is a whole number >= 1")
-    return int(text)
+    return number
 
 
 def _check_config(_args: argparse.Namespace) -> int:
@@ -83,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     sql.set_defaults(fn=_sql)
     demo = sub.add_parser("demo", help="materialize the toy-world graph and print the result tables")
     demo.add_argument("-v", "--verbose", action="store_true", help="stream every Dagster event")
-    demo.add_argument("--workers", type=_positive, help="runs at a time, each in its own process (default: at "
-                      "least 2, or one per pinned thread group of cores, on a world pinned to the CPU; 1 with a GPU)")
+    demo.add_argument("--workers", type=_positive, help="runs at a time, each in its own process (default: 2 on a "
+                      "world pinned to the CPU, 1 otherwise; the tables do not depend on it)")
     demo.set_defaults(fn=_demo)
     sub.add_parser("config", help="validate lake.toml and list the registry").set_defaults(fn=_check_config)
     args = parser.parse_args(argv)

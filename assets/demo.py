@@ -5,31 +5,37 @@ every event. The terminal gets one line per run (``[23/92] sae_sweep[toy-gemma2|
 left``), warnings and failures in full, and the result tables at the end; ``-v`` streams every event.
 
 On a world pinned to the CPU, runs go two at a time (``--workers``), each in its own process: part of a run is
-Dagster's bookkeeping and the judge, on one core, which the other run's compute fills. A run's tables do not
-depend on what runs beside it (each process keeps the pin's threads), so the workers change the time only.
+Dagster's bookkeeping and the judge, on one core, which the other run's compute fills. A run's results do not
+depend on what runs beside it (each process keeps the pin's threads); only the judge-usage counts do (calls
+asked anew, answers from the cache), as they depend on what the cache held when the run asked.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assets.lakehouse.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from dagster import MultiPartitionKey
 
 SUMMARY_QUERIES = ("lm_eval", "activations_summary", "sae_metrics", "concept_recovery", "interpretability",
                    "interpretability_mu", "steering", "contextual", "reliability", "selection", "rank_agreement",
                    "rank_psi", "control")
 IOI_CHECK = "patching_model_solves_ioi"
 GPU_POOL = "gpu"
-MAX_WORKERS = 8
+DEMO_TAG = "sae-lake/demo"  # every run of one demo carries its id, to find the runs a dead worker left started
 
-PlanItem = tuple[str, "str | None"]
+PlanItem = tuple[str, "str | MultiPartitionKey | None"]
 
 
 @dataclass(frozen=True)
@@ -65,27 +71,26 @@ def label_of(item: PlanItem) -> str:
 
 
 def _waits_for(item: PlanItem, plan: list[PlanItem]) -> set[str]:
-    """The runs ``item`` reads the results of: a model's chain the world, an SAE its model's chain, the catalog
-    every other run."""
+    """The runs of ``plan`` whose results ``item`` reads: a model's chain the world's, an SAE's its model's chain,
+    the catalog every other run's."""
     job, partition = item
     if job == "model_chain":
-        return {"world"}
-    if job == "sae_sweep":
-        return {label_of(("model_chain", partition.keys_by_dimension["model"]))}
-    if job == "catalog_refresh":
-        return {label_of(other) for other in plan if other != item}
-    return set()
+        needs = {"world"}
+    elif job == "sae_sweep":
+        needs = {label_of(("model_chain", partition.keys_by_dimension["model"]))}
+    elif job == "catalog_refresh":
+        needs = {label_of(other) for other in plan if other != item}
+    else:
+        needs = set()
+    return needs & {label_of(other) for other in plan}
 
 
 def default_workers(settings: Settings) -> int:
-    """Runs at a time: one per ``threads`` cores, and at least two, on a world pinned to the CPU; one where the
-    steps share an accelerator (the ``gpu`` pool holds one step at a time there)."""
+    """Two runs at a time on a world pinned to the CPU (measured on 2 cores: docs/benchmarks.md); one where the
+    steps share an accelerator."""
     from assets.shared.resources import torch_device
 
-    pin = settings.cpu_pin
-    if pin is None or torch_device() != "cpu":
-        return 1
-    return min(MAX_WORKERS, max(2, len(os.sched_getaffinity(0)) // pin.threads))
+    return 2 if settings.cpu_pin is not None and torch_device() == "cpu" else 1
 
 
 def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bool = False,
@@ -93,47 +98,67 @@ def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bo
     """Run every job of ``demo_plan``; returns the wall time of each run in seconds. A given ``instance`` (an
     in-memory one, say) runs everything in this process, one run at a time."""
     from assets.definitions import defs
+    from assets.shared.resources import torch_device
 
     settings = load_settings()
     if notice := settings.oracle_notice():
         print_fn(notice)
     plan = demo_plan(settings)
-    if instance is not None or (workers or default_workers(settings)) == 1:
-        instance = instance or _instance()
-        _add_partitions(instance, settings)
-        outcomes = (_execute(instance, defs, settings, item, verbose) for item in plan)
-        return _follow(outcomes, plan, print_fn, workers=1)
-    workers = workers or default_workers(settings)
-    instance = _instance()
+    workers = 1 if instance is not None else workers or default_workers(settings)
+    instance = instance or _instance()
     _add_partitions(instance, settings)
-    with (_pool_slots(instance, GPU_POOL, workers), _passive_wait(workers * settings.reproducibility.threads),
-          closing(_in_workers(plan, workers, verbose)) as outcomes):
+    demo_id = uuid.uuid4().hex[:12]
+    if workers == 1:
+        return _follow(_one_at_a_time(instance, defs, settings, plan, verbose, demo_id), plan, print_fn, workers)
+    pinned_threads = settings.cpu_pin.threads if settings.cpu_pin else 0
+    # on the CPU each worker holds one `gpu` step at a time; an accelerator stays one step at a time
+    slots = workers if torch_device() == "cpu" else 1
+    with (_pool_slots(instance, GPU_POOL, slots, demo_id), _passive_wait(workers * pinned_threads),
+          closing(_in_workers(plan, workers, verbose, demo_id)) as outcomes):
         return _follow(outcomes, plan, print_fn, workers)
 
 
 def _follow(outcomes: Iterator[RunOutcome], plan: list[PlanItem], print_fn: Callable[[str], None],
             workers: int) -> dict[str, float]:
-    """One line per finished run; a refusal is one line and the demo goes on, a failure stops it."""
+    """One line per finished run. A refusal is one line and the demo goes on; after a failure no new run starts,
+    the runs under way finish (and are reported), and the demo stops with every failure's report."""
     timings: dict[str, float] = {}
+    errors: list[str] = []
     for outcome in outcomes:
         timings[outcome.label] = outcome.seconds
         if outcome.refusal:
             print_fn(outcome.refusal)
         if outcome.error:
-            raise SystemExit(outcome.error)
+            errors.append(outcome.error)
+            print_fn(f"demo: {outcome.label} failed; no new run starts" + (
+                ", the runs under way finish first" if workers > 1 else ""))
+            continue
         todo = [item for item in plan if label_of(item) not in timings]
         left = _eta(timings, todo, workers) if todo else "done"
         print_fn(f"[{len(timings)}/{len(plan)}] {outcome.label} {outcome.seconds:.1f} s, {left}")
+    if errors:
+        raise SystemExit("\n".join(errors))
     return timings
 
 
-def _execute(instance, defs, settings: Settings, item: PlanItem, verbose: bool) -> RunOutcome:
+def _one_at_a_time(instance, defs, settings: Settings, plan: list[PlanItem], verbose: bool,
+                   demo_id: str) -> Iterator[RunOutcome]:
+    """The plan's runs in this process, in order, up to the first failure."""
+    for item in plan:
+        outcome = _execute(instance, defs, settings, item, verbose, demo_id)
+        yield outcome
+        if outcome.error:
+            return
+
+
+def _execute(instance, defs, settings: Settings, item: PlanItem, verbose: bool, demo_id: str) -> RunOutcome:
+    """One run of the plan, in this process; a failure becomes the outcome's report instead of an exception."""
     job, partition = item
     quiet = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     start = time.perf_counter()
     job_def = defs.resolve_job_def(job)
     result = job_def.execute_in_process(instance=instance, partition_key=partition, run_config=quiet,
-                                        raise_on_error=False,
+                                        raise_on_error=False, tags={DEMO_TAG: demo_id},
                                         asset_selection=_asset_selection(job_def, settings, partition))
     seconds = time.perf_counter() - start
     refusal, error = (None, None) if result.success else _failure(result, label_of(item))
@@ -142,78 +167,105 @@ def _execute(instance, defs, settings: Settings, item: PlanItem, verbose: bool) 
 
 # --- runs in worker processes ---------------------------------------------------------------------------------
 
-_WORKER: dict = {}
+_WORKER: dict[str, object] = {}  # the worker process's code location, settings and instance, loaded once
 
 
-def _start_worker() -> None:
+def _start_worker(demo_id: str) -> None:
     """A worker's first act: the code location's load (the CPU pin's kernels, before torch), then the instance."""
     from assets.definitions import defs
 
-    _WORKER.update(defs=defs, settings=load_settings(), instance=_instance())
+    _WORKER.update(defs=defs, settings=load_settings(), instance=_instance(), demo_id=demo_id)
 
 
-def _run_in_worker(job: str, partition: str | dict | None, verbose: bool) -> RunOutcome:
+def _run_in_worker(job: str, partition: str | dict[str, str] | None, verbose: bool) -> RunOutcome:
+    """``_execute`` in a worker; a multi-partition key comes as its dimensions (``_sendable``)."""
     import dagster as dg
 
     key = dg.MultiPartitionKey(partition) if isinstance(partition, dict) else partition
-    return _execute(_WORKER["instance"], _WORKER["defs"], _WORKER["settings"], (job, key), verbose)
+    return _execute(_WORKER["instance"], _WORKER["defs"], _WORKER["settings"], (job, key), verbose,
+                    _WORKER["demo_id"])
 
 
-def _in_workers(plan: list[PlanItem], workers: int, verbose: bool) -> Iterator[RunOutcome]:
-    """Each run in the first free worker as soon as the runs it reads have finished, in the plan's order; after
-    a failure no new run starts, the running ones finish, and the failure is the last outcome."""
+def _sendable(item: PlanItem) -> tuple[str, str | dict[str, str] | None]:
+    """(job, partition) as a worker can receive it: a ``MultiPartitionKey`` is a str whose dimensions do not
+    survive pickling, so it travels as its dimensions."""
+    job, partition = item
+    keys = getattr(partition, "keys_by_dimension", None)
+    return job, dict(keys) if keys is not None else partition
+
+
+def _in_workers(plan: list[PlanItem], workers: int, verbose: bool, demo_id: str) -> Iterator[RunOutcome]:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                             initargs=(demo_id,)) as pool:
+        yield from _schedule(plan, workers, lambda item: pool.submit(_run_in_worker, *_sendable(item), verbose))
+
+
+def _schedule(plan: list[PlanItem], workers: int, submit: Callable[[PlanItem], Future]) -> Iterator[RunOutcome]:
+    """Each run submitted as soon as a worker is free and the runs it reads have finished, in the plan's order;
+    after a failure no new run starts and the runs under way finish."""
     pending, running, done = list(plan), {}, set()
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker) as pool:
-        while pending or running:
-            while len(running) < workers and (item := _next_ready(pending, plan, done)):
-                pending.remove(item)
-                job, partition = item
-                sent = dict(partition.keys_by_dimension) if hasattr(partition, "keys_by_dimension") else partition
-                running[pool.submit(_run_in_worker, job, sent, verbose)] = item
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: plan.index(running[f])):
-                outcome = _outcome(future, running.pop(future))
-                done.add(outcome.label)
-                if outcome.error:
-                    pending.clear()
-                yield outcome
+    while pending or running:
+        while len(running) < workers and (item := _next_ready(pending, plan, done)):
+            pending.remove(item)
+            running[submit(item)] = item
+        if not running:
+            raise RuntimeError(f"demo: no run can start: {[label_of(i) for i in pending]} wait for runs not done")
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in sorted(finished, key=lambda f: plan.index(running[f])):
+            outcome = _outcome(future, running.pop(future))
+            done.add(outcome.label)
+            if outcome.error:
+                pending.clear()
+            yield outcome
 
 
 def _next_ready(pending: list[PlanItem], plan: list[PlanItem], done: set[str]) -> PlanItem | None:
+    """The first run of ``pending`` whose runs to wait for are all done."""
     return next((item for item in pending if _waits_for(item, plan) <= done), None)
 
 
 def _outcome(future: Future, item: PlanItem) -> RunOutcome:
     try:
         return future.result()
-    except Exception as exc:  # the worker process itself died (killed, out of memory)
+    except Exception as exc:  # the worker died (killed, out of memory) or could not start the run
         return RunOutcome(label_of(item), 0.0, error=f"demo: run {label_of(item)} failed: {exc!r}")
 
 
 @contextmanager
-def _pool_slots(instance, pool: str, slots: int) -> Iterator[None]:
-    """The ``pool``'s limit raised to ``slots`` while the demo's workers run (each holds one step of it at a
-    time), and put back as it was after."""
+def _pool_slots(instance, pool: str, slots: int, demo_id: str) -> Iterator[None]:
+    """The ``pool``'s limit raised to ``slots`` while the demo's workers run, and put back as it was after (the
+    instance's default again where it had the default). A run of this demo that a dead worker left started is
+    marked failed and its slots are freed, so no later step waits for them."""
     storage = instance.event_log_storage
-    before = storage.get_concurrency_info(pool).slot_count if pool in storage.get_concurrency_keys() else None
-    if before is not None and before >= slots:
+    before = storage.get_concurrency_info(pool)
+    if before.limit is None or before.limit >= slots:  # None: the pool has no limit
         yield
         return
     storage.set_concurrency_slots(pool, slots)
     try:
         yield
     finally:
-        if before is None:
+        _fail_abandoned_runs(instance, demo_id)
+        if before.using_default_limit or pool not in storage.get_concurrency_keys() or not before.slot_count:
             storage.delete_concurrency_limit(pool)
         else:
-            storage.set_concurrency_slots(pool, before)
+            storage.set_concurrency_slots(pool, before.slot_count)
+
+
+def _fail_abandoned_runs(instance, demo_id: str) -> None:
+    import dagster as dg
+
+    started = instance.get_runs(dg.RunsFilter(tags={DEMO_TAG: demo_id}, statuses=[dg.DagsterRunStatus.STARTED]))
+    for run in started:
+        instance.report_run_failed(run, "its demo worker stopped before the run ended")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
 
 
 @contextmanager
 def _passive_wait(threads: int) -> Iterator[None]:
     """More compute threads than cores: OpenMP's idle threads sleep instead of spinning, so that one worker's
     waiting threads do not take the cores the other's are computing on (the workers inherit it)."""
-    if threads <= len(os.sched_getaffinity(0)) or "OMP_WAIT_POLICY" in os.environ:
+    if threads <= _cores() or "OMP_WAIT_POLICY" in os.environ:
         yield
         return
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -221,6 +273,11 @@ def _passive_wait(threads: int) -> Iterator[None]:
         yield
     finally:
         del os.environ["OMP_WAIT_POLICY"]
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # --- the plan's runs ------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def disjoint_tau(instrument: Sequence[dict[int, float]], truth: Sequence[dict[in
         return None, None, None
     # a resample of SAEs tied on one side has no tau-b in any split (all NaN): dropped below, without a warning
     with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
         tau = float(np.nanmean(kendall_tau_b(pairs[..., 0], pairs[..., 1])))
         picks = rng.integers(0, n, (resamples, n))
         boot = np.concatenate([np.nanmean(kendall_tau_b(pairs[:, chunk, 0], pairs[:, chunk, 1]), axis=0)

@@ -128,6 +128,8 @@ def test_many_segments_are_merged_into_one_and_every_call_survives(tmp_path):
 
 
 def test_a_compaction_that_finds_a_segment_merged_away_by_another_process_leaves_the_rest_as_they_are(tmp_path):
+    from sae_models.judges import cache as cache_module
+
     backend = Counting()
     cache = JudgeCache(tmp_path, backend.name, backend.model, flush_every=1)
     _rate(Judge(backend, cache), 6)
@@ -136,6 +138,7 @@ def test_a_compaction_that_finds_a_segment_merged_away_by_another_process_leaves
     gone = f"{cache.directory}/part-merged-by-another-process.parquet"
     cache._compact(segments[:3] + [gone] + segments[3:])
     assert sorted(str(p) for p in Path(cache.directory).glob("part-*.parquet")) == segments and len(cache) == 6
+    cache_module._READ.clear()  # read from the disk, as another process would
     again = Counting()
     _rate(Judge(again, JudgeCache(tmp_path, again.name, again.model)), 6)
     assert again.calls == 0

@@ -210,3 +210,23 @@ def test_readers_share_row_groups_read_in_this_process_and_a_rewritten_store_is_
         shard.replace(tmp_path / "acts" / shard.name)
     after = first_rows(ActivationReader(tmp_path / "acts"))
     assert decoded and not np.array_equal(after, before)
+
+
+def test_a_digest_ignores_judge_usage_and_repeated_cache_answers_but_not_a_changed_result(tmp_path):
+    from assets.lakehouse.digest import lake_digests
+
+    def lake(name: str, summary: dict, cache: dict) -> dict:
+        for table, columns in (("steering_summary", summary), ("judge_cache", cache)):
+            (tmp_path / name / table).mkdir(parents=True)
+            pq.write_table(pa.table(columns), tmp_path / name / table / "part-0.parquet")
+        return lake_digests(tmp_path / name)
+
+    summary = {"g": [0.4], "judge_model": ["rules"], "judge_calls": [10], "judge_cached": [0]}
+    cache = {"key": ["a", "b"], "text": ["1", "2"], "created": [1.0, 2.0]}
+    first = lake("first", summary, cache)
+    # the same results asked with a warmer cache, one answer written twice (two runs that missed it at once)
+    beside = lake("beside", {**summary, "judge_calls": [4], "judge_cached": [6]},
+                  {"key": ["a", "b", "b"], "text": ["1", "2", "2"], "created": [1.0, 3.0, 4.0]})
+    assert beside == first and first["judge_cache"].endswith("(2 rows)")
+    changed = lake("changed", {**summary, "g": [0.5]}, {"key": ["a", "b"], "text": ["1", "0"], "created": [1.0, 2.0]})
+    assert changed["steering_summary"] != first["steering_summary"] and changed["judge_cache"] != first["judge_cache"]

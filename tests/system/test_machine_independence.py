@@ -6,7 +6,8 @@ from tests.machines import MACHINES, run_on
 from tests.tiny_world import DROP, tiny_toml
 
 # The first machine runs the demo on an instance that keeps its history in memory; the second runs `sae-lake demo`
-# itself, history on disk (DAGSTER_HOME): the tables do not depend on where Dagster records its runs.
+# itself, history on disk (DAGSTER_HOME), two runs at a time: the tables depend neither on where Dagster records its
+# runs nor on what runs beside a run.
 IN_MEMORY = """
 import assets.definitions
 from dagster import DagsterInstance
@@ -14,7 +15,7 @@ from assets.demo import run_demo
 with DagsterInstance.ephemeral() as instance:
     run_demo(instance=instance)
 """
-CLI = "import sys; from assets.cli import main; sys.exit(main(['demo']))"
+CLI = "import sys; from assets.cli import main; sys.exit(main(['demo', '--workers', '2']))"
 
 
 def test_the_whole_graph_gives_identical_tables_under_other_kernels_and_threads(tmp_path):

@@ -659,3 +659,66 @@ def test_demo_runs_an_sae_after_its_models_chain_and_the_catalog_after_every_run
     # with b's chain done and a's still running, b's SAE goes first, though a's comes first in the plan
     assert _next_ready(plan[3:], plan, {"world", "model_chain[b]"}) == ("sae_sweep", b_x)
     assert _next_ready(plan[3:], plan, {"world"}) is None
+
+
+def test_demo_schedule_starts_no_run_after_a_failure_and_lets_the_runs_under_way_finish():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assets.demo import RunOutcome, _follow, _schedule, label_of
+
+    plan = [("world", None), ("model_chain", "a"), ("model_chain", "b"), ("sae_sweep", pair_key("a", "x")),
+            ("sae_sweep", pair_key("b", "x")), ("catalog_refresh", None)]
+    started, b_may_end = [], threading.Event()
+
+    def run(item):
+        started.append(label_of(item))
+        if item == ("model_chain", "a"):
+            raise RuntimeError("worker lost")  # as a dead worker's future reports it
+        b_may_end.wait(10)  # b is under way when a fails
+        return RunOutcome(label_of(item), 1.0)
+
+    printed = []
+    with ThreadPoolExecutor(2) as pool:
+        b_may_end.set()  # world
+        outcomes = _schedule(plan, 2, lambda item: pool.submit(run, item))
+        first = next(outcomes)
+        b_may_end.clear()
+        with pytest.raises(SystemExit, match=r"demo: run model_chain\[a\] failed: RuntimeError\('worker lost'\)"):
+            _follow(_releasing_b_on_error(outcomes, b_may_end), plan[1:], printed.append, workers=2)
+    assert first.label == "world" and started == ["world", "model_chain[a]", "model_chain[b]"]
+    assert printed == ["demo: model_chain[a] failed; no new run starts, the runs under way finish first",
+                       "[2/5] model_chain[b] 1.0 s, catalog_refresh, sae_sweep not timed yet"]
+
+
+def _releasing_b_on_error(outcomes, b_may_end):
+    for outcome in outcomes:
+        if outcome.error:
+            b_may_end.set()
+        yield outcome
+
+
+def test_the_demo_raises_the_gpu_pool_for_its_workers_puts_it_back_and_frees_a_dead_workers_run():
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from assets.demo import DEMO_TAG, _pool_slots
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("gpu", 1)
+        instance.add_run(DagsterRun(job_name="sae_sweep", run_id="left-by-a-dead-worker",
+                                    status=dg.DagsterRunStatus.STARTED, tags={DEMO_TAG: "this-demo"}))
+        instance.add_run(DagsterRun(job_name="sae_sweep", run_id="another-demos",
+                                    status=dg.DagsterRunStatus.STARTED, tags={DEMO_TAG: "another"}))
+        with pytest.raises(KeyboardInterrupt), _pool_slots(instance, "gpu", 2, "this-demo"):
+            assert storage.get_concurrency_info("gpu").slot_count == 2
+            storage.claim_concurrency_slot("gpu", "left-by-a-dead-worker", "steering")
+            raise KeyboardInterrupt
+        after = storage.get_concurrency_info("gpu")
+        assert after.slot_count == 1 and after.claimed_slots == []
+        assert instance.get_run_by_id("left-by-a-dead-worker").status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id("another-demos").status == dg.DagsterRunStatus.STARTED
+        storage.delete_concurrency_limit("gpu")  # no limit: nothing to raise, nothing set
+        with _pool_slots(instance, "gpu", 2, "this-demo"):
+            assert "gpu" not in storage.get_concurrency_keys()
+        assert "gpu" not in storage.get_concurrency_keys()
