@@ -98,7 +98,6 @@ def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bo
     """Run every job of ``demo_plan``; returns the wall time of each run in seconds. A given ``instance`` (an
     in-memory one, say) runs everything in this process, one run at a time."""
     from assets.definitions import defs
-    from assets.shared.resources import torch_device
 
     settings = load_settings()
     if notice := settings.oracle_notice():
@@ -107,15 +106,27 @@ def run_demo(instance=None, print_fn: Callable[[str], None] = print, verbose: bo
     workers = 1 if instance is not None else workers or default_workers(settings)
     instance = instance or _instance()
     _add_partitions(instance, settings)
-    demo_id = uuid.uuid4().hex[:12]
     if workers == 1:
-        return _follow(_one_at_a_time(instance, defs, settings, plan, verbose, demo_id), plan, print_fn, workers)
+        runs = _one_at_a_time(instance, defs, settings, plan, verbose, uuid.uuid4().hex[:12])
+        return _follow(runs, plan, print_fn, workers)
+    with in_workers(instance, settings, plan, workers, verbose) as outcomes:
+        return _follow(outcomes, plan, print_fn, workers)
+
+
+@contextmanager
+def in_workers(instance, settings: Settings, plan: list[PlanItem], workers: int,
+               verbose: bool = False) -> Iterator[Iterator[RunOutcome]]:
+    """The outcomes of ``plan``'s runs in ``workers`` worker processes, as they finish, with the ``gpu`` pool raised
+    for them on the CPU (an accelerator stays one step at a time) and idle OpenMP threads asleep where the workers'
+    pinned threads outnumber the cores."""
+    from assets.shared.resources import torch_device
+
+    demo_id = uuid.uuid4().hex[:12]
     pinned_threads = settings.cpu_pin.threads if settings.cpu_pin else 0
-    # on the CPU each worker holds one `gpu` step at a time; an accelerator stays one step at a time
     slots = workers if torch_device() == "cpu" else 1
     with (_pool_slots(instance, GPU_POOL, slots, demo_id), _passive_wait(workers * pinned_threads),
           closing(_in_workers(plan, workers, verbose, demo_id)) as outcomes):
-        return _follow(outcomes, plan, print_fn, workers)
+        yield outcomes
 
 
 def _follow(outcomes: Iterator[RunOutcome], plan: list[PlanItem], print_fn: Callable[[str], None],
@@ -246,7 +257,7 @@ def _pool_slots(instance, pool: str, slots: int, demo_id: str) -> Iterator[None]
         yield
     finally:
         _fail_abandoned_runs(instance, demo_id)
-        if before.using_default_limit or pool not in storage.get_concurrency_keys() or not before.slot_count:
+        if before.using_default_limit or not before.slot_count:
             storage.delete_concurrency_limit(pool)
         else:
             storage.set_concurrency_slots(pool, before.slot_count)

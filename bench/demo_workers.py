@@ -11,23 +11,19 @@ tables. Prints each side's wall time per round, their medians and the ratio.
 import argparse
 import statistics
 import time
-import uuid
-from contextlib import closing
 
 import assets.definitions  # noqa: F401 - the code location's load: lake.toml's CPU pin, as a run worker has it
-from assets.demo import GPU_POOL, _add_partitions, _in_workers, _instance, _passive_wait, _pool_slots
+from assets.demo import _add_partitions, _instance, in_workers
 from assets.lakehouse.config import load_settings
 
 PAIRS = ["toy-gemma2|topk-k8", "toy-gemma2|jumprelu-t8", "toy-gemma2|pca", "toy-gemma2|oracle-0.5-s1",
          "toy-qwen2|topk-k8", "toy-qwen2|gated-0.2", "toy-qwen2|neuron", "toy-qwen2|oracle-0.5-s1"]
 
 
-def one_side(instance, plan: list, workers: int, threads: int) -> float:
+def one_side(instance, settings, plan: list, workers: int) -> float:
     """Wall seconds of ``plan`` in ``workers`` worker processes."""
-    demo_id = uuid.uuid4().hex[:12]
     start = time.perf_counter()
-    with (_pool_slots(instance, GPU_POOL, workers, demo_id), _passive_wait(workers * threads),
-          closing(_in_workers(plan, workers, False, demo_id)) as outcomes):
+    with in_workers(instance, settings, plan, workers) as outcomes:
         for outcome in outcomes:
             if outcome.error:
                 raise SystemExit(outcome.error)
@@ -42,7 +38,6 @@ def main() -> None:
     import dagster as dg
 
     settings = load_settings()
-    threads = settings.cpu_pin.threads if settings.cpu_pin else 0
     instance = _instance()
     _add_partitions(instance, settings)
     plan = [("sae_sweep", dg.MultiPartitionKey(dict(zip(("model", "sae"), p.split("|"), strict=True))))
@@ -50,7 +45,7 @@ def main() -> None:
     times: dict[int, list[float]] = {1: [], 2: []}
     for round_ in range(1, args.rounds + 1):
         for workers in (1, 2):
-            times[workers].append(one_side(instance, plan, workers, threads))
+            times[workers].append(one_side(instance, settings, plan, workers))
             print(f"round {round_}: {len(plan)} dictionaries, {workers} at a time: {times[workers][-1]:.1f} s",
                   flush=True)
     one, two = (statistics.median(times[w]) for w in (1, 2))
