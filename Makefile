@@ -59,6 +59,7 @@ bench: venv
 	$(BIN)/python bench/patch.py
 	$(BIN)/python bench/autointerp.py   # needs the demo's lake
 	$(BIN)/python bench/steering_successors.py   # needs the demo's lake
+	$(BIN)/python bench/steering_ceiling.py   # needs the demo's lake
 	$(BIN)/python bench/demo_workers.py   # needs the demo's lake
 
 clean:
