@@ -143,12 +143,12 @@ class ModelEntry(_Strict):
 
 
 class ExternalSAE(_Strict):
-    """An SAE trained elsewhere, in the SAELens layout (e.g. a downloaded Gemma Scope SAE), evaluated as
-    one more variant of ``model``."""
+    """An SAE trained elsewhere, evaluated as one more variant of ``model``: a SAELens directory (``cfg.json`` +
+    ``sae_weights.safetensors``) or a Gemma Scope folder as released (``params.npz``)."""
 
     name: str  # its variant name
     model: str  # the model slug it was trained on
-    path: str  # its SAELens directory
+    path: str  # its SAELens directory or Gemma Scope params.npz folder
 
     _name = field_validator("name")(lambda v: _check_slug(v, "name"))
 

@@ -27,6 +27,10 @@ class SAEConfigError(ValueError):
     """A width, k or coefficient that cannot work; raised before any compute."""
 
 
+class SAECheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated or does not match its config; the message names the file."""
+
+
 @dataclass(frozen=True)
 class SAEConfig:
     architecture: str

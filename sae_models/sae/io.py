@@ -5,11 +5,11 @@ BatchTopK as jumprelu with its global threshold; baselines and the tied SAE as s
 stored once, in the SAELens file; ``sae_state.safetensors`` holds only what SAELens does not (e.g. JumpReLU's
 log-threshold; the tied SAE's raw decoder, whose normalised copy is what SAELens gets).
 
-``load_sae`` reads our own directories back exactly, and SAELens-format directories written elsewhere (e.g. a
-downloaded Gemma Scope SAE) as external SAEs, their config flags honoured: with ``apply_b_dec_to_input:
-false`` the decoder bias is folded out of the encoder's input. Flags whose effect is not in the weights
-(activation normalisation other than ``none``, whose scaling factor lives outside cfg.json; TopK's
-``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
+``load_sae`` reads our own directories back exactly, SAELens-format directories written elsewhere as external
+SAEs, and Gemma Scope's own ``params.npz`` folders (``sae_models.sae.gemmascope``), their config flags honoured:
+with ``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input. Flags whose effect is
+not in the weights (activation normalisation other than ``none``, whose scaling factor lives outside cfg.json;
+TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
 """
 
 import json
@@ -19,7 +19,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sae_models.sae.base import SAEConfig, SparseAutoencoder
+from sae_models.sae.base import SAECheckpointError, SAEConfig, SparseAutoencoder
+from sae_models.sae.gemmascope import PARAMS_FILE, read_gemma_scope
 from sae_models.sae.registry import build_sae
 
 CFG_FILE = "cfg.json"
@@ -29,10 +30,6 @@ SUPPORTED_FLAGS = {"normalize_activations": ("none", None), "reshape_activations
                    "rescale_acts_by_decoder_norm": (False, None)}
 SAE_LENS_VERSION = "6.54.12"
 _EXTERNAL = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
-
-
-class SAECheckpointError(RuntimeError):
-    """A checkpoint that is missing, truncated or does not match its config; the message names the file."""
 
 
 def save_sae(sae: SparseAutoencoder, directory: Path) -> None:
@@ -76,8 +73,11 @@ def _read_cfg(directory: Path) -> dict:
 
 
 def load_sae(directory: Path) -> SparseAutoencoder:
-    """Our checkpoint, or an external SAELens-format directory."""
+    """Our checkpoint, an external SAELens-format directory, or a Gemma Scope ``params.npz`` folder."""
     directory = Path(directory)
+    if not (directory / CFG_FILE).is_file() and (directory / PARAMS_FILE).is_file():
+        raw, tensors = read_gemma_scope(directory)
+        return _loaded(directory, *_external(raw, tensors, directory), config=PARAMS_FILE)
     raw = _read_cfg(directory)
     if "sae_lake" in raw:
         sae = build_sae(SAEConfig(**raw["sae_lake"]))
@@ -86,11 +86,16 @@ def load_sae(directory: Path) -> SparseAutoencoder:
         state = {k: v for k, v in state.items() if v is not None}
     else:
         sae, state = _external(raw, _read_tensors(directory / WEIGHTS_FILE), directory)
+    return _loaded(directory, sae, state)
+
+
+def _loaded(directory: Path, sae: SparseAutoencoder, state: dict[str, torch.Tensor], config: str = CFG_FILE
+            ) -> SparseAutoencoder:
     try:
         sae.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[1:2] or [str(exc)]
-        raise SAECheckpointError(f"{directory}: weights do not match {CFG_FILE} ({first[0].strip()})") from None
+        raise SAECheckpointError(f"{directory}: weights do not match {config} ({first[0].strip()})") from None
     return sae.eval()
 
 

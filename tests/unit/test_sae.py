@@ -394,6 +394,63 @@ def test_unsupported_sae_lens_flags_are_one_clear_error(tmp_path, flag, value):
         load_sae(tmp_path)
 
 
+def _gemma_scope_folder(root, d_in: int = 8, d_sae: int = 16, **replace):
+    """A Gemma Scope-style ``layer_3/width_<d_sae>/average_l0_5/params.npz`` with random arrays (float32)."""
+    rng = np.random.default_rng(3)
+    folder = root / "layer_3" / f"width_{d_sae}" / "average_l0_5"
+    folder.mkdir(parents=True)
+    arrays = {"W_enc": rng.normal(size=(d_in, d_sae)), "W_dec": rng.normal(size=(d_sae, d_in)),
+              "b_enc": 0.1 * rng.normal(size=d_sae), "b_dec": rng.normal(size=d_in),
+              "threshold": rng.uniform(0.5, 1.5, d_sae)} | replace
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items() if v is not None}
+    np.savez(folder / "params.npz", **arrays)
+    return folder, arrays
+
+
+def test_gemma_scope_params_folder_gives_its_codes(tmp_path, monkeypatch):
+    """Gemma Scope's params.npz: the codes and reconstructions of its own formula (the encoder reads x, no b_dec
+    subtracted) and of SAELens's loader of the same file."""
+    folder, a = _gemma_scope_folder(tmp_path)
+    x = np.random.default_rng(4).normal(size=(64, 8)).astype(np.float32) + 1.0
+    pre = x @ a["W_enc"] + a["b_enc"]
+    codes = pre * (pre > a["threshold"])
+    ours = load_sae(folder)
+    with torch.no_grad():
+        got = ours.encode(torch.from_numpy(x))
+        assert (got > 0).any() and (got == 0).any()
+        np.testing.assert_allclose(got.numpy(), codes, atol=1e-5)
+        np.testing.assert_allclose(ours.decode(got).numpy(), codes @ a["W_dec"] + a["b_dec"], atol=1e-4)
+    assert {k: ours.cfg.metadata[k] for k in ("format", "layer", "width", "average_l0")} == {
+        "format": "gemma-scope", "layer": 3, "width": 16, "average_l0": 5}
+    sae_lens = pytest.importorskip("sae_lens")
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    monkeypatch.setattr(loaders, "hf_hub_download", lambda **_: str(folder / "params.npz"))
+    cfg, state, _ = loaders.gemma_2_sae_huggingface_loader(
+        "google/gemma-scope-2b-pt-res", "layer_3/width_16k/average_l0_5", cfg_overrides={"d_in": 8, "d_sae": 16})
+    theirs = sae_lens.JumpReLUSAE(sae_lens.JumpReLUSAEConfig(
+        d_in=8, d_sae=16, apply_b_dec_to_input=cfg["apply_b_dec_to_input"], normalize_activations="none"))
+    theirs.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(got, theirs.encode(torch.from_numpy(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize(("replace", "message"), [
+    ({"threshold": None}, "params.npz: no array threshold"),
+    ({"scaling_factor": np.full(16, 2.0)}, "params.npz: a scaling_factor other than 1 is not supported"),
+    ({"W_enc": np.zeros((8, 12)), "W_dec": np.zeros((12, 8))}, "the folder says width 16 but W_enc has 12 latents"),
+])
+def test_bad_gemma_scope_folder_is_one_clear_error(tmp_path, replace, message):
+    folder, _ = _gemma_scope_folder(tmp_path, **replace)
+    with pytest.raises(SAECheckpointError, match=message):
+        load_sae(folder)
+
+
+def test_gemma_scope_unit_scaling_factor_is_accepted(tmp_path):
+    folder, a = _gemma_scope_folder(tmp_path, scaling_factor=np.ones(16))
+    assert torch.equal(load_sae(folder).W_dec.detach(), torch.from_numpy(a["W_dec"]))
+
+
 def test_impossible_configs_fail_before_compute():
     from sae_models.sae.gated import GatedSAE
 
