@@ -144,11 +144,12 @@ class ModelEntry(_Strict):
 
 class ExternalSAE(_Strict):
     """An SAE trained elsewhere, evaluated as one more variant of ``model``: a SAELens directory (``cfg.json`` +
-    ``sae_weights.safetensors``) or a Gemma Scope folder as released (``params.npz``)."""
+    ``sae_weights.safetensors``), a Gemma Scope folder as released (``params.npz``) or a sparsify folder
+    (``cfg.json`` + ``sae.safetensors``)."""
 
     name: str  # its variant name
     model: str  # the model slug it was trained on
-    path: str  # its SAELens directory or Gemma Scope params.npz folder
+    path: str  # its SAELens, Gemma Scope or sparsify folder
 
     _name = field_validator("name")(lambda v: _check_slug(v, "name"))
 

@@ -6,10 +6,10 @@ stored once, in the SAELens file; ``sae_state.safetensors`` holds only what SAEL
 log-threshold; the tied SAE's raw decoder, whose normalised copy is what SAELens gets).
 
 ``load_sae`` reads our own directories back exactly, SAELens-format directories written elsewhere as external
-SAEs, and Gemma Scope's own ``params.npz`` folders (``sae_models.sae.gemmascope``), their config flags honoured:
-with ``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input. Flags whose effect is
-not in the weights (activation normalisation other than ``none``, whose scaling factor lives outside cfg.json;
-TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
+SAEs, Gemma Scope's own ``params.npz`` folders and sparsify's folders (``sae_models.sae.formats``), their config
+flags honoured: with ``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input.
+Flags whose effect is not in the weights (activation normalisation other than ``none``, whose scaling factor
+lives outside cfg.json; TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
 """
 
 import json
@@ -20,7 +20,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae_models.sae.base import SAECheckpointError, SAEConfig, SparseAutoencoder
-from sae_models.sae.gemmascope import PARAMS_FILE, read_gemma_scope
+from sae_models.sae.formats.gemma_scope import PARAMS_FILE, read_gemma_scope
+from sae_models.sae.formats.sparsify import WEIGHTS_FILE as SPARSIFY_WEIGHTS
+from sae_models.sae.formats.sparsify import is_sparsify, read_sparsify
 from sae_models.sae.registry import build_sae
 
 CFG_FILE = "cfg.json"
@@ -73,11 +75,15 @@ def _read_cfg(directory: Path) -> dict:
 
 
 def load_sae(directory: Path) -> SparseAutoencoder:
-    """Our checkpoint, an external SAELens-format directory, or a Gemma Scope ``params.npz`` folder."""
+    """Our checkpoint, an external SAELens-format directory, a Gemma Scope ``params.npz`` folder or a sparsify
+    folder (``cfg.json`` + ``sae.safetensors``)."""
     directory = Path(directory)
     if not (directory / CFG_FILE).is_file() and (directory / PARAMS_FILE).is_file():
         raw, tensors = read_gemma_scope(directory)
         return _loaded(directory, *_external(raw, tensors, directory), config=PARAMS_FILE)
+    if is_sparsify(directory) and not (directory / WEIGHTS_FILE).is_file():
+        raw, tensors = read_sparsify(directory)
+        return _loaded(directory, *_external(raw, tensors, directory), config=SPARSIFY_WEIGHTS)
     raw = _read_cfg(directory)
     if "sae_lake" in raw:
         sae = build_sae(SAEConfig(**raw["sae_lake"]))

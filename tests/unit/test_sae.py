@@ -451,6 +451,50 @@ def test_gemma_scope_unit_scaling_factor_is_accepted(tmp_path):
     assert torch.equal(load_sae(folder).W_dec.detach(), torch.from_numpy(a["W_dec"]))
 
 
+def _sparsify_folder(root, **cfg):
+    sparsify = pytest.importorskip("sparsify")
+    torch.manual_seed(5)
+    coder = sparsify.SparseCoder(8, sparsify.SparseCoderConfig(num_latents=32, k=4, **cfg))
+    with torch.no_grad():
+        for p in coder.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    folder = root / "layers.3"
+    coder.save_to_disk(folder)
+    return folder, coder
+
+
+def test_sparsify_folder_gives_its_codes(tmp_path):
+    """sparsify's TopK SAE: its encoder is an nn.Linear ([d_sae, d_in]) reading x - b_dec; our codes and
+    reconstructions equal the library's own."""
+    folder, coder = _sparsify_folder(tmp_path)
+    ours = load_sae(folder)
+    x = torch.randn(64, 8) + 1.0
+    with torch.no_grad():
+        top_acts, top_indices, _ = coder.encode(x)
+        theirs = torch.zeros(64, 32).scatter_(-1, top_indices, top_acts)
+        codes = ours.encode(x)
+        assert (codes > 0).sum(-1).eq(4).all()
+        assert torch.allclose(codes, theirs, atol=1e-5)
+        assert torch.allclose(ours(x), coder(x).sae_out, atol=1e-5)
+    assert ours.cfg.metadata["format"] == "sparsify" and ours.cfg.metadata["hookpoint"] == "layers.3"
+
+
+@pytest.mark.parametrize(("cfg", "message"), [
+    ({"transcode": True}, "transcode true is not supported"),
+    ({"skip_connection": True}, "skip_connection true is not supported"),
+    ({"activation": "groupmax"}, "activation 'groupmax' is not supported"),
+    ({"signed": True}, r"fields \['signed'\] are not known"),
+])
+def test_unsupported_sparsify_fields_are_one_clear_error(tmp_path, cfg, message):
+    extra = cfg.pop("signed", None)
+    folder, _ = _sparsify_folder(tmp_path, **cfg)
+    if extra is not None:
+        raw = json.loads((folder / "cfg.json").read_text())
+        (folder / "cfg.json").write_text(json.dumps(raw | {"signed": extra}))
+    with pytest.raises(SAECheckpointError, match=message):
+        load_sae(folder)
+
+
 def test_impossible_configs_fail_before_compute():
     from sae_models.sae.gated import GatedSAE
 
