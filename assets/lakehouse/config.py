@@ -143,13 +143,13 @@ class ModelEntry(_Strict):
 
 
 class ExternalSAE(_Strict):
-    """An SAE trained elsewhere, evaluated as one more variant of ``model``: a SAELens directory (``cfg.json`` +
-    ``sae_weights.safetensors``), a Gemma Scope folder as released (``params.npz``) or a sparsify folder
-    (``cfg.json`` + ``sae.safetensors``)."""
+    """An SAE trained elsewhere, evaluated as one more variant of ``model``: a folder of SAELens (``cfg.json`` +
+    ``sae_weights.safetensors``), Gemma Scope as released (``params.npz``), sparsify (``cfg.json`` +
+    ``sae.safetensors``) or a dictionary_learning trainer (``ae.pt`` + ``config.json``)."""
 
     name: str  # its variant name
     model: str  # the model slug it was trained on
-    path: str  # its SAELens, Gemma Scope or sparsify folder
+    path: str  # its SAELens, Gemma Scope, sparsify or dictionary_learning folder
 
     _name = field_validator("name")(lambda v: _check_slug(v, "name"))
 

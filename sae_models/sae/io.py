@@ -6,8 +6,8 @@ stored once, in the SAELens file; ``sae_state.safetensors`` holds only what SAEL
 log-threshold; the tied SAE's raw decoder, whose normalised copy is what SAELens gets).
 
 ``load_sae`` reads our own directories back exactly, SAELens-format directories written elsewhere as external
-SAEs, Gemma Scope's own ``params.npz`` folders and sparsify's folders (``sae_models.sae.formats``), their config
-flags honoured: with ``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input.
+SAEs, and Gemma Scope's, sparsify's and dictionary_learning's own folders (``sae_models.sae.formats``), their
+config flags honoured: with ``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input.
 Flags whose effect is not in the weights (activation normalisation other than ``none``, whose scaling factor
 lives outside cfg.json; TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
 """
@@ -20,9 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae_models.sae.base import SAECheckpointError, SAEConfig, SparseAutoencoder
-from sae_models.sae.formats.gemma_scope import PARAMS_FILE, read_gemma_scope
-from sae_models.sae.formats.sparsify import WEIGHTS_FILE as SPARSIFY_WEIGHTS
-from sae_models.sae.formats.sparsify import is_sparsify, read_sparsify
+from sae_models.sae.formats import dictionary_learning, gemma_scope, sparsify
 from sae_models.sae.registry import build_sae
 
 CFG_FILE = "cfg.json"
@@ -32,6 +30,10 @@ SUPPORTED_FLAGS = {"normalize_activations": ("none", None), "reshape_activations
                    "rescale_acts_by_decoder_norm": (False, None)}
 SAE_LENS_VERSION = "6.54.12"
 _EXTERNAL = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
+# Other libraries' folders, by the file that holds their weights: each reader gives a SAELens config and tensors.
+FOREIGN_FORMATS = ((gemma_scope.PARAMS_FILE, gemma_scope.read_gemma_scope),
+                   (sparsify.WEIGHTS_FILE, sparsify.read_sparsify),
+                   (dictionary_learning.WEIGHTS_FILE, dictionary_learning.read_dictionary_learning))
 
 
 def save_sae(sae: SparseAutoencoder, directory: Path) -> None:
@@ -75,15 +77,13 @@ def _read_cfg(directory: Path) -> dict:
 
 
 def load_sae(directory: Path) -> SparseAutoencoder:
-    """Our checkpoint, an external SAELens-format directory, a Gemma Scope ``params.npz`` folder or a sparsify
-    folder (``cfg.json`` + ``sae.safetensors``)."""
+    """Our checkpoint, an external SAELens-format directory, or a Gemma Scope, sparsify or dictionary_learning
+    folder (``FOREIGN_FORMATS``)."""
     directory = Path(directory)
-    if not (directory / CFG_FILE).is_file() and (directory / PARAMS_FILE).is_file():
-        raw, tensors = read_gemma_scope(directory)
-        return _loaded(directory, *_external(raw, tensors, directory), config=PARAMS_FILE)
-    if is_sparsify(directory) and not (directory / WEIGHTS_FILE).is_file():
-        raw, tensors = read_sparsify(directory)
-        return _loaded(directory, *_external(raw, tensors, directory), config=SPARSIFY_WEIGHTS)
+    if not (directory / WEIGHTS_FILE).is_file():
+        for weights, read in FOREIGN_FORMATS:
+            if (directory / weights).is_file():
+                return _loaded(directory, *_external(*read(directory), directory), config=weights)
     raw = _read_cfg(directory)
     if "sae_lake" in raw:
         sae = build_sae(SAEConfig(**raw["sae_lake"]))

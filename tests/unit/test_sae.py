@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -492,6 +493,58 @@ def test_unsupported_sparsify_fields_are_one_clear_error(tmp_path, cfg, message)
         raw = json.loads((folder / "cfg.json").read_text())
         (folder / "cfg.json").write_text(json.dumps(raw | {"signed": extra}))
     with pytest.raises(SAECheckpointError, match=message):
+        load_sae(folder)
+
+
+DICTIONARY_LEARNING = Path(__file__).parent.parent / "fixtures" / "dictionary_learning"
+
+
+@pytest.mark.parametrize("dict_class", ["AutoEncoder", "AutoEncoderNew", "GatedAutoEncoder", "JumpReluAutoEncoder",
+                                        "AutoEncoderTopK", "BatchTopKSAE", "MatryoshkaBatchTopKSAE"])
+def test_dictionary_learning_trainer_folder_gives_its_codes(dict_class):
+    """Every dict_class dictionary_learning ships: our codes and reconstructions equal the library's own, recorded
+    by tests/fixtures/dictionary_learning/make_fixtures.py (the library does not install beside our pins)."""
+    folder = DICTIONARY_LEARNING / dict_class
+    expected = load_file(folder / "expected.safetensors")
+    ours = load_sae(folder)
+    with torch.no_grad():
+        codes = ours.encode(expected["x"])
+        assert (expected["codes"] > 0).any() and (expected["codes"] == 0).any()
+        assert torch.allclose(codes, expected["codes"], atol=1e-5)
+        assert torch.allclose(ours.decode(codes), expected["x_hat"], atol=1e-5)
+    assert ours.cfg.metadata["dict_class"] == dict_class and ours.cfg.metadata["layer"] == 3
+
+
+def test_dictionary_learning_mid_run_backup_is_refused_as_such():
+    with pytest.raises(SAECheckpointError, match=r"ae.pt: a mid-run backup \(step 100\), not a finished SAE"):
+        load_sae(DICTIONARY_LEARNING / "backup")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda cfg: cfg["trainer"].update(dict_class="IdentityDict"), "dict_class 'IdentityDict' is not supported"),
+    (lambda cfg: cfg["trainer"].update(dict_size=32), r"activation_dim and dict_size \(8, 32\) do not match"),
+    (lambda cfg: cfg.pop("trainer"), "no trainer.dict_class"),
+])
+def test_bad_dictionary_learning_folder_is_one_clear_error(tmp_path, edit, message):
+    import shutil
+
+    folder = tmp_path / "trainer_0"
+    shutil.copytree(DICTIONARY_LEARNING / "AutoEncoderTopK", folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    edit(cfg)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SAECheckpointError, match=message):
+        load_sae(folder)
+
+
+def test_dictionary_learning_pickled_objects_are_refused(tmp_path):
+    """ae.pt is read with weights_only=True: a pickle holding arbitrary Python objects is refused, never run."""
+    import shutil
+
+    folder = tmp_path / "trainer_0"
+    shutil.copytree(DICTIONARY_LEARNING / "AutoEncoderTopK", folder)
+    torch.save({"W": torch.zeros(2), "hook": print}, folder / "ae.pt")
+    with pytest.raises(SAECheckpointError, match="not loadable as tensors with weights_only=True"):
         load_sae(folder)
 
 

@@ -28,9 +28,6 @@ REFUSED = {"transcode": "a transcoder predicts a module's output from its input,
 FIELDS = {"d_in", "k", "num_latents", "expansion_factor", "activation", *TRAINING_ONLY, *REFUSED}
 
 
-def is_sparsify(directory: Path) -> bool:
-    return (Path(directory) / WEIGHTS_FILE).is_file() and (Path(directory) / CFG_FILE).is_file()
-
 
 def _cfg(path: Path) -> dict:
     try:
