@@ -150,6 +150,9 @@ class ExternalSAE(_Strict):
     name: str  # its variant name
     model: str  # the model slug it was trained on
     path: str  # its SAELens, Gemma Scope, sparsify or dictionary_learning folder
+    norm_scaling_factor: float | None = Field(None, gt=0)
+    # a SAELens SAE trained with normalize_activations expected_average_only_in: the factor its activations were
+    # multiplied by, when its folder has no activation_scaler.json (SAELens's pretrained directory lists it)
 
     _name = field_validator("name")(lambda v: _check_slug(v, "name"))
 

@@ -32,7 +32,7 @@ def missing_variants(settings: Settings, existing: set[str]) -> list[str]:
 
 def all_variants(settings: Settings) -> list[Variant]:
     """The sweep's variants, the oracles, then the registered external SAEs."""
-    external = [external_variant(e.name, e.model, e.path) for e in settings.external_saes]
+    external = [external_variant(e.name, e.model, e.path, e.norm_scaling_factor) for e in settings.external_saes]
     return sweep_variants(settings.sweep) + oracle_variants(settings.oracle) + external
 
 

@@ -8,8 +8,9 @@ log-threshold; the tied SAE's raw decoder, whose normalised copy is what SAELens
 ``load_sae`` reads our own directories back exactly, SAELens-format directories written elsewhere as external
 SAEs, and Gemma Scope's, sparsify's and dictionary_learning's own folders (``sae_models.sae.formats``), their
 config flags honoured: with ``apply_b_dec_to_input: false`` the decoder bias is folded out of the encoder's input.
-Flags whose effect is not in the weights (activation normalisation other than ``none``, whose scaling factor
-lives outside cfg.json; TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
+A SAELens config of any version is read (``sae_models.sae.formats.saelens``: pre-6.0 configs, the activation-norm
+factor, a legacy codes scale); flags whose effect cannot be folded into the weights (a per-input normalisation;
+TopK's ``rescale_acts_by_decoder_norm``) are one clear error rather than wrong codes.
 """
 
 import json
@@ -20,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae_models.sae.base import SAECheckpointError, SAEConfig, SparseAutoencoder
-from sae_models.sae.formats import dictionary_learning, gemma_scope, sparsify
+from sae_models.sae.formats import dictionary_learning, gemma_scope, saelens, sparsify
 from sae_models.sae.registry import build_sae
 
 CFG_FILE = "cfg.json"
@@ -76,9 +77,10 @@ def _read_cfg(directory: Path) -> dict:
         raise SAECheckpointError(f"{path}: not valid JSON ({exc})") from exc
 
 
-def load_sae(directory: Path) -> SparseAutoencoder:
+def load_sae(directory: Path, norm_scaling_factor: float | None = None) -> SparseAutoencoder:
     """Our checkpoint, an external SAELens-format directory, or a Gemma Scope, sparsify or dictionary_learning
-    folder (``FOREIGN_FORMATS``)."""
+    folder (``FOREIGN_FORMATS``). ``norm_scaling_factor``: the activation-norm factor of a SAELens SAE trained
+    with ``normalize_activations: expected_average_only_in`` whose folder has no ``activation_scaler.json``."""
     directory = Path(directory)
     if not (directory / WEIGHTS_FILE).is_file():
         for weights, read in FOREIGN_FORMATS:
@@ -91,7 +93,7 @@ def load_sae(directory: Path) -> SparseAutoencoder:
         state = {k: extra[k] if k in extra else weights.get(k) for k in sae.state_dict()}
         state = {k: v for k, v in state.items() if v is not None}
     else:
-        sae, state = _external(raw, _read_tensors(directory / WEIGHTS_FILE), directory)
+        sae, state = _external(*_saelens_directory(raw, directory, norm_scaling_factor), directory)
     return _loaded(directory, sae, state)
 
 
@@ -103,6 +105,18 @@ def _loaded(directory: Path, sae: SparseAutoencoder, state: dict[str, torch.Tens
         first = str(exc).strip().splitlines()[1:2] or [str(exc)]
         raise SAECheckpointError(f"{directory}: weights do not match {config} ({first[0].strip()})") from None
     return sae.eval()
+
+
+def _saelens_directory(raw: dict, directory: Path, norm_scaling_factor: float | None
+                      ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A SAELens directory's config in SAELens 6's terms and its tensors, the activation-norm factor and a legacy
+    codes scale folded in."""
+    raw = saelens.modern_config(raw, directory / CFG_FILE)
+    tensors = saelens.fold_legacy_codes_scale(raw, _read_tensors(directory / WEIGHTS_FILE), directory)
+    if raw.get("normalize_activations") == saelens.SCALED:
+        tensors = saelens.fold_scaling(tensors, saelens.scaling_factor(directory, norm_scaling_factor))
+        raw = {**raw, "normalize_activations": "none"}
+    return raw, tensors
 
 
 def _external(raw: dict, tensors: dict[str, torch.Tensor], directory: Path):
@@ -126,8 +140,9 @@ def _external(raw: dict, tensors: dict[str, torch.Tensor], directory: Path):
 def _check_flags(raw: dict, directory: Path) -> None:
     for flag, supported in SUPPORTED_FLAGS.items():
         if raw.get(flag) not in supported:
+            also = f", {saelens.SCALED!r} with its factor" if flag == "normalize_activations" else ""
             raise SAECheckpointError(f"{directory / CFG_FILE}: {flag} {raw[flag]!r} is not supported "
-                                     f"(supported: {supported[0]!r})")
+                                     f"(supported: {supported[0]!r}{also})")
 
 
 def _fold_b_dec_out_of_input(state: dict[str, torch.Tensor], architecture: str) -> None:

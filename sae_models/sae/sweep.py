@@ -26,6 +26,7 @@ class Variant:
     model: str | None = None  # external SAEs: the one model they belong to
     corruption: float | None = None  # oracles: the fraction of latents whose directions are random
     seed: int | None = None  # oracles: which random latents and directions
+    norm_scaling_factor: float | None = None  # external SAELens SAEs: the activation-norm factor, if configured
 
     @property
     def is_oracle(self) -> bool:
@@ -78,8 +79,8 @@ def oracle_variants(oracle: OracleConfig) -> list[Variant]:
     return [Variant(f"{ORACLE}-{q:g}-s{s}", ORACLE, corruption=q, seed=s) for q in oracle.levels for s in oracle.seeds]
 
 
-def external_variant(name: str, model: str, path: str) -> Variant:
-    return Variant(name, EXTERNAL, path=path, model=model)
+def external_variant(name: str, model: str, path: str, norm_scaling_factor: float | None = None) -> Variant:
+    return Variant(name, EXTERNAL, path=path, model=model, norm_scaling_factor=norm_scaling_factor)
 
 
 def sae_config(variant: Variant, d_model: int, sweep: SweepConfig, metadata: dict):
@@ -112,8 +113,9 @@ def variant_settings(variant: Variant, sweep: SweepConfig) -> dict:
     """The settings that shape this variant's SAE (its fingerprint's input): a baseline ignores the training
     schedule, an external SAE everything but its path."""
     if variant.is_external:
+        factor = {} if variant.norm_scaling_factor is None else {"norm_scaling_factor": variant.norm_scaling_factor}
         return {"path": variant.path, "files": _content_stamp(variant.path),
-                "holdout_fraction": sweep.holdout_fraction}
+                "holdout_fraction": sweep.holdout_fraction, **factor}
     if variant.is_oracle:
         return {"architecture": ORACLE, "corruption": variant.corruption, "seed": variant.seed,
                 "baseline_fit_tokens": sweep.baseline_fit_tokens, "holdout_fraction": sweep.holdout_fraction}

@@ -36,6 +36,8 @@ GEMMA, QWEN = "toy-gemma2", "toy-qwen2"
     ({"selection": {"resamples": 999}}, r"selection: resamples: .*write it as \[analysis\] resamples"),
     ({"external_saes": [{"name": "pca", "model": GEMMA, "path": "x"}]},
      r"external SAE name 'pca' is already a \[sweep\] variant"),
+    ({"external_saes": [{"name": "ext", "model": GEMMA, "path": "x", "norm_scaling_factor": 0}]},
+     r"external_saes\[0\]\.norm_scaling_factor: "),
 ])
 def test_bad_config_is_one_line_naming_the_field(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message) as err:

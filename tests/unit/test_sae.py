@@ -383,7 +383,7 @@ def test_gemma_scope_flags_are_honoured_on_import(tmp_path, arch):
 
 
 @pytest.mark.parametrize(("flag", "value"), [("normalize_activations", "layer_norm"),
-                                           ("normalize_activations", "expected_average_only_in"),
+                                           ("normalize_activations", "constant_norm_rescale"),
                                            ("rescale_acts_by_decoder_norm", True)])
 def test_unsupported_sae_lens_flags_are_one_clear_error(tmp_path, flag, value):
     """Flags whose effect is not in the weights would give wrong codes: refused, naming the flag."""
@@ -392,6 +392,86 @@ def test_unsupported_sae_lens_flags_are_one_clear_error(tmp_path, flag, value):
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     (tmp_path / "cfg.json").write_text(json.dumps(cfg | {flag: value}))
     with pytest.raises(SAECheckpointError, match=f"cfg.json: {flag} {value!r} is not supported"):
+        load_sae(tmp_path)
+
+
+def _sae_lens_saved(arch: str, directory, **cfg):
+    """A SAELens SAE of ``arch`` with every parameter moved off its initial value, saved to ``directory``."""
+    sae_lens = pytest.importorskip("sae_lens")
+    classes = {"standard": (sae_lens.StandardSAE, sae_lens.StandardSAEConfig, {}),
+               "topk": (sae_lens.TopKSAE, sae_lens.TopKSAEConfig, {"k": 4}),
+               "jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig, {}),
+               "gated": (sae_lens.GatedSAE, sae_lens.GatedSAEConfig, {})}
+    cls, cfg_cls, extra = classes[arch]
+    torch.manual_seed(6)
+    theirs = cls(cfg_cls(d_in=8, d_sae=16, **extra, **cfg))
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.3 * torch.randn_like(p).abs() if p.dim() == 1 else 0.3 * torch.randn_like(p))
+    theirs.save_model(directory)
+    return theirs
+
+
+@pytest.mark.parametrize(("arch", "b_dec_to_input"), [("standard", True), ("topk", True), ("jumprelu", False),
+                                                      ("gated", True)])
+def test_sae_lens_activation_norm_factor_is_folded(tmp_path, arch, b_dec_to_input):
+    """normalize_activations expected_average_only_in: trained on x * s. With s from activation_scaler.json (or
+    given), our codes of x are SAELens's of x * s, and our reconstructions its reconstruction divided by s, as
+    SAELens's own fold gives them."""
+    theirs = _sae_lens_saved(arch, tmp_path, normalize_activations="expected_average_only_in",
+                             apply_b_dec_to_input=b_dec_to_input)
+    (tmp_path / "activation_scaler.json").write_text(json.dumps({"scaling_factor": 2.5, "has_whitening": False}))
+    x = torch.randn(64, 8)
+    ours = load_sae(tmp_path)
+    with torch.no_grad():
+        codes = ours.encode(x)
+        assert (codes > 0).any()
+        assert torch.allclose(codes, theirs.encode(x * 2.5), atol=1e-5)
+        assert torch.allclose(ours(x), theirs.decode(theirs.encode(x * 2.5)) / 2.5, atol=1e-5)
+        theirs.fold_activation_norm_scaling_factor(2.5)
+        assert torch.allclose(codes, theirs.encode(x), atol=1e-5)
+        (tmp_path / "activation_scaler.json").unlink()
+        assert torch.equal(load_sae(tmp_path, norm_scaling_factor=2.5).encode(x), codes)
+    with pytest.raises(SAECheckpointError, match="needs its factor: no activation_scaler.json beside it"):
+        load_sae(tmp_path)
+
+
+def test_pre_6_sae_lens_config_reads_as_sae_lens_reads_it(tmp_path):
+    """A SAELens 5 TopK config (activation_fn_str topk, its k in activation_fn_kwargs, no architecture, a bool
+    normalize_activations): read as TopK, not as the ReLU SAE its missing architecture would default to."""
+    sae_lens = pytest.importorskip("sae_lens")
+    _sae_lens_saved("topk", tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    dropped = ("architecture", "k", "metadata", "rescale_acts_by_decoder_norm")
+    legacy = {k: v for k, v in cfg.items() if k not in dropped}
+    legacy |= {"activation_fn_str": "topk", "activation_fn_kwargs": {"k": 4}, "normalize_activations": False,
+               "hook_point": "blocks.3.hook_resid_post", "sae_lens_training_version": "5.9.1"}
+    (tmp_path / "cfg.json").write_text(json.dumps(legacy))
+    x = torch.randn(64, 8)
+    with torch.no_grad():
+        codes = load_sae(tmp_path).encode(x)
+        assert (codes > 0).sum(-1).eq(4).all()
+        assert torch.allclose(codes, sae_lens.SAE.load_from_disk(tmp_path).encode(x), atol=1e-5)
+
+
+def test_legacy_sae_lens_scaling_factor_is_folded_into_the_decoder(tmp_path):
+    """SAELens before 6.0 decoded (codes * scaling_factor) @ W_dec + b_dec when finetuning_scaling_factor was set."""
+    from safetensors.torch import save_file
+
+    theirs = _sae_lens_saved("standard", tmp_path)
+    weights = load_file(tmp_path / "sae_weights.safetensors")
+    scale = torch.linspace(0.5, 2.0, 16)
+    save_file({**weights, "scaling_factor": scale}, tmp_path / "sae_weights.safetensors")
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg | {"finetuning_scaling_factor": True}))
+    x = torch.randn(64, 8)
+    with torch.no_grad():
+        codes = theirs.encode(x)
+        ours = load_sae(tmp_path)
+        assert torch.allclose(ours.encode(x), codes, atol=1e-5)
+        assert torch.allclose(ours(x), (codes * scale) @ theirs.W_dec + theirs.b_dec, atol=1e-5)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(SAECheckpointError, match="finetuning_scaling_factor is not true"):
         load_sae(tmp_path)
 
 
@@ -740,3 +820,14 @@ def test_a_width_of_one_is_allowed_and_zero_is_one_clear_error():
     assert build_sae(SAEConfig("topk", d_in=1, d_sae=1, k=1)).W_dec.shape == (1, 1)
     with pytest.raises(SAEConfigError, match=r"topk: d_in \(0\) and d_sae \(4\) must be >= 1"):
         build_sae(SAEConfig("topk", d_in=0, d_sae=4, k=1))
+
+
+def test_a_configured_norm_scaling_factor_changes_the_external_sae_fingerprint(tmp_path):
+    """The factor changes the imported weights, so it is part of what the import's fingerprint reads; left unset,
+    the fingerprint of an external SAE is what it was before the setting existed."""
+    from sae_models.sae.config import SweepConfig
+    from sae_models.sae.sweep import external_variant, variant_settings
+
+    plain = variant_settings(external_variant("ext", "m", str(tmp_path)), SweepConfig())
+    scaled = variant_settings(external_variant("ext", "m", str(tmp_path), 2.5), SweepConfig())
+    assert set(plain) == {"path", "files", "holdout_fraction"} and scaled == plain | {"norm_scaling_factor": 2.5}

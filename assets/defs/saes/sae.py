@@ -42,7 +42,7 @@ def _import_external(p: SweepPartition, d_model: int):
     from sae_models.sae import SAECheckpointError, load_sae
 
     try:
-        sae_model = load_sae(p.variant.path)
+        sae_model = load_sae(p.variant.path, p.variant.norm_scaling_factor)
     except SAECheckpointError as exc:
         raise dg.Failure(f"external SAE {p.name}: {exc}") from None
     if sae_model.cfg.d_in != d_model:
