@@ -43,6 +43,7 @@ class SweepConfig(Config):
         default_factory=lambda: ["relu", "topk", "batchtopk", "jumprelu", "gated"],
         description="the SAE architectures trained, one file each in sae_models/sae/")
     width_multiple: int = Field(8, ge=1)  # d_sae = width_multiple * d_model
+    width: int | None = Field(None, ge=1)  # d_sae itself, in place of width_multiple (the paper: 16,384)
     target_l0: list[int] = Field(default_factory=lambda: [50, 80, 160, 320, 520, 820])  # TopK k, JumpReLU target
     relu_l1: list[float] = Field(default_factory=lambda: [0.012, 0.015, 0.02, 0.03, 0.04, 0.06],
                                  description="L1 coefficients of the ReLU SAEs")

@@ -90,7 +90,7 @@ def sae_config(variant: Variant, d_model: int, sweep: SweepConfig, metadata: dic
     if variant.is_baseline:
         return SAEConfig(variant.architecture, d_model, 2 * d_model, metadata=metadata)
     level = variant.level
-    common = dict(d_in=d_model, d_sae=sweep.width_multiple * d_model, metadata=metadata,
+    common = dict(d_in=d_model, d_sae=sweep.width or sweep.width_multiple * d_model, metadata=metadata,
                   dead_tokens=sweep.train.dead_tokens, threshold_window=sweep.train.threshold_window)
     if variant.architecture in ("topk", "batchtopk"):
         return SAEConfig(variant.architecture, k=int(level), **common)
@@ -123,7 +123,8 @@ def variant_settings(variant: Variant, sweep: SweepConfig) -> dict:
         return {"architecture": variant.architecture, "baseline_fit_tokens": sweep.baseline_fit_tokens,
                 "seed": sweep.train.seed, "holdout_fraction": sweep.holdout_fraction}
     own = set() if variant.architecture == "batchtopk" else {"threshold_window"}  # BatchTopK's alone
-    grid = {**sweep.model_dump(include={"width_multiple", "holdout_fraction"}),
+    width = {"width": sweep.width} if sweep.width else {}  # unset, the fingerprints of before it existed
+    grid = {**sweep.model_dump(include={"width_multiple", "holdout_fraction"}), **width,
             "train": sweep.train.model_dump(exclude=no_result_fields(TrainConfig) | own)}
     if variant.architecture == "jumprelu":
         grid |= sweep.model_dump(include={"jumprelu_sparsity", "jumprelu_bandwidth", "jumprelu_init_threshold"})

@@ -831,3 +831,14 @@ def test_a_configured_norm_scaling_factor_changes_the_external_sae_fingerprint(t
     plain = variant_settings(external_variant("ext", "m", str(tmp_path)), SweepConfig())
     scaled = variant_settings(external_variant("ext", "m", str(tmp_path), 2.5), SweepConfig())
     assert set(plain) == {"path", "files", "holdout_fraction"} and scaled == plain | {"norm_scaling_factor": 2.5}
+
+
+def test_sweep_width_sets_d_sae_and_enters_the_fingerprint_only_when_set():
+    from sae_models.sae.config import SweepConfig
+    from sae_models.sae.sweep import Variant, sae_config, variant_settings
+
+    topk = Variant("topk-k8", "topk", 8)
+    assert sae_config(topk, 64, SweepConfig(), {}).d_sae == 8 * 64
+    assert sae_config(topk, 64, SweepConfig(width=100), {}).d_sae == 100
+    assert "width" not in variant_settings(topk, SweepConfig())
+    assert variant_settings(topk, SweepConfig(width=100))["width"] == 100

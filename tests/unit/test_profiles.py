@@ -1,0 +1,39 @@
+"""The paper profiles (profiles/*.toml): each loads, and holds the sweep of Wang et al. 2025 for its model."""
+
+from pathlib import Path
+
+import pytest
+
+from assets.lakehouse.config import load_settings
+from assets.lakehouse.registry import valid_pairs, variants_for
+
+PROFILES = Path(__file__).parents[2] / "profiles"
+PAPER_MODELS = {"gemma-2-2b": ("google/gemma-2-2b", 12), "qwen-2.5-3b": ("Qwen/Qwen2.5-3B", 17),
+                "gemma-2-9b": ("google/gemma-2-9b", 20)}
+
+
+def test_every_paper_model_has_a_profile():
+    assert {p.stem for p in PROFILES.glob("*.toml")} == set(PAPER_MODELS)
+
+
+@pytest.mark.parametrize("slug", sorted(PAPER_MODELS))
+def test_a_paper_profile_holds_the_papers_sweep(slug):
+    settings = load_settings(PROFILES / f"{slug}.toml")
+    (model,) = settings.registry
+    assert (model.slug, model.source, model.layer, model.hook, model.dtype) == (
+        slug, *PAPER_MODELS[slug], "resid_post", "bfloat16")
+    sweep, train = settings.sweep, settings.sweep.train
+    assert sweep.width == 16384 and sorted(sweep.architectures) == ["batchtopk", "gated", "jumprelu", "relu", "topk"]
+    assert sweep.target_l0 == [50, 80, 160, 320, 520, 820]
+    assert sweep.relu_l1 == [0.012, 0.015, 0.02, 0.03, 0.04, 0.06]
+    assert sweep.gated_l1 == [0.012, 0.018, 0.024, 0.04, 0.06, 0.08]
+    assert (train.lr, train.lr_warmup_steps, train.sparsity_warmup_steps, train.decay_start, train.batch_size) == (
+        3e-4, 1000, 5000, 0.8, 2048)
+    assert abs(train.steps * train.batch_size - 5e8) < train.batch_size and model.tokens == 500_000_000
+    assert settings.extraction.context == 2048
+    assert (settings.autointerp.n_latents, settings.autointerp.n_concept) == (1000, 100)
+    steering = settings.steering
+    assert (steering.n_concepts, steering.instructions_per_concept, steering.dev_instructions,
+            steering.max_new_tokens) == (100, 10, 5, 128)
+    trained = [v for v in variants_for(settings, slug) if not v.is_baseline]
+    assert len(trained) == 30 and {m for m, _ in valid_pairs(settings)} == {slug}
