@@ -97,23 +97,29 @@ class Judge:
         possible, else from the backend. Only parsed answers are cached: an unparseable one is asked again next
         time, so a judge fixed after answering garbage is not served its garbage back. Most of a batch large
         enough to tell unparseable stops the stage: such a judge (a wrong model, an endpoint answering something
-        else) would otherwise score every latent 0, in silence."""
+        else) would otherwise score every latent 0, in silence. A request repeated within the batch (the same
+        prompt, e.g. two identical answers rated for fluency) is asked once, and its repeats count as cached."""
         keys = [request_key(self.backend.name, self.backend.model, r) for r in requests]
         values: list = [None] * len(requests)
         texts: list[str] = [""] * len(requests)
-        missing = []
+        missing, first = [], {}
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache is not None else None
-            if hit is None:
-                missing.append(i)
-            else:
+            if hit is not None:
                 texts[i], values[i] = hit.text, parses[i](hit.text)
+            elif key not in first:
+                first[key] = i
+                missing.append(i)
         self.stats.cached += len(requests) - len(missing)
         try:
             self._call(missing, requests, keys, parses, values, texts)
         finally:
             if self.cache is not None:
                 self.cache.flush()
+        for i, key in enumerate(keys):
+            if key in first and first[key] != i:
+                texts[i] = texts[first[key]]
+                values[i] = parses[i](texts[i]) if values[first[key]] is not None else None
         self.stats.unparseable += sum(v is None for v in values)
         bad = [texts[i] for i in missing if values[i] is None]  # cached answers always parsed: judge the new
         if len(missing) >= GARBAGE_MIN_ANSWERS and len(bad) > GARBAGE_MAX_SHARE * len(missing):

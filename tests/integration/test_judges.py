@@ -99,6 +99,19 @@ def test_a_rerun_makes_zero_new_calls_and_a_failure_keeps_finished_calls(tmp_pat
     assert list(tmp_path.rglob(".*.tmp")) == []
 
 
+def test_a_request_repeated_within_a_batch_is_asked_once(tmp_path):
+    """Identical prompts in one batch (identical answers rated for fluency): one call, the same answer for each,
+    the repeats counted as cached and the cache holding one row per prompt."""
+    backend = Counting()
+    judge = Judge(backend, JudgeCache(tmp_path, backend.name, backend.model))
+    texts = ["a b", "c d", "a b", "a b"]
+    assert judge.rate("fluency", [""] * 4, [""] * 4, texts) == [1, 1, 1, 1]
+    assert backend.calls == 2 and judge.stats.calls == 2 and judge.stats.cached == 2
+    import pyarrow.parquet as pq
+
+    assert sum(pq.read_metadata(f).num_rows for f in tmp_path.rglob("*.parquet")) == 2
+
+
 def test_a_judge_answering_garbage_stops_the_stage_with_one_line_and_caches_none_of_it(tmp_path):
     """A few unparseable answers count as 0; most of a batch of 20 or more is a judge that does not follow the
     format, which would score everything 0 in silence. Garbage is never cached, so a fixed judge is asked anew."""
