@@ -14,10 +14,11 @@ separates the two. Per trained toy model of the lake, at every layer:
   to the same 5 as the baseline), the concept text "concept <topic>", as the judge words a topic latent.
 
 Then, at the SAEs' layer: every steered latent of the lake's trained SAEs (no baselines, oracles or twins), by the
-largest |cosine| of its decoder direction with a document direction, and its g - g_unsteered from
-``steering_concepts``; and, for the latents near a topic direction, per factor, the share of their rated answers
-that carry the concept, the instruction's topic, both, and all three ratings: whether a steered concept joins the
-answer or replaces its topic.
+largest cosine of its decoder direction with a document direction (signed), apart by whether its explanation names
+a topic or sentiment, and its g - g_unsteered from ``steering_concepts``, beside the random-directions baseline
+dictionary's steered latents (the null); and, for the latents near a topic direction, per factor, the share of
+their rated answers that carry the concept, the instruction's topic, both, and all three ratings: whether a steered
+concept joins the answer or replaces its topic.
 
     .venv/bin/python bench/steering_ceiling.py [lake]
 """
@@ -32,8 +33,8 @@ from assets.lakehouse.lake import Lake
 from assets.lakehouse.sql import read_query
 
 SITE = "resid_post"
-KINDS = ("document", "word")
-COSINE_BANDS = (0.0, 0.2, 0.3, 0.5, 1.0)
+KINDS = ("document", "word", "random")
+COSINE_BANDS = (-1.0, 0.2, 0.3, 0.5, 1.0)
 NEAR = 0.5  # a latent this close to a topic's document direction is called near it
 RESAMPLES = 2000
 
@@ -70,7 +71,8 @@ def residuals(lm, docs: Sequence[dict], layer: int, batch: int = 64):
 
 
 def topic_directions(hidden, docs: Sequence[dict], topics: Sequence[str]) -> dict:
-    """Per kind, the unit directions (one row per topic) and their magnitudes m."""
+    """Per kind, the unit directions (one row per topic) and their magnitudes m; ``random``: random unit
+    directions with the document directions' magnitudes, rated against the same topics (the null)."""
     import numpy as np
     import torch
 
@@ -83,6 +85,8 @@ def topic_directions(hidden, docs: Sequence[dict], topics: Sequence[str]) -> dic
         rows = torch.stack([centred[torch.as_tensor(labels == t)].mean(0) for t in topics])
         rows = rows / rows.norm(dim=1, keepdim=True)
         out[kind] = (rows, (centred @ rows.T).max(0).values.tolist())
+    noise = torch.randn(len(topics), hidden.shape[1], generator=torch.Generator().manual_seed(len(docs)))
+    out["random"] = (noise / noise.norm(dim=1, keepdim=True), out["document"][1])  # the null: same m, no topic
     return out
 
 
@@ -136,8 +140,9 @@ def ceiling_rows(lm, slug: str, docs: Sequence[dict], topics: Sequence[str], cfg
 
 
 def latent_cosines(lake: Lake, slug: str, document) -> dict[tuple[str, int], float]:
-    """(SAE, latent) -> the largest |cosine| of the latent's decoder direction with a document direction, for the
-    steered latents of the lake's trained SAEs of ``slug``."""
+    """(SAE, latent) -> the largest cosine of the latent's decoder direction with a document direction, for the
+    steered latents of the lake's trained SAEs of ``slug`` (signed: a latent that points away from a topic
+    steers away from it)."""
     from sae_models.sae.io import load_sae
 
     saes = read_query(lake, f"select sae from steering_summary where model = '{slug}' and not is_baseline "
@@ -147,27 +152,48 @@ def latent_cosines(lake: Lake, slug: str, document) -> dict[tuple[str, int], flo
         latents = read_query(lake, f"select latent from steering_concepts where model = '{slug}' and sae = '{sae}' "
                                    "order by latent").column("latent").to_pylist()
         directions = load_sae(lake.path("saes", model=slug, sae=sae)).decoder_directions().detach()
-        cosines = (directions[latents] @ document.T).abs().max(1).values.tolist()
+        cosines = (directions[latents] @ document.T).max(1).values.tolist()
         out.update({(sae, f): c for f, c in zip(latents, cosines, strict=True)})
     return out
 
 
+def names_a_topic(explanation: str) -> bool:
+    """Whether an explanation names a topic or sentiment word group, as the toy judge words one."""
+    from sae_models.toyworld.grammar import SENTIMENTS, TOPICS
+
+    return any(explanation.startswith(f"concept {group} ") for group in [*TOPICS, *SENTIMENTS])
+
+
 def band_rows(lake: Lake, slug: str, cosines: dict, rng) -> list[str]:
-    """g - g_unsteered of the steered latents per band of cosine."""
+    """g - g_unsteered of the steered latents per band of cosine, apart by whether their explanation names a topic
+    or sentiment; then the random-directions baseline dictionary's steered latents (the null)."""
     import numpy as np
 
-    rows = read_query(lake, f"select sae, latent, test_hm - unsteered_test_hm as lift from steering_concepts "
-                            f"where model = '{slug}'").to_pylist()
+    rows = read_query(lake, f"select sae, latent, concept, test_hm - unsteered_test_hm as lift from "
+                            f"steering_concepts where model = '{slug}'").to_pylist()
+    null = [r for r in rows if r["sae"] == "random"]
     rows = [r for r in rows if (r["sae"], r["latent"]) in cosines]
     closeness = np.array([cosines[r["sae"], r["latent"]] for r in rows])
-    lifts = np.array([r["lift"] for r in rows])
     lines = []
     for low, high in zip(COSINE_BANDS, COSINE_BANDS[1:], strict=False):
-        inside = (closeness >= low) & (closeness < high) if high < 1 else closeness >= low
-        if inside.any():
-            lines.append(f"| {slug} | [{low:g}, {high:g}) | {int(inside.sum())} | "
-                         f"{mean_interval(lifts[inside], rng)} |")
+        band = (closeness >= low) & (closeness < high) if high < 1 else closeness >= low
+        label = f"below {high:g}" if low < 0 else f"{low:g} to {high:g}" if high < 1 else f"{low:g} and above"
+        inside = [r for r, b in zip(rows, band, strict=True) if b]
+        lines.append(f"| {slug} | {label} | {_by_explanation(inside, rng)} |")
+    if null:
+        lines.append(f"| {slug} | the random-directions dictionary (any) | {_by_explanation(null, rng)} |")
     return lines
+
+
+def _by_explanation(rows: Sequence[dict], rng) -> str:
+    """Count and mean lift with its interval, for the rows whose explanation names a topic, then the others."""
+    import numpy as np
+
+    cells = []
+    for named in (True, False):
+        lifts = np.array([r["lift"] for r in rows if names_a_topic(r["concept"]) == named])
+        cells.append(f"{len(lifts)} | {mean_interval(lifts, rng) if len(lifts) > 1 else '-'}")
+    return " | ".join(cells)
 
 
 def tradeoff_rows(lake: Lake, slug: str, cosines: dict) -> list[str]:
@@ -175,7 +201,7 @@ def tradeoff_rows(lake: Lake, slug: str, cosines: dict) -> list[str]:
     concept, the instruction's topic, both, and all three ratings (HM > 0)."""
     import numpy as np
 
-    near = {key for key, c in cosines.items() if c >= NEAR}
+    near = {key for key, c in cosines.items() if c >= NEAR}  # signed, as in the bands
     rows = [r for r in read_query(lake, "select sae, latent, factor, concept_rating, instruct_rating, hm from "
                                         f"steering where model = '{slug}'").to_pylist()
             if (r["sae"], r["latent"]) in near]
@@ -206,8 +232,9 @@ def main() -> None:
     topics, rng = list(TOPICS), np.random.default_rng(0)
     ceiling = ["| model | layer | direction | g_unsteered | g | g - g_unsteered [95%] | concept | instruct | "
                "median factor |", "|---|---|---|---|---|---|---|---|---|"]
-    bands = ["| model | largest \\|cosine\\| with a document direction | latents | g - g_unsteered [95%] |",
-             "|---|---|---|---|"]
+    bands = ["| model | largest cosine with a topic's document direction | explained as a topic or sentiment: "
+             "latents | g - g_unsteered [95%] | explained otherwise: latents | g - g_unsteered [95%] |",
+             "|---|---|---|---|---|---|"]
     tradeoff = ["| model | factor | concept > 0 | instruct > 0 | both | HM > 0 | HM |", "|---|---|---|---|---|---|---|"]
     for entry in settings.registry:
         if entry.toy is None or entry.control_of is not None:
@@ -220,7 +247,7 @@ def main() -> None:
         tradeoff += tradeoff_rows(lake, entry.slug, cosines)
     print("The world's topic directions, steered at every layer (16 topics):", *ceiling, "",
           "The lake's steered SAE latents at the SAEs' layer, by closeness to a topic direction:", *bands, "",
-          f"Their answers per factor, the latents with |cosine| >= {NEAR:g}:", *tradeoff, sep="\n")
+          f"Their answers per factor, the latents with cosine >= {NEAR:g}:", *tradeoff, sep="\n")
 
 
 if __name__ == "__main__":
