@@ -73,6 +73,14 @@ def _check_config(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(_args: argparse.Namespace) -> int:
+    from assets.lakehouse.config import load_settings
+    from assets.plan import format_plan, plan
+
+    print(format_plan(plan(load_settings())))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from assets.lakehouse.config import ConfigError
     from assets.lakehouse.objectstore import ObjectStoreError
@@ -92,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                       "world pinned to the CPU, 1 otherwise; the tables do not depend on it)")
     demo.set_defaults(fn=_demo)
     sub.add_parser("config", help="validate lake.toml and list the registry").set_defaults(fn=_check_config)
+    sub.add_parser("plan", help="what lake.toml asks for, per model, before anything runs").set_defaults(fn=_plan)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

@@ -115,6 +115,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert "read-only" in capsys.readouterr().err
 
     _check_tables_are_declared_assets_with_their_schema(lake)
+    _check_plan(lake, tiny_config, capsys)
     _check_steering(lake, capsys, tiny_config)
     _check_selection(lake, capsys)
     _check_rank_agreement(lake, capsys)
@@ -413,6 +414,36 @@ def _check_pca_patched_in_full(lake: Lake, slug: str, row: dict) -> None:
     _, held = toyworld_ioi_pairs(cfg.n_pairs, cfg.n_eval_pairs, cfg.seed)
     naive = [naive_patched_kl(lm, sae, entry.layer, entry.hook, pair, range(2 * 32)) for pair in held]
     assert row["kl_all_patched"] == pytest.approx(float(np.mean(naive)), rel=1e-3, abs=1e-5)
+
+
+def _check_plan(lake: Lake, config, capsys) -> None:
+    """`sae-lake plan`'s counts are what the demo then did: exact where lake.toml decides them (tokens, SAEs,
+    generations, rating requests), upper bounds where the data decide (scored latents; autointerp's requests, 4 per
+    scored latent)."""
+    from assets.lakehouse.registry import variants_for
+    from assets.plan import plan
+
+    settings = load_settings(config)
+    plans = {p.model: p for p in plan(settings)}
+    assert sorted(plans) == lake.partitions("activations", "model")
+    for slug, planned in plans.items():
+        names = [v.name for v in variants_for(settings, slug)]
+        assert planned.tokens == type(planned.tokens)(sum(
+            pq.ParquetFile(f).metadata.num_rows for f in lake.path("activations", model=slug).glob("*.parquet")))
+        assert sum(planned.saes.values()) == len(names)
+        summaries = [lake.read_table("steering_summary", model=slug, sae=n).to_pylist()[0] for n in names]
+        assert planned.generations.value == sum(
+            lake.read_table("steering_generations", model=slug, sae=n).num_rows for n in names)
+        assert planned.judge_requests["rate"].value == sum(r["judge_calls"] + r["judge_cached"] for r in summaries)
+        scored = sum(len(set(lake.read_table("latent_examples", model=slug, sae=n).column("latent").to_pylist()))
+                     for n in names)
+        assert 0 < scored <= planned.scored_latents.value
+        asked = sum(r["judge_calls"] + r["judge_cached"] for n in names
+                    for r in lake.read_table("interpretability", model=slug, sae=n).to_pylist())
+        assert asked == 4 * scored <= sum(planned.judge_requests[t].value for t in ("explain", "detect", "simulate"))
+    assert cli(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("activation documents: 120 (every model reads the same)") and "| toy-qwen2 |" in out
 
 
 def _check_steering(lake: Lake, capsys, config) -> None:

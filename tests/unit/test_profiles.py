@@ -37,3 +37,16 @@ def test_a_paper_profile_holds_the_papers_sweep(slug):
             steering.max_new_tokens) == (100, 10, 5, 128)
     trained = [v for v in variants_for(settings, slug) if not v.is_baseline]
     assert len(trained) == 30 and {m for m, _ in valid_pairs(settings)} == {slug}
+
+
+@pytest.mark.parametrize("slug", sorted(PAPER_MODELS))
+def test_a_paper_profiles_plan_counts_its_sweep(slug):
+    """Offline, the plan of a hub model still counts what lake.toml decides; what needs the model's config (its
+    width: bytes and parameters) is unknown rather than guessed."""
+    from assets.plan import plan
+
+    (planned,) = plan(load_settings(PROFILES / f"{slug}.toml"))
+    assert planned.saes == {"trained": 30, "baselines": 4}
+    assert planned.training_tokens == 30 * 244_141 * 2048
+    assert str(planned.tokens) == "<= 500,000,000"
+    assert planned.generations.value == 34 * 100 * 10 * 7 and planned.judge_requests["rate"].value == 3 * 238_000
