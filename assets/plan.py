@@ -19,6 +19,8 @@ AUTOINTERP_REQUESTS = {"explain": 2, "detect": 1, "simulate": 1}  # per scored l
 #                                                                   explanations are written apart
 STEERING_REQUESTS = 3  # per generation: concept, instruction and fluency ratings
 ACT_BYTES = {"float16": 2, "float32": 4}
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English under a BPE tokenizer
+WORD = " token"  # a stand-in for one window token in the estimate's prompts
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,40 @@ ROWS = [("activation tokens", lambda p: p.tokens),
         ("steering generations", lambda p: p.generations), ("tokens generated", lambda p: p.new_tokens),
         *[(f"judge requests: {task}", lambda p, t=task: p.judge_requests.get(t, Count(0)))
           for task in [*AUTOINTERP_REQUESTS, "rate"]]]
+
+
+def request_tokens(settings: Settings) -> dict[str, tuple[int, int]]:
+    """Per judge task, an estimate of one request's prompt tokens (its messages' characters / ``CHARS_PER_TOKEN``,
+    built with the configured numbers and sizes of windows, each token a stand-in word) and the completion tokens
+    it allows (its ``max_tokens``: a bound)."""
+    from sae_models.judges import prompts
+    from sae_models.judges.protocol import Window
+
+    auto, steer = settings.autointerp, settings.steering
+    window = Window(tuple([WORD] * auto.width), tuple([1.0] * auto.width))
+    explanation = "tokens such as the ones in the windows above"  # a typical explanation's length
+    requests = {
+        "explain": prompts.explain_request([window] * (auto.explain_top + auto.explain_importance), 0.5),
+        "detect": prompts.detect_request(explanation, [window] * (auto.score_top + auto.score_importance
+                                                                  + auto.score_random)),
+        "simulate": prompts.simulate_request(explanation, [window] * (auto.sim_top + auto.sim_random)),
+        "rate": prompts.rate_request("concept", explanation, "tell me about a topic", WORD * steer.max_new_tokens),
+    }
+    return {task: (sum(len(m["content"]) for m in r.messages) // CHARS_PER_TOKEN, r.max_tokens)
+            for task, r in requests.items()}
+
+
+def judge_cost(settings: Settings, plans: list[ModelPlan]) -> str:
+    """The judge's tokens over every model, and their price at lake.toml's [judge] prices: an estimate."""
+    per_request = request_tokens(settings)
+    prompt = sum(p.judge_requests.get(t, Count(0)).value * per_request[t][0] for p in plans for t in per_request)
+    completion = sum(p.judge_requests.get(t, Count(0)).value * per_request[t][1] for p in plans for t in per_request)
+    judge = settings.judge
+    price = (prompt * judge.price_prompt_per_m + completion * judge.price_completion_per_m) / 1e6
+    return (f"judge tokens, an estimate: about {prompt:,} prompt tokens ({CHARS_PER_TOKEN} characters per token) and "
+            f"at most {completion:,} completion tokens; at [judge]'s prices, at most ${price:,.2f}"
+            + ("" if judge.price_prompt_per_m or judge.price_completion_per_m else " (no prices set)")
+            + "; requests a cache already answered cost nothing")
 
 
 def format_plan(plans: list[ModelPlan]) -> str:

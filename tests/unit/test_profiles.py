@@ -50,3 +50,13 @@ def test_a_paper_profiles_plan_counts_its_sweep(slug):
     assert planned.training_tokens == 30 * 244_141 * 2048
     assert str(planned.tokens) == "<= 500,000,000"
     assert planned.generations.value == 34 * 100 * 10 * 7 and planned.judge_requests["rate"].value == 3 * 238_000
+
+
+def test_the_plans_judge_estimate_grows_with_the_windows_and_is_priced():
+    from assets.plan import judge_cost, plan, request_tokens
+
+    settings = load_settings(PROFILES / "gemma-2-2b.toml")
+    wider = settings.model_copy(update={"autointerp": settings.autointerp.model_copy(update={"explain_top": 20})})
+    assert request_tokens(wider)["explain"][0] > request_tokens(settings)["explain"][0] > 0
+    assert "at most $" in judge_cost(settings, plan(settings)) and "no prices set" not in judge_cost(
+        settings, plan(settings))
