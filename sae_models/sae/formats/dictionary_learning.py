@@ -22,7 +22,6 @@ name, a backup (``{"step", "ae", "optimizer", "config", "norm_factor"}``), not a
 """
 
 import json
-import pickle
 from pathlib import Path
 
 import torch
@@ -85,7 +84,8 @@ def _trainer_cfg(path: Path) -> dict:
 def _state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
+    except Exception as exc:  # weights_only refuses a pickle of anything but tensors; a torn file fails otherwise
+        # (OSError, EOFError, RuntimeError): either way one error naming the file
         raise SAECheckpointError(f"{path}: not loadable as tensors with weights_only=True ({exc})") from None
     if isinstance(state, dict) and set(state) >= BACKUP_KEYS:
         raise SAECheckpointError(f"{path}: a mid-run backup (step {state['step']}), not a finished SAE: the trainer "
