@@ -20,7 +20,7 @@ AUTOINTERP_REQUESTS = {"explain": 2, "detect": 1, "simulate": 1}  # per scored l
 STEERING_REQUESTS = 3  # per generation: concept, instruction and fluency ratings
 ACT_BYTES = {"float16": 2, "float32": 4}
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English under a BPE tokenizer
-WORD = " token"  # a stand-in for one window token in the estimate's prompts
+WORD = " tok"  # a stand-in for one window token in the estimate's prompts: 4 characters, one token
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
         out.parameters = None if size is None or out.parameters is None else out.parameters + size
         if kind == "trained":
             out.training_tokens += settings.sweep.train.steps * settings.sweep.train.batch_size
-        scored = Count(min(auto.n_latents, width.value), exact=width.exact and kind != "trained")
+        scored = Count(min(auto.n_latents, width.value), exact=False)  # a latent too rarely active is not scored
         steered = Count(min(steer.n_concepts, auto.n_concept, scored.value), scored.exact)
         generations = steered * (steer.instructions_per_concept * (1 + len(steer.factors)))
         out.scored_latents += scored
@@ -128,10 +128,10 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
 def _width(settings: Settings, variant, d_model: int | None) -> Count:
     """The dictionary's latents: an oracle's one per ground-truth concept, a baseline's 2 x d_model, a trained
     SAE's the sweep's width; an external SAE's is known once read (the scored count's bound is n_latents)."""
-    if variant.is_oracle:
+    if variant.is_oracle:  # one latent per concept the fitting sample holds both ways: at most every concept
         from sae_models.toyworld.grammar import concepts
 
-        return Count(len(concepts()))
+        return Count(len(concepts()), exact=False)
     if variant.is_external or d_model is None:
         return Count(settings.autointerp.n_latents, exact=False)
     if variant.is_baseline:
@@ -145,7 +145,7 @@ def _parameters(settings: Settings, variant, d_model: int | None, width: Count) 
     if variant.is_external or d_model is None:
         return None
     if variant.is_oracle:
-        return Count(2 * d_model * width.value + width.value + d_model)  # encoder, decoder and their biases
+        return Count(2 * d_model * width.value + width.value + d_model, exact=False)  # encoder, decoder, biases
     import torch
 
     from sae_models.sae import build_sae
@@ -195,11 +195,13 @@ def judge_cost(settings: Settings, plans: list[ModelPlan]) -> str:
     prompt = sum(p.judge_requests.get(t, Count(0)).value * per_request[t][0] for p in plans for t in per_request)
     completion = sum(p.judge_requests.get(t, Count(0)).value * per_request[t][1] for p in plans for t in per_request)
     judge = settings.judge
-    price = (prompt * judge.price_prompt_per_m + completion * judge.price_completion_per_m) / 1e6
-    return (f"judge tokens, an estimate: about {prompt:,} prompt tokens ({CHARS_PER_TOKEN} characters per token) and "
-            f"at most {completion:,} completion tokens; at [judge]'s prices, at most ${price:,.2f}"
+    prompt_usd = prompt * judge.price_prompt_per_m / 1e6
+    completion_usd = completion * judge.price_completion_per_m / 1e6
+    return (f"judge tokens: about {prompt:,} prompt tokens (an estimate, {CHARS_PER_TOKEN} characters per token) and "
+            f"at most {completion:,} completion tokens (each answer at its limit); at [judge]'s prices about "
+            f"${prompt_usd:,.2f} for prompts and at most ${completion_usd:,.2f} for answers"
             + ("" if judge.price_prompt_per_m or judge.price_completion_per_m else " (no prices set)")
-            + "; requests a cache already answered cost nothing")
+            + "; requests a cache already answered cost nothing, retries are not counted")
 
 
 def format_plan(plans: list[ModelPlan]) -> str:

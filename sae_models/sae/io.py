@@ -112,7 +112,8 @@ def _saelens_directory(raw: dict, directory: Path, norm_scaling_factor: float | 
     """A SAELens directory's config in SAELens 6's terms and its tensors, the activation-norm factor and a legacy
     codes scale folded in."""
     raw = saelens.modern_config(raw, directory / CFG_FILE)
-    tensors = saelens.fold_legacy_codes_scale(raw, _read_tensors(directory / WEIGHTS_FILE), directory)
+    tensors = {k: v.float() for k, v in _read_tensors(directory / WEIGHTS_FILE).items()}  # folds in float32
+    tensors = saelens.fold_legacy_codes_scale(raw, tensors, directory)
     if raw.get("normalize_activations") == saelens.SCALED:
         tensors = saelens.fold_scaling(tensors, saelens.scaling_factor(directory, norm_scaling_factor))
         raw = {**raw, "normalize_activations": "none"}

@@ -662,6 +662,21 @@ def test_an_external_sae_lens_directory_is_evaluated_like_ours(tiny_config, tmp_
     assert row["architecture"] == "external" and row["l0"] == pytest.approx(4.0)
     assert lake.partitions("saes", "model") == ["toy-gemma2"]
 
+    # its folder saying another layer than the model's (toy-gemma2 is read at layer 1): one line, nothing written
+    cfg = json.loads((external / "cfg.json").read_text())
+    (external / "cfg.json").write_text(json.dumps(cfg | {"metadata": {**cfg["metadata"],
+                                                                      "hook_name": "blocks.0.hook_resid_post"}}))
+    before = (lake.path("saes", model="toy-gemma2", sae="scope-like") / "sae_weights.safetensors").read_bytes()
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("models", ["toy-gemma2"])
+        instance.add_dynamic_partitions("saes", ["scope-like"])
+        moved = _run(instance, "sae_sweep", dg.MultiPartitionKey({"model": "toy-gemma2", "sae": "scope-like"}))
+    assert not moved.success
+    (message,) = _failure_messages(moved)
+    assert ("external SAE scope-like: its folder says it was trained at layer 0, but toy-gemma2 is read at "
+            "layer 1") in message
+    assert (lake.path("saes", model="toy-gemma2", sae="scope-like") / "sae_weights.safetensors").read_bytes() == before
+
 
 def test_demo_time_estimate_uses_each_jobs_own_runs_and_names_untimed_ones():
     from assets.demo import _eta

@@ -564,14 +564,14 @@ def test_sparsify_folder_gives_its_codes(tmp_path):
     ({"transcode": True}, "transcode true is not supported"),
     ({"skip_connection": True}, "skip_connection true is not supported"),
     ({"activation": "groupmax"}, "activation 'groupmax' is not supported"),
-    ({"signed": True}, r"fields \['signed'\] are not known"),
+    ({"added_later": True}, r"fields \['added_later'\] are not known"),
 ])
 def test_unsupported_sparsify_fields_are_one_clear_error(tmp_path, cfg, message):
-    extra = cfg.pop("signed", None)
+    extra = cfg.pop("added_later", None)
     folder, _ = _sparsify_folder(tmp_path, **cfg)
     if extra is not None:
         raw = json.loads((folder / "cfg.json").read_text())
-        (folder / "cfg.json").write_text(json.dumps(raw | {"signed": extra}))
+        (folder / "cfg.json").write_text(json.dumps(raw | {"added_later": extra}))
     with pytest.raises(SAECheckpointError, match=message):
         load_sae(folder)
 
@@ -842,3 +842,49 @@ def test_sweep_width_sets_d_sae_and_enters_the_fingerprint_only_when_set():
     assert sae_config(topk, 64, SweepConfig(width=100), {}).d_sae == 100
     assert "width" not in variant_settings(topk, SweepConfig())
     assert variant_settings(topk, SweepConfig(width=100))["width"] == 100
+
+
+def test_gemma_scope_folder_widths_are_its_powers_of_two():
+    from sae_models.sae.formats.gemma_scope import folder_facts
+
+    assert folder_facts(Path("res/layer_12/width_131k/average_l0_82")) == {"layer": 12, "width": 131072,
+                                                                           "average_l0": 82}
+    assert [folder_facts(Path(f"width_{w}"))["width"] for w in ("16k", "65k", "1m")] == [16384, 65536, 1048576]
+
+
+def test_a_bfloat16_sae_lens_directory_is_folded_in_float32(tmp_path):
+    """The b_dec fold of an encoder that reads x itself, done in bfloat16, moves codes by more than the weights'
+    own rounding: the tensors are cast first."""
+    from safetensors.torch import save_file
+
+    theirs = _sae_lens_saved("jumprelu", tmp_path, apply_b_dec_to_input=False)
+    with torch.no_grad():
+        theirs.b_dec.mul_(40.0)
+    weights = {k: v.to(torch.bfloat16) for k, v in theirs.state_dict().items()}
+    save_file(weights, tmp_path / "sae_weights.safetensors")
+    exact = {k: v.float() for k, v in weights.items()}
+    x = torch.randn(64, 8)
+    pre = x @ exact["W_enc"] + exact["b_enc"]
+    with torch.no_grad():
+        assert torch.allclose(load_sae(tmp_path).encode(x), pre * (pre > exact["threshold"]), atol=1e-4)
+
+
+def test_an_imported_saes_training_layer_is_read_from_its_layout():
+    from sae_models.sae.formats import trained_layer
+
+    assert [trained_layer(m) for m in ({"layer": 12}, {"hook_name": "blocks.3.hook_resid_post"},
+                                       {"hookpoint": "layers.5.mlp"}, {"hook_name": "hook_embed"}, {})] == [
+        12, 3, 5, None, None]
+    assert trained_layer(load_sae(DICTIONARY_LEARNING / "AutoEncoderTopK").cfg.metadata) == 3
+
+
+def test_an_older_sparsify_config_with_signed_false_loads_and_true_is_refused(tmp_path):
+    folder, coder = _sparsify_folder(tmp_path)
+    raw = json.loads((folder / "cfg.json").read_text())
+    (folder / "cfg.json").write_text(json.dumps(raw | {"signed": False}))
+    x = torch.randn(16, 8)
+    with torch.no_grad():
+        assert torch.allclose(load_sae(folder)(x), coder(x).sae_out, atol=1e-5)
+    (folder / "cfg.json").write_text(json.dumps(raw | {"signed": True}))
+    with pytest.raises(SAECheckpointError, match="signed true is not supported"):
+        load_sae(folder)

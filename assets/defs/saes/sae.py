@@ -40,6 +40,7 @@ def _build(p: SweepPartition, d_model: int):
 
 def _import_external(p: SweepPartition, d_model: int):
     from sae_models.sae import SAECheckpointError, load_sae
+    from sae_models.sae.formats import trained_layer
 
     try:
         sae_model = load_sae(p.variant.path, p.variant.norm_scaling_factor)
@@ -48,6 +49,11 @@ def _import_external(p: SweepPartition, d_model: int):
     if sae_model.cfg.d_in != d_model:
         raise dg.Failure(f"external SAE {p.name}: d_in {sae_model.cfg.d_in} does not match the "
                          f"activations of {p.model} (d_model {d_model})")
+    layer = trained_layer(sae_model.cfg.metadata)
+    if layer is not None and layer != p.entry.layer:
+        raise dg.Failure(f"external SAE {p.name}: its folder says it was trained at layer {layer}, but {p.model} is "
+                         f"read at layer {p.entry.layer} (lake.toml [[models]] layer): evaluated there it would "
+                         "measure another site")
     return sae_model
 
 

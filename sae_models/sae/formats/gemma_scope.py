@@ -21,7 +21,9 @@ from sae_models.sae.base import SAECheckpointError
 
 PARAMS_FILE = "params.npz"
 ARRAYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
-_SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}  # Gemma Scope's widths: width_16k = 16,384, width_1m = 1,048,576
+# Gemma Scope's folder widths are powers of two named in thousands: width_16k = 16,384, width_131k = 131,072
+WIDTHS = {"4k": 4096, "16k": 16384, "32k": 32768, "65k": 65536, "131k": 131072, "262k": 262144, "524k": 524288,
+          "1m": 1048576}
 
 
 def folder_facts(directory: Path) -> dict[str, int]:
@@ -30,8 +32,10 @@ def folder_facts(directory: Path) -> dict[str, int]:
     for part in Path(directory).parts:
         if m := re.fullmatch(r"layer_(\d+)", part):
             facts["layer"] = int(m.group(1))
-        elif m := re.fullmatch(r"width_(\d+)([km]?)", part):
-            facts["width"] = int(m.group(1)) * _SUFFIX[m.group(2)]
+        elif m := re.fullmatch(r"width_(\d+[km]?)", part):
+            name = m.group(1)
+            if name in WIDTHS or name.isdigit():
+                facts["width"] = WIDTHS.get(name) or int(name)
         elif m := re.fullmatch(r"average_l0_(\d+)", part):
             facts["average_l0"] = int(m.group(1))
     return facts

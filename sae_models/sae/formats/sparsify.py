@@ -24,7 +24,8 @@ CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
 TRAINING_ONLY = {"multi_topk", "normalize_decoder"}
 REFUSED = {"transcode": "a transcoder predicts a module's output from its input, not an SAE of one site",
-           "skip_connection": "its linear skip connection (W_skip) is not part of an SAE's reconstruction"}
+           "skip_connection": "its linear skip connection (W_skip) is not part of an SAE's reconstruction",
+           "signed": "its codes may be negative, unlike a TopK SAE's ReLU codes"}  # EleutherAI/sae's older configs
 FIELDS = {"d_in", "k", "num_latents", "expansion_factor", "activation", *TRAINING_ONLY, *REFUSED}
 
 
