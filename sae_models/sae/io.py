@@ -85,6 +85,8 @@ def load_sae(directory: Path, norm_scaling_factor: float | None = None) -> Spars
     if not (directory / WEIGHTS_FILE).is_file():
         for weights, read in FOREIGN_FORMATS:
             if (directory / weights).is_file():
+                if norm_scaling_factor is not None:
+                    raise saelens.unused_factor(directory)
                 return _loaded(directory, *_external(*read(directory), directory), config=weights)
     raw = _read_cfg(directory)
     if "sae_lake" in raw:
@@ -117,6 +119,8 @@ def _saelens_directory(raw: dict, directory: Path, norm_scaling_factor: float | 
     if raw.get("normalize_activations") == saelens.SCALED:
         tensors = saelens.fold_scaling(tensors, saelens.scaling_factor(directory, norm_scaling_factor))
         raw = {**raw, "normalize_activations": "none"}
+    elif norm_scaling_factor is not None:
+        raise saelens.unused_factor(directory)
     return raw, tensors
 
 

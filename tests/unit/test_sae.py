@@ -888,3 +888,30 @@ def test_an_older_sparsify_config_with_signed_false_loads_and_true_is_refused(tm
     (folder / "cfg.json").write_text(json.dumps(raw | {"signed": True}))
     with pytest.raises(SAECheckpointError, match="signed true is not supported"):
         load_sae(folder)
+
+
+def test_a_norm_scaling_factor_that_would_be_ignored_is_one_clear_error(tmp_path):
+    """Set for an SAE that does not use one (another layout, a SAELens SAE on raw activations) or beside an
+    activation_scaler.json that already gives it: refused rather than silently dropped."""
+    folder, _ = _gemma_scope_folder(tmp_path / "scope")
+    with pytest.raises(SAECheckpointError, match="only a SAELens SAE trained with normalize_activations"):
+        load_sae(folder, norm_scaling_factor=2.0)
+    _sae_lens_saved("topk", tmp_path / "raw")
+    with pytest.raises(SAECheckpointError, match="only a SAELens SAE trained with normalize_activations"):
+        load_sae(tmp_path / "raw", norm_scaling_factor=2.0)
+    _sae_lens_saved("topk", tmp_path / "scaled", normalize_activations="expected_average_only_in")
+    (tmp_path / "scaled" / "activation_scaler.json").write_text(json.dumps({"scaling_factor": 2.0}))
+    with pytest.raises(SAECheckpointError, match="gives the activation-norm factor: norm_scaling_factor"):
+        load_sae(tmp_path / "scaled", norm_scaling_factor=2.0)
+
+
+def test_a_pre_6_config_with_normalize_activations_true_folds_its_factor(tmp_path):
+    """SAELens 5 wrote normalize_activations as a bool: true is expected_average_only_in."""
+    theirs = _sae_lens_saved("standard", tmp_path, normalize_activations="expected_average_only_in")
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    legacy = {k: v for k, v in cfg.items() if k not in ("architecture", "metadata")}
+    legacy |= {"normalize_activations": True, "activation_fn_str": "relu"}
+    (tmp_path / "cfg.json").write_text(json.dumps(legacy))
+    x = torch.randn(32, 8)
+    with torch.no_grad():
+        assert torch.allclose(load_sae(tmp_path, norm_scaling_factor=3.0).encode(x), theirs.encode(x * 3.0), atol=1e-5)

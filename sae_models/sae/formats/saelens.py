@@ -57,6 +57,9 @@ def modern_config(raw: dict, source: Path) -> dict:
 def scaling_factor(directory: Path, configured: float | None) -> float:
     """The activation-norm factor of an ``expected_average_only_in`` SAE."""
     path = Path(directory) / SCALER_FILE
+    if path.is_file() and configured is not None:
+        raise SAECheckpointError(f"{path} gives the activation-norm factor: norm_scaling_factor in [[external_saes]] "
+                                 "would be ignored; leave it out")
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
@@ -71,6 +74,12 @@ def scaling_factor(directory: Path, configured: float | None) -> float:
         return configured
     raise SAECheckpointError(f"{Path(directory) / 'cfg.json'}: normalize_activations {SCALED!r} needs its factor: no "
                              f"{SCALER_FILE} beside it, and no norm_scaling_factor given for it in [[external_saes]]")
+
+
+def unused_factor(directory: Path) -> SAECheckpointError:
+    """The error for a configured factor that the SAE in ``directory`` has no use for."""
+    return SAECheckpointError(f"{directory}: norm_scaling_factor is set in [[external_saes]], but only a SAELens SAE "
+                              f"trained with normalize_activations {SCALED!r} uses one; leave it out")
 
 
 def fold_scaling(tensors: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
