@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from assets.lakehouse.config import ModelEntry, Settings
 from assets.lakehouse.registry import variants_for
+from sae_models.judges.prompts import RATINGS
 
 AUTOINTERP_REQUESTS = {"explain": 2, "detect": 1, "simulate": 1}  # per scored latent: detection's and simulation's
 #                                                                   explanations are written apart
-STEERING_REQUESTS = 3  # per generation: concept, instruction and fluency ratings
+STEERING_REQUESTS = len(RATINGS)  # per generation: concept, instruction and fluency ratings
 ACT_BYTES = {"float16": 2, "float32": 4}
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English under a BPE tokenizer
 WORD = " tok"  # a stand-in for one window token in the estimate's prompts: 4 characters, one token
@@ -126,17 +127,17 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
 
 
 def _width(settings: Settings, variant, d_model: int | None) -> Count:
-    """The dictionary's latents: an oracle's one per ground-truth concept, a baseline's 2 x d_model, a trained
-    SAE's the sweep's width; an external SAE's is known once read (the scored count's bound is n_latents)."""
+    """The dictionary's latents: an oracle's one per ground-truth concept, a baseline's or a trained SAE's what the
+    sweep builds; an external SAE's is known once read (the scored count's bound is n_latents)."""
     if variant.is_oracle:  # one latent per concept the fitting sample holds both ways: at most every concept
         from sae_models.toyworld.grammar import concepts
 
         return Count(len(concepts()), exact=False)
     if variant.is_external or d_model is None:
         return Count(settings.autointerp.n_latents, exact=False)
-    if variant.is_baseline:
-        return Count(2 * d_model)
-    return Count(settings.sweep.width or settings.sweep.width_multiple * d_model)
+    from sae_models.sae.sweep import sae_config  # the width the sweep builds the dictionary with
+
+    return Count(sae_config(variant, d_model, settings.sweep, {}).d_sae)
 
 
 def _parameters(settings: Settings, variant, d_model: int | None, width: Count) -> Count | None:
