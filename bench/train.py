@@ -180,7 +180,7 @@ class Reference(Side):
 
 
 class Ours(Side):
-    """Our trainer's step, driven the way ``Trainer.run`` drives it."""
+    """Our trainer's step, driven the way ``train_saes`` drives it."""
 
     def __init__(self, arch: str, args, x: torch.Tensor, total: int):
         from sae_models.sae import SAEConfig, TrainConfig, build_sae
@@ -194,7 +194,7 @@ class Ours(Side):
                  "gated": dict(sparsity_coefficient=L1),
                  "jumprelu": dict(target_l0=args.l0, sparsity_coefficient=1.0)}[arch]
         sae = build_sae(SAEConfig(arch, args.d, args.width, dead_tokens=cfg.dead_tokens, **extra))
-        self.trainer = Trainer(sae, reader=None, cfg=cfg, log=lambda _: None, device=x.device.type)
+        self.trainer = Trainer(sae, cfg=cfg, log=lambda _: None, device=x.device.type)
         self.scale = float(x.pow(2).sum(-1).mean()) ** -0.5  # norm_scale(): unit mean squared norm
         self.sparse_steps = 0
         if arch in PENALISED:  # (scaled as the trainer scales them)

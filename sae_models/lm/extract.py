@@ -6,7 +6,7 @@ are masked, and optionally high-norm outliers (attention sinks) above a multiple
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import islice
@@ -100,3 +100,17 @@ def extract_batch(lm: LoadedLM, module: torch.nn.Module, chunk: Sequence[tuple[i
         act=acts[rows, pos].to(ACT_DTYPES[cfg.act_dtype]).cpu().numpy(),
         dropped_outliers=dropped,
     )
+
+
+def activation_extractor(lm: LoadedLM, cfg: ExtractionConfig, *, layer: int,
+                         site: str = "resid_post") -> Callable[[Sequence[tuple[int, str]]], np.ndarray]:
+    """A function from documents (doc_id, text) to their kept tokens' activations [n, d]: what an
+    ``ActivationStream`` runs the LM with."""
+    module = hook_module(lm.model, layer, site)
+    masked_ids = _masked_ids(lm.tokenizer).to(lm.device)
+
+    @torch.inference_mode()
+    def extract(chunk: Sequence[tuple[int, str]]) -> np.ndarray:
+        return extract_batch(lm, module, chunk, cfg, masked_ids).act
+
+    return extract
