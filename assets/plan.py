@@ -1,7 +1,8 @@
 """``sae-lake plan``: what lake.toml asks for, before anything runs.
 
 Per model (its random-weights twin included): the activation documents and tokens, the bytes the activation
-table stores, the SAEs trained, fitted or imported and their parameters, the tokens the SAEs train on, the latents
+table stores, the SAEs trained, fitted or imported and their parameters, the tokens the SAEs train on (from a
+stream: the tokens of the LM's one pass and the size of its mixing buffer), the latents
 autointerp scores, the generations steering makes, and the judge requests both send. A count is exact where
 lake.toml decides it (the toy world's corpus is generated here and tokenized as extraction tokenizes it); it is an
 upper bound, written "<= n", where the data decide: a file corpus's length, a trained SAE's dead latents (never
@@ -51,7 +52,9 @@ class ModelPlan:
     activation_bytes: Count | None  # None: the model's width is not known without loading it
     saes: dict[str, int] = field(default_factory=dict)  # trained, baselines, oracles, external
     parameters: Count | None = Count(0)  # None: a dictionary's size is not known without loading something
-    training_tokens: int = 0
+    training_tokens: int = 0  # tokens the SAEs train on, summed over them
+    streamed_tokens: int = 0  # under [sweep] source = "stream": tokens the LM runs for the one pass of all of them
+    buffer_bytes: Count | None = Count(0)  # ... and the mixing buffer's rows (shuffling copies them once more)
     scored_latents: Count = Count(0)
     generations: Count = Count(0)
     new_tokens: Count = Count(0)
@@ -102,7 +105,7 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
     d_model = _d_model(entry)
     out = ModelPlan(entry.slug, documents, tokens,
                     tokens * d_model * ACT_BYTES[settings.extraction.act_dtype] if d_model else None)
-    auto, steer = settings.autointerp, settings.steering
+    auto, steer, sweep = settings.autointerp, settings.steering, settings.sweep
     for variant in variants_for(settings, entry.slug):
         kind = ("oracles" if variant.is_oracle else "external" if variant.is_external
                 else "baselines" if variant.is_baseline else "trained")
@@ -111,7 +114,11 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
         size = _parameters(settings, variant, d_model, width)
         out.parameters = None if size is None or out.parameters is None else out.parameters + size
         if kind == "trained":
-            out.training_tokens += settings.sweep.train.steps * settings.sweep.train.batch_size
+            out.training_tokens += sweep.train.steps * sweep.train.batch_size
+            if sweep.source == "stream":  # one LM pass feeds them all, through one buffer
+                out.streamed_tokens = sweep.train.steps * sweep.train.batch_size
+                row = ACT_BYTES[settings.extraction.act_dtype]
+                out.buffer_bytes = Count(sweep.stream.buffer_tokens * d_model * row) if d_model else None
         scored = Count(min(auto.n_latents, width.value), exact=False)  # a latent too rarely active is not scored
         steered = Count(min(steer.n_concepts, auto.n_concept, scored.value), scored.exact)
         generations = steered * (steer.instructions_per_concept * (1 + len(steer.factors)))
@@ -163,7 +170,9 @@ ROWS = [("activation tokens", lambda p: p.tokens),
             ("SAEs trained", "trained"), ("baselines fitted", "baselines"), ("oracle dictionaries", "oracles"),
             ("external SAEs", "external"))],
         ("dictionary parameters", lambda p: p.parameters),
-        ("SAE training tokens", lambda p: Count(p.training_tokens)), ("latents scored", lambda p: p.scored_latents),
+        ("SAE training tokens", lambda p: Count(p.training_tokens)),
+        ("LM tokens streamed for training", lambda p: Count(p.streamed_tokens)),
+        ("mixing buffer bytes", lambda p: p.buffer_bytes), ("latents scored", lambda p: p.scored_latents),
         ("steering generations", lambda p: p.generations), ("tokens generated", lambda p: p.new_tokens),
         *[(f"judge requests: {task}", lambda p, t=task: p.judge_requests.get(t, Count(0)))
           for task in [*AUTOINTERP_REQUESTS, "rate"]]]

@@ -36,6 +36,12 @@ class TrainConfig(Config):
         return self.log_every or max(1, self.steps // 50)
 
 
+class StreamConfig(Config):
+    """lake.toml's ``[sweep.stream]``: how the LM's activations reach the SAEs when ``[sweep] source = "stream"``."""
+
+    buffer_tokens: int = Field(81_920, ge=2)  # rows of the mixing buffer (SAELens's default); at most 2 x this held
+
+
 class SweepConfig(Config):
     """The SAE variants trained for every model, and what their evaluation reads."""
 
@@ -60,6 +66,11 @@ class SweepConfig(Config):
     holdout_fraction: float = Field(0.1, gt=0, lt=1)  # last row groups of the activations, by document
     metric_docs: int = Field(200, ge=1)  # documents for the CE / KL scores
     min_explained_variance: float = Field(0.5, le=1)  # check floor
+    source: Literal["cache", "stream"] = Field(
+        "cache", description='where trained SAEs read activations: "cache", the activations table; "stream", the '
+                             "LM run over the corpus as training consumes them, one pass for all of a model's SAEs "
+                             "(the activations table is then the evaluations' sample only)")
+    stream: StreamConfig = StreamConfig()
     train: TrainConfig = TrainConfig()
 
 

@@ -30,7 +30,7 @@ def test_a_paper_profile_holds_the_papers_sweep(slug):
     assert (train.lr, train.lr_warmup_steps, train.sparsity_warmup_steps, train.decay_start, train.batch_size) == (
         3e-4, 1000, 5000, 0.8, 2048)
     assert abs(train.steps * train.batch_size - 5e8) < train.batch_size
-    assert round(model.tokens * (1 - sweep.holdout_fraction)) == 500_000_000  # 5e8 distinct training tokens
+    assert sweep.source == "stream" and model.tokens == 10_000_000  # 5e8 streamed; the lake keeps a sample
     assert settings.extraction.context == 2048
     assert (settings.autointerp.n_latents, settings.autointerp.n_concept) == (1000, 100)
     steering = settings.steering
@@ -48,8 +48,8 @@ def test_a_paper_profiles_plan_counts_its_sweep(slug):
 
     (planned,) = plan(load_settings(PROFILES / f"{slug}.toml"))
     assert planned.saes == {"trained": 30, "baselines": 4}
-    assert planned.training_tokens == 30 * 244_141 * 2048
-    assert str(planned.tokens) == "<= 555,555,556"
+    assert planned.training_tokens == 30 * 244_141 * 2048 and planned.streamed_tokens == 244_141 * 2048
+    assert str(planned.tokens) == "<= 10,000,000"
     assert planned.generations.value == 34 * 100 * 10 * 7 and planned.judge_requests["rate"].value == 3 * 238_000
 
 

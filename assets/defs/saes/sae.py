@@ -2,9 +2,12 @@
 imported external SAE in the SAELens layout at lake/saes/model=/sae=/, with its training curve; and the
 ``sae_sweep`` job."""
 
+import json
+
 import dagster as dg
 
 from assets.defs.world.corpus import document_labels
+from assets.lakehouse.registry import variants_for
 from assets.shared.automation import SWEEP_EAGER
 from assets.shared.metadata import curves_md, materialized
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
@@ -13,6 +16,8 @@ from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 GROUP = "saes"
 SAE_SWEEP = "sae_sweep"
 CHECKPOINTS = "_checkpoints"
+STREAMED = "_streamed"  # SAEs a model's streamed pass trained for partitions of it that have not run yet
+HISTORY = "history.json"
 
 
 def _metadata(p: SweepPartition) -> dict:
@@ -77,8 +82,8 @@ def _fit_oracle(p: SweepPartition, train_reader):
 
 
 def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
-    """Fit a baseline or train an SAE (resuming from the lake's _checkpoints, which an object-store lake holds
-    too, so another machine can resume); returns the logged history."""
+    """Fit a baseline or train an SAE from the cached activations (resuming from the lake's _checkpoints, which
+    an object-store lake holds too, so another machine can resume); returns the logged history."""
     from sae_models.sae.train import TrainingError, train_sae
 
     sweep = p.settings.sweep
@@ -94,6 +99,77 @@ def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
         raise dg.Failure(f"{p.model} / {p.name}: {exc}") from None
     p.lake.remove(CHECKPOINTS, **where)
     return result.history
+
+
+def _is_trained(variant) -> bool:
+    return not (variant.is_baseline or variant.is_external or variant.is_oracle)
+
+
+def _sibling(p: SweepPartition, variant) -> SweepPartition:
+    return SweepPartition(p.model, variant.name, p.settings, p.lake, p.entry, variant)
+
+
+def _waiting(p: SweepPartition) -> bool:
+    """Whether a streamed pass already trained this partition's SAE, at its current settings."""
+    stored = p.lake.read_record(STREAMED, model=p.model, sae=p.name)
+    return bool(stored) and stored["fingerprint"] == p.record("sae")["fingerprint"]
+
+
+def _stale(p: SweepPartition) -> bool:
+    from assets.lakehouse.fingerprints import recorded_fingerprint
+
+    current = recorded_fingerprint(p.lake, "sae", p.model, p.name) == p.record("sae")["fingerprint"]
+    return not current and not _waiting(p)
+
+
+def _stream(p: SweepPartition):
+    """The model's training documents (the held-out ones left out) run through the LM as training consumes
+    their activations."""
+    from sae_models.activation_store import held_out_documents
+    from sae_models.activation_stream import ActivationStream
+    from sae_models.lm import activation_extractor
+
+    docs = p.lake.read_split("activation")
+    ids = docs.column("doc_id").to_numpy()
+    train = ~held_out_documents(ids, p.settings.sweep.holdout_fraction)
+    pairs = [(int(i), text) for i, text, keep in zip(ids, docs.column("text").to_pylist(), train, strict=True) if keep]
+    extract = activation_extractor(p.load_lm(), p.settings.extraction, layer=p.entry.layer, site=p.entry.hook)
+    return ActivationStream(extract, pairs, p.settings.sweep.stream.buffer_tokens, p.settings.extraction.batch_size,
+                            p.settings.sweep.train.seed)
+
+
+def _train_streamed(context, p: SweepPartition, train_reader) -> tuple:
+    """(SAE, history) of a trained variant under ``[sweep] source = "stream"``: one pass of the LM trains every
+    trained variant of the model whose SAE is not current, each resuming from its own checkpoint; the others'
+    SAEs wait in the lake's _streamed folder until their own partitions take them."""
+    from filelock import FileLock
+
+    from sae_models.sae import load_sae, save_sae
+    from sae_models.sae.train import Trainer, TrainingError, train_saes
+
+    lock = p.lake.path(STREAMED, model=p.model)
+    lock.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock / ".lock")):  # a second run of this model waits, then finds its SAE waiting
+        if not _waiting(p):
+            group = [p] + [_sibling(p, v) for v in variants_for(p.settings, p.model)
+                           if _is_trained(v) and v.name != p.name and _stale(_sibling(p, v))]
+            context.log.info(f"{p.model}: one streamed pass trains {len(group)} SAEs: {[q.name for q in group]}")
+            trainers = [Trainer(_build(q, train_reader.d_model), p.settings.sweep.train,
+                                p.lake.fetch(CHECKPOINTS, wait=False, model=q.model, sae=q.name),
+                                log=context.log.info, device=torch_device(),
+                                on_checkpoint=lambda q=q: p.lake.push(CHECKPOINTS, model=q.model, sae=q.name))
+                        for q in group]
+            try:
+                results = train_saes(trainers, _stream(p), p.settings.sweep.train, train_reader)
+            except TrainingError as exc:
+                raise dg.Failure(f"{p.model} (streamed pass of {[q.name for q in group]}): {exc}") from None
+            for q, trainer, result in zip(group, trainers, results, strict=True):
+                with p.lake.replace(STREAMED, q.record("sae"), model=q.model, sae=q.name) as staging:
+                    save_sae(trainer.sae.cpu(), staging)
+                    (staging / HISTORY).write_text(json.dumps(result.history))
+                p.lake.remove(CHECKPOINTS, model=q.model, sae=q.name)
+        waiting = p.lake.fetch(STREAMED, model=p.model, sae=p.name)
+        return load_sae(waiting), json.loads((waiting / HISTORY).read_text())
 
 
 @dg.multi_asset(
@@ -116,12 +192,15 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
         sae_model, history = _import_external(p, train_reader.d_model), []
     elif p.variant.is_oracle:
         sae_model, history = _fit_oracle(p, train_reader), []
+    elif _is_trained(p.variant) and p.settings.sweep.source == "stream":
+        sae_model, history = _train_streamed(context, p, train_reader)
     else:
         sae_model = _build(p, train_reader.d_model)
         history = _train(context, p, sae_model, train_reader)
     rec = p.record("sae")
     with p.lake.replace("saes", rec, model=p.model, sae=p.name) as staging:
         save_sae(sae_model.cpu(), staging)
+    p.lake.remove(STREAMED, model=p.model, sae=p.name)
     yield materialized(rec, {"architecture": sae_model.cfg.architecture, "d_sae": sae_model.cfg.d_sae}, "sae")
     p.lake.write_table("sae_training", history, rec, model=p.model, sae=p.name)
     curves = {"curves": curves_md(history, ["loss", "l0"], p.name)} if history else {}
