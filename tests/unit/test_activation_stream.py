@@ -210,3 +210,46 @@ def test_a_resumed_run_starts_the_stream_at_the_position_its_checkpoint_recorded
     train_saes([resumed], stream, cfg, reader)
     assert recorded["step"] == 5 and recorded["position"] > 0
     assert stream.starts == [None, recorded["position"]] and resumed.step == 12
+
+
+def test_the_streamed_path_trains_an_sae_at_gemma_2_2b_dimensions(tmp_path):
+    """A CPU smoke at the paper's sizes: a randomly initialised 2-layer Gemma-2 of Gemma-2-2B's width (d_model
+    2,304, MLP 9,216, 8 heads of 256; the toy vocabulary), read after its first layer, streams a couple of
+    thousand tokens into a TopK SAE of 16,384 latents, which checkpoints, saves and loads."""
+    from transformers import AutoModelForCausalLM, Gemma2Config
+
+    from sae_models.lm import ExtractionConfig, LoadedLM, activation_extractor, load_tokenizer
+    from sae_models.sae import load_sae, save_sae
+    from sae_models.toyworld import ToyWorld, save_tokenizer
+
+    save_tokenizer(tmp_path / "tok")
+    tok = load_tokenizer(str(tmp_path / "tok"))
+    config = Gemma2Config(hidden_size=2304, intermediate_size=9216, num_hidden_layers=2, num_attention_heads=8,
+                          num_key_value_heads=4, head_dim=256, vocab_size=len(tok), max_position_embeddings=128,
+                          pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval().requires_grad_(False)
+    lm = LoadedLM(model, tok, "gemma-2-2b-shaped", "gemma2", 2, 2304)
+    docs = [(i, d.text) for i, d in enumerate(ToyWorld(0).documents(300))]
+    extract = activation_extractor(lm, ExtractionConfig(batch_size=16, context=64), layer=0)
+    sample_dir = tmp_path / "sample"
+    write_shards([_as_batch(extract(docs[:16]))], sample_dir, 2304)
+    cfg = TrainConfig(steps=4, batch_size=256, lr_warmup_steps=2, sparsity_warmup_steps=2, checkpoint_every=2,
+                      progress_s=0)
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig("topk", 2304, 16384, k=50))
+    stream = ActivationStream(extract, docs[16:], buffer_tokens=1024, docs_per_call=16)
+    (result,) = train_saes([Trainer(sae, cfg, tmp_path / "ckpt", log=lambda _: None)], stream, cfg,
+                           ActivationReader(sample_dir))
+    assert result.tokens == 4 * 256 and all(np.isfinite(row["mse"]) for row in result.history)
+    assert (tmp_path / "ckpt" / CHECKPOINT).is_file()
+    save_sae(sae, tmp_path / "sae")
+    loaded = load_sae(tmp_path / "sae")
+    assert (loaded.cfg.d_in, loaded.cfg.d_sae) == (2304, 16384)
+
+
+def _as_batch(acts: np.ndarray):
+    from sae_models.lm.extract import ActivationBatch
+
+    n = len(acts)
+    return ActivationBatch(np.arange(n, dtype=np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32), acts)
