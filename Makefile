@@ -54,6 +54,8 @@ mutate: venv
 bench: venv
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/stream_training.py
+	$(BIN)/python bench/stream_training.py --memory
 	$(BIN)/python bench/steer.py
 	$(BIN)/python bench/dtc.py
 	$(BIN)/python bench/patch.py

@@ -93,6 +93,8 @@ def _activation_documents(settings: Settings):
 def _d_model(entry: ModelEntry) -> int | None:
     if entry.toy is not None:
         return entry.toy.hidden
+    if entry.d_model is not None:  # stated in lake.toml (checked when the model loads)
+        return entry.d_model
     from sae_models.lm.loading import ModelLoadError, d_model_of, load_config
 
     try:

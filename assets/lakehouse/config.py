@@ -81,6 +81,7 @@ class ModelEntry(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the weights' dtype
     tokens: int = Field(ge=1)  # activation token budget
     trust_remote_code: bool = False  # run a hub model's own code (off: refused)
+    d_model: int | None = Field(None, ge=1)  # the model's width, for `sae-lake plan` offline; checked on loading
     toy: ToyModelConfig | None = None
     control: Literal["random-init", "none"] | None = None  # default: "random-init" for toy models, else "none"
     control_seed: Seed | None = None  # the twin's seed; default: a toy model's own training seed (its twin is its

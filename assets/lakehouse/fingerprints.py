@@ -29,6 +29,7 @@ from sae_models.sae.sweep import variant_settings
 MODEL_FIELDS = {"slug", "source", "revision", "trust_remote_code", "toy"}
 TWIN_FIELDS = {"control_of", "control_seed", "dtype"}
 CONTROL_FIELDS = {"control", "control_of", "control_seed"}
+DECLARED_FIELDS = {"d_model"}  # a fact lake.toml states for the plan, checked when the model loads: shapes nothing
 TOY_TRAINING = {"steps", "batch", "lr", "warmup", "weight_decay", "seed"}
 
 # The stage of each asset: its settings are those of its stage and of every stage before it.
@@ -74,7 +75,7 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     parts["cpu"] = pin.model_dump(exclude={"pin"}) if pin else "unpinned"
     if stage == "model":
         return parts
-    parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS | CONTROL_FIELDS)
+    parts["hook_point"] = entry.model_dump(exclude=MODEL_FIELDS | CONTROL_FIELDS | DECLARED_FIELDS)
     parts["corpus_for_activations"] = settings.corpus.model_dump(include=CORPUS_FOR_ACTIVATIONS)
     parts["extraction"] = settings.extraction.model_dump(exclude=no_result_fields(type(settings.extraction)))
     if stage == "activations":

@@ -106,6 +106,15 @@ def _model_without_tokenizer(root, config, instance, capsys, ready):
     return _failure(instance, "model_chain", "local", ["language_model", "lm_eval"]), [str(folder), "tokenizer"]
 
 
+def _model_of_another_width(root, config, instance, capsys, ready):
+    source = root / "lake" / "models" / "model=toy-gemma2"
+    local = {"source": str(source), "layer": 1, "tokens": 500, "d_model": 99}
+    config.write_text(one_model_toml({"models": {"local": local}}))
+    instance.add_dynamic_partitions("models", ["local"])
+    ready()
+    return _failure(instance, "model_chain", "local", ["activations"]), ["local", "d_model is 99", "d_model 32"]
+
+
 def _judge_answering_garbage(root, config, instance, capsys, ready):
     with serving(_EmptyAnswers) as url:
         config.write_text(one_model_toml({"judge": {"backend": "openai", "model": "m", "max_retries": 0,
@@ -136,6 +145,7 @@ CASES: dict[str, Callable] = {
     "corrupt safetensors file": _corrupt_safetensors,
     "truncated Parquet file": _truncated_parquet,
     "model directory without a tokenizer": _model_without_tokenizer,
+    "model whose width is not lake.toml's d_model": _model_of_another_width,
     "judge returning garbage": _judge_answering_garbage,
     "SQL statement that writes": _sql_that_writes,
     "instruction file with wrong columns": _instructions_with_wrong_columns,

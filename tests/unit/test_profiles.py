@@ -42,15 +42,22 @@ def test_a_paper_profile_holds_the_papers_sweep(slug):
 
 @pytest.mark.parametrize("slug", sorted(PAPER_MODELS))
 def test_a_paper_profiles_plan_counts_its_sweep(slug):
-    """Offline, the plan of a hub model still counts what lake.toml decides; what needs the model's config (its
-    width: bytes and parameters) is unknown rather than guessed."""
+    """Offline, the plan of a hub model counts what lake.toml decides, and what needs the model's width (bytes and
+    parameters) from the profile's d_model; without it, those are unknown rather than guessed."""
     from assets.plan import plan
 
-    (planned,) = plan(load_settings(PROFILES / f"{slug}.toml"))
+    settings = load_settings(PROFILES / f"{slug}.toml")
+    (planned,) = plan(settings)
     assert planned.saes == {"trained": 30, "baselines": 4}
     assert planned.training_tokens == 30 * 244_141 * 2048 and planned.streamed_tokens == 244_141 * 2048
     assert str(planned.tokens) == "<= 10,000,000"
     assert planned.generations.value == 34 * 100 * 10 * 7 and planned.judge_requests["rate"].value == 3 * 238_000
+    d = settings.registry[0].d_model
+    assert planned.activation_bytes.value == 10_000_000 * d * 2 and planned.buffer_bytes.value == 81_920 * d * 2
+    assert planned.parameters.value > 30 * 2 * d * 16384
+    unstated = settings.model_copy(update={"models": [settings.models[0].model_copy(update={"d_model": None})]})
+    (blind,) = plan(unstated)
+    assert blind.activation_bytes is None and blind.parameters is None and blind.buffer_bytes is None
 
 
 def test_the_plans_judge_estimate_grows_with_the_windows_and_is_priced():

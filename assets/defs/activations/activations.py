@@ -30,6 +30,9 @@ def _load(entry: ModelEntry, lake: Lake):
         hook_module(lm.model, entry.layer, entry.hook)
     except (ModelLoadError, HookPointError) as exc:
         raise dg.Failure(f"model {entry.slug}: {exc}") from None
+    if entry.d_model is not None and entry.d_model != lm.d_model:
+        raise dg.Failure(f"model {entry.slug}: lake.toml's [[models]] d_model is {entry.d_model}, but {entry.source} "
+                         f"has d_model {lm.d_model}")
     return lm
 
 
