@@ -75,11 +75,11 @@ def _check_config(_args: argparse.Namespace) -> int:
 
 def _plan(_args: argparse.Namespace) -> int:
     from assets.lakehouse.config import load_settings
-    from assets.plan import format_plan, judge_cost, plan
+    from assets.plan import format_plan, hours, judge_cost, plan
 
     settings = load_settings()
     plans = plan(settings)
-    print(format_plan(plans), "", judge_cost(settings, plans), sep="\n")
+    print(format_plan(plans), "", judge_cost(settings, plans), hours(settings, plans), sep="\n")
     return 0
 
 

@@ -216,6 +216,24 @@ def judge_cost(settings: Settings, plans: list[ModelPlan]) -> str:
             + "; requests a cache already answered cost nothing, retries are not counted")
 
 
+def hours(settings: Settings, plans: list[ModelPlan]) -> str:
+    """Hours of the three stages whose throughput [plan] gives, over every model; what is not counted, said."""
+    rates = settings.plan
+    lm_tokens = sum(p.tokens.value + p.streamed_tokens for p in plans)
+    stages = [("the LM over the activation and streamed tokens", lm_tokens, rates.lm_tokens_per_s,
+               "lm_tokens_per_s"),
+              ("SAE training", sum(p.training_tokens for p in plans), rates.sae_tokens_per_s, "sae_tokens_per_s"),
+              ("steered generation", sum(p.new_tokens.value for p in plans), rates.generated_tokens_per_s,
+               "generated_tokens_per_s")]
+    known = [f"{name} {tokens / rate / 3600:,.1f} h" for name, tokens, rate, _ in stages if rate]
+    unset = [key for _, _, rate, key in stages if not rate]
+    out = "hours, from [plan]'s measured throughputs: " + ("; ".join(known) if known else "none set")
+    if unset:
+        out += f" (unset: {', '.join(unset)})"
+    return out + ("; not counted: latent examples, autointerp's judge time, feature scores, DTC, the CE / KL "
+                  "metrics and patching")
+
+
 def format_plan(plans: list[ModelPlan]) -> str:
     """The corpus's activation documents (every model reads the same), then one markdown table: a row per
     quantity, a column per model, and the total."""

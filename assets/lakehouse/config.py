@@ -169,6 +169,15 @@ class ExecutionSection(_Strict):
     backend: str = "redis://localhost:6379/1"  # celery: the result backend URL
 
 
+class PlanSection(_Strict):
+    """Throughputs measured on the machine a run will use, which ``sae-lake plan`` turns into hours (unset: no
+    hours). Each is what a benchmark prints for the model's shapes there."""
+
+    lm_tokens_per_s: float | None = Field(None, gt=0)  # activations to the hook: bench/extract.py "extraction"
+    sae_tokens_per_s: float | None = Field(None, gt=0)  # one SAE's training steps: bench/train.py, the architecture's
+    generated_tokens_per_s: float | None = Field(None, gt=0)  # steered generation: bench/steer.py "tokens/s"
+
+
 class Settings(_Strict):
     lake: LakeSection = LakeSection()
     corpus: CorpusSection = CorpusSection()
@@ -183,6 +192,7 @@ class Settings(_Strict):
     control: ControlConfig = ControlConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     execution: ExecutionSection = ExecutionSection()
+    plan: PlanSection = PlanSection()
     reproducibility: CpuPin = CpuPin()
     models: list[ModelEntry] = Field(default_factory=list)
     external_saes: list[ExternalSAE] = Field(default_factory=list)

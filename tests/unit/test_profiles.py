@@ -68,3 +68,16 @@ def test_the_plans_judge_estimate_grows_with_the_windows_and_is_priced():
     assert request_tokens(wider)["explain"][0] > request_tokens(settings)["explain"][0] > 0
     assert "at most $" in judge_cost(settings, plan(settings)) and "no prices set" not in judge_cost(
         settings, plan(settings))
+
+
+def test_the_plans_hours_come_from_the_measured_throughputs_it_is_given():
+    from assets.plan import hours, plan
+
+    settings = load_settings(PROFILES / "gemma-2-2b.toml")
+    assert "none set" in hours(settings, plan(settings))
+    rates = settings.plan.model_copy(update={"lm_tokens_per_s": 1e4, "sae_tokens_per_s": 1e5})
+    timed = settings.model_copy(update={"plan": rates})
+    line = hours(timed, plan(timed))
+    # (1e7 sample + 5.0e8 streamed) / 1e4 / 3600; 30 x 244,141 x 2,048 / 1e5 / 3600
+    assert "the LM over the activation and streamed tokens 14.2 h" in line and "SAE training 41.7 h" in line
+    assert "steered generation" not in line.split("(unset")[0] and "generated_tokens_per_s" in line
