@@ -54,7 +54,8 @@ class ModelPlan:
     parameters: Count | None = Count(0)  # None: a dictionary's size is not known without loading something
     training_tokens: int = 0  # tokens the SAEs train on, summed over them
     streamed_tokens: int = 0  # under [sweep] source = "stream": tokens the LM runs for the one pass of all of them
-    buffer_bytes: Count | None = Count(0)  # ... and the mixing buffer's rows (shuffling copies them once more)
+    buffer_bytes: Count | None = Count(0)  # ... its mixing buffer at its fullest
+    pass_state_bytes: Count | None = Count(0)  # ... and its SAEs' training state, all in memory at once
     scored_latents: Count = Count(0)
     generations: Count = Count(0)
     new_tokens: Count = Count(0)
@@ -108,6 +109,7 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
     out = ModelPlan(entry.slug, documents, tokens,
                     tokens * d_model * ACT_BYTES[settings.extraction.act_dtype] if d_model else None)
     auto, steer, sweep = settings.autointerp, settings.steering, settings.sweep
+    trained_sizes: list[Count | None] = []
     for variant in variants_for(settings, entry.slug):
         kind = ("oracles" if variant.is_oracle else "external" if variant.is_external
                 else "baselines" if variant.is_baseline else "trained")
@@ -117,10 +119,10 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
         out.parameters = None if size is None or out.parameters is None else out.parameters + size
         if kind == "trained":
             out.training_tokens += sweep.train.steps * sweep.train.batch_size
+            trained_sizes.append(size)
             if sweep.source == "stream":  # one LM pass feeds them all, through one buffer
                 out.streamed_tokens = sweep.train.steps * sweep.train.batch_size
-                row = ACT_BYTES[settings.extraction.act_dtype]
-                out.buffer_bytes = Count(sweep.stream.buffer_tokens * d_model * row) if d_model else None
+                out.buffer_bytes = _buffer_bytes(settings, d_model)
         scored = Count(min(auto.n_latents, width.value), exact=False)  # a latent too rarely active is not scored
         steered = Count(min(steer.n_concepts, auto.n_concept, scored.value), scored.exact)
         generations = steered * (steer.instructions_per_concept * (1 + len(steer.factors)))
@@ -132,7 +134,27 @@ def _model_plan(settings: Settings, entry: ModelEntry, documents: Count, tokens:
                                                                                       exact=False)
         out.judge_requests["rate"] = out.judge_requests.get("rate", Count(0)) + Count(
             generations.value * STEERING_REQUESTS, exact=False)
+    if sweep.source == "stream" and trained_sizes:
+        out.pass_state_bytes = _pass_state(trained_sizes, sweep.stream.max_saes_per_pass)
     return out
+
+
+def _buffer_bytes(settings: Settings, d_model: int | None) -> Count | None:
+    """The mixing buffer at its fullest: its rows and one forward pass's, concatenated once more to shuffle."""
+    if d_model is None:
+        return None
+    stream = settings.sweep.stream
+    rows = stream.buffer_tokens + stream.docs_per_forward * settings.extraction.context
+    return Count(2 * rows * d_model * ACT_BYTES[settings.extraction.act_dtype], exact=False)
+
+
+def _pass_state(sizes: list[Count | None], cap: int | None) -> Count | None:
+    """The training state of one streamed pass: each SAE's parameters, gradients and Adam's two moments in float32
+    (16 bytes a parameter), for the largest SAEs a pass holds at once."""
+    if any(size is None for size in sizes):
+        return None
+    largest = sorted((size.value for size in sizes), reverse=True)[:cap or len(sizes)]
+    return Count(16 * sum(largest), exact=cap is None or cap >= len(sizes))
 
 
 def _width(settings: Settings, variant, d_model: int | None) -> Count:
@@ -174,7 +196,9 @@ ROWS = [("activation tokens", lambda p: p.tokens),
         ("dictionary parameters", lambda p: p.parameters),
         ("SAE training tokens", lambda p: Count(p.training_tokens)),
         ("LM tokens streamed for training", lambda p: Count(p.streamed_tokens)),
-        ("mixing buffer bytes", lambda p: p.buffer_bytes), ("latents scored", lambda p: p.scored_latents),
+        ("mixing buffer bytes", lambda p: p.buffer_bytes),
+        ("training state of one streamed pass, bytes", lambda p: p.pass_state_bytes),
+        ("latents scored", lambda p: p.scored_latents),
         ("steering generations", lambda p: p.generations), ("tokens generated", lambda p: p.new_tokens),
         *[(f"judge requests: {task}", lambda p, t=task: p.judge_requests.get(t, Count(0)))
           for task in [*AUTOINTERP_REQUESTS, "rate"]]]

@@ -24,6 +24,10 @@ import torch
 Extract = Callable[[Sequence[tuple[int, str]]], np.ndarray]  # documents -> their token activations [n, d]
 
 
+class ActivationStreamError(ValueError):
+    """A stream that cannot give batches: bad sizes, or documents without a single activation."""
+
+
 class ActivationStream:
     """Shuffled [batch, d] batches of ``extract``-ed activations of ``documents``, generated as consumed.
 
@@ -33,12 +37,22 @@ class ActivationStream:
     def __init__(self, extract: Extract, documents: Sequence[tuple[int, str]], buffer_tokens: int,
                  docs_per_call: int = 64, seed: int = 0):
         if not documents:
-            raise ValueError("an activation stream needs at least one document")
+            raise ActivationStreamError("an activation stream needs at least one document")
         if buffer_tokens < 2:
-            raise ValueError(f"buffer_tokens {buffer_tokens}: the mixing buffer needs room for at least 2 rows")
+            raise ActivationStreamError(f"buffer_tokens {buffer_tokens}: the mixing buffer needs room for 2 rows")
         self.extract, self.documents = extract, documents
         self.buffer_tokens, self.docs_per_call, self.seed = buffer_tokens, docs_per_call, seed
         self._orders: dict[int, np.ndarray] = {}
+
+    def identity(self) -> dict:
+        """What a position means here: a checkpoint's position is resumed only on the same documents, read in the
+        same chunks, through a buffer of the same size."""
+        return {"source": "stream", "documents": len(self.documents), "buffer_tokens": self.buffer_tokens,
+                "docs_per_call": self.docs_per_call, "seed": self.seed}
+
+    def passes(self, position: int) -> float:
+        """How many passes over the documents ``position`` documents are."""
+        return position / len(self.documents)
 
     def _document_order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:
@@ -56,13 +70,14 @@ class ActivationStream:
 
     def batches(self, batch_size: int, position: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """(position, batch) forever, from ``position`` (None: the start); each batch's position is where a
-        stream resumed after it starts reading."""
+        stream resumed after it starts reading. At its fullest the buffer holds ``buffer_tokens`` rows plus
+        one call's, and shuffling them adds the half that stays."""
         if batch_size > self.buffer_tokens // 2:
-            raise ValueError(f"batch size {batch_size} exceeds half the mixing buffer ({self.buffer_tokens} "
-                             "tokens): raise buffer_tokens")
+            raise ActivationStreamError(f"batch size {batch_size} exceeds half the mixing buffer "
+                                        f"({self.buffer_tokens} tokens): raise buffer_tokens")
         chunks = self._documents_from(position or 0)
         kept: list[np.ndarray] = []
-        held = 0
+        held, refill = 0, 0
         while True:
             empty_docs = 0
             while held < self.buffer_tokens:
@@ -72,11 +87,14 @@ class ActivationStream:
                 held += len(acts)
                 empty_docs = 0 if len(acts) else empty_docs + len(chunk)
                 if empty_docs >= len(self.documents):
-                    raise ValueError(f"a whole pass over the {len(self.documents)} documents gave no activations "
-                                     "(every token masked or every document empty)")
+                    raise ActivationStreamError(f"a whole pass over the {len(self.documents)} documents gave no "
+                                                "activations (every token masked or every document empty)")
             rows = np.concatenate(kept)
-            rows = rows[np.random.default_rng([self.seed, position]).permutation(len(rows))]
+            del kept
+            np.random.default_rng([self.seed, position, refill]).shuffle(rows)  # in place
+            refill += 1
             out = len(rows) // 2 // batch_size * batch_size
             for i in range(0, out, batch_size):
-                yield position, torch.from_numpy(rows[i:i + batch_size].astype(np.float32, copy=False))
-            kept, held = [rows[out:]], len(rows) - out
+                yield position, torch.from_numpy(rows[i:i + batch_size].astype(np.float32))
+            kept, held = [rows[out:].copy()], len(rows) - out  # a copy: the view would hold all of rows
+            del rows

@@ -1,9 +1,11 @@
 """Settings of the SAE sweep (lake.toml's ``[sweep]``) and of its trainer (``[sweep.train]``). The defaults
 are the paper's ([W25])."""
 
+from __future__ import annotations
+
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from sae_models.config import Config, Seed, no_result
 
@@ -37,9 +39,13 @@ class TrainConfig(Config):
 
 
 class StreamConfig(Config):
-    """lake.toml's ``[sweep.stream]``: how the LM's activations reach the SAEs when ``[sweep] source = "stream"``."""
+    """lake.toml's ``[sweep.stream]``: how the LM's activations reach the SAEs when ``[sweep] source = "stream"``.
+    At its fullest the buffer takes 2 x (buffer_tokens + docs_per_forward x context) rows of d_model values."""
 
-    buffer_tokens: int = Field(81_920, ge=2)  # rows of the mixing buffer (SAELens's default); at most 2 x this held
+    buffer_tokens: int = Field(81_920, ge=2)  # rows of the mixing buffer (SAELens's default)
+    docs_per_forward: int = Field(16, ge=1)  # documents per LM forward pass into the buffer
+    max_saes_per_pass: int | None = no_result(None, ge=1)  # SAEs one pass trains at once (None: all of a model's);
+    #                                                        each sees the same batches whatever its pass's size
 
 
 class SweepConfig(Config):
@@ -72,6 +78,13 @@ class SweepConfig(Config):
                              "(the activations table is then the evaluations' sample only)")
     stream: StreamConfig = StreamConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _batch_fits_the_buffer(self) -> SweepConfig:
+        if self.source == "stream" and self.train.batch_size > self.stream.buffer_tokens // 2:
+            raise ValueError(f"[sweep.train] batch_size {self.train.batch_size} exceeds half of [sweep.stream] "
+                             f"buffer_tokens ({self.stream.buffer_tokens}): each batch comes from half the buffer")
+        return self
 
 
 class OracleConfig(Config):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sae_models.config import no_result_fields
-from sae_models.sae.config import OracleConfig, SweepConfig, TrainConfig
+from sae_models.sae.config import OracleConfig, StreamConfig, SweepConfig, TrainConfig
 
 EXTERNAL = "external"
 ORACLE = "oracle"
@@ -124,7 +124,8 @@ def variant_settings(variant: Variant, sweep: SweepConfig) -> dict:
                 "seed": sweep.train.seed, "holdout_fraction": sweep.holdout_fraction}
     own = set() if variant.architecture == "batchtopk" else {"threshold_window"}  # BatchTopK's alone
     width = {"width": sweep.width} if sweep.width else {}  # unset, the fingerprints of before it existed
-    source = {"source": "stream", "stream": sweep.stream.model_dump()} if sweep.source == "stream" else {}
+    stream = sweep.stream.model_dump(exclude=no_result_fields(StreamConfig))
+    source = {"source": "stream", "stream": stream} if sweep.source == "stream" else {}
     grid = {**sweep.model_dump(include={"width_multiple", "holdout_fraction"}), **width, **source,
             "train": sweep.train.model_dump(exclude=no_result_fields(TrainConfig) | own)}
     if variant.architecture == "jumprelu":

@@ -56,6 +56,7 @@ class TrainResult:
     norm_scale: float = 1.0  # activations were multiplied by this during training
     seconds: float = 0.0
     tokens: int = 0
+    error: str | None = None  # why training stopped early (a TrainingError's message), for one SAE of many
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -84,6 +85,10 @@ class BatchSource(Protocol):
 
     def batches(self, batch_size: int, position: Any = None) -> Iterator[tuple[Any, torch.Tensor]]: ...
 
+    def identity(self) -> dict:
+        """What a position means: a checkpoint resumes only from a source of the same identity."""
+        ...
+
 
 class CachedBatches:
     """Batches of the activation cache, epoch after epoch; the position is [epoch, batches read of it], so a
@@ -91,6 +96,9 @@ class CachedBatches:
 
     def __init__(self, reader: ActivationReader, seed: int):
         self.reader, self.seed = reader, seed
+
+    def identity(self) -> dict:
+        return {"source": "cache", "seed": self.seed}
 
     def batches(self, batch_size: int, position: list[int] | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
         epoch, skip = position or (0, 0)
@@ -118,6 +126,7 @@ class Trainer:
                                     foreach=True)
         self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
         self.step, self.position = 0, None
+        self.source: dict = {}  # the identity of the batch source, which a checkpoint must match
         self.result = TrainResult()
         self.progress = Progress(log, cfg.progress_s)
 
@@ -140,9 +149,9 @@ class Trainer:
             self.on_checkpoint()
 
     def _fingerprint(self) -> str:
-        """What a checkpoint must match to be resumed: the SAE config and the schedule."""
+        """What a checkpoint must match to be resumed: the SAE config, the schedule and the batch source."""
         schedule = self.cfg.model_dump(exclude=no_result_fields(TrainConfig))
-        return json.dumps([self.sae.cfg.to_dict(), schedule], sort_keys=True, default=str)
+        return json.dumps([self.sae.cfg.to_dict(), schedule, self.source], sort_keys=True, default=str)
 
     def resume(self) -> bool:
         """Load the checkpoint in ``checkpoint_dir`` if there is one of this SAE and schedule."""
@@ -151,8 +160,8 @@ class Trainer:
             return False
         with safe_open(path, framework="pt") as handle:
             meta = json.loads(handle.metadata()["state"])
-        if meta.get("fingerprint") != self._fingerprint() or "position" not in meta:
-            self.log(f"{path}: checkpoint of a different SAE or schedule, starting afresh")
+        if meta.get("fingerprint") != self._fingerprint():
+            self.log(f"{path}: checkpoint of a different SAE, schedule or activation source, starting afresh")
             return False
         tensors = load_file(path)
         self.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
@@ -227,7 +236,10 @@ def train_saes(trainers: list[Trainer], source: BatchSource, cfg: TrainConfig,
     """Train every trainer's SAE on the same batches of ``source`` in one pass over it: a stream's LM pass
     feeds a whole sweep. Each trainer resumes from its own checkpoint; the source restarts at the position of
     the one furthest behind, and those ahead wait until the steps reach theirs. ``norm_reader`` gives the
-    activation scale of the SAEs that start afresh."""
+    activation scale of the SAEs that start afresh. An SAE whose training fails (``TrainingError``) drops out
+    with the reason in its result's ``error``; the others go on."""
+    for t in trainers:
+        t.source = source.identity()
     fresh = [t for t in trainers if not t.resume()]
     if fresh:
         scale = norm_scale(norm_reader, cfg)
@@ -237,13 +249,16 @@ def train_saes(trainers: list[Trainer], source: BatchSource, cfg: TrainConfig,
     step = behind.step
     start = time.perf_counter() - max(t.result.seconds for t in trainers)
     batches = source.batches(cfg.batch_size, behind.position)
-    while step < cfg.steps:
+    while step < cfg.steps and any(t.result.error is None for t in trainers):
         position, batch = next(batches)
         for t in trainers:
-            if t.step == step:
-                t.train_on(batch, position, time.perf_counter() - start)
+            if t.step == step and t.result.error is None:
+                try:
+                    t.train_on(batch, position, time.perf_counter() - start)
+                except TrainingError as exc:
+                    t.result.error = str(exc)
         step += 1
-    return [t.finish(time.perf_counter() - start) for t in trainers]
+    return [t.result if t.result.error else t.finish(time.perf_counter() - start) for t in trainers]
 
 
 def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
@@ -253,4 +268,6 @@ def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig
     calls ``on_checkpoint`` after each checkpoint is written."""
     trainer = Trainer(sae, cfg, checkpoint_dir, log, device, on_checkpoint)
     (result,) = train_saes([trainer], CachedBatches(reader, cfg.seed), cfg, reader)
+    if result.error:
+        raise TrainingError(result.error)
     return result

@@ -24,6 +24,17 @@ def _materialize(instance, job: str, partition, assets: list[str] | None = None)
 
 
 def test_one_streamed_pass_trains_the_models_sweep_and_each_partition_takes_its_sae(tmp_path, monkeypatch):
+    from sae_models.activation_store import held_out_documents
+    from sae_models.activation_stream import ActivationStream
+
+    streamed: list[list[int]] = []
+    init = ActivationStream.__init__
+
+    def recording(self, extract, documents, *args, **kwargs):
+        streamed.append([doc_id for doc_id, _ in documents])
+        init(self, extract, documents, *args, **kwargs)
+
+    monkeypatch.setattr(ActivationStream, "__init__", recording)
     config = tmp_path / "lake.toml"
     config.write_text(one_model_toml(STREAM))
     monkeypatch.setenv("SAE_LAKE_CONFIG", str(config))
@@ -46,6 +57,11 @@ def test_one_streamed_pass_trains_the_models_sweep_and_each_partition_takes_its_
         assert not (waiting / "sae=relu-0.1").exists()  # taken, not copied
         assert _materialize(instance, "sae_sweep", pair_key("toy-gemma2", "pca"), ["sae", "sae_training"]) == []
         assert not list((lake / "_checkpoints").glob("model=toy-gemma2/*"))  # each pass's checkpoints are cleared
+
+    corpus = pq.read_table(lake / "corpus").to_pandas()
+    ids = corpus.loc[corpus["split"] == "activation", "doc_id"].to_numpy()
+    (docs,) = streamed  # one pass, over exactly the activation documents the held-out split leaves for training
+    assert sorted(docs) == sorted(ids[~held_out_documents(ids, 0.1)].tolist()) and len(docs) < len(ids)
 
     for sae in ("topk-k4", "relu-0.1"):
         history = pq.read_table(lake / "sae_training" / "model=toy-gemma2" / f"sae={sae}").to_pylist()

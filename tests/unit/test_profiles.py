@@ -53,11 +53,15 @@ def test_a_paper_profiles_plan_counts_its_sweep(slug):
     assert str(planned.tokens) == "<= 10,000,000"
     assert planned.generations.value == 34 * 100 * 10 * 7 and planned.judge_requests["rate"].value == 3 * 238_000
     d = settings.registry[0].d_model
-    assert planned.activation_bytes.value == 10_000_000 * d * 2 and planned.buffer_bytes.value == 81_920 * d * 2
+    assert planned.activation_bytes.value == 10_000_000 * d * 2
+    assert planned.buffer_bytes.value == 2 * (81_920 + 16 * 2048) * d * 2  # the buffer and a forward's rows, twice
+    passes = settings.sweep.stream.max_saes_per_pass or 30
+    assert planned.pass_state_bytes.value >= 16 * passes * 2 * d * 16384  # weights, gradients, Adam's moments
     assert planned.parameters.value > 30 * 2 * d * 16384
     unstated = settings.model_copy(update={"models": [settings.models[0].model_copy(update={"d_model": None})]})
     (blind,) = plan(unstated)
     assert blind.activation_bytes is None and blind.parameters is None and blind.buffer_bytes is None
+    assert blind.pass_state_bytes is None
 
 
 def test_the_plans_judge_estimate_grows_with_the_windows_and_is_priced():

@@ -18,6 +18,7 @@ SAE_SWEEP = "sae_sweep"
 CHECKPOINTS = "_checkpoints"
 STREAMED = "_streamed"  # SAEs a model's streamed pass trained for partitions of it that have not run yet
 HISTORY = "history.json"
+FAILED = "failed.txt"  # in place of a streamed SAE whose training failed: why
 
 
 def _metadata(p: SweepPartition) -> dict:
@@ -134,41 +135,67 @@ def _stream(p: SweepPartition):
     train = ~held_out_documents(ids, p.settings.sweep.holdout_fraction)
     pairs = [(int(i), text) for i, text, keep in zip(ids, docs.column("text").to_pylist(), train, strict=True) if keep]
     extract = activation_extractor(p.load_lm(), p.settings.extraction, layer=p.entry.layer, site=p.entry.hook)
-    return ActivationStream(extract, pairs, p.settings.sweep.stream.buffer_tokens, p.settings.extraction.batch_size,
-                            p.settings.sweep.train.seed)
+    stream = p.settings.sweep.stream
+    return ActivationStream(extract, pairs, stream.buffer_tokens, stream.docs_per_forward, p.settings.sweep.train.seed)
+
+
+def _pass_group(p: SweepPartition) -> list[SweepPartition]:
+    """This partition and the model's other trained variants whose SAE is neither current nor waiting, up to
+    ``[sweep.stream] max_saes_per_pass``."""
+    siblings = [_sibling(p, v) for v in variants_for(p.settings, p.model) if _is_trained(v) and v.name != p.name]
+    group = [p] + [q for q in siblings if _stale(q)]
+    return group[:p.settings.sweep.stream.max_saes_per_pass or len(group)]
+
+
+def _run_pass(context, p: SweepPartition, train_reader) -> None:
+    """One LM pass training the group's SAEs; each finished SAE, or the reason it failed, waits in _streamed."""
+    from sae_models.activation_stream import ActivationStreamError
+    from sae_models.sae import save_sae
+    from sae_models.sae.train import Trainer, train_saes
+
+    group = _pass_group(p)
+    context.log.info(f"{p.model}: one streamed pass trains {len(group)} SAEs: {[q.name for q in group]}")
+    trainers = [Trainer(_build(q, train_reader.d_model), p.settings.sweep.train,
+                        p.lake.fetch(CHECKPOINTS, wait=False, model=q.model, sae=q.name),
+                        log=context.log.info, device=torch_device(),
+                        on_checkpoint=lambda q=q: p.lake.push(CHECKPOINTS, model=q.model, sae=q.name))
+                for q in group]
+    stream = _stream(p)
+    try:
+        results = train_saes(trainers, stream, p.settings.sweep.train, train_reader)
+    except ActivationStreamError as exc:
+        raise dg.Failure(f"{p.model}: the activation stream: {exc}") from None
+    position = max(t.position or 0 for t in trainers)
+    context.log.info(f"{p.model}: the pass read {position:,} documents, {stream.passes(position):.2f} passes over "
+                     f"the {len(stream.documents):,} training documents")
+    for q, trainer, result in zip(group, trainers, results, strict=True):
+        with p.lake.replace(STREAMED, q.record("sae"), model=q.model, sae=q.name) as staging:
+            if result.error:
+                (staging / FAILED).write_text(result.error)
+            else:
+                save_sae(trainer.sae.cpu(), staging)
+                (staging / HISTORY).write_text(json.dumps(result.history))
+        p.lake.remove(CHECKPOINTS, model=q.model, sae=q.name)
 
 
 def _train_streamed(context, p: SweepPartition, train_reader) -> tuple:
-    """(SAE, history) of a trained variant under ``[sweep] source = "stream"``: one pass of the LM trains every
-    trained variant of the model whose SAE is not current, each resuming from its own checkpoint; the others'
-    SAEs wait in the lake's _streamed folder until their own partitions take them."""
+    """(SAE, history) of a trained variant under ``[sweep] source = "stream"``: unless a pass already trained it,
+    one LM pass trains it with the model's other trained variants whose SAE is not current; their SAEs wait in
+    the lake's _streamed folder until their own partitions take them."""
     from filelock import FileLock
 
-    from sae_models.sae import load_sae, save_sae
-    from sae_models.sae.train import Trainer, TrainingError, train_saes
+    from sae_models.sae import load_sae
 
     lock = p.lake.path(STREAMED, model=p.model)
     lock.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock / ".lock")):  # a second run of this model waits, then finds its SAE waiting
         if not _waiting(p):
-            group = [p] + [_sibling(p, v) for v in variants_for(p.settings, p.model)
-                           if _is_trained(v) and v.name != p.name and _stale(_sibling(p, v))]
-            context.log.info(f"{p.model}: one streamed pass trains {len(group)} SAEs: {[q.name for q in group]}")
-            trainers = [Trainer(_build(q, train_reader.d_model), p.settings.sweep.train,
-                                p.lake.fetch(CHECKPOINTS, wait=False, model=q.model, sae=q.name),
-                                log=context.log.info, device=torch_device(),
-                                on_checkpoint=lambda q=q: p.lake.push(CHECKPOINTS, model=q.model, sae=q.name))
-                        for q in group]
-            try:
-                results = train_saes(trainers, _stream(p), p.settings.sweep.train, train_reader)
-            except TrainingError as exc:
-                raise dg.Failure(f"{p.model} (streamed pass of {[q.name for q in group]}): {exc}") from None
-            for q, trainer, result in zip(group, trainers, results, strict=True):
-                with p.lake.replace(STREAMED, q.record("sae"), model=q.model, sae=q.name) as staging:
-                    save_sae(trainer.sae.cpu(), staging)
-                    (staging / HISTORY).write_text(json.dumps(result.history))
-                p.lake.remove(CHECKPOINTS, model=q.model, sae=q.name)
+            _run_pass(context, p, train_reader)
         waiting = p.lake.fetch(STREAMED, model=p.model, sae=p.name)
+        if (waiting / FAILED).is_file():
+            why = (waiting / FAILED).read_text()
+            p.lake.remove(STREAMED, model=p.model, sae=p.name)  # a rerun tries again
+            raise dg.Failure(f"{p.model} / {p.name}: {why}")
         return load_sae(waiting), json.loads((waiting / HISTORY).read_text())
 
 
