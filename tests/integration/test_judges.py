@@ -140,6 +140,27 @@ def test_many_segments_are_merged_into_one_and_every_call_survives(tmp_path):
     assert again.calls == 0
 
 
+def test_merged_segments_of_two_compactions_at_once_leave_each_call_once_at_the_next_merge(tmp_path):
+    """Two processes compacting the same segments at once each write a merged segment holding all their rows; the
+    next compaction keeps one row per call, so the duplicates do not compound merge after merge."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    backend = Counting()
+    cache = JudgeCache(tmp_path, backend.name, backend.model, flush_every=1)
+    _rate(Judge(backend, cache), 6)
+    cache.flush()
+    merged = JudgeCache(tmp_path, backend.name, backend.model, compact_at=2).directory  # one segment of 6 rows
+    (segment,) = Path(merged).glob("part-*.parquet")
+    for copy in range(3):  # the same merged rows written by other processes' compactions
+        shutil.copy(segment, Path(merged) / f"part-raced-{copy}.parquet")
+    JudgeCache(tmp_path, backend.name, backend.model, compact_at=2)
+    (final,) = Path(merged).glob("part-*.parquet")
+    table = pq.read_table(final)
+    assert table.num_rows == 6 and len(set(table.column("key").to_pylist())) == 6
+
+
 def test_a_compaction_that_finds_a_segment_merged_away_by_another_process_leaves_the_rest_as_they_are(tmp_path):
     from sae_models.judges import cache as cache_module
 
