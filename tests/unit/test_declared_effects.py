@@ -14,7 +14,7 @@ from sae_models.config import fields_shaping, no_result, no_result_fields, parts
 from sae_models.evals.config import AutointerpConfig, PatchingConfig, SelectionConfig, SteeringConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("extraction", "sweep.train", "autointerp", "steering", "selection", "patching")
+SECTIONS = ("extraction", "sweep.train", "sweep.stream", "autointerp", "steering", "selection", "patching")
 # The stages that read each part a field can declare it shapes (the fingerprints' contract); "partitions",
 # "checks" and "report" shape no per-SAE table.
 READ_BY = {"examples": {"examples", "scores", "steering", "selection", "window_truth"},
@@ -64,11 +64,18 @@ def section_config(settings: Settings, section: str):
     return config
 
 
+def _read(settings: Settings, section: str) -> Settings:
+    """``settings`` under which the fingerprints read ``section``: [sweep.stream] only when the SAEs stream."""
+    if section != "sweep.stream":
+        return settings
+    return settings.model_copy(update={"sweep": settings.sweep.model_copy(update={"source": "stream"})})
+
+
 def test_no_result_fields_change_no_fingerprint_and_every_other_field_changes_one():
-    settings = load_settings(ROOT / "lake.toml")
-    before = fingerprints(settings)
     declared_somewhere = False
     for section in SECTIONS:
+        settings = _read(load_settings(ROOT / "lake.toml"), section)
+        before = fingerprints(settings)
         config = section_config(settings, section)
         declared = no_result_fields(type(config))
         declared_somewhere |= bool(declared)
@@ -131,6 +138,7 @@ def test_no_result_is_declared_only_where_the_fingerprints_read_it():
     marked = {name: no_result_fields(type(config)) for name, config in sections.items()}
     assert {name for name, fields in marked.items() if fields} <= set(SECTIONS)
     assert marked["sweep.train"] == {"checkpoint_every", "log_every", "progress_s"}
+    assert marked["sweep.stream"] == {"max_saes_per_pass"}
     assert all(marked[name] == {"batch_size"} for name in ("extraction", "steering", "selection", "patching"))
 
 
