@@ -309,3 +309,13 @@ def test_an_sae_whose_training_fails_drops_out_and_the_others_finish(tmp_path):
     failed, finished = train_saes(trainers, CachedBatches(reader, 0), cfg, reader)
     assert failed.error == "step 3: loss is nan" and trainers[0].step == 3
     assert finished.error is None and trainers[1].step == 10 and finished.tokens == 10 * 64
+
+
+def test_a_batch_larger_than_half_the_buffer_is_refused_when_lake_toml_loads():
+    from pydantic import ValidationError
+
+    from sae_models.sae.config import SweepConfig
+
+    with pytest.raises(ValidationError, match=r"batch_size 1024 exceeds half of \[sweep.stream\] buffer_tokens"):
+        SweepConfig(source="stream", stream={"buffer_tokens": 100})
+    assert SweepConfig(source="cache", stream={"buffer_tokens": 100}).source == "cache"  # read only when streaming
