@@ -25,11 +25,13 @@ TEST_WORKERS ?= 2
 test: venv servers
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-# The servers the tests start on loopback and stop again (PostgreSQL, Redis), from Debian when missing.
+# The servers the tests start on loopback and stop again (PostgreSQL, Redis), and the browser the dashboard tests
+# open pages in (Chromium and its driver), from Debian when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 servers:
-	@(ls /usr/lib/postgresql/*/bin/pg_ctl || command -v pg_ctl) >/dev/null 2>&1 && command -v redis-server >/dev/null || \
-		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql redis-server)
+	@(ls /usr/lib/postgresql/*/bin/pg_ctl || command -v pg_ctl) >/dev/null 2>&1 && command -v redis-server >/dev/null \
+		&& command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql redis-server chromium chromium-driver)
 
 ui: venv
 	$(BIN)/dagster dev

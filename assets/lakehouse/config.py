@@ -23,6 +23,7 @@ from sae_models.evals.config import (
     AnalysisConfig,
     AutointerpConfig,
     ControlConfig,
+    DashboardConfig,
     PatchingConfig,
     SelectionConfig,
     SteeringConfig,
@@ -191,6 +192,7 @@ class Settings(_Strict):
     patching: PatchingConfig = PatchingConfig()
     control: ControlConfig = ControlConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    dashboards: DashboardConfig = DashboardConfig()
     execution: ExecutionSection = ExecutionSection()
     plan: PlanSection = PlanSection()
     reproducibility: CpuPin = CpuPin()

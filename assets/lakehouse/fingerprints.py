@@ -40,7 +40,8 @@ STAGE = {
     "true_interpretability": "window_truth",
     "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
     "steering_summary": "steering", "true_steerability": "truth", "feature_scores": "feature_scores",
-    "selection": "selection", "patching": "patching",
+    "selection": "selection", "patching": "patching", "latent_profiles": "dashboards",
+    "feature_dashboards": "dashboards",
 }
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
 # Where each asset's partition lives in the lake: (folder, partition keys).
@@ -83,6 +84,11 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)
     if stage == "metrics":
         parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
+    if stage == "dashboards":  # a dashboard shows every per-SAE table
+        return settings_of("selection", settings, model, variant) | {
+            "metrics": {"metric_docs": settings.sweep.metric_docs},
+            "feature_scores": part(settings.selection, "feature_scores"),
+            "dashboards": part(settings.dashboards, "dashboards")}
     if stage in ("examples", "scores", "steering", "selection", "window_truth"):
         parts["examples"] = part(settings.autointerp, "examples")
     if stage in ("generations", "steering", "selection", "truth"):

@@ -38,7 +38,7 @@ from assets.lakehouse.objectstore import (
 SETTINGS_RECORD = "_settings.json"  # what a partition was built from (see assets/lakehouse/fingerprints.py)
 MIRROR_RECORD = ".mirrored.json"  # in a mirrored partition: the store's listing it was copied from
 CATALOG = "catalog.duckdb"
-NON_TABLES = {STAGING, "models", "saes", "reports"}  # folders that hold files other than tables
+NON_TABLES = {STAGING, "models", "saes", "reports", "feature_dashboards"}  # folders that hold files other than tables
 DuckdbS3 = Literal["auto", "fsspec", "httpfs"]
 
 

@@ -153,6 +153,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "per SAE: steering utility g beside its unsteered baseline"),
     TableSpec("feature_scores", MODEL_SAE, "sae_models.evals.feature_scores:FEATURE_SCORES_SCHEMA",
               "per live latent: logit-lens tokens, output score S_out, DeltaC_1 and DeltaC_5, UP and DOWN ranks"),
+    TableSpec("latent_profiles", MODEL_SAE, "sae_models.evals.profiles:LATENT_PROFILES_SCHEMA",
+              "per latent: its activation histogram on held-out tokens, the logit lens's most promoted and most "
+              "suppressed tokens with their logits (what the feature dashboards show)"),
     TableSpec("selection", MODEL_SAE, "sae_models.evals.selection:SELECTION_SCHEMA",
               "per SAE: g, g_out, g_dtc (DTC set chosen on dev, scored on test), the chosen set, the gains"),
     TableSpec("patching", MODEL_SAE, "sae_models.evals.patching:PATCHING_SCHEMA",

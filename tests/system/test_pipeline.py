@@ -45,7 +45,8 @@ def test_definitions_load_with_partitions_checks_and_gpu_pool():
                     "steering_generations", "steering", "steering_concepts", "steering_summary",
                     "feature_scores", "selection", "sae_summary", "rank_agreement", "selection_lift", "report",
                     "patching", "patching_report", "control_contrast", "control_separation", "true_steerability",
-                    "true_interpretability", "instrument_reliability", "instrument_validity", "proxies"}
+                    "true_interpretability", "instrument_reliability", "instrument_validity", "proxies",
+                    "latent_profiles", "feature_dashboards", "dashboards_index"}
     acts = repo.assets_defs_by_key[dg.AssetKey("activations")]
     assert acts.partitions_def.name == "models"
     check_names = {key.name for key in repo.asset_checks_defs_by_key}
@@ -115,6 +116,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert "read-only" in capsys.readouterr().err
 
     _check_tables_are_declared_assets_with_their_schema(lake)
+    _check_dashboards(lake)  # before any check materializes more partitions than the demo did
     _check_plan(lake, tiny_config, capsys)
     _check_steering(lake, capsys, tiny_config)
     _check_selection(lake, capsys)
@@ -148,6 +150,33 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert not result.success
     after = {f.name: f.read_bytes() for f in lake.path("activations", model="toy-gemma2").iterdir()}
     assert after == before
+
+
+def _check_dashboards(lake: Lake) -> None:
+    """Every SAE, baseline, oracle and twin's dictionary has its dashboard, listed in the lake's index; one opens
+    in Chromium with as many latents as latent_stats holds, and the report page opens beside it."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, open_page, screenshot_spread
+
+    pairs = [(m, s) for m in lake.partitions("sae_metrics", "model") for s in lake.partitions(f"sae_metrics/model={m}",
+                                                                                             "sae")]
+    assert len(pairs) >= 13
+    for model, sae in pairs:
+        site = lake.path("feature_dashboards", model=model, sae=sae)
+        assert {"index.html", "latent.html", "data"} <= {f.name for f in site.iterdir()}
+        assert lake.read_table("latent_profiles", model=model, sae=sae).num_rows == \
+            lake.read_table("latent_stats", model=model, sae=sae).num_rows
+    index = (lake.root / "feature_dashboards" / "index.html").read_text()
+    assert [(m, s) for m, s in pairs if f"model={m}/sae={s}/index.html" not in index] == []
+    latents = lake.read_table("latent_stats", model="toy-gemma2", sae="topk-k4").num_rows
+    with chromium() as session:
+        assert open_page(session, lake.path("feature_dashboards", model="toy-gemma2", sae="topk-k4") / "index.html") \
+            == []
+        assert session.find_element(By.ID, "count").text == str(latents)
+        assert screenshot_spread(session) > 20
+        assert open_page(session, lake.root / "reports" / "report.html") == []
+        assert "sae-lake report" in session.find_element(By.TAG_NAME, "h1").text
 
 
 def _check_oracles(lake: Lake, config) -> None:

@@ -14,14 +14,16 @@ from sae_models.config import fields_shaping, no_result, no_result_fields, parts
 from sae_models.evals.config import AutointerpConfig, PatchingConfig, SelectionConfig, SteeringConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("extraction", "sweep.train", "sweep.stream", "autointerp", "steering", "selection", "patching")
+SECTIONS = ("extraction", "sweep.train", "sweep.stream", "autointerp", "steering", "selection", "patching",
+            "dashboards")
 # The stages that read each part a field can declare it shapes (the fingerprints' contract); "partitions",
-# "checks" and "report" shape no per-SAE table.
-READ_BY = {"examples": {"examples", "scores", "steering", "selection", "window_truth"},
-           "concepts": {"generations", "steering", "selection", "truth"},
-           "scores": {"scores", "steering", "selection", "window_truth"},
-           "generations": {"generations", "steering", "selection"}, "truth": {"truth"},
-           "feature_scores": {"feature_scores"}, "selection": {"selection"}, "patching": {"patching"},
+# "checks" and "report" shape no per-SAE table. A dashboard shows every evaluation but the steering truth.
+READ_BY = {"examples": {"examples", "scores", "steering", "selection", "window_truth", "dashboards"},
+           "concepts": {"generations", "steering", "selection", "truth", "dashboards"},
+           "scores": {"scores", "steering", "selection", "window_truth", "dashboards"},
+           "generations": {"generations", "steering", "selection", "dashboards"}, "truth": {"truth"},
+           "feature_scores": {"feature_scores", "dashboards"}, "selection": {"selection", "dashboards"},
+           "patching": {"patching"}, "dashboards": {"dashboards"},
            "partitions": set(), "checks": set(), "report": set()}
 
 
@@ -104,7 +106,7 @@ def _readers(parts: tuple[str, ...]) -> set[str]:
 
 def test_every_field_of_the_evaluation_sections_declares_what_it_shapes():
     settings = load_settings(ROOT / "lake.toml")
-    for section in ("autointerp", "steering", "selection", "patching"):
+    for section in ("autointerp", "steering", "selection", "patching", "dashboards"):
         config = type(section_config(settings, section))
         undeclared = set(config.model_fields) - set(parts_shaped(config)) - no_result_fields(config)
         assert not undeclared, f"[{section}] declares nothing for {undeclared}"

@@ -36,4 +36,4 @@ catalog_refresh_job = dg.define_asset_job("catalog_refresh",
                                                      "selection_lift", "control_contrast", "control_separation",
                                                      "instrument_reliability", "instrument_validity", "proxies",
                                                      "patching_report",
-                                                     "report", "catalog"])
+                                                     "report", "dashboards_index", "catalog"])

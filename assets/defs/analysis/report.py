@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets.dashboards.pages import PAGE_LINKS, markdown_page
 from assets.defs.analysis.report_truth import fmt, fmt_p, proxies_section, truth_table, world_answer_section
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
@@ -253,8 +254,8 @@ def _validity_section(validity: list[dict], oracles: list[dict], reliability: li
              else "Every instrument ranks the oracles by their known quality."),
             *([f"The world's own truths do not all rank them ({', '.join(doubt)}): there the ladder itself is in "
                "doubt, not only the instruments."] if doubt else []), "",
-            "Means per corruption level (and as a figure: the mean and the range over seeds per level):", "",
-            markdown_table(means), "", "![oracle ladder](oracle_ladder.png)", "",
+            *(["Means per corruption level (and as a figure: the mean and the range over seeds per level):", "",
+               markdown_table(means), "", "![oracle ladder](oracle_ladder.png)", ""] if oracles else []),
             *truth_table(validity, reliability)]
 
 
@@ -358,9 +359,10 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     lake_obj.write_file("reports", "mu_vs_g.png", scatter)
     lake_obj.write_file("reports", "tau_by_axis.png", bars)
     path = lake_obj.write_file("reports", "report.md", text.encode())
-    context.log.info(f"report: {path} ({len(saes)} SAEs)")
+    page = lake_obj.write_file("reports", "report.html", markdown_page(text, "sae-lake report", PAGE_LINKS).encode())
+    context.log.info(f"report: {path} and {page} ({len(saes)} SAEs)")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)),
+        "path": dg.MetadataValue.path(str(path)), "page": dg.MetadataValue.path(str(page)),
         "mu_vs_g": image_md(scatter, "mu vs g"), "tau_by_axis": image_md(bars, "tau by axis"),
         "report": dg.MetadataValue.md(text.split("![tau by axis](tau_by_axis.png)", 1)[1]),
     })

@@ -4,6 +4,7 @@ sparsity level of one architecture against PCA, per model, as a figure and a tab
 
 import dagster as dg
 
+from assets.dashboards.pages import PAGE_LINKS, markdown_page
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE, PATCHING_EAGER
 from assets.shared.metadata import frontier_png, image_md, markdown_table, materialized
@@ -99,8 +100,11 @@ def patching_report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
                    cfg.report_architecture, sorted(cfg.thresholds))
     lake_obj.write_file("reports", "patching_frontiers.png", png)
     path = lake_obj.write_file("reports", "patching.md", text.encode())
+    page = lake_obj.write_file("reports", "patching.html",
+                               markdown_page(text, "IOI feature patching", PAGE_LINKS).encode())
     context.log.info(f"patching report: {path} ({len({r['sae'] for r in shown})} dictionaries)")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)), "frontiers": image_md(png, "patching frontiers"),
+        "path": dg.MetadataValue.path(str(path)),
+        "page": dg.MetadataValue.path(str(page)), "frontiers": image_md(png, "patching frontiers"),
         "report": dg.MetadataValue.md(text.split("![frontiers](patching_frontiers.png)", 1)[1]),
     })

@@ -235,9 +235,10 @@ def sae_and_sae_training(context: dg.AssetExecutionContext, lake: LakeResource):
 
 
 # One run per (model, variant): the SAE, its evaluation, its interpretability, its steering utility, its
-# feature selection and, for the variants [patching] names, its IOI patching frontier.
+# feature selection, its feature dashboard and, for the variants [patching] names, its IOI patching frontier.
 sae_sweep_job = dg.define_asset_job(
-    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability", "steering", "selection", "patching")
-    - dg.AssetSelection.assets("interpretability_by_kind", "judge_cache", "patching_report"),
+    SAE_SWEEP, selection=dg.AssetSelection.groups("saes", "interpretability", "steering", "selection", "patching",
+                                                   "dashboards")
+    - dg.AssetSelection.assets("interpretability_by_kind", "judge_cache", "patching_report", "dashboards_index"),
     partitions_def=model_sae_partitions,
 )

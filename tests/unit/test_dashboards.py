@@ -1,0 +1,123 @@
+"""Feature dashboards: the latent profiles (activation histograms, logit-lens extremes) against direct
+computation, and the site's files from hand-made rows: every latent, escaped text, missing tables."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from assets.dashboards.pages import lake_index_page, markdown_page
+from assets.dashboards.site import SAETables, dashboard_files
+from sae_models.evals.config import DashboardConfig
+from sae_models.evals.profiles import ProfileError, run_latent_profiles
+from sae_models.lm import load_lm
+from sae_models.lm.intervene import logit_lens
+from sae_models.sae import SAEConfig, build_sae
+
+
+@pytest.fixture(scope="module")
+def lm_and_sae(random_models):
+    lm = load_lm(str(random_models["gemma2"]))
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig("relu", lm.d_model, 48, sparsity_coefficient=0.1))
+    return lm, sae
+
+
+def _batches(d: int, n: int = 600, size: int = 128) -> list[torch.Tensor]:
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(1)) * 3
+    return list(x.split(size))
+
+
+def test_histograms_count_every_firing_token_in_its_bin_and_the_lens_is_the_decoders(lm_and_sae):
+    lm, sae = lm_and_sae
+    batches = _batches(lm.d_model)
+    with torch.no_grad():
+        codes = torch.cat([sae.encode(b) for b in batches])
+    top = codes.max(0).values
+    cfg = DashboardConfig(histogram_bins=8, lens_tokens=5, histogram_tokens=500)
+    rows = run_latent_profiles(lm, sae, batches, top.tolist(), cfg).rows
+    assert [r.latent for r in rows] == list(range(48))
+    read = codes[:500]  # histogram_tokens caps the tokens counted
+    for r in rows:
+        fired = read[:, r.latent][read[:, r.latent] > 0]
+        assert sum(r.histogram) == len(fired)
+        expected = torch.bincount((fired.double() / float(top[r.latent]) * 8).long().clamp(max=7), minlength=8)
+        assert r.histogram == expected.tolist()
+    fires = next(r for r in rows if sum(r.histogram))
+    assert fires.histogram_max == pytest.approx(float(top[fires.latent]))
+    with torch.no_grad():
+        logits = logit_lens(lm, sae.decoder_directions())
+    f = 7
+    assert rows[f].lens_top_logits == sorted(rows[f].lens_top_logits, reverse=True)
+    assert rows[f].lens_top_logits == pytest.approx(logits[f].topk(5).values.tolist(), abs=1e-3)
+    assert rows[f].lens_bottom_logits == pytest.approx(logits[f].topk(5, largest=False).values.tolist(), abs=1e-3)
+    assert rows[f].lens_bottom_tokens == lm.tokenizer.convert_ids_to_tokens(
+        logits[f].topk(5, largest=False).indices.tolist())
+
+
+def test_profiles_refuse_latent_stats_of_another_width(lm_and_sae):
+    lm, sae = lm_and_sae
+    with pytest.raises(ProfileError, match="47 latents in latent_stats, but the SAE has 48"):
+        run_latent_profiles(lm, sae, _batches(lm.d_model), [1.0] * 47, DashboardConfig())
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _tables(d_sae: int = 5) -> SAETables:
+    stats = [{"latent": f, "firing_frequency": 0.1 * f, "max_activation": 1.0 + f, "mean_activation": 0.5,
+              "token_eta2": 0.3, "contextual": True} for f in range(d_sae)]
+    profiles = [{"latent": f, "histogram_max": 1.0 + f, "histogram": [f, 1, 0], "lens_top_tokens": ["a", HOSTILE],
+                 "lens_top_logits": [2.0, 1.0], "lens_bottom_tokens": ["c", "d"], "lens_bottom_logits": [-1.0, -2.0]}
+                for f in range(d_sae)]
+    autointerp = [{"latent": 1, "explanation": f"tokens {HOSTILE}", "detection_score": 0.75,
+                   "detection_balanced": 0.8, "detect_windows": 8, "detect_positive": 2, "simulation_score": float("nan"),
+                   "concept_purity": 0.9, "purity_feature": "word:a"}]
+    examples = [{"latent": 1, "kind": kind, "rank": rank, "doc_id": 0, "pos": 1, "score": 2.0, "tokens": [3, 4, -1],
+                 "acts": [0.0, 2.0, 0.0]} for kind in ("top", "random") for rank in (1, 0)]
+    return SAETables(stats, profiles, autointerp, examples)
+
+
+def _text(token: int) -> str:
+    return {3: " the", 4: HOSTILE}.get(token, "")
+
+
+def _script_value(text: str) -> dict:
+    return json.loads(re.fullmatch(r"window\.\w+ = Object\.assign\(window\.\w+ \|\| \{\}, (.*)\);\n", text,
+                                   re.S).group(1))
+
+
+def test_the_site_shows_every_latent_and_escapes_what_the_lake_holds():
+    files = dashboard_files("toy", "topk-k8", _tables(), _text, per_page=2, histogram_tokens=100,
+                            cards=[("L0", "8.000")])
+    assert set(files) == {"index.html", "latent.html", "data/index.js", "data/latents-0.js", "data/latents-1.js",
+                          "data/latents-2.js"}
+    index = _script_value(files["data/index.js"])
+    assert [r[0] for r in index["rows"]] == [0, 1, 2, 3, 4]
+    assert index["meta"]["d_sae"] == 5 and index["meta"]["sort"] == "detection"
+    assert HOSTILE not in "".join(files.values())  # "</" is escaped in every data file
+    one = _script_value(files["data/latents-0.js"])["1"]
+    assert one["explanation"] == f"tokens {HOSTILE}"  # the text itself survives, as data
+    assert one["cards"]["simulation"] is None  # NaN is no number a page can show
+    assert one["cards"]["detection_always_no"] == 0.75
+    assert [w["t"] for w in one["examples"]["top"]] == [[" the", HOSTILE, ""]] * 2
+    assert one["steering"] is None and one["scores"] is None  # tables not materialized: shown as such
+    assert _script_value(files["data/latents-0.js"])["0"]["examples"] is None  # a latent with no examples
+
+
+def test_an_sae_before_its_evaluations_still_gets_a_dashboard():
+    tables = SAETables(_tables().latent_stats)
+    files = dashboard_files("m", "external", tables, _text, per_page=256, histogram_tokens=0, cards=[])
+    index = _script_value(files["data/index.js"])
+    assert len(index["rows"]) == 5 and index["meta"]["sort"] == "firing_frequency"
+    assert _script_value(files["data/latents-0.js"])["4"]["histogram"] is None
+
+
+def test_the_report_page_links_its_siblings_and_the_index_escapes_names():
+    page = markdown_page("# r\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nsee [patching.md](patching.md)\n", "r", [])
+    assert "<table>" in page and 'href="patching.html"' in page and 'id="toc"' in page
+    index = lake_index_page([{"model": "m", "sae": HOSTILE, "href": "x", "kind": "SAE", "latents": 4,
+                              "l0": float("nan"), "explained_variance": 0.5, "mu": None, "g": None, "g_dtc": None}],
+                            None)
+    assert HOSTILE not in index and "no report yet" in index
