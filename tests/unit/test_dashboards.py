@@ -72,8 +72,8 @@ def _tables(d_sae: int = 5) -> SAETables:
                  "lens_top_logits": [2.0, 1.0], "lens_bottom_tokens": ["c", "d"], "lens_bottom_logits": [-1.0, -2.0]}
                 for f in range(d_sae)]
     autointerp = [{"latent": 1, "explanation": f"tokens {HOSTILE}", "detection_score": 0.75,
-                   "detection_balanced": 0.8, "detect_windows": 8, "detect_positive": 2, "simulation_score": float("nan"),
-                   "concept_purity": 0.9, "purity_feature": "word:a"}]
+                   "detection_balanced": 0.8, "detect_windows": 8, "detect_positive": 2,
+                   "simulation_score": float("nan"), "concept_purity": 0.9, "purity_feature": "word:a"}]
     examples = [{"latent": 1, "kind": kind, "rank": rank, "doc_id": 0, "pos": 1, "score": 2.0, "tokens": [3, 4, -1],
                  "acts": [0.0, 2.0, 0.0]} for kind in ("top", "random") for rank in (1, 0)]
     return SAETables(stats, profiles, autointerp, examples)
