@@ -21,8 +21,8 @@ def _site(root: Path) -> Path:
     stats = [{"latent": f, "firing_frequency": (f * 37 % 101) / 1000, "max_activation": 1.0 + f % 7,
               "mean_activation": 0.5, "token_eta2": 0.3, "contextual": True} for f in range(D_SAE)]
     profiles = [{"latent": f, "histogram_max": 2.0, "histogram": [f % 5, 3, 1, 0, 2],
-                 "lens_top_tokens": ["up", HOSTILE], "lens_top_logits": [2.0, 1.0], "lens_bottom_tokens": ["down", "low"],
-                 "lens_bottom_logits": [-1.0, -2.0]} for f in range(D_SAE)]
+                 "lens_top_tokens": ["up", HOSTILE], "lens_top_logits": [2.0, 1.0],
+                 "lens_bottom_tokens": ["down", "low"], "lens_bottom_logits": [-1.0, -2.0]} for f in range(D_SAE)]
     autointerp = [{"latent": f, "explanation": f"tokens '{f}' {HOSTILE}" if f == 3 else f"tokens '{f}'",
                    "detection_score": (f * 13 % 17) / 17, "detection_balanced": 0.6, "detect_windows": 10,
                    "detect_positive": 4, "simulation_score": 0.2} for f in range(0, D_SAE, 3)]
