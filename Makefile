@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test,docs]'
+	$(BIN)/pip install -q --no-deps sae-dashboard==0.8.0  # its Neuronpedia layout, for a test; its own pins clash
 	touch $@
 
 demo: venv

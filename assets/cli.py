@@ -1,4 +1,5 @@
-"""The ``sae-lake`` command: ad hoc SQL on the lake's catalog, and the toy-world demo."""
+"""The ``sae-lake`` command: ad hoc SQL on the lake's catalog, the toy-world demo, the plan of a run, and the
+export of an SAE's latents for Neuronpedia."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _positive(text: str) -> int:
     except ValueError:
         number = 0
     if number < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a number of runs at a time is a whole number >= 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return number
 
 
@@ -83,6 +84,19 @@ def _plan(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_neuronpedia(args: argparse.Namespace) -> int:
+    from assets.dashboards.neuronpedia import ExportError, export_lake
+
+    try:
+        written = export_lake(Path(args.out), args.model, args.sae, args.features_per_batch)
+    except ExportError as exc:
+        print(f"sae-lake export neuronpedia: {exc}", file=sys.stderr)
+        return 2
+    for folder, latents in written:
+        print(f"{folder}: {latents} latents")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from assets.lakehouse.config import ConfigError
     from assets.lakehouse.objectstore import ObjectStoreError
@@ -103,6 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(fn=_demo)
     sub.add_parser("config", help="validate lake.toml and list the registry").set_defaults(fn=_check_config)
     sub.add_parser("plan", help="what lake.toml asks for, per model, before anything runs").set_defaults(fn=_plan)
+    export = sub.add_parser("export", help="write the lake's results in another tool's layout")
+    target = export.add_subparsers(dest="target", required=True)
+    neuronpedia = target.add_parser("neuronpedia", help="every SAE's latents as SAEDashboard's Neuronpedia runner "
+                                    "writes them: batch-<n>.json files and explanations.jsonl, per model and SAE")
+    neuronpedia.add_argument("--out", required=True, help="the folder to write <model>/<sae>/ under")
+    neuronpedia.add_argument("--model", help="only this model (default: every model with dashboards)")
+    neuronpedia.add_argument("--sae", help="only this SAE (default: every SAE of the model)")
+    neuronpedia.add_argument("--features-per-batch", type=_positive, default=128, help="latents per batch file")
+    neuronpedia.set_defaults(fn=_export_neuronpedia)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

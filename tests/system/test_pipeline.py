@@ -116,7 +116,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert "read-only" in capsys.readouterr().err
 
     _check_tables_are_declared_assets_with_their_schema(lake)
-    _check_dashboards(lake)  # before any check materializes more partitions than the demo did
+    _check_dashboards(lake, capsys)  # before any check materializes more partitions than the demo did
     _check_plan(lake, tiny_config, capsys)
     _check_steering(lake, capsys, tiny_config)
     _check_selection(lake, capsys)
@@ -152,7 +152,7 @@ def test_whole_toy_graph_materializes_with_checks_passing_and_answers_sql(tiny_c
     assert after == before
 
 
-def _check_dashboards(lake: Lake) -> None:
+def _check_dashboards(lake: Lake, capsys) -> None:
     """Every SAE, baseline, oracle and twin's dictionary has its dashboard, listed in the lake's index; one opens
     in Chromium with as many latents as latent_stats holds, and the report page opens beside it."""
     from selenium.webdriver.common.by import By
@@ -177,6 +177,14 @@ def _check_dashboards(lake: Lake) -> None:
         assert screenshot_spread(session) > 20
         assert open_page(session, lake.root / "reports" / "report.html") == []
         assert "sae-lake report" in session.find_element(By.TAG_NAME, "h1").text
+    from sae_dashboard.neuronpedia.neuronpedia_dashboard import NeuronpediaDashboardBatch
+
+    out = lake.root.parent / "neuronpedia"
+    assert cli(["export", "neuronpedia", "--out", str(out), "--model", "toy-gemma2", "--sae", "topk-k4"]) == 0
+    assert capsys.readouterr().out == f"{out / 'toy-gemma2' / 'topk-k4'}: {latents} latents\n"
+    batch = json.loads((out / "toy-gemma2" / "topk-k4" / "batch-0.json").read_text())
+    assert NeuronpediaDashboardBatch(**batch).to_dict() == batch
+    assert [f["feature_index"] for f in batch["features"]] == list(range(min(latents, 128)))
 
 
 def _check_oracles(lake: Lake, config) -> None:

@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from assets.dashboards.neuronpedia import neuronpedia_files
 from assets.dashboards.pages import lake_index_page, markdown_page
 from assets.dashboards.site import SAETables, dashboard_files
 from sae_models.evals.config import DashboardConfig
@@ -121,3 +122,30 @@ def test_the_report_page_links_its_siblings_and_the_index_escapes_names():
                               "l0": float("nan"), "explained_variance": 0.5, "mu": None, "g": None, "g_dtc": None}],
                             None)
     assert HOSTILE not in index and "no report yet" in index
+
+
+def test_the_neuronpedia_export_is_the_layout_saedashboards_reader_takes():
+    from sae_dashboard.neuronpedia.neuronpedia_dashboard import NeuronpediaDashboardBatch
+
+    t = _tables()
+    files = neuronpedia_files("toy", 1, "topk-k8", t.latent_profiles, t.latent_stats, t.latent_examples, t.autointerp,
+                              _text, per_batch=2, prompts=10, tokens_per_prompt=32, dataset="d")
+    assert set(files) == {"batch-0.json", "batch-1.json", "batch-2.json", "explanations.jsonl"}
+    features = []
+    for name in ("batch-0.json", "batch-1.json", "batch-2.json"):
+        raw = json.loads(files[name])
+        batch = NeuronpediaDashboardBatch(**raw)  # its reader refuses a field it does not know
+        assert batch.to_dict() == raw  # and writes back every field it has: none missing, none renamed
+        assert (raw["model_id"], raw["layer"], raw["sae_set"]) == ("toy", 1, "topk-k8")
+        features += raw["features"]
+    assert [f["feature_index"] for f in features] == [0, 1, 2, 3, 4]
+    one = features[1]
+    assert (one["pos_str"], one["neg_values"], one["frac_nonzero"]) == (["a", HOSTILE], [-1.0, -2.0], 0.1)
+    assert one["freq_hist_data_bar_heights"] == [1.0, 1.0, 0.0]
+    assert one["freq_hist_data_bar_values"] == [round(2 / 6, 3), 1.0, round(10 / 6, 3)]  # bin centres of (0, 2]
+    assert [a["bin_min"] for a in one["activations"]] == [-1, -1, 0, 0]  # the top windows first
+    assert one["activations"][0] == {"bin_min": -1, "bin_max": 2.0, "bin_contains": -1, "tokens": [" the", HOSTILE],
+                                     "values": [0.0, 2.0], "qualifying_token_index": 1}  # the padding left out
+    (line,) = files["explanations.jsonl"].splitlines()
+    assert json.loads(line) == {"modelId": "toy", "layer": "1-topk-k8", "index": "1",
+                                "description": f"tokens {HOSTILE}", "scores": {"detection": 0.75, "simulation": None}}
