@@ -20,7 +20,7 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[webdriver.Chrome
         raise RuntimeError("the dashboard tests need Debian's chromium and chromium-driver: run `make servers`")
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--allow-file-access-from-files"):
+                f"--window-size={width},{height}"):  # no file-access flag: the pages must work without it
         options.add_argument(arg)
     options.binary_location = browser
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -32,9 +32,9 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[webdriver.Chrome
 
 
 def open_page(session: webdriver.Chrome, path: Path, fragment: str = "") -> list[dict]:
-    """Open ``path`` from file://, wait until its scripts ran; returns the console's errors (and warnings)."""
+    """Open ``path`` from file:// (``get`` returns once the page has loaded and its scripts ran); returns the
+    console's errors and warnings."""
     session.get(path.resolve().as_uri() + fragment)
-    session.execute_script("return document.readyState")
     return [m for m in session.get_log("browser") if m["level"] in ("SEVERE", "WARNING")]
 
 

@@ -4,11 +4,10 @@ it) and the lake-level index that links every SAE's dashboard and the report."""
 from __future__ import annotations
 
 import html
-import json
 import re
 from importlib import resources
 
-from assets.dashboards.site import json_safe
+from assets.dashboards.site import script_literal
 
 # The pages beside each other in lake/reports/, and the dashboards' index.
 PAGE_LINKS = [("report", "report.html"), ("IOI patching", "patching.html"),
@@ -32,6 +31,8 @@ def markdown_page(text: str, title: str, links: list[tuple[str, str]]) -> str:
     import markdown
 
     converter = markdown.Markdown(extensions=["tables", "toc", "fenced_code"])
+    converter.preprocessors.deregister("html_block")  # the lake's text (a concept, an answer) is text, never HTML
+    converter.inlinePatterns.deregister("html")
     body = converter.convert(re.sub(r"\]\(([\w-]+)\.md\)", r"](\1.html)", text))
     nav = "".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for label, href in links)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -44,7 +45,7 @@ def lake_index_page(saes: list[dict], report: str | None) -> str:
     digits = {"model": None, "sae": None, "kind": None, "latents": 0, "l0": 1, "explained_variance": 3, "mu": 3,
               "g": 3, "g_dtc": 3}
     columns = [{"key": k, "label": k.replace("_", " "), "num": d is not None, "digits": d} for k, d in digits.items()]
-    data = json.dumps(json_safe({"columns": columns, "rows": saes}), allow_nan=False).replace("</", "<\\/")
+    data = script_literal({"columns": columns, "rows": saes})
     link = f'<a href="{html.escape(report)}">the report</a>' if report else "no report yet (materialize `report`)"
     common = (resources.files("assets.dashboards") / "templates" / "common.js").read_text()
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>sae-lake dashboards</title>

@@ -52,11 +52,12 @@ def _round(values, digits: int = 3) -> list:
 
 
 def _examples(rows: list[dict], token_text: Callable[[int], str]) -> dict[int, dict[str, list]]:
-    """Per latent and kind, the windows in rank order: tokens as text, activations, the window's score."""
+    """Per latent and kind, the windows in rank order: tokens as text (a window's padding past the edge of its
+    document, a negative id, as none) and activations."""
     out: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in sorted(rows, key=lambda r: (r["latent"], r["kind"], r["rank"])):
-        out[int(r["latent"])][r["kind"]].append({"t": [token_text(t) for t in r["tokens"]], "a": _round(r["acts"]),
-                                                  "s": round(float(r["score"]), 3)})
+        out[int(r["latent"])][r["kind"]].append({"t": [token_text(t) if t >= 0 else "" for t in r["tokens"]],
+                                                  "a": _round(r["acts"])})
     return out
 
 
@@ -110,10 +111,14 @@ def json_safe(value):
     return value
 
 
+def script_literal(value) -> str:
+    """``value`` as a JavaScript literal that is safe inside a page: JSON with every ``<`` escaped, so no text
+    from the lake can close a script element or open a comment."""
+    return json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+
+
 def _script(name: str, value) -> str:
-    """A script file that puts ``value`` on ``window`` (``</`` escaped, so no text can end a script element)."""
-    text = json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    return f"window.{name} = Object.assign(window.{name} || {{}}, {text});\n"
+    return f"window.{name} = Object.assign(window.{name} || {{}}, {script_literal(value)});\n"
 
 
 def _page(template: str, title: str) -> str:
@@ -124,12 +129,25 @@ def _page(template: str, title: str) -> str:
             .replace("/*COMMON*/", (folder / "common.js").read_text()))
 
 
+SCORE_FIELDS = ("output_score", "delta_c1", "delta_c5", "up_rank", "down_rank", "lens_rank", "lens_prob")
+
+
+def _scores(rows: list[dict]) -> dict[int, dict]:
+    """Per scored latent, its output score and DeltaC with their ranks (S_out's among the SAE's scored latents,
+    1 = the highest)."""
+    by_s_out = sorted(rows, key=lambda r: -r["output_score"])
+    rank = {int(r["latent"]): i + 1 for i, r in enumerate(by_s_out)}
+    return {int(r["latent"]): {k: r[k] for k in SCORE_FIELDS} | {"s_out_rank": rank[int(r["latent"])]}
+            for r in rows}
+
+
 def dashboard_files(model: str, sae: str, tables: SAETables, token_text: Callable[[int], str], per_page: int,
-                    histogram_tokens: int, cards: list[tuple[str, str]]) -> dict[str, str]:
+                    d_sae: int, cards: list[tuple[str, str]], rank_k: int = 1) -> dict[str, str]:
     """Every file of one SAE's dashboard, by path relative to its folder. ``cards``: the SAE's headline figures
-    as (label, value), shown above the index."""
-    auto, scores, purity = (_by_latent(t) for t in (tables.autointerp, tables.feature_scores, tables.latent_purity))
-    profiles, steer = _by_latent(tables.latent_profiles), _steering(tables)
+    as (label, value), shown above the index; ``rank_k``: the DeltaC_k the UP and DOWN ranks order by."""
+    auto, purity, profiles = (_by_latent(t) for t in (tables.autointerp, tables.latent_purity,
+                                                       tables.latent_profiles))
+    scores, steer = _scores(tables.feature_scores), _steering(tables)
     examples = _examples(tables.latent_examples, token_text)
     index, panels = [], {}
     for stats in sorted(tables.latent_stats, key=lambda r: r["latent"]):
@@ -139,19 +157,20 @@ def dashboard_files(model: str, sae: str, tables: SAETables, token_text: Callabl
         p = profiles.get(f)
         panels[f] = {
             "explanation": row["explanation"], "cards": _cards(row, auto.get(f, {}), purity.get(f, {})),
-            "histogram": {"max": p["histogram_max"], "counts": p["histogram"]} if p else None,
+            "histogram": {"max": p["histogram_max"], "counts": p["histogram"], "tokens": p["histogram_tokens"]}
+            if p else None,
             "lens": {"top": list(zip(p["lens_top_tokens"], p["lens_top_logits"], strict=True)),
                      "bottom": list(zip(p["lens_bottom_tokens"], p["lens_bottom_logits"], strict=True))} if p else None,
             "scores": scores.get(f), "examples": examples.get(f), "steering": steer.get(f)}
-    d_sae = len(index)
-    meta = {"model": model, "sae": sae, "d_sae": d_sae, "per_page": per_page, "cards": cards,
-            "histogram_tokens": histogram_tokens, "sort": "detection" if auto else "firing_frequency",
-            "about": f"{d_sae} latents; {len(auto)} scored by the judge, {len(steer)} steered, "
+    meta = {"model": model, "sae": sae, "d_sae": d_sae, "per_page": per_page, "cards": cards, "rank_k": rank_k,
+            "sort": "detection" if auto else "firing_frequency",
+            "about": f"{len(index)} latents; {len(auto)} scored by the judge, {len(steer)} steered, "
                      f"{len(scores)} with output scores. Click a column to sort, a latent to open it."}
     columns = [{"key": k, "label": label, "num": digits is not None, "digits": digits, "title": title}
                for k, label, digits, title in INDEX_COLUMNS]
     files = {"index.html": _page("sae.html", f"{model} / {sae}"), "latent.html": _page("latent.html", f"{sae} latent"),
-             "data/index.js": _script("SAE_DASHBOARD", {"meta": meta, "columns": columns, "rows": index})}
+             "data/meta.js": _script("SAE_DASHBOARD", {"meta": meta}),
+             "data/index.js": _script("SAE_DASHBOARD", {"columns": columns, "rows": index})}
     for first in range(0, d_sae, per_page):
         chunk = {str(f): panels.get(f) for f in range(first, min(first + per_page, d_sae))}
         files[f"data/latents-{first // per_page}.js"] = _script("SAE_LATENTS", chunk)

@@ -40,7 +40,7 @@ STAGE = {
     "true_interpretability": "window_truth",
     "steering_generations": "generations", "steering": "steering", "steering_concepts": "steering",
     "steering_summary": "steering", "true_steerability": "truth", "feature_scores": "feature_scores",
-    "selection": "selection", "patching": "patching", "latent_profiles": "dashboards",
+    "selection": "selection", "patching": "patching", "latent_profiles": "profiles",
     "feature_dashboards": "dashboards",
 }
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
@@ -84,10 +84,13 @@ def settings_of(asset: str, settings: Settings, model: str | None = None, varian
     parts["sae"] = variant_settings(find_variant(settings, model, variant), settings.sweep)
     if stage == "metrics":
         parts["metrics"] = {"metric_docs": settings.sweep.metric_docs}
+    if stage == "profiles":  # the SAE on its held-out activations, and the LM's unembedding
+        return parts | {"profiles": part(settings.dashboards, "profiles")}
     if stage == "dashboards":  # a dashboard shows every per-SAE table
         return settings_of("selection", settings, model, variant) | {
             "metrics": {"metric_docs": settings.sweep.metric_docs},
             "feature_scores": part(settings.selection, "feature_scores"),
+            "profiles": part(settings.dashboards, "profiles"),
             "dashboards": part(settings.dashboards, "dashboards")}
     if stage in ("examples", "scores", "steering", "selection", "window_truth"):
         parts["examples"] = part(settings.autointerp, "examples")

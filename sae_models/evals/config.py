@@ -179,9 +179,9 @@ class DashboardConfig(Config):
     """lake.toml's ``[dashboards]``: what each SAE's feature dashboard shows beyond the lake's evaluation tables
     (SAEDashboard's panels by default), and how its pages are split."""
 
-    histogram_bins: int = shapes(50, "dashboards", ge=2)  # equal bins of a latent's activation histogram
-    histogram_tokens: int = shapes(200_000, "dashboards", ge=1)  # held-out tokens the histograms count (at most)
-    lens_tokens: int = shapes(10, "dashboards", ge=1)  # logit-lens tokens shown per latent, promoted and suppressed
+    histogram_bins: int = shapes(50, "profiles", ge=2)  # equal bins of a latent's activation histogram
+    histogram_tokens: int = shapes(200_000, "profiles", ge=1)  # held-out tokens the histograms count (at most)
+    lens_tokens: int = shapes(10, "profiles", ge=1)  # logit-lens tokens shown per latent, promoted and suppressed
     latents_per_page: int = shapes(256, "dashboards", ge=1)  # latents per data file of a dashboard: what a latent's
     # page loads
 

@@ -31,7 +31,8 @@ class LatentProfile:
     latent: int
     histogram_max: float  # the upper edge of the last bin: the latent's largest held-out activation
     histogram: list[int]  # held-out tokens where it fires, per equal bin of (0, histogram_max]
-    lens_top_tokens: list[str]  # the logit lens of the unit decoder direction: the most promoted tokens, first
+    histogram_tokens: int  # the held-out tokens counted (the first [dashboards] histogram_tokens)
+    lens_top_tokens: list[str]  # the logit lens of the unit decoder direction: the most promoted tokens (as text)
     lens_top_logits: list[float]
     lens_bottom_tokens: list[str]  # the most suppressed tokens, the most suppressed first
     lens_bottom_logits: list[float]
@@ -55,27 +56,30 @@ class ProfileResult:
 def activation_histograms(sae, batches: Iterable[torch.Tensor], max_activation: torch.Tensor, bins: int,
                           max_tokens: int) -> tuple[torch.Tensor, int]:
     """([d_sae, bins] counts of the firing codes per equal bin of (0, max_activation], tokens read): each code
-    above 0 falls in bin floor(code / max x bins), the largest in the last."""
+    above 0 falls in bin floor(code / max x bins), the largest in the last. Binned where the SAE is; only the
+    counts leave it."""
+    device = sae.W_dec.device
     d_sae = len(max_activation)
-    counts = torch.zeros(d_sae * bins, dtype=torch.long)
-    top = max_activation.double().clamp_min(torch.finfo(torch.float32).tiny)
+    counts = torch.zeros(d_sae * bins, dtype=torch.long, device=device)
+    top = max_activation.to(device, torch.float64).clamp_min(torch.finfo(torch.float32).tiny)
     seen = 0
     with torch.inference_mode():
         for x in batches:
             x = x[:max_tokens - seen]
-            codes = sae.encode(x.to(sae.W_dec.device, sae.W_dec.dtype)).double().cpu()
+            codes = sae.encode(x.to(device, sae.W_dec.dtype))
             rows, latents = codes.nonzero(as_tuple=True)
-            which = (codes[rows, latents] / top[latents] * bins).long().clamp(0, bins - 1)
+            which = (codes[rows, latents].double() / top[latents] * bins).long().clamp(0, bins - 1)
             counts += torch.bincount(latents * bins + which, minlength=d_sae * bins)
             seen += len(x)
             if seen >= max_tokens:
                 break
-    return counts.view(d_sae, bins), seen
+    return counts.view(d_sae, bins).cpu(), seen
 
 
 def lens_extremes(lm: LoadedLM, sae, n: int, batch_size: int = 256) -> tuple[torch.Tensor, ...]:
     """(top ids, top logits, bottom ids, bottom logits), each [d_sae, n], of every latent's unit decoder
-    direction through the logit lens."""
+    direction through the logit lens: the final norm, the unembedding and the family's logit soft-cap, as
+    ``feature_scores`` reads it (SAEDashboard's logit table is W_dec W_U alone)."""
     directions = sae.decoder_directions()
     parts: list[tuple[torch.Tensor, ...]] = []
     with torch.inference_mode():
@@ -86,22 +90,27 @@ def lens_extremes(lm: LoadedLM, sae, n: int, batch_size: int = 256) -> tuple[tor
     return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
-def run_latent_profiles(lm: LoadedLM, sae, batches: Iterable[torch.Tensor], max_activation: Sequence[float],
+def run_latent_profiles(lm: LoadedLM, sae, batches: Iterable[torch.Tensor], max_activation: dict[int, float],
                         cfg: DashboardConfig, log: Callable[[str], None] | None = None) -> ProfileResult:
     """Every latent's profile: its activation histogram on held-out ``batches`` (raw activations, [n, d]) and
-    its logit lens's extremes. ``max_activation``: each latent's largest held-out activation (``latent_stats``)."""
+    its logit lens's extremes, the tokens as they read in text. ``max_activation``: each latent's largest held-out
+    activation (``latent_stats``), by latent."""
+    from sae_models.evals.autointerp import TokenText
+
     start = time.perf_counter()
     d_sae = sae.W_dec.shape[0]
-    if len(max_activation) != d_sae:
-        raise ProfileError(f"{len(max_activation)} latents in latent_stats, but the SAE has {d_sae}")
-    top = torch.tensor(list(max_activation), dtype=torch.float64)
+    if sorted(max_activation) != list(range(d_sae)):
+        missing = sorted(set(range(d_sae)) - set(max_activation))[:5]
+        raise ProfileError(f"latent_stats has {len(max_activation)} latents, the SAE {d_sae}"
+                           + (f" (missing e.g. {missing})" if missing else ""))
+    top = torch.tensor([max_activation[f] for f in range(d_sae)], dtype=torch.float64)
     counts, tokens = activation_histograms(sae, batches, top, cfg.histogram_bins, cfg.histogram_tokens)
     if log:
         log(f"profiles: histograms of {d_sae} latents over {tokens:,} held-out tokens")
     top_ids, top_logits, bottom_ids, bottom_logits = lens_extremes(lm, sae, cfg.lens_tokens)
-    decode = lm.tokenizer.convert_ids_to_tokens
-    rows = [LatentProfile(f, float(top[f]), counts[f].tolist(), decode(top_ids[f].tolist()),
-                          [round(v, 4) for v in top_logits[f].tolist()], decode(bottom_ids[f].tolist()),
+    text = TokenText(lm.tokenizer)
+    rows = [LatentProfile(f, float(top[f]), counts[f].tolist(), tokens, text(top_ids[f].tolist()),
+                          [round(v, 4) for v in top_logits[f].tolist()], text(bottom_ids[f].tolist()),
                           [round(v, 4) for v in bottom_logits[f].tolist()])
             for f in range(d_sae)]
     return ProfileResult(rows, ProfileSummary(tokens, time.perf_counter() - start))

@@ -10,6 +10,7 @@ import torch
 from assets.dashboards.neuronpedia import neuronpedia_files
 from assets.dashboards.pages import lake_index_page, markdown_page
 from assets.dashboards.site import SAETables, dashboard_files
+from sae_models.evals.autointerp import TokenText
 from sae_models.evals.config import DashboardConfig
 from sae_models.evals.profiles import ProfileError, run_latent_profiles
 from sae_models.lm import load_lm
@@ -37,12 +38,12 @@ def test_histograms_count_every_firing_token_in_its_bin_and_the_lens_is_the_deco
         codes = torch.cat([sae.encode(b) for b in batches])
     top = codes.max(0).values
     cfg = DashboardConfig(histogram_bins=8, lens_tokens=5, histogram_tokens=500)
-    rows = run_latent_profiles(lm, sae, batches, top.tolist(), cfg).rows
+    rows = run_latent_profiles(lm, sae, batches, dict(enumerate(top.tolist())), cfg).rows
     assert [r.latent for r in rows] == list(range(48))
     read = codes[:500]  # histogram_tokens caps the tokens counted
     for r in rows:
         fired = read[:, r.latent][read[:, r.latent] > 0]
-        assert sum(r.histogram) == len(fired)
+        assert sum(r.histogram) == len(fired) and r.histogram_tokens == 500
         expected = torch.bincount((fired.double() / float(top[r.latent]) * 8).long().clamp(max=7), minlength=8)
         assert r.histogram == expected.tolist()
     fires = next(r for r in rows if sum(r.histogram))
@@ -53,14 +54,13 @@ def test_histograms_count_every_firing_token_in_its_bin_and_the_lens_is_the_deco
     assert rows[f].lens_top_logits == sorted(rows[f].lens_top_logits, reverse=True)
     assert rows[f].lens_top_logits == pytest.approx(logits[f].topk(5).values.tolist(), abs=1e-3)
     assert rows[f].lens_bottom_logits == pytest.approx(logits[f].topk(5, largest=False).values.tolist(), abs=1e-3)
-    assert rows[f].lens_bottom_tokens == lm.tokenizer.convert_ids_to_tokens(
-        logits[f].topk(5, largest=False).indices.tolist())
+    assert rows[f].lens_bottom_tokens == TokenText(lm.tokenizer)(logits[f].topk(5, largest=False).indices.tolist())
 
 
 def test_profiles_refuse_latent_stats_of_another_width(lm_and_sae):
     lm, sae = lm_and_sae
-    with pytest.raises(ProfileError, match="47 latents in latent_stats, but the SAE has 48"):
-        run_latent_profiles(lm, sae, _batches(lm.d_model), [1.0] * 47, DashboardConfig())
+    with pytest.raises(ProfileError, match=r"latent_stats has 47 latents, the SAE 48 \(missing e.g. \[3\]\)"):
+        run_latent_profiles(lm, sae, _batches(lm.d_model), {f: 1.0 for f in range(48) if f != 3}, DashboardConfig())
 
 
 HOSTILE = "<script>alert(1)</script>"
@@ -69,7 +69,8 @@ HOSTILE = "<script>alert(1)</script>"
 def _tables(d_sae: int = 5) -> SAETables:
     stats = [{"latent": f, "firing_frequency": 0.1 * f, "max_activation": 1.0 + f, "mean_activation": 0.5,
               "token_eta2": 0.3, "contextual": True} for f in range(d_sae)]
-    profiles = [{"latent": f, "histogram_max": 1.0 + f, "histogram": [f, 1, 0], "lens_top_tokens": ["a", HOSTILE],
+    profiles = [{"latent": f, "histogram_max": 1.0 + f, "histogram": [f, f, 0], "histogram_tokens": 9,
+                 "lens_top_tokens": ["a", HOSTILE],
                  "lens_top_logits": [2.0, 1.0], "lens_bottom_tokens": ["c", "d"], "lens_bottom_logits": [-1.0, -2.0]}
                 for f in range(d_sae)]
     autointerp = [{"latent": 1, "explanation": f"tokens {HOSTILE}", "detection_score": 0.75,
@@ -90,34 +91,45 @@ def _script_value(text: str) -> dict:
 
 
 def test_the_site_shows_every_latent_and_escapes_what_the_lake_holds():
-    files = dashboard_files("toy", "topk-k8", _tables(), _text, per_page=2, histogram_tokens=100,
-                            cards=[("L0", "8.000")])
-    assert set(files) == {"index.html", "latent.html", "data/index.js", "data/latents-0.js", "data/latents-1.js",
-                          "data/latents-2.js"}
+    files = dashboard_files("toy", "topk-k8", _tables(), _text, per_page=2, d_sae=5, cards=[("L0", "8.000")])
+    assert set(files) == {"index.html", "latent.html", "data/meta.js", "data/index.js", "data/latents-0.js",
+                          "data/latents-1.js", "data/latents-2.js"}
     index = _script_value(files["data/index.js"])
     assert [r[0] for r in index["rows"]] == [0, 1, 2, 3, 4]
-    assert index["meta"]["d_sae"] == 5 and index["meta"]["sort"] == "detection"
-    assert HOSTILE not in "".join(files.values())  # "</" is escaped in every data file
+    meta = _script_value(files["data/meta.js"])["meta"]
+    assert meta["d_sae"] == 5 and meta["sort"] == "detection"
+    assert "<" not in "".join(text for name, text in files.items() if name.startswith("data/"))  # all escaped
     one = _script_value(files["data/latents-0.js"])["1"]
     assert one["explanation"] == f"tokens {HOSTILE}"  # the text itself survives, as data
     assert one["cards"]["simulation"] is None  # NaN is no number a page can show
     assert one["cards"]["detection_always_no"] == 0.75
-    assert [w["t"] for w in one["examples"]["top"]] == [[" the", HOSTILE, ""]] * 2
+    assert [w["t"] for w in one["examples"]["top"]] == [[" the", HOSTILE, ""]] * 2  # the padding as no text
     assert one["steering"] is None and one["scores"] is None  # tables not materialized: shown as such
     assert _script_value(files["data/latents-0.js"])["0"]["examples"] is None  # a latent with no examples
 
 
 def test_an_sae_before_its_evaluations_still_gets_a_dashboard():
     tables = SAETables(_tables().latent_stats)
-    files = dashboard_files("m", "external", tables, _text, per_page=256, histogram_tokens=0, cards=[])
-    index = _script_value(files["data/index.js"])
-    assert len(index["rows"]) == 5 and index["meta"]["sort"] == "firing_frequency"
+    files = dashboard_files("m", "external", tables, _text, per_page=256, d_sae=5, cards=[])
+    assert len(_script_value(files["data/index.js"])["rows"]) == 5
+    assert _script_value(files["data/meta.js"])["meta"]["sort"] == "firing_frequency"
     assert _script_value(files["data/latents-0.js"])["4"]["histogram"] is None
 
 
+def test_latents_are_placed_by_their_number_not_their_row():
+    t = _tables(6)
+    t.latent_stats = [r for r in t.latent_stats if r["latent"] != 2]
+    files = dashboard_files("m", "s", t, _text, per_page=3, d_sae=6, cards=[])
+    second = _script_value(files["data/latents-1.js"])
+    assert set(second) == {"3", "4", "5"} and second["5"]["cards"]["max_activation"] == 6.0
+    assert _script_value(files["data/latents-0.js"])["2"] is None
+
+
 def test_the_report_page_links_its_siblings_and_the_index_escapes_names():
-    page = markdown_page("# r\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nsee [patching.md](patching.md)\n", "r", [])
+    page = markdown_page(f"# r\n\n| a | b |\n|---|---|\n| 1 | {HOSTILE} |\n\nsee [patching.md](patching.md) and "
+                         f"({HOSTILE}), `a ` b {HOSTILE}`\n\n{HOSTILE}\n", "r", [])
     assert "<table>" in page and 'href="patching.html"' in page and 'id="toc"' in page
+    assert HOSTILE not in page  # text from the lake in the report is never HTML
     index = lake_index_page([{"model": "m", "sae": HOSTILE, "href": "x", "kind": "SAE", "latents": 4,
                               "l0": float("nan"), "explained_variance": 0.5, "mu": None, "g": None, "g_dtc": None}],
                             None)
@@ -146,6 +158,8 @@ def test_the_neuronpedia_export_is_the_layout_saedashboards_reader_takes():
     assert [a["bin_min"] for a in one["activations"]] == [-1, -1, 0, 0]  # the top windows first
     assert one["activations"][0] == {"bin_min": -1, "bin_max": 2.0, "bin_contains": -1, "tokens": [" the", HOSTILE],
                                      "values": [0.0, 2.0], "qualifying_token_index": 1}  # the padding left out
+    assert {(a["bin_min"], a["bin_max"], a["bin_contains"]) for a in one["activations"][2:]} == {(0, 2.0, 1.0)}
+    assert (features[0]["freq_hist_data_bar_values"], features[0]["freq_hist_data_bar_heights"]) == ([], [])
     (line,) = files["explanations.jsonl"].splitlines()
     assert json.loads(line) == {"modelId": "toy", "layer": "1-topk-k8", "index": "1",
                                 "description": f"tokens {HOSTILE}", "scores": {"detection": 0.75, "simulation": None}}

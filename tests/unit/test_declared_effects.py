@@ -23,7 +23,7 @@ READ_BY = {"examples": {"examples", "scores", "steering", "selection", "window_t
            "scores": {"scores", "steering", "selection", "window_truth", "dashboards"},
            "generations": {"generations", "steering", "selection", "dashboards"}, "truth": {"truth"},
            "feature_scores": {"feature_scores", "dashboards"}, "selection": {"selection", "dashboards"},
-           "patching": {"patching"}, "dashboards": {"dashboards"},
+           "patching": {"patching"}, "profiles": {"profiles", "dashboards"}, "dashboards": {"dashboards"},
            "partitions": set(), "checks": set(), "report": set()}
 
 

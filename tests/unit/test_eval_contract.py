@@ -14,7 +14,8 @@ import sae_models.evals
 # module -> its entry points (autointerp and steering are two runs each: gather then score, generate then rate)
 PER_SAE = {"autointerp": ("run_latent_examples", "run_autointerp"), "feature_scores": ("run_feature_scores",),
            "selection": ("run_selection",), "patching": ("run_patching",),
-           "steering": ("run_steering_generation", "run_steering_rating"), "control": ("run_control",)}
+           "steering": ("run_steering_generation", "run_steering_rating"), "control": ("run_control",),
+           "profiles": ("run_latent_profiles",)}
 ACROSS_SAES = {"proxies": "run_proxies", "reliability": "run_reliability", "rank_agreement": "run_rank_agreement",
                "validity": "run_validity"}
 NOT_EVALUATIONS = {"config", "examples", "instructions"}  # settings, the window engine, the instruction sets
