@@ -5,8 +5,8 @@ synthetic SAE of 16,384 latents, and how fast Chromium opens them.
   run, ``json.dumps`` of the same rows into one file: the floor any writer of these rows pays, so the ratio is
   the cost of laying them out as pages. Figures: latents (pages) written per second, bytes per latent.
 - The synthetic SAE has the demo's per-latent density scaled to SAEBench's counts: 1,000 scored latents with
-  29 windows of 21 tokens, 100 steered latents with 10 answers at each of 7 factors; every latent a histogram
-  and a logit lens.
+  29 windows of 21 tokens, 100 steered latents with 10 answers of 96 words at each of 7 factors; every latent a
+  histogram, a logit lens and its output scores.
 - Opening (``--browser``): headless Chromium opens the 16,384-latent index from file:// and then the page of
   its last latent (the last data file); the time is from navigation to the rows (or the latent) drawn.
 
@@ -52,12 +52,18 @@ def _synthetic(d_sae: int = 16_384, scored: int = 1000, steered: int = 100, seed
     stats = [{"latent": f, "firing_frequency": rng.random() / 100, "max_activation": 1 + 9 * rng.random(),
               "mean_activation": rng.random(), "token_eta2": rng.random(), "contextual": False} for f in range(d_sae)]
     profiles = [{"latent": f, "histogram_max": 5.0, "histogram": [rng.randrange(200) for _ in range(50)],
+                 "histogram_tokens": 200_000,
                  "lens_top_tokens": [f"tok{rng.randrange(9999)}" for _ in range(10)],
                  "lens_top_logits": [round(rng.gauss(5, 1), 4) for _ in range(10)],
                  "lens_bottom_tokens": [f"tok{rng.randrange(9999)}" for _ in range(10)],
                  "lens_bottom_logits": [round(rng.gauss(-5, 1), 4) for _ in range(10)]} for f in range(d_sae)]
     chosen = rng.sample(range(d_sae), scored)
-    autointerp = [{"latent": f, "explanation": f"tokens about topic {f % 97}", "detection_score": rng.random(),
+    scores = [{"latent": f, "lens_tokens": [f"tok{rng.randrange(9999)}" for _ in range(20)], "lens_rank": 3,
+               "lens_prob": rng.random(), "output_score": rng.random(), "delta_c1": rng.gauss(0, 1),
+               "delta_c5": rng.gauss(0, 1), "delta_c1_zeroed": None, "delta_c5_zeroed": None, "up_rank": f + 1,
+               "down_rank": d_sae - f} for f in range(d_sae)]
+    autointerp = [{"latent": f, "explanation": f"the word 'bank' in text about money and finance, topic {f % 97}",
+                   "detection_score": rng.random(),
                    "detection_balanced": rng.random(), "detect_windows": 14, "detect_positive": 4,
                    "simulation_score": rng.random(), "purity_feature": None} for f in chosen]
     examples = [{"latent": f, "kind": kind, "rank": r, "doc_id": 0, "pos": 10, "score": 1.0,
@@ -72,7 +78,7 @@ def _synthetic(d_sae: int = 16_384, scored: int = 1000, steered: int = 100, seed
                for f in chosen[:steered] for factor in (0.0, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0) for i in range(10)]
     ratings = [{"latent": a["latent"], "factor": a["factor"], "instruction_id": a["instruction_id"],
                 "concept_rating": 1, "instruct_rating": 2, "fluency_rating": 1, "hm": 1.2} for a in answers]
-    return SAETables(stats, profiles, autointerp, examples, [], concepts, ratings, answers)
+    return SAETables(stats, profiles, autointerp, examples, scores, concepts, ratings, answers)
 
 
 def _time_one(model: str, sae: str, tables: SAETables, out: Path) -> dict:
@@ -81,7 +87,8 @@ def _time_one(model: str, sae: str, tables: SAETables, out: Path) -> dict:
     (out / "baseline.json").write_text(baseline)
     floor = time.perf_counter() - start
     start = time.perf_counter()
-    files = dashboard_files(model, sae, tables, lambda t: f" t{t}", PER_PAGE, 100_000, [("L0", "1.0")])
+    d_sae = max(r["latent"] for r in tables.latent_stats) + 1
+    files = dashboard_files(model, sae, tables, lambda t: f" t{t}", PER_PAGE, d_sae, [("L0", "1.0")])
     for name, text in files.items():
         (out / sae / name).parent.mkdir(parents=True, exist_ok=True)
         (out / sae / name).write_text(text)

@@ -45,7 +45,8 @@ STAGE = {
 }
 CORPUS_FOR_ACTIVATIONS = {"activation_docs"}  # the LMs learn from the lm_train / lm_eval splits only
 # Where each asset's partition lives in the lake: (folder, partition keys).
-LOCATION = {"language_model": ("lm_eval", ("model",)), "sae": ("saes", ("model", "sae"))}
+LOCATION = {"language_model": ("lm_eval", ("model",)), "sae": ("saes", ("model", "sae")),
+            "feature_dashboards": ("feature_dashboards", ("model", "sae"))}
 
 
 def model_identity(entry) -> dict:

@@ -98,9 +98,11 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
 
     everything = ("sae", "sae_training", "sae_metrics", "latent_stats", "concept_recovery", "latent_purity",
                   "latent_examples", "autointerp", "interpretability", "steering_generations", *RATINGS,
-                  "true_steerability", "true_interpretability", "feature_scores", "selection", "patching")
+                  "true_steerability", "true_interpretability", "feature_scores", "selection", "patching",
+                  "latent_profiles", "feature_dashboards")
     all_variants = ("topk-k4", "topk-k6", "pca")
-    scores = each(("autointerp", "interpretability", *RATINGS, "selection"), all_variants)
+    dashboards = each(("feature_dashboards",), all_variants)  # a dashboard shows every evaluation but patching
+    scores = each(("autointerp", "interpretability", *RATINGS, "selection"), all_variants) | dashboards
     window_truth = each(("true_interpretability",), all_variants)  # reads the detection windows, not the judge
     try:
         # [sweep.train]: the trained SAEs and, in the same runs, all they feed; not the PCA baseline
@@ -117,14 +119,18 @@ def test_a_settings_edit_reruns_exactly_the_partitions_it_shapes(swept):
         rerun = scores | examples | generations | window_truth
         assert after_edit({"autointerp": {"n_random": 5}}) == rerun
         # how steering generates: the generations and their ratings; how many rows a batch holds: nothing
-        steering = each(("steering_generations", *RATINGS, "selection"), all_variants)
+        steering = each(("steering_generations", *RATINGS, "selection"), all_variants) | dashboards
         assert after_edit({"steering": {"max_new_tokens": 9}}) == steering
         assert not after_edit({"steering": {"batch_size": 3}})
         # the neutral prompt: every latent's scores and the selection; the candidate sets: the selection only;
         # how many latents a forward takes: nothing
-        selected = each(("feature_scores", "selection"), all_variants)
+        selected = each(("feature_scores", "selection"), all_variants) | dashboards
         assert after_edit({"selection": {"prompt": "In my view,"}}) == selected
-        assert after_edit({"selection": {"max_k": 3}}) == each(("selection",), all_variants)
+        assert after_edit({"selection": {"max_k": 3}}) == each(("selection",), all_variants) | dashboards
+        # the histograms: the profiles and the dashboards; how the pages are split: the dashboards only
+        assert after_edit({"dashboards": {"histogram_bins": 20}}) == each(("latent_profiles",), all_variants) | \
+            dashboards
+        assert after_edit({"dashboards": {"latents_per_page": 64}}) == dashboards
         assert not after_edit({"selection": {"batch_size": 7}})
         # the patching pairs: the patched dictionaries' frontiers only; speed, the check's bar: nothing
         assert after_edit({"patching": {"n_pairs": 3}}) == each(("patching",), all_variants)
