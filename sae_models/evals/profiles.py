@@ -9,7 +9,7 @@ it is read in one pass over at most ``histogram_tokens`` held-out tokens; a late
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
