@@ -66,6 +66,7 @@ bench: venv
 	$(BIN)/python bench/steering_successors.py   # needs the demo's lake
 	$(BIN)/python bench/steering_ceiling.py   # needs the demo's lake
 	$(BIN)/python bench/demo_workers.py   # needs the demo's lake
+	$(BIN)/python bench/dashboards.py --lake lake --browser   # needs the demo's lake
 
 clean:
 	rm -rf site mutants lake dagster_home/storage dagster_home/logs dagster_home/history dagster_home/schedules
