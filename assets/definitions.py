@@ -23,7 +23,7 @@ from assets.shared.resources import LakeResource  # noqa: E402
 # page is another than their group's.
 DOCS_PAGES = {"world": "toy-world.md", "models": "toy-world.md", "activations": "lake.md", "saes": "sweep.md",
               "interpretability": "interpretability.md", "steering": "steering.md", "selection": "selection.md",
-              "patching": "patching.md", "analysis": "selection.md"}
+              "patching": "patching.md", "analysis": "selection.md", "dashboards": "dashboards.md"}
 ASSET_DOCS_PAGES = {"control_contrast": "control.md", "control_separation": "control.md",
                     "instrument_validity": "validity.md", "proxies": "validity.md",
                     "true_interpretability": "validity.md", "true_steerability": "validity.md",

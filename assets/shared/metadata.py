@@ -52,6 +52,14 @@ def _png(plt, fig) -> bytes:
     return buf.getvalue()
 
 
+def page_links(uri: str) -> dict[str, dg.MetadataValue]:
+    """A written page as metadata: its path, and on a local lake a file:// link the UI opens in the browser."""
+    from pathlib import Path
+
+    local = "://" not in uri
+    return {"page": dg.MetadataValue.path(uri), **({"open": dg.MetadataValue.url(Path(uri).as_uri())} if local else {})}
+
+
 def image_md(png: bytes, title: str) -> dg.MetadataValue:
     """A PNG embedded in markdown, so the UI shows it inline."""
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -10,7 +10,15 @@ from assets.dashboards.pages import PAGE_LINKS, markdown_page
 from assets.defs.analysis.report_truth import fmt, fmt_p, proxies_section, truth_table, world_answer_section
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE
-from assets.shared.metadata import control_png, image_md, ladder_png, markdown_table, mu_vs_g_png, tau_bars_png
+from assets.shared.metadata import (
+    control_png,
+    image_md,
+    ladder_png,
+    markdown_table,
+    mu_vs_g_png,
+    page_links,
+    tau_bars_png,
+)
 from assets.shared.resources import LakeResource
 
 INPUTS = ["sae_summary", "rank_agreement", "selection_lift", "control_contrast", "control_separation",
@@ -362,7 +370,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     page = lake_obj.write_file("reports", "report.html", markdown_page(text, "sae-lake report", PAGE_LINKS).encode())
     context.log.info(f"report: {path} and {page} ({len(saes)} SAEs)")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)), "page": dg.MetadataValue.path(str(page)),
+        "path": dg.MetadataValue.path(str(path)), **page_links(str(page)),
         "mu_vs_g": image_md(scatter, "mu vs g"), "tau_by_axis": image_md(bars, "tau by axis"),
         "report": dg.MetadataValue.md(text.split("![tau by axis](tau_by_axis.png)", 1)[1]),
     })

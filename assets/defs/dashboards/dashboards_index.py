@@ -4,6 +4,7 @@ and a link to the report page."""
 import dagster as dg
 
 from assets.shared.automation import ON_ANY_UPDATE
+from assets.shared.metadata import page_links
 from assets.shared.resources import LakeResource
 
 SUMMARY = ("l0", "explained_variance", "mu", "g", "g_dtc")
@@ -40,4 +41,4 @@ def dashboards_index(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     page = lake_index_page(rows, "../reports/report.html" if lake_obj.store or report.is_file() else None)
     path = lake_obj.write_file("feature_dashboards", "index.html", page.encode())
     context.log.info(f"dashboards: {len(rows)} SAEs at {path}")
-    return dg.MaterializeResult(metadata={"index": dg.MetadataValue.path(path), "saes": len(rows)})
+    return dg.MaterializeResult(metadata={**page_links(path), "saes": len(rows)})

@@ -6,7 +6,7 @@ materialized for the SAE (an external SAE before its evaluations) leaves its pan
 import dagster as dg
 
 from assets.shared.automation import SWEEP_EAGER
-from assets.shared.metadata import materialized
+from assets.shared.metadata import materialized, page_links
 from assets.shared.partitions import SweepPartition, model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
@@ -78,5 +78,5 @@ def feature_dashboards(context: dg.AssetExecutionContext, lake: LakeResource) ->
             (staging / name).write_text(content, encoding="utf-8")
     index = p.lake.uri("feature_dashboards", model=p.model, sae=p.name) + "/index.html"
     context.log.info(f"{p.model} / {p.name}: dashboard of {len(tables.latent_stats)} latents at {index}")
-    return materialized(rec, {"index": dg.MetadataValue.path(index), "latents": len(tables.latent_stats),
+    return materialized(rec, {**page_links(index), "latents": len(tables.latent_stats),
                               "bytes": sum(len(t.encode()) for t in files.values())})

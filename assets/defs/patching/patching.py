@@ -7,7 +7,7 @@ import dagster as dg
 from assets.dashboards.pages import PAGE_LINKS, markdown_page
 from assets.lakehouse.sql import analysis_connection, query_text
 from assets.shared.automation import ON_ANY_UPDATE, PATCHING_EAGER
-from assets.shared.metadata import frontier_png, image_md, markdown_table, materialized
+from assets.shared.metadata import frontier_png, image_md, markdown_table, materialized, page_links
 from assets.shared.partitions import model_sae_partitions, sweep_partition
 from assets.shared.resources import GPU_OP_TAGS, LakeResource, torch_device
 
@@ -105,6 +105,6 @@ def patching_report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     context.log.info(f"patching report: {path} ({len({r['sae'] for r in shown})} dictionaries)")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
-        "page": dg.MetadataValue.path(str(page)), "frontiers": image_md(png, "patching frontiers"),
+        **page_links(str(page)), "frontiers": image_md(png, "patching frontiers"),
         "report": dg.MetadataValue.md(text.split("![frontiers](patching_frontiers.png)", 1)[1]),
     })
