@@ -250,31 +250,15 @@ def train_saes(trainers: list[Trainer], source: BatchSource, cfg: TrainConfig,
     start = time.perf_counter() - max(t.result.seconds for t in trainers)
     batches = source.batches(cfg.batch_size, behind.position)
     while step < cfg.steps and any(t.result.error is None for t in trainers):
-        block = _next_block(batches, cfg.steps - step)
-        for t in trainers:  # each SAE takes the block's steps in turn, its weights staying in cache meanwhile
-            for i, (position, batch) in enumerate(block):
-                if t.step == step + i and t.result.error is None:
-                    try:
-                        t.train_on(batch, position, time.perf_counter() - start)
-                    except TrainingError as exc:
-                        t.result.error = str(exc)
-        step += len(block)
+        position, batch = next(batches)
+        for t in trainers:
+            if t.step == step and t.result.error is None:
+                try:
+                    t.train_on(batch, position, time.perf_counter() - start)
+                except TrainingError as exc:
+                    t.result.error = str(exc)
+        step += 1
     return [t.result if t.result.error else t.finish(time.perf_counter() - start) for t in trainers]
-
-
-BLOCK_BYTES = 64 * 2**20  # the batches every SAE of a pass trains on before the next SAE's turn, at most
-
-
-def _next_block(batches: Iterator[tuple[Any, torch.Tensor]], steps_left: int) -> list[tuple[Any, torch.Tensor]]:
-    """The next batches, up to ``BLOCK_BYTES`` of them (at least one) and no more than ``steps_left``: a pass
-    trains one SAE on a block, then the next, rather than every SAE on each batch in turn, so on a CPU each SAE's
-    weights and optimiser state stay in cache over the block. Every SAE still sees the same batches in the same
-    order."""
-    block = [next(batches)]
-    per_batch = block[0][1].nbytes
-    while len(block) < min(steps_left, max(1, BLOCK_BYTES // per_batch)):
-        block.append(next(batches))
-    return block
 
 
 def train_sae(sae: SparseAutoencoder, reader: ActivationReader, cfg: TrainConfig,
