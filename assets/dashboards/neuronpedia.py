@@ -20,12 +20,12 @@ EMPTY_LISTS = ("neuron_alignment_indices", "neuron_alignment_values", "neuron_al
 
 
 def _activations(windows: list[dict], token_text, max_activation: float) -> list[dict]:
-    """The latent's windows as the runner groups them: the top-activating ones first, in the top group (``bin_min``
-    -1, ``bin_max`` the latent's largest activation, ``bin_contains`` -1), then the importance-weighted and the
-    random ones, each kind one interval over the whole range (0 to that largest activation, holding every
-    firing). ``qualifying_token_index`` is the window's centre, the token it was drawn for; a window's padding
-    past the edge of its document is left out."""
-    top = round(float(max_activation), 3)
+    """The latent's windows in the runner's groups: the top-activating ones first, in its top group (``bin_min``
+    -1, ``bin_max`` the largest activation seen, held-out or in a window; ``bin_contains`` -1), then the
+    importance-weighted and the random ones, each kind one group over the whole range (0 to that activation,
+    ``bin_contains`` 1), where the runner has quantile intervals. ``qualifying_token_index`` is the window's
+    centre, the token it was drawn for; a window's padding past the edge of its document is left out."""
+    top = round(max([float(max_activation)] + [float(a) for w in windows for a in w["acts"]]), 3)
     out = []
     for w in sorted(windows, key=lambda w: (w["kind"] != "top", w["kind"], w["rank"])):
         centre = len(w["tokens"]) // 2

@@ -34,6 +34,7 @@ def markdown_page(text: str, title: str, links: list[tuple[str, str]]) -> str:
     converter.preprocessors.deregister("html_block")  # the lake's text (a concept, an answer) is text, never HTML
     converter.inlinePatterns.deregister("html")
     body = converter.convert(re.sub(r"\]\(([\w-]+)\.md\)", r"](\1.html)", text))
+    body = re.sub(r'href="\s*(javascript|data|vbscript):[^"]*"', 'href="#"', body, flags=re.IGNORECASE)
     nav = "".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for label, href in links)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_style()}{REPORT_STYLE}</style></head><body>"

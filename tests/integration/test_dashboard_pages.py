@@ -33,7 +33,10 @@ def _site(root: Path) -> Path:
                     "generation": HOSTILE} for f in (0.0, 2.0)]
     ratings = [{"latent": 3, "factor": f, "instruction_id": "i", "concept_rating": 2, "instruct_rating": 1,
                 "fluency_rating": 2, "hm": 1.2} for f in (0.0, 2.0)]
-    tables = SAETables(stats, profiles, autointerp, examples, [], concepts, ratings, generations)
+    scores = [{"latent": f, "output_score": f / 1000, "delta_c1": 0.5, "delta_c5": 0.25, "up_rank": 1, "down_rank": 2,
+               "lens_rank": 0, "lens_prob": 0.3} for f in (3, 4)]
+    purity = [{"latent": 3, "purity": 0.75, "purity_feature": "topic:art"}]
+    tables = SAETables(stats, profiles, autointerp, examples, scores, concepts, ratings, generations, purity)
     site = root / "feature_dashboards" / "model=toy" / "sae=topk-k8"
     for name, text in dashboard_files("toy", "topk-k8", tables, lambda t: f" w{t}" if t != 2 else HOSTILE,
                                       per_page=64, d_sae=D_SAE, cards=[("L0", "8.000")]).items():
@@ -108,6 +111,9 @@ def test_a_latent_page_renders_the_lakes_text_as_text(site):
         assert [s.get_attribute("title") for s in shaded] == ["activation 0", "activation 2", "activation 0.500"]
         assert HOSTILE in session.find_element(By.ID, "examples").text
         assert "(chosen)" in session.find_element(By.ID, "steering").text
+        assert "rank 2" in session.find_element(By.ID, "scores").text  # S_out of latent 3 below latent 4's
+        assert "UP rank 1, DOWN rank 2 (by DeltaC_1)" in session.find_element(By.ID, "scores").text
+        assert "topic:art" in session.find_element(By.ID, "cards").text
         assert screenshot_spread(session) > 20
         session.get(session.current_url.replace("#3", "#299"))  # another data file, loaded on demand
         WebDriverWait(session, 10).until(lambda s: "latent 299" in s.find_element(By.ID, "title").text)

@@ -127,9 +127,9 @@ def test_latents_are_placed_by_their_number_not_their_row():
 
 def test_the_report_page_links_its_siblings_and_the_index_escapes_names():
     page = markdown_page(f"# r\n\n| a | b |\n|---|---|\n| 1 | {HOSTILE} |\n\nsee [patching.md](patching.md) and "
-                         f"({HOSTILE}), `a ` b {HOSTILE}`\n\n{HOSTILE}\n", "r", [])
+                         f"({HOSTILE}), `a ` b {HOSTILE}`\n\n{HOSTILE} [x](javascript:alert(1))\n", "r", [])
     assert "<table>" in page and 'href="patching.html"' in page and 'id="toc"' in page
-    assert HOSTILE not in page  # text from the lake in the report is never HTML
+    assert HOSTILE not in page and "javascript:" not in page  # text from the lake in the report is never HTML
     index = lake_index_page([{"model": "m", "sae": HOSTILE, "href": "x", "kind": "SAE", "latents": 4,
                               "l0": float("nan"), "explained_variance": 0.5, "mu": None, "g": None, "g_dtc": None}],
                             None)
