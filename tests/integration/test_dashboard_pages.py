@@ -28,14 +28,14 @@ def _site(root: Path) -> Path:
                    "detect_positive": 4, "simulation_score": 0.2} for f in range(0, D_SAE, 3)]
     examples = [{"latent": 3, "kind": "top", "rank": 0, "doc_id": 0, "pos": 1, "score": 2.0, "tokens": [1, 2, 3],
                  "acts": [0.0, 2.0, 0.5]}]
-    concepts = [{"latent": 3, "concept": "c", "best_factor": 2.0, "test_hm": 0.5, "unsteered_test_hm": 0.25}]
+    concepts = [{"latent": 3, "concept": f"c {HOSTILE}", "best_factor": 2.0, "test_hm": 0.5, "unsteered_test_hm": 0.25}]
     generations = [{"latent": 3, "factor": f, "instruction_id": "i", "split": "test", "instruction": "tell me",
                     "generation": HOSTILE} for f in (0.0, 2.0)]
     ratings = [{"latent": 3, "factor": f, "instruction_id": "i", "concept_rating": 2, "instruct_rating": 1,
                 "fluency_rating": 2, "hm": 1.2} for f in (0.0, 2.0)]
     scores = [{"latent": f, "output_score": f / 1000, "delta_c1": 0.5, "delta_c5": 0.25, "up_rank": 1, "down_rank": 2,
                "lens_rank": 0, "lens_prob": 0.3} for f in (3, 4)]
-    purity = [{"latent": 3, "purity": 0.75, "purity_feature": "topic:art"}]
+    purity = [{"latent": 3, "purity": 0.75, "purity_feature": f"topic:art {HOSTILE}"}]
     tables = SAETables(stats, profiles, autointerp, examples, scores, concepts, ratings, generations, purity)
     site = root / "feature_dashboards" / "model=toy" / "sae=topk-k8"
     for name, text in dashboard_files("toy", "topk-k8", tables, lambda t: f" w{t}" if t != 2 else HOSTILE,
