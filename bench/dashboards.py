@@ -38,12 +38,8 @@ def _lake_tables(lake_root: Path) -> list[tuple[str, str, SAETables]]:
     out = []
     for model in lake.partitions("latent_stats", "model"):
         for sae in lake.partitions(f"latent_stats/model={model}", "sae"):
-            def rows(table: str, model=model, sae=sae) -> list[dict]:
-                try:
-                    return lake.read_table(table, model=model, sae=sae).to_pylist()
-                except FileNotFoundError:
-                    return []
-            out.append((model, sae, SAETables(**{f.name: rows(f.name) for f in fields(SAETables)})))
+            tables = {f.name: lake.rows(f.name, model=model, sae=sae) for f in fields(SAETables)}
+            out.append((model, sae, SAETables(**tables)))
     return out
 
 

@@ -116,10 +116,7 @@ def export_lake(out, model: str | None, sae: str | None, per_batch: int) -> list
         text = TokenText(load_tokenizer(model_location(entry, lake), entry.revision, entry.trust_remote_code))
 
         def rows(table: str, m=m, s=s) -> list[dict]:
-            try:
-                return lake.read_table(table, model=m, sae=s).to_pylist()
-            except FileNotFoundError:
-                return []
+            return lake.rows(table, model=m, sae=s)
         profiles = rows("latent_profiles")
         files = neuronpedia_files(m, entry.layer, s, profiles, rows("latent_stats"), rows("latent_examples"),
                                   rows("autointerp"), lambda t, text=text: text([t])[0], per_batch,

@@ -241,6 +241,13 @@ class Lake:
                                     "(materialize it first)")
         return pa.concat_tables(pq.read_table(f, partitioning=None) for f in files)
 
+    def rows(self, table: str, **keys: str) -> list[dict]:
+        """The partition's rows as dicts; none when it has not been written (a reader that shows what there is)."""
+        try:
+            return self.read_table(table, **keys).to_pylist()
+        except FileNotFoundError:
+            return []
+
     def publish_catalog(self, built: Path) -> str:
         """Put a catalog built at ``built`` (the local ``catalog_path``) where readers find it."""
         if self.store:

@@ -25,10 +25,7 @@ def dashboards_index(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     from assets.dashboards.pages import lake_index_page
 
     lake_obj = lake.lake()
-    try:
-        summary = {(r["model"], r["sae"]): r for r in lake_obj.read_table("sae_summary").to_pylist()}
-    except FileNotFoundError:
-        summary = {}
+    summary = {(r["model"], r["sae"]): r for r in lake_obj.rows("sae_summary")}
     rows = []
     for model in lake_obj.partitions("feature_dashboards", "model"):
         for sae in lake_obj.partitions(f"feature_dashboards/model={model}", "sae"):

@@ -20,16 +20,11 @@ CARDS = [("sae_metrics", "l0", "L0"), ("sae_metrics", "explained_variance", "exp
 
 
 def _rows(p: SweepPartition, table: str) -> list[dict]:
-    """The partition's rows of ``table``; none when it has not been materialized for this SAE."""
-    try:
-        return p.lake.read_table(table, model=p.model, sae=p.name).to_pylist()
-    except FileNotFoundError:
-        return []
+    return p.lake.rows(table, model=p.model, sae=p.name)
 
 
-def _cards(p: SweepPartition) -> list[tuple[str, str]]:
-    """The SAE's headline figures, each from its own table, for those materialized."""
-    rows = {t: _rows(p, t) for t in {t for t, _, _ in CARDS}}
+def _cards(rows: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """The SAE's headline figures from the rows of ``CARDS``' tables, for those materialized."""
     return [(label, f"{rows[t][0][k]:.3f}") for t, k, label in CARDS if rows[t] and rows[t][0][k] is not None]
 
 
@@ -68,9 +63,10 @@ def feature_dashboards(context: dg.AssetExecutionContext, lake: LakeResource) ->
     p = sweep_partition(context, lake)
     tables = SAETables(_rows(p, "latent_stats"), **{t: _rows(p, t) for t in SHOWN})
     text = TokenText(load_tokenizer(model_location(p.entry, p.lake), p.entry.revision, p.entry.trust_remote_code))
-    (metrics,) = _rows(p, "sae_metrics")
+    headline = {t: _rows(p, t) for t in {t for t, _, _ in CARDS}}
+    (metrics,) = headline["sae_metrics"]
     files = dashboard_files(p.model, p.name, tables, lambda t: text([t])[0], p.settings.dashboards.latents_per_page,
-                            metrics["d_sae"], _cards(p), p.settings.selection.rank_k)
+                            metrics["d_sae"], _cards(headline), p.settings.selection.rank_k)
     rec = p.record("feature_dashboards")
     with p.lake.replace("feature_dashboards", rec, model=p.model, sae=p.name) as staging:
         for name, content in files.items():
