@@ -121,7 +121,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """An S3-compatible server on loopback (moto in server mode, its own process) with one bucket; the AWS
+    """An S3-compatible server on loopback (moto in server mode, its own process, one request at a time: see
+    tests/s3_server.py) with one bucket; the AWS
     variables point at it for this process and the processes it starts. Stopped, and the variables restored,
     after the session."""
     import subprocess
@@ -131,7 +132,7 @@ def s3_server():
     import boto3
 
     port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "tests.s3_server", str(port)], cwd=Path(__file__).parents[1],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     saved = {k: os.environ.get(k) for k in env}

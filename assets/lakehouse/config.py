@@ -62,6 +62,13 @@ class LakeSection(_Strict):
     root: str = "lake"  # a folder (relative to lake.toml), or s3://bucket/prefix
     cache: str = ""  # an object-store lake's local mirror; default $SAE_LAKE_CACHE or ~/.cache/sae-lake
     duckdb_s3: Literal["auto", "fsspec", "httpfs"] = "auto"  # how DuckDB reads an object-store lake
+    # object-store lake: a writer's hold on a partition, renewed every quarter of it; unrenewed this long (a
+    # writer that died or hangs), the next writer takes the partition over
+    lease_s: float = Field(60.0, ge=1)
+    lease_wait_s: float = Field(0.0, ge=0)  # object-store lake: how long a second writer of a partition waits
+    # object-store lake: how long a replaced partition's files stay for the queries that started before (the
+    # longest query that answers on its first attempt while its tables are rewritten)
+    retain_s: float = Field(600.0, ge=0)
 
 
 class CorpusSection(_Strict):
@@ -323,6 +330,8 @@ def lake_root(settings: Settings, path: str | os.PathLike | None = None) -> Path
 def open_lake(settings: Settings, path: str | os.PathLike | None = None) -> Lake:
     """The lake lake.toml points at (``path``: the lake.toml, default as ``load_settings``)."""
     from assets.lakehouse.lake import Lake
+    from assets.lakehouse.objectstore import WritePolicy
 
     cache = Path(settings.lake.cache).expanduser() if settings.lake.cache else None
-    return Lake(lake_root(settings, path), cache=cache, duckdb_s3=settings.lake.duckdb_s3)
+    policy = WritePolicy(settings.lake.lease_s, settings.lake.lease_wait_s, settings.lake.retain_s)
+    return Lake(lake_root(settings, path), cache=cache, duckdb_s3=settings.lake.duckdb_s3, policy=policy)

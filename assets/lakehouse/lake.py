@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,29 +27,32 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.lakehouse.objectstore import (
-    PUBLISHING,
-    STAGING,
+    MANIFEST,
+    VERSION_FOLDER,
+    Manifest,
     ObjectStore,
     ObjectStoreError,
-    alive,
+    WritePolicy,
     is_object_store,
 )
 
 SETTINGS_RECORD = "_settings.json"  # what a partition was built from (see assets/lakehouse/fingerprints.py)
-MIRROR_RECORD = ".mirrored.json"  # in a mirrored partition: the store's listing it was copied from
+MIRROR_RECORD = ".mirrored.json"  # in a mirrored partition: the store's commit it was copied from
+STAGING = "_staging"  # local folders being written, before they are swapped in
 CATALOG = "catalog.duckdb"
 NON_TABLES = {STAGING, "models", "saes", "reports", "feature_dashboards"}  # folders that hold files other than tables
 DuckdbS3 = Literal["auto", "fsspec", "httpfs"]
 
 
 class Lake:
-    """``root``: the lake folder, or ``s3://bucket/prefix`` with ``cache`` the folder its local mirror lives in
-    and ``duckdb_s3`` how DuckDB reads it (``fsspec``: s3fs registered on the connection; ``httpfs``: DuckDB's
-    own extension, which must be installed; ``auto``: httpfs when it is)."""
+    """``root``: the lake folder, or ``s3://bucket/prefix`` with ``cache`` the folder its local mirror lives in,
+    ``duckdb_s3`` how DuckDB reads it (``fsspec``: s3fs registered on the connection; ``httpfs``: DuckDB's own
+    extension, which must be installed; ``auto``: httpfs when it is) and ``policy`` how its writers share it."""
 
-    def __init__(self, root: str | Path, cache: Path | None = None, duckdb_s3: DuckdbS3 = "auto"):
+    def __init__(self, root: str | Path, cache: Path | None = None, duckdb_s3: DuckdbS3 = "auto",
+                 policy: WritePolicy | None = None):
         self.url = str(root)
-        self.store = ObjectStore(self.url) if is_object_store(root) else None
+        self.store = ObjectStore(self.url, policy) if is_object_store(root) else None
         self.duckdb_s3 = duckdb_s3
         self.root = mirror_folder(self.url, cache) if self.store else Path(root)
 
@@ -71,9 +74,12 @@ class Lake:
         """Where the partition lives, as a user would address it (a path, or an s3:// URL)."""
         return self.store.uri(self.relative(table, **keys)) if self.store else str(self.path(table, **keys))
 
-    def glob(self, table: str) -> str:
-        """Every Parquet file of ``table``, as DuckDB's ``read_parquet`` takes it."""
-        return f"{self.uri(table)}/**/*.parquet" if self.store else (self.path(table) / "**" / "*.parquet").as_posix()
+    def parquet_files(self, table: str) -> str | list[str]:
+        """What DuckDB's ``read_parquet`` reads for ``table``: on a disk, a glob of its Parquet files; on an object
+        store, the keys its partitions' manifests name now (a snapshot: those keys are never overwritten)."""
+        if not self.store:
+            return (self.path(table) / "**" / "*.parquet").as_posix()
+        return sorted(self.store.uri(k) for k in self._current(table) if k.endswith(".parquet"))
 
     @property
     def catalog_path(self) -> Path:
@@ -82,7 +88,7 @@ class Lake:
     def tables(self) -> list[str]:
         """Top-level folders that hold Parquet files, i.e. the catalog's views."""
         if self.store:
-            names = {name.split("/", 1)[0] for name in self.store.listing() if name.endswith(".parquet")}
+            names = {key.split("/", 1)[0] for key in self._current() if key.endswith(".parquet")}
         else:
             folders = [d for d in self.root.iterdir() if d.is_dir()] if self.root.is_dir() else []
             names = {d.name for d in folders if _is_table(d.name) and next(d.rglob("*.parquet"), None)}
@@ -90,7 +96,8 @@ class Lake:
 
     def partitions(self, table: str, key: str) -> list[str]:
         if self.store:
-            folders = {name.split("/", 1)[0] for name in self.store.listing(table) if "/" in name}
+            found = self.store.manifests(self.store.listing(table), table)
+            folders = {p[len(table) + 1:].split("/", 1)[0] for p, m in found.items() if m.files}
         else:
             base = self.path(table)
             folders = {p.name for p in base.iterdir() if p.is_dir()} if base.is_dir() else set()
@@ -100,20 +107,24 @@ class Lake:
     def replace(self, table: str, record: dict | None = None, **keys: str) -> Iterator[Path]:
         """Yield an empty staging folder; on success it becomes ``path(table, **keys)``, replacing what
         was there, with ``record`` (the settings it was built from) as ``_settings.json``. On an exception
-        the staging folder is removed and the lake is unchanged."""
+        the staging folder is removed and the lake is unchanged. On an object store the partition's lease is
+        taken first, so a second writer of the partition fails before it starts (``ObjectStore.acquire``)."""
         target = self.path(table, **keys)
         if not self.store:
             restore_interrupted(target)
+        lease = self.store.acquire(self.relative(table, **keys)) if self.store else None
         staging = self._staging_folder()
         try:
             yield staging
             if record is not None:
                 (staging / SETTINGS_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
-            if self.store:
-                listing = self.store.publish(staging, self.relative(table, **keys))
-                (staging / MIRROR_RECORD).write_text(json.dumps(listing))
+            if lease:
+                committed = lease.commit(staging)
+                (staging / MIRROR_RECORD).write_text(json.dumps(_mirror_record(committed)))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            if lease:
+                lease.release()
             raise
         with self._mirror_lock(target):
             swap_in(staging, target)
@@ -143,37 +154,28 @@ class Lake:
         os.replace(tmp, target)
         return str(target)
 
-    def fetch(self, folder: str, *, wait: bool = True, **keys: str) -> Path:
-        """The partition's local folder, up to date: for an object-store lake, copied from the store into the
-        mirror when the store's listing differs from what the mirror holds (and removed there when the store has
-        none). A publish under way is waited out; ``wait=False`` takes the files as they are, for a partition of
-        one file (a training checkpoint), whose every copy is whole, so that a writer killed mid-publish cannot
-        block its own resumption."""
+    def fetch(self, folder: str, **keys: str) -> Path:
+        """The partition's local folder, up to date: for an object-store lake, the files its manifest names,
+        copied into the mirror when the mirror holds another commit (and removed there when the store has none)."""
         target = self.path(folder, **keys)
         if not self.store:
             return target
         relative = self.relative(folder, **keys)
-
-        def current() -> dict[str, str]:
-            if wait:
-                return self.store.wait_published(relative)
-            return {n: e for n, e in self.store.listing(relative).items() if n != PUBLISHING}
-
         for _ in range(5):
-            listing = current()
+            manifest = self.store.read_manifest(relative)
             with self._mirror_lock(target):
-                if _mirrored(target) == listing:
-                    return target
-                if not listing:
+                if not manifest or not manifest.files:
                     shutil.rmtree(target, ignore_errors=True)
+                    return target
+                if _mirrored(target) == _mirror_record(manifest):
                     return target
                 staging = self._staging_folder()
                 try:
-                    self.store.download(relative, list(listing), staging)
-                    if current() != listing:  # published again meanwhile: fetch again
-                        shutil.rmtree(staging)
-                        continue
-                    (staging / MIRROR_RECORD).write_text(json.dumps(listing))
+                    self.store.download(relative, manifest, staging)
+                    (staging / MIRROR_RECORD).write_text(json.dumps(_mirror_record(manifest)))
+                except FileNotFoundError:  # replaced, and its keys expired, since the manifest was read
+                    shutil.rmtree(staging, ignore_errors=True)
+                    continue
                 except BaseException:
                     shutil.rmtree(staging, ignore_errors=True)
                     raise
@@ -184,7 +186,8 @@ class Lake:
     def push(self, folder: str, **keys: str) -> None:
         """Publish the partition's local folder as it is (an object-store lake's training checkpoints)."""
         if self.store:
-            self.store.publish(self.path(folder, **keys), self.relative(folder, **keys))
+            committed = self.store.publish(self.path(folder, **keys), self.relative(folder, **keys))
+            (self.path(folder, **keys) / MIRROR_RECORD).write_text(json.dumps(_mirror_record(committed)))
 
     def remove(self, folder: str, **keys: str) -> None:
         shutil.rmtree(self.path(folder, **keys), ignore_errors=True)
@@ -195,7 +198,11 @@ class Lake:
         """The partition's ``_settings.json``, or None when it has none."""
         try:
             if self.store:
-                return json.loads(self.store.read_bytes(f"{self.relative(folder, **keys)}/{SETTINGS_RECORD}"))
+                relative = self.relative(folder, **keys)
+                manifest = self.store.read_manifest(relative)
+                if not manifest or SETTINGS_RECORD not in manifest.files:
+                    return None
+                return json.loads(self.store.read_bytes(f"{relative}/{manifest.files[SETTINGS_RECORD]}"))
             return json.loads((self.path(folder, **keys) / SETTINGS_RECORD).read_text())
         except FileNotFoundError:
             return None
@@ -208,30 +215,36 @@ class Lake:
         return corpus.filter(pc.equal(corpus.column("split"), split))
 
     def stamp(self, table: str) -> tuple:
-        """The identity of a table's files (name and inode, size, mtime, or ETag): it changes whenever the table
-        is rewritten, so a process can keep what it derived from the table until then."""
+        """The identity of a table's files (name and inode, size, mtime, or the commit of each partition): it
+        changes whenever the table is rewritten, so a process can keep what it derived from the table until then."""
         if self.store:
-            return tuple(sorted((n, e) for n, e in self.store.listing(table).items() if n.endswith(".parquet")))
+            return tuple(sorted(set(self._current(table).values())))
         files = sorted(self.path(table).rglob("*.parquet"))
         return tuple((str(f), s.st_ino, s.st_size, s.st_mtime_ns) for f in files for s in [f.stat()])
 
     def state(self) -> tuple | None:
-        """The identity of every file a catalog view can read, or None while a partition of a table is being
-        swapped in (on disk its old folder is set aside as ``.<name>.old-*``; on a store it holds a
-        ``_publishing`` marker; publishes elsewhere, e.g. of checkpoints, do not count)."""
+        """The identity of every file a catalog view can read, or None while a partition of a table on a disk is
+        being swapped in (its old folder set aside as ``.<name>.old-*``); a store's commits are never half-way."""
         if self.store:
-            listing = {n: e for n, e in self.store.listing().items() if _is_table(n.split("/", 1)[0])}
-            if self.publishing(listing):
-                return None
-            return tuple(sorted((n, e) for n, e in listing.items() if n.endswith((".parquet", ".duckdb"))))
+            current = self._current()
+            return tuple(sorted({v for k, v in current.items() if _is_table(k.split("/", 1)[0])
+                                 and k.endswith((".parquet", ".duckdb"))}))
         return _disk_state(self.root)
 
-    def publishing(self, listing: dict[str, str] | None = None) -> list[str]:
-        """The table partitions of an object-store lake that hold a ``_publishing`` marker."""
-        if listing is None:
-            listing = self.store.listing() if self.store else {}
-        return sorted(n.rsplit("/", 1)[0] for n in listing
-                      if n.rsplit("/", 1)[-1] == PUBLISHING and _is_table(n.split("/", 1)[0]))
+    def _current(self, prefix: str = "") -> dict[str, tuple]:
+        """What a reader of ``prefix`` on the store reads now: key (relative to the lake) -> its identity. A
+        partition's files are the keys its manifest names (identity: the commit); a key outside every partition
+        (a judge cache segment, a report) is read as it is (identity: its ETag). Uploads no manifest names yet
+        (or any more) are not read."""
+        listing = self.store.listing(prefix)
+        current = {}
+        for partition, manifest in self.store.manifests(listing, prefix).items():
+            current |= {f"{partition}/{key}": (partition, manifest.commit) for key in manifest.files.values()}
+        for name, etag in listing.items():
+            parts = name.split("/")
+            if parts[-1] != MANIFEST and not any(VERSION_FOLDER.match(part) for part in parts):
+                current[f"{prefix}/{name}".strip("/")] = (name, etag)
+        return current
 
     def read_table(self, table: str, **keys: str) -> pa.Table:
         path = self.fetch(table, **keys)
@@ -284,7 +297,6 @@ class Lake:
                                     ).fetchall()
             mode = "httpfs" if installed and installed[0][0] else "fsspec"
         if mode == "fsspec":
-            self.store.fresh_listings()
             if not con.filesystem_is_registered("s3"):  # per database: every connection to a catalog shares it
                 con.register_filesystem(self.store.duckdb_fs)
         else:
@@ -299,7 +311,7 @@ class Lake:
 
     def _staging_folder(self) -> Path:
         remove_abandoned_staging(self.root / STAGING)
-        staging = self.root / STAGING / f"{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex}"
+        staging = self.root / STAGING / f"{process_tag(self.root / STAGING)}~{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         return staging
 
@@ -316,6 +328,10 @@ class Lake:
         with open(locks / f"{name}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+
+def _mirror_record(manifest: Manifest) -> dict:
+    return {"commit": manifest.commit, "files": manifest.files}
 
 
 def mirror_folder(url: str, cache: Path | None) -> Path:
@@ -396,14 +412,45 @@ def swap_in(staging: Path, target: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+_PROCESS_TAGS: dict[Path, tuple[str, object]] = {}
+_PROCESS_TAGS_LOCK = threading.Lock()
+
+
+def process_tag(staging_root: Path) -> str:
+    """This process's tag in ``staging_root``: its staging folders are named ``<tag>~*``, and it holds an
+    exclusive lock on ``<tag>.lock`` until it exits. The kernel drops the lock when the process dies, however
+    it dies and in whichever pid namespace it ran, so a lock that can be taken marks a dead writer."""
+    with _PROCESS_TAGS_LOCK:
+        if staging_root not in _PROCESS_TAGS:
+            staging_root.mkdir(parents=True, exist_ok=True)
+            tag = uuid.uuid4().hex[:16]
+            handle = open(staging_root / f"{tag}.lock", "w")  # noqa: SIM115 - held open for the process' life
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            _PROCESS_TAGS[staging_root] = (tag, handle)
+        return _PROCESS_TAGS[staging_root][0]
+
+
 def remove_abandoned_staging(staging_root: Path) -> None:
-    """Delete the staging folders of processes of this machine that died before swapping them in (a SIGKILL,
-    an out-of-memory kill). Folders of live processes, and of other machines sharing the lake, are left."""
-    host = socket.gethostname()
-    for folder in staging_root.glob(f"{host}~*~*") if staging_root.is_dir() else []:
-        pid = folder.name.split("~")[1]
-        if pid.isdigit() and not alive(int(pid)):
+    """Delete the staging folders of processes that died before swapping them in (a SIGKILL, an out-of-memory
+    kill): those whose lock (``process_tag``) can be taken. A live writer's are never touched, whatever its host
+    name or pid; the locks need one kernel, so a mirror shared over NFS is outside this guarantee."""
+    mine = process_tag(staging_root)
+    for lock in staging_root.glob("*.lock"):
+        if lock.stem == mine:
+            continue
+        try:
+            handle = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:  # cleared by another process just now
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its process is alive
+            os.close(handle)
+            continue
+        for folder in staging_root.glob(f"{lock.stem}~*"):
             shutil.rmtree(folder, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        os.close(handle)
 
 
 def restore_interrupted(target: Path) -> bool:

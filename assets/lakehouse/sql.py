@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from assets.lakehouse.lake import SET_ASIDE, Lake
+from assets.lakehouse.tables import TABLES
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # The analysis tables are computed on one DuckDB thread: a parallel float aggregate sums in an order that depends
@@ -19,6 +22,7 @@ ANALYSIS_CONFIG = {"threads": 1}
 # Stored in the catalog after the table views, in order, each where the table it reads is there: a plain DuckDB
 # that attaches the catalog can call them.
 ANALYSIS = {"kendall_tau_b": None, "rank_groups_view": "sae_summary"}
+CATALOG_COPY = "catalog.duckdb"  # a query's own copy of an object-store lake's catalog, its views pinned
 
 
 def query_text(name: str, **params: str) -> str:
@@ -52,9 +56,7 @@ def populate(con: duckdb.DuckDBPyConnection, lake: Lake, tables: list[str],
     analysis layer: the ``kendall_tau_b`` macro and the ``rank_groups`` view (over the ``sae_summary`` table)."""
     counts = create_views(con, lake, tables)
     for name, schema in (absent or {}).items():
-        con.register("_empty", schema.empty_table())
-        con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _empty')
-        con.unregister("_empty")
+        create_empty(con, name, schema)
         counts[name] = 0
     if variants:
         create_sae_variants_view(con, variants)
@@ -69,8 +71,6 @@ def analysis_connection(lake: Lake, present: list[str], tables: list[str],
                         variants: list[tuple[str, str, bool, bool]]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB populated as the catalog is, over ``tables`` only (``present``: the lake's tables;
     a declared table with no data yet is an empty table of its schema)."""
-    from assets.lakehouse.tables import TABLES
-
     con = duckdb.connect(config=ANALYSIS_CONFIG)
     absent = {name: TABLES[name].schema_with_keys for name in tables if name not in present}
     populate(con, lake, [name for name in tables if name in present], variants, absent)
@@ -92,10 +92,37 @@ def create_views(con: duckdb.DuckDBPyConnection, lake: Lake, tables: list[str]) 
     lake.configure_duckdb(con)
     counts = {}
     for table in tables:
-        glob = lake.glob(table).replace("'", "''")
-        con.execute(query_text("catalog_view", table=table, glob=glob))
+        pin_view(con, lake, table)
         counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
     return counts
+
+
+def pin_view(con: duckdb.DuckDBPyConnection, lake: Lake, table: str) -> str | list[str]:
+    """(Re)create the view of ``table`` over what it holds now, replacing whatever ``con`` had by that name; on
+    an object store that is the keys its manifests name, which no writer overwrites. A table with no files (every
+    partition removed) is an empty table of its declared schema. Returns what the view reads."""
+    files = lake.parquet_files(table)
+    _replace(con, table)
+    if files:
+        listed = _literal(files) if isinstance(files, str) else "[" + ", ".join(map(_literal, files)) + "]"
+        con.execute(query_text("catalog_view", table=table, files=listed))
+    else:
+        create_empty(con, table, TABLES[table].schema_with_keys)
+    return files
+
+
+def _replace(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the view or table ``name``, if there is one."""
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ? AND table_schema = "
+                       "'main'", [name]).fetchall()
+    if kind:
+        con.execute(f'DROP {"VIEW" if kind[0][0] == "VIEW" else "TABLE"} "{name}"')
+
+
+def create_empty(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> None:
+    con.register("_empty", schema.empty_table())
+    con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _empty')
+    con.unregister("_empty")
 
 
 def connect_catalog(catalog: Path) -> duckdb.DuckDBPyConnection:
@@ -110,16 +137,17 @@ class ReadQueryError(ValueError):
 
 def read_query(lake: Lake, query: str, attempts: int = 50, pause_s: float = 0.02) -> pa.Table:
     """Run one read-only statement (SELECT, EXPLAIN) on the lake's catalog and return its whole result, read from
-    one state of the lake: when a materialization rewrote a table the query read (or was mid-swap), the query
-    runs again, so a reader never gets a table with a partition missing or twice, nor an error from a file that
-    vanished under it."""
+    one state of the lake, so that a reader never gets a table with a partition missing or twice, nor an error
+    from a file that vanished under it. On a disk, when a materialization rewrote a table the query read (or was
+    mid-swap), the query runs again. On an object store the query reads a snapshot (``read_snapshot``)."""
     _check_reads_only(query)
+    if lake.store:
+        return read_snapshot(lake, query, attempts)
     for _ in range(attempts):
         before = lake.state()
         if before is not None:
             with connect_catalog(lake.fetch_catalog()) as con:
-                con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-                lake.configure_duckdb(con)
+                _no_extension_installs(con)
                 try:
                     result = con.sql(query).to_arrow_table()
                 except duckdb.Error as exc:
@@ -131,12 +159,52 @@ def read_query(lake: Lake, query: str, attempts: int = 50, pause_s: float = 0.02
             if result is not None and lake.state() == before:
                 return result
         time.sleep(pause_s)
-    stuck = lake.publishing()
-    if stuck:
-        raise ReadQueryError(f"the lake at {lake.url} is being published to: {', '.join(stuck)} still held a "
-                             f"publishing marker after {attempts} attempts (a writer that died mid-publish leaves "
-                             "one; materializing that partition again clears it)")
     raise ReadQueryError(f"the lake at {lake.url} changed during each of {attempts} attempts at the query")
+
+
+def read_snapshot(lake: Lake, query: str, attempts: int = 3) -> pa.Table:
+    """Run ``query`` on an object-store lake against the tables it reads as their manifests name them when it
+    starts: only those tables are listed, and each view is pinned to keys no writer overwrites. A replaced
+    partition's keys stay ``[lake] retain_s`` seconds, so a query shorter than that answers on its first attempt
+    however often its tables are rewritten; a longer one that lost a file runs again, up to ``attempts`` times."""
+    catalog = lake.fetch_catalog()
+    with tempfile.TemporaryDirectory(prefix="sae-lake-query-") as scratch:
+        for _ in range(attempts):
+            copy = Path(scratch) / CATALOG_COPY
+            shutil.copyfile(catalog, copy)
+            with duckdb.connect(str(copy)) as con:
+                _no_extension_installs(con)
+                lake.configure_duckdb(con)
+                tables = sorted(_tables_named(con, query))
+                pinned = {table: pin_view(con, lake, table) for table in tables}
+                try:
+                    return con.sql(query).to_arrow_table()
+                except duckdb.Error as exc:
+                    if {table: lake.parquet_files(table) for table in tables} == pinned:
+                        raise ReadQueryError(str(exc)) from None  # the query's own error, not a rewrite
+            copy.unlink()
+    raise ReadQueryError(f"the lake at {lake.url}: a table the query read was rewritten, and the files it had "
+                         f"started on expired, during each of {attempts} attempts; a query that takes longer than "
+                         f"[lake] retain_s = {lake.store.policy.retain_s:g} needs a larger retain_s")
+
+
+def _tables_named(con: duckdb.DuckDBPyConnection, query: str) -> set[str]:
+    """The lake tables named in ``query`` or in the catalog views it names (``rank_groups`` reads
+    ``sae_summary``). Words, not a binder: DuckDB's own ``get_table_names`` fails on some valid queries (a join
+    ``USING`` a column of a subquery), and naming a table needlessly costs a listing, not a wrong answer."""
+    views = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+    named, texts = set(), [query]
+    while texts:
+        for word in {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", texts.pop())}:
+            if word not in named and (word in TABLES or word in views):
+                named.add(word)
+                if word not in TABLES:
+                    texts.append(views[word])
+    return named & set(TABLES)
+
+
+def _no_extension_installs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
 
 
 def _check_reads_only(query: str) -> None:

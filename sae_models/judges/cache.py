@@ -138,12 +138,20 @@ class JudgeCache:
             self._read.segments.discard(_name(segment))
 
     def _write_segment(self, table: pa.Table) -> str:
-        self.fs.makedirs(self.directory, exist_ok=True)
+        """A new segment, whole or not at all: on a disk written aside and renamed; on an object store in one
+        PUT (a renamed temporary key would be a copy and a delete, and a writer killed between them would leave
+        the temporary key behind)."""
         name = f"part-{uuid.uuid4().hex}.parquet"
+        if not isinstance(self.fs, LocalFileSystem):
+            buffer = pa.BufferOutputStream()
+            pq.write_table(table, buffer)
+            self.fs.pipe_file(f"{self.directory}/{name}", buffer.getvalue().to_pybytes())
+            return name
+        self.fs.makedirs(self.directory, exist_ok=True)
         tmp = f"{self.directory}/.{name}.tmp"
         with self.fs.open(tmp, "wb") as handle:
             pq.write_table(table, handle)
-        self.fs.mv(tmp, f"{self.directory}/{name}")  # a rename on disk; a copy then a delete on a store
+        self.fs.mv(tmp, f"{self.directory}/{name}")
         return name
 
     def __len__(self) -> int:

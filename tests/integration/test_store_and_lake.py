@@ -111,7 +111,7 @@ def test_replace_is_atomic_and_reruns_do_not_duplicate(tmp_path):
         (staging / "part-00000.parquet").write_bytes(b"half written")
         raise RuntimeError("crash mid-write")
     assert lake.read_table("lm_eval", model="m").column("d_model").to_pylist() == [1, 2, 3]
-    assert not any((tmp_path / "_staging").iterdir())
+    assert not [p for p in (tmp_path / "_staging").iterdir() if p.is_dir()]
     assert lake.tables() == ["lm_eval"] and lake.partitions("lm_eval", "model") == ["m"]
 
 
@@ -124,22 +124,28 @@ def test_a_swap_interrupted_between_renames_is_restored(tmp_path):
     assert lake.read_table("lm_eval", model="m").column("d_model").to_pylist() == [7]
 
 
-def test_only_staging_folders_of_dead_processes_of_this_machine_are_cleared(tmp_path):
-    import os
-    import socket
+def test_only_staging_folders_of_dead_processes_are_cleared(tmp_path):
+    """A writer holds a lock for as long as it lives; the kernel drops it when the writer dies, whatever its host
+    name or pid namespace. A live writer's folder survives a sweep, a killed one's does not."""
     import subprocess
     import sys
 
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True)
-    host, dead = socket.gethostname(), int(finished.stdout)
     staging = tmp_path / "_staging"
-    folders = {name: staging / name for name in (f"{host}~{dead}~a", f"{host}~{dead}~a.trash",
-                                                 f"{host}~{os.getpid()}~b", f"other-{host}~{dead}~c")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
+    hold = ("import sys, time; from pathlib import Path; from assets.lakehouse.lake import Lake; "
+            "print(Lake(Path(sys.argv[1]))._staging_folder().name, flush=True); time.sleep(120)")
+    writers = [subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    live, killed = (w.stdout.readline().strip() for w in writers)
+    writers[1].kill()
+    writers[1].wait()
+    try:
+        remove_abandoned_staging(staging)
+        assert sorted(p.name for p in staging.iterdir() if p.is_dir()) == [live]
+    finally:
+        writers[0].kill()
+        writers[0].wait()
     remove_abandoned_staging(staging)
-    assert sorted(p.name for p in staging.iterdir()) == sorted([f"{host}~{os.getpid()}~b", f"other-{host}~{dead}~c"])
+    assert not [p for p in staging.iterdir() if p.is_dir()] and killed != live
 
 
 def test_writes_take_the_declared_schema_whatever_the_rows_hold(tmp_path):

@@ -1,7 +1,9 @@
 """The lake on an S3-compatible object store (moto in server mode on loopback, started by the ``s3_server``
 fixture): atomic publish, readers that never see half of one, the judge cache, and the whole toy graph."""
 
+import itertools
 import json
+import os
 import threading
 import time
 
@@ -10,9 +12,10 @@ import duckdb
 import pytest
 
 from assets.lakehouse.lake import Lake
-from assets.lakehouse.objectstore import PUBLISHING, STAGING, ObjectStoreError
-from assets.lakehouse.sql import ReadQueryError, build_catalog, read_query
+from assets.lakehouse.objectstore import MANIFEST, LeaseError, ObjectStoreError, WritePolicy
+from assets.lakehouse.sql import build_catalog, read_query
 from assets.lakehouse.tables import spec
+from tests.conftest import S3_BUCKET
 from tests.tiny_world import tiny_toml
 
 ROWS = 100
@@ -30,126 +33,153 @@ def _write_two_files(lake: Lake, version: float) -> None:
             pq.write_table(table, staging / name)
 
 
+def _settled(lake: Lake, partition: str) -> None:
+    """No lease held, and no key under the partition that its manifest does not name."""
+    manifest = lake.store.read_manifest(partition)
+    assert manifest.lease is None
+    assert set(lake.store.listing(partition)) == {MANIFEST} | manifest.keys()
+
+
 def test_a_rewrite_replaces_the_partition_and_a_failed_one_changes_nothing(s3_lake):
     lake = Lake(s3_lake)
     for version in (1.0, 2.0):
         _write_two_files(lake, version)
     lake.write_table("sae_training", [dict(step=0, loss=3.0, mse=0.0, l0=1.0, aux=0.0, lr=0.1, dead_fraction=0.0)],
                      {"fingerprint": "f"}, model="m", sae="b")
-    assert sorted(lake.store.listing("sae_training")) == [
-        "model=m/sae=a/part-00000.parquet", "model=m/sae=a/part-00001.parquet",
-        "model=m/sae=b/_settings.json", "model=m/sae=b/part-00000.parquet"]
+    manifest = lake.store.read_manifest("sae_training/model=m/sae=a")
+    assert manifest.generation == 2 and sorted(manifest.files) == ["part-00000.parquet", "part-00001.parquet"]
     assert lake.read_table("sae_training", model="m", sae="a").num_rows == 2 * ROWS  # not 4 x: replaced
     assert lake.read_record("sae_training", model="m", sae="b") == {"fingerprint": "f"}
     assert lake.tables() == ["sae_training"] and lake.partitions("sae_training/model=m", "sae") == ["a", "b"]
 
-    before = lake.store.listing()
+    before = lake.store.read_manifest("sae_training/model=m/sae=a")
     with pytest.raises(RuntimeError, match="mid-write"), lake.replace("sae_training", model="m", sae="a") as staging:
         (staging / "part-00000.parquet").write_bytes(b"half")
         raise RuntimeError("mid-write")
-    assert lake.store.listing() == before  # nothing published, no temporary key left
-    assert not [k for k in before if k.startswith(STAGING)]
+    after = lake.store.read_manifest("sae_training/model=m/sae=a")
+    assert (after.files, after.commit) == (before.files, before.commit)  # nothing published
+    _settled(lake, "sae_training/model=m/sae=a")  # the lease let go, no key of the failed write left
 
 
-def _read_during_held_publish(writer: Lake, read, version: float, monkeypatch) -> tuple[bool, object]:
-    """Publish ``version`` and hold it after its first file is copied into place; call ``read()`` then. Returns
-    (whether the read was still waiting 1.5 s later, what it returned once the publish was let go)."""
-    first_copied, release, result = threading.Event(), threading.Event(), {}
-    real_copy = writer.store.fs.copy
+def _read_during_held_publish(writer: Lake, read, version: float, monkeypatch) -> tuple[object, object]:
+    """Publish ``version`` and hold it after its files are uploaded, before the manifest names them; call
+    ``read()`` then, and again once the publish is let go. Returns both results."""
+    uploaded, release = threading.Event(), threading.Event()
+    real_put = writer.store.fs.put
 
-    def held_copy(src, dst, **kwargs):
-        real_copy(src, dst, **kwargs)
-        first_copied.set()
+    def held_put(*args, **kwargs):
+        real_put(*args, **kwargs)
+        uploaded.set()
         release.wait(30)
 
-    monkeypatch.setattr(writer.store.fs, "copy", held_copy)
+    monkeypatch.setattr(writer.store.fs, "put", held_put)
     publish = threading.Thread(target=_write_two_files, args=(writer, version))
     publish.start()
-    assert first_copied.wait(30)
-    reading = threading.Thread(target=lambda: result.update(got=read()))
-    reading.start()
-    reading.join(1.5)
-    waiting = reading.is_alive()
+    assert uploaded.wait(30)
+    during = read()
     release.set()
-    reading.join(30)
     publish.join(30)
     monkeypatch.undo()
-    return waiting, result["got"]
+    return during, read()
 
 
 def _sql(reader: Lake):
-    return lambda: read_query(reader, QUERY, attempts=400, pause_s=0.01).to_pylist()
+    return lambda: read_query(reader, QUERY, attempts=1).to_pylist()
 
 
 def test_a_reader_never_sees_half_a_publish(s3_lake, monkeypatch):
-    """A publish is held open after its first file is copied into place; ``sae-lake sql``'s read waits it out and
-    returns the new version whole. The control, a publish without its marker, is read half-way: the test can
-    tell a torn read from a whole one."""
+    """A publish is held with its files uploaded but not yet named by the manifest: ``sae-lake sql`` reads the old
+    version whole, without waiting, then the new one whole. The control, a writer that overwrites the keys a
+    manifest names in place, is read half-way: the test can tell a torn read from a whole one."""
     writer = Lake(s3_lake)
     _write_two_files(writer, 1.0)
     build_catalog(writer, ["sae_training"], [])
     reader = Lake(s3_lake)
     assert read_query(reader, QUERY).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
 
-    waiting, rows = _read_during_held_publish(writer, _sql(reader), 2.0, monkeypatch)
-    assert waiting and rows == [{"n": 2 * ROWS, "lo": 2.0, "hi": 2.0}]
+    during, after = _read_during_held_publish(writer, _sql(reader), 2.0, monkeypatch)
+    assert during == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}] and after == [{"n": 2 * ROWS, "lo": 2.0, "hi": 2.0}]
 
-    real_pipe = writer.store.fs.pipe_file
-    monkeypatch.setattr(writer.store.fs, "pipe_file", lambda path, data, **kw: None if path.endswith(PUBLISHING)
-                        else real_pipe(path, data, **kw))
-    waiting, rows = _read_during_held_publish(writer, _sql(reader), 3.0, monkeypatch)
-    assert not waiting and rows == [{"n": 2 * ROWS, "lo": 2.0, "hi": 3.0}]  # half old, half new
+    _write_two_files(writer, 3.0)  # then the first file overwritten in place with the one of version 2.0:
+    partition = "sae_training/model=m/sae=a"
+    manifest = writer.store.read_manifest(partition)
+    version_2 = manifest.retired[-1]["keys"][0]  # kept for readers: [lake] retain_s
+    writer.store.fs.copy(writer.store.key(f"{partition}/{version_2}"),
+                         writer.store.key(f"{partition}/{manifest.files['part-00000.parquet']}"))
+    assert _sql(reader)() == [{"n": 2 * ROWS, "lo": 2.0, "hi": 3.0}]  # half old, half new
 
 
-def test_a_mirror_fetch_waits_out_a_publish(s3_lake, tmp_path, monkeypatch):
-    """Another machine's copy of a partition (what asset code reads) is never taken half-way through a
-    publish: the fetch waits and then holds the new version whole."""
+def test_a_mirror_fetch_never_takes_half_a_publish(s3_lake, tmp_path, monkeypatch):
+    """Another machine's copy of a partition (what asset code reads) is the old version whole while a publish is
+    under way, and the new one whole after."""
     writer, other = Lake(s3_lake), Lake(s3_lake, cache=tmp_path / "other-machine")
     _write_two_files(writer, 1.0)
-    assert set(other.read_table("sae_training", model="m", sae="a").column("loss").to_pylist()) == {1.0}
-    waiting, table = _read_during_held_publish(
-        writer, lambda: other.read_table("sae_training", model="m", sae="a"), 2.0, monkeypatch)
-    assert waiting and table.num_rows == 2 * ROWS and set(table.column("loss").to_pylist()) == {2.0}
+
+    def losses():
+        return set(other.read_table("sae_training", model="m", sae="a").column("loss").to_pylist())
+
+    assert losses() == {1.0}
+    assert _read_during_held_publish(writer, losses, 2.0, monkeypatch) == ({1.0}, {2.0})
 
 
-def _die_after_one_copy(lake: Lake, write) -> None:
-    """Run ``write`` with the connection lost after its first server-side copy."""
-    real_copy, copies = lake.store.fs.copy, []
-
-    def dies_after_one(src, dst, **kwargs):
-        if copies:
-            raise ConnectionError("network gone")
-        copies.append(dst)
-        real_copy(src, dst, **kwargs)
-
-    lake.store.fs.copy = dies_after_one
-    try:
-        with pytest.raises(ConnectionError):
-            write()
-    finally:
-        lake.store.fs.copy = real_copy
+def _upload_one_file_then_die(lake: Lake, partition: str) -> None:
+    """What a writer killed mid-upload leaves: its lease in the manifest, unrenewed, and one uploaded key."""
+    lease = lake.store.acquire(partition)
+    lease.stop()  # a dead process renews nothing
+    lake.store.write_bytes(f"{partition}/v{lease.manifest.generation + 1:08d}-{lease.token[:12]}/part-00000.parquet",
+                           b"half")
 
 
-def test_a_publish_that_died_midway_is_never_read_and_the_next_write_repairs_it(s3_lake):
-    lake = Lake(s3_lake)
+def test_a_writer_that_died_midway_is_never_read_and_the_next_one_takes_over_after_its_lease(s3_server, tmp_path,
+                                                                                             monkeypatch):
+    monkeypatch.setenv("SAE_LAKE_CACHE", str(tmp_path / "mirror"))
+    lake = Lake(f"s3://{S3_BUCKET}/{tmp_path.name}", policy=WritePolicy(lease_s=2.0, retain_s=0.0))
+    partition = "sae_training/model=m/sae=a"
     _write_two_files(lake, 1.0)
     build_catalog(lake, ["sae_training"], [])
-    _die_after_one_copy(lake, lambda: _write_two_files(lake, 2.0))
-    assert f"model=m/sae=a/{PUBLISHING}" in lake.store.listing("sae_training")
-    assert lake.state() is None
-    with pytest.raises(ObjectStoreError, match=r"publish by host .*, pid \d+ .*did not finish.*materialize"):
-        lake.store.wait_published("sae_training/model=m/sae=a", timeout_s=0.5)
-    with pytest.raises(ReadQueryError, match="sae_training/model=m/sae=a still held a publishing marker"):
-        read_query(lake, QUERY, attempts=3)
+    _upload_one_file_then_die(lake, partition)
+    assert read_query(lake, QUERY, attempts=1).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
+    with pytest.raises(LeaseError, match=rf"sae_training/model=m/sae=a: being written by host .*, pid {os.getpid()} "
+                                         r"\(its lease was renewed \d+ s ago; unrenewed it expires in \d+ s\).*"
+                                         r"lease_wait_s"):
+        _write_two_files(lake, 2.0)
+    time.sleep(3.1)  # the dead writer's lease expires (on the store's clock, whole seconds)
     _write_two_files(lake, 3.0)
-    assert sorted(lake.store.listing("sae_training")) == ["model=m/sae=a/part-00000.parquet",
-                                                          "model=m/sae=a/part-00001.parquet"]
+    _settled(lake, partition)  # its upload deleted by the writer that took over
     assert set(lake.read_table("sae_training", model="m", sae="a").column("loss").to_pylist()) == {3.0}
 
 
-def test_a_checkpoint_upload_that_died_blocks_neither_resumption_nor_readers(s3_lake, tmp_path):
-    """Training pushes its checkpoint (one file) to the store; a push killed mid-publish leaves a marker there,
-    which must not stop the rerun from fetching the checkpoint, nor ``sae-lake sql`` from reading the tables."""
+def test_a_writer_paused_past_its_lease_publishes_nothing_when_it_wakes(s3_server, tmp_path, monkeypatch):
+    """The lease alone cannot stop a writer that was paused (SIGSTOP, a long GC, a lost network) and wakes after
+    another took over; the conditional write of the manifest does: its commit gets 412, whether the new holder
+    has committed yet or not."""
+    monkeypatch.setenv("SAE_LAKE_CACHE", str(tmp_path / "mirror"))
+    lake = Lake(f"s3://{S3_BUCKET}/{tmp_path.name}", policy=WritePolicy(lease_s=1.0, retain_s=0.0))
+    partition = "sae_training/model=m/sae=a"
+    for new_holder_commits_first in (False, True):
+        paused = lake.store.acquire(partition)
+        paused.stop()  # no renewals while paused
+        time.sleep(2.1)
+        taker = lake.store.acquire(partition)
+        staged = tmp_path / f"staged-{new_holder_commits_first}"
+        staged.mkdir()
+        (staged / "part-00000.parquet").write_bytes(b"taker")
+        if new_holder_commits_first:
+            taker.commit(staged)
+        with pytest.raises(LeaseError, match=r"lease was taken over by .*nothing of it was published.*lease_s"):
+            paused.commit(staged)
+        paused.release()
+        if not new_holder_commits_first:
+            taker.commit(staged)
+        manifest = lake.store.read_manifest(partition)
+        assert manifest.lease is None and lake.store.read_bytes(f"{partition}/{manifest.files['part-00000.parquet']}"
+                                                                ) == b"taker"
+        _settled(lake, partition)
+
+
+def test_a_checkpoint_push_that_died_blocks_neither_resumption_nor_readers(s3_lake, tmp_path):
+    """Training pushes its checkpoint to the store; a push killed mid-upload must not stop the rerun's fetch of the
+    last whole checkpoint, nor ``sae-lake sql`` from reading the tables."""
     lake = Lake(s3_lake)
     _write_two_files(lake, 1.0)
     build_catalog(lake, ["sae_training"], [])
@@ -158,17 +188,76 @@ def test_a_checkpoint_upload_that_died_blocks_neither_resumption_nor_readers(s3_
     local.mkdir(parents=True)
     (local / "checkpoint.safetensors").write_bytes(b"step 10")
     lake.push("_checkpoints", **where)
-    (local / "checkpoint.safetensors").write_bytes(b"step 20")
-    (local / "extra").write_bytes(b"x")  # two files, so the copy can die between them
-    _die_after_one_copy(lake, lambda: lake.push("_checkpoints", **where))
-    assert PUBLISHING in lake.store.listing("_checkpoints/model=m/sae=a")
-    assert read_query(lake, QUERY, attempts=3).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
+    _upload_one_file_then_die(lake, "_checkpoints/model=m/sae=a")
+    assert read_query(lake, QUERY, attempts=1).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
     other = Lake(s3_lake, cache=tmp_path / "resuming-machine")
-    fetched = other.fetch("_checkpoints", wait=False, **where)
-    assert (fetched / "checkpoint.safetensors").read_bytes() in (b"step 10", b"step 20")
-    assert not (fetched / PUBLISHING).exists()
-    lake.push("_checkpoints", **where)
-    assert PUBLISHING not in lake.store.listing("_checkpoints/model=m/sae=a")
+    fetched = other.fetch("_checkpoints", **where)
+    assert (fetched / "checkpoint.safetensors").read_bytes() == b"step 10"
+
+
+def test_the_store_enforces_conditional_writes(s3_lake):
+    """The lease is only as good as the store's conditional writes: a stale If-Match and an If-None-Match on a key
+    that exists both get 412 Precondition Failed from the test server."""
+    from botocore.exceptions import ClientError
+
+    store = Lake(s3_lake).store
+    where = store._object("probe")
+    etag = store.client.put_object(**where, Body=b"1", IfNoneMatch="*")["ETag"]
+    store.client.put_object(**where, Body=b"2", IfMatch=etag)
+    for condition in ({"IfMatch": etag}, {"IfNoneMatch": "*"}):  # the ETag went stale with the second write
+        with pytest.raises(ClientError) as refused:
+            store.client.put_object(**where, Body=b"3", **condition)
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert store.read_bytes("probe") == b"2"
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused(s3_lake, monkeypatch):
+    from assets.lakehouse.objectstore import ObjectStore
+
+    lake = Lake(s3_lake)
+    real_put = ObjectStore._put
+    monkeypatch.setattr(ObjectStore, "_honoured", set())
+    monkeypatch.setattr(ObjectStore, "_put", lambda self, relative, body, if_match: real_put(
+        self, relative, body, None) if not lake.store.listing(relative) else lake.store.write_bytes(relative, body))
+    with pytest.raises(ObjectStoreError, match=r"sae_training/model=m/sae=a: the store at http://127\.0\.0\.1.* "
+                                               r"ignores conditional writes .*\[lake\] root"):
+        _write_two_files(lake, 1.0)
+    assert not lake.store.listing("sae_training")  # nothing written
+
+
+def test_a_lease_stamped_in_the_stores_future_is_one_clear_error(s3_lake):
+    from assets.lakehouse.objectstore import Manifest
+
+    store = Lake(s3_lake, policy=WritePolicy(lease_s=60.0)).store
+    assert not store._expired("sae_training/model=m/sae=a", Manifest(lease={"host": "h", "pid": 1}, age_s=-30.0))
+    with pytest.raises(LeaseError, match=r"sae_training/model=m/sae=a: the store stamped the partition's lease 90 s "
+                                         r"in its own future .*\[lake\] lease_s = 60"):
+        store._expired("sae_training/model=m/sae=a", Manifest(lease={"host": "h", "pid": 1}, age_s=-90.0))
+
+
+def test_a_query_whose_files_expired_under_it_runs_again_on_a_fresh_snapshot(s3_lake, monkeypatch):
+    """A query that outlived ``retain_s`` finds a file of its snapshot deleted: it reads the manifests again and
+    runs once more; when every attempt loses a file, the error names the setting to raise."""
+    from assets.lakehouse.sql import ReadQueryError
+
+    lake = Lake(s3_lake)
+    _write_two_files(lake, 1.0)
+    build_catalog(lake, ["sae_training"], [])
+    expired = [uri.replace("/v0000", "/gone/v0000") for uri in lake.parquet_files("sae_training")]
+    real, calls = Lake.parquet_files, []
+
+    def stale_first(self, table):
+        calls.append(table)
+        return expired if len(calls) == 1 else real(self, table)
+
+    monkeypatch.setattr(Lake, "parquet_files", stale_first)
+    assert read_query(lake, QUERY, attempts=2).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
+    assert len(calls) == 3  # pinned, checked after the failure, pinned again
+    gone = itertools.count()  # each snapshot's files expire before the query reads them
+    monkeypatch.setattr(Lake, "parquet_files", lambda self, table: [
+        uri.replace("/v0000", f"/gone-{next(gone)}/v0000") for uri in real(self, table)])
+    with pytest.raises(ReadQueryError, match=r"during each of 2 attempts.*\[lake\] retain_s = 600"):
+        read_query(lake, QUERY, attempts=2)
 
 
 def test_a_missing_bucket_is_one_clear_error(s3_server):
@@ -249,7 +338,10 @@ def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, 
     keys = lake.store.listing()
     assert set(lake.tables()) == set(TABLES)  # every declared table
     assert "catalog.duckdb" in keys and "reports/report.md" in keys
-    assert not [k for k in keys if k.startswith((STAGING, "_checkpoints")) or k.endswith(PUBLISHING)]
+    assert not [k for k in keys if k.startswith(("_staging", "_checkpoints", "_probe"))]
+    for partition, manifest in lake.store.manifests(keys).items():  # every lease let go, no key unaccounted for
+        assert manifest.lease is None and {k for k in keys if k.startswith(partition + "/")} == {
+            f"{partition}/{k}" for k in manifest.keys() | {MANIFEST}}, partition
     assert {tuple(k.split("/")[1:3]) for k in keys if k.startswith("saes/")} == {
         ("model=toy-gemma2", "sae=topk-k4"), ("model=toy-qwen2", "sae=topk-k4")}
     for folder in ("models", "lm_eval", "activations"):  # each model's partition beside the other's

@@ -92,7 +92,7 @@ def _train(context, p: SweepPartition, sae_model, train_reader) -> list[dict]:
         sae_model.fit(train_reader.sample(sweep.baseline_fit_tokens, sweep.train.seed))
         return []
     where = {"model": p.model, "sae": p.name}
-    ckpt = p.lake.fetch(CHECKPOINTS, wait=False, **where)
+    ckpt = p.lake.fetch(CHECKPOINTS, **where)
     try:
         result = train_sae(sae_model, train_reader, sweep.train, ckpt, log=context.log.info, device=torch_device(),
                            on_checkpoint=lambda: p.lake.push(CHECKPOINTS, **where))
@@ -156,7 +156,7 @@ def _run_pass(context, p: SweepPartition, train_reader) -> None:
     group = _pass_group(p)
     context.log.info(f"{p.model}: one streamed pass trains {len(group)} SAEs: {[q.name for q in group]}")
     trainers = [Trainer(_build(q, train_reader.d_model), p.settings.sweep.train,
-                        p.lake.fetch(CHECKPOINTS, wait=False, model=q.model, sae=q.name),
+                        p.lake.fetch(CHECKPOINTS, model=q.model, sae=q.name),
                         log=context.log.info, device=torch_device(),
                         on_checkpoint=lambda q=q: p.lake.push(CHECKPOINTS, model=q.model, sae=q.name))
                 for q in group]
