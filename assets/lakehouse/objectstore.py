@@ -2,7 +2,7 @@
 
 A partition (``saes/model=m/sae=s``) is committed the way Apache Iceberg commits a table. Its files are uploaded
 under fresh keys that no reader looks at yet (``v<generation>-<writer>/<name>``), then the partition's
-manifest, ``_manifest.json``, which names its current files, is replaced by a conditional write (``If-Match``
+manifest, ``_partition.json``, which names its current files, is replaced by a conditional write (``If-Match``
 the ETag this writer last saw). A reader reads the manifest, then exactly the keys it names, which are never
 overwritten: it gets the old partition or the new one, never a mix, however often the partition is rewritten.
 
@@ -38,7 +38,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 SCHEME = "s3://"
-MANIFEST = "_manifest.json"  # in each partition: its current files and its lease
+MANIFEST = "_partition.json"  # in each partition: its current files and its lease (its manifest)
 PROBE = "_probe"  # where a process checks once that the store honours conditional writes
 VERSION_FOLDER = re.compile(r"^v\d{8}-[0-9a-f]{12}$")  # the folder of one commit's files in a partition
 

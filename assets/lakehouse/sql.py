@@ -175,12 +175,14 @@ def read_snapshot(lake: Lake, query: str, attempts: int = 3) -> pa.Table:
             with duckdb.connect(str(copy)) as con:
                 _no_extension_installs(con)
                 lake.configure_duckdb(con)
-                tables = sorted(_tables_named(con, query))
-                pinned = {table: pin_view(con, lake, table) for table in tables}
+                tables, pinned = sorted(_tables_named(con, query)), {}
                 try:
+                    for table in tables:
+                        pinned[table] = pin_view(con, lake, table)
                     return con.sql(query).to_arrow_table()
                 except duckdb.Error as exc:
-                    if {table: lake.parquet_files(table) for table in tables} == pinned:
+                    if {table: lake.parquet_files(table) for table in pinned} == pinned and len(pinned) == len(
+                            tables):
                         raise ReadQueryError(str(exc)) from None  # the query's own error, not a rewrite
             copy.unlink()
     raise ReadQueryError(f"the lake at {lake.url}: a table the query read was rewritten, and the files it had "

@@ -122,8 +122,9 @@ def redis_url(tmp_path):
         server.stop()
 
 
-def _worker(name: str, queues: list[str], celery_yaml: Path, log: Path) -> subprocess.Popen:
-    """A ``dagster-celery`` worker consuming ``queues``, once it is ready to take tasks."""
+def _worker(name: str, queues: list[str], celery_yaml: Path, log: Path, mirror: Path) -> subprocess.Popen:
+    """A ``dagster-celery`` worker consuming ``queues``, with its own mirror of the object-store lake (another
+    machine's disk), once it is ready to take tasks."""
     import time
 
     bin_dir = Path(sys.executable).parent
@@ -131,7 +132,8 @@ def _worker(name: str, queues: list[str], celery_yaml: Path, log: Path) -> subpr
     worker = subprocess.Popen([str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
                                "-y", str(celery_yaml), "-n", name, *queue_args], cwd=REPO, stdout=log.open("w"),
                               stderr=subprocess.STDOUT, start_new_session=True,
-                              env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+                              env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                                   "SAE_LAKE_CACHE": str(mirror)})
     for _ in range(240):
         if " ready." in log.read_text():
             return worker
@@ -142,10 +144,11 @@ def _worker(name: str, queues: list[str], celery_yaml: Path, log: Path) -> subpr
 
 
 def test_celery_workers_share_the_sweep_and_only_the_gpu_worker_runs_gpu_steps(postgres, redis_url, tiny_config,
-                                                                                tmp_path, monkeypatch):
-    """Two workers on loopback: "gpu" consumes the gpu and default queues (a GPU machine), "cpu" the default
-    queue only. Two SAE partitions materialized through them: both workers run steps, every GPU step runs on
-    the GPU worker, and the lake holds every table of both partitions."""
+                                                                                s3_lake, tmp_path, monkeypatch):
+    """Two workers on loopback, each with its own mirror of a lake on the object store (two machines that share
+    no disk): "gpu" consumes the gpu and default queues (a GPU machine), "cpu" the default queue only. Two SAE
+    partitions materialized through them: both workers run steps, every GPU step runs on the GPU worker, and the
+    store holds every table of both partitions."""
     import signal
 
     from assets.lakehouse.lake import Lake
@@ -157,7 +160,7 @@ def test_celery_workers_share_the_sweep_and_only_the_gpu_worker_runs_gpu_steps(p
     shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
     edit_toml(tiny_config, {"execution": {"executor": "celery", "broker": f"{redis_url}/0",
                                           "backend": f"{redis_url}/1"}})
-    for key, value in {**postgres, "DAGSTER_HOME": str(home)}.items():
+    for key, value in {**postgres, "DAGSTER_HOME": str(home), "SAE_LAKE_ROOT": s3_lake}.items():
         monkeypatch.setenv(key, value)
     celery_yaml = tmp_path / "celery.yaml"
     shipped = (REPO / "deploy" / "celery" / "celery.yaml").read_text()
@@ -170,7 +173,7 @@ def test_celery_workers_share_the_sweep_and_only_the_gpu_worker_runs_gpu_steps(p
         instance.add_dynamic_partitions("saes", variants)
         for job, partition in (("world", None), ("model_chain", "toy-gemma2")):  # in process: the setup
             assert defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition).success
-        workers = {name: _worker(name, queues, celery_yaml, tmp_path / f"{name}.log")
+        workers = {name: _worker(name, queues, celery_yaml, tmp_path / f"{name}.log", tmp_path / f"{name}-mirror")
                    for name, queues in (("gpu", ["gpu", DEFAULT_QUEUE]), ("cpu", [DEFAULT_QUEUE]))}
         try:
             for variant in variants:
@@ -197,11 +200,13 @@ def test_celery_workers_share_the_sweep_and_only_the_gpu_worker_runs_gpu_steps(p
     assert {w for ws in ran_on.values() for w in ws} == {"gpu", "cpu"}, ran_on
     gpu_steps = {s: ws for s, ws in ran_on.items() if s in gpu_ops}
     assert gpu_steps and all(ws == {"gpu"} for ws in gpu_steps.values()), gpu_steps
-    lake = Lake(tiny_config.parent / "lake")
+    assert not (tiny_config.parent / "lake").exists()
+    lake = Lake(s3_lake, cache=tmp_path / "check-mirror")
     for table in ("sae_metrics", "autointerp", "steering_summary", "selection", "patching"):
         assert lake.partitions(table, "model") == ["toy-gemma2"]
-        assert sorted(p.name for p in lake.path(table, model="toy-gemma2").glob("sae=*")) == [
-            f"sae={v}" for v in sorted(variants)], table
+        assert lake.partitions(f"{table}/model=toy-gemma2", "sae") == sorted(variants), table
+    for name in workers:  # each worker read what it needed into its own mirror
+        assert any((tmp_path / f"{name}-mirror").rglob("*.parquet")), name
 
 
 @pytest.mark.parametrize("executor", ["celery", "k8s"])
