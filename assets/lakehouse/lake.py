@@ -79,7 +79,7 @@ class Lake:
         store, the keys its partitions' manifests name now (a snapshot: those keys are never overwritten)."""
         if not self.store:
             return (self.path(table) / "**" / "*.parquet").as_posix()
-        return sorted(self.store.uri(k) for k in self._current(table) if k.endswith(".parquet"))
+        return sorted(self.store.uri(k) for k in self._current(table, for_duckdb=True) if k.endswith(".parquet"))
 
     @property
     def catalog_path(self) -> Path:
@@ -87,8 +87,11 @@ class Lake:
 
     def tables(self) -> list[str]:
         """Top-level folders that hold Parquet files, i.e. the catalog's views."""
-        if self.store:
-            names = {key.split("/", 1)[0] for key in self._current() if key.endswith(".parquet")}
+        if self.store:  # from one listing, no manifest read: committed Parquet files, bar a table's first write
+            listing = self.store.listing()
+            managed = {n.split("/", 1)[0] for n in listing if n.rsplit("/", 1)[-1] == MANIFEST}
+            names = {n.split("/", 1)[0] for n in listing if n.endswith(".parquet") and (
+                n.split("/", 1)[0] in managed or not any(VERSION_FOLDER.match(p) for p in n.split("/")))}
         else:
             folders = [d for d in self.root.iterdir() if d.is_dir()] if self.root.is_dir() else []
             names = {d.name for d in folders if _is_table(d.name) and next(d.rglob("*.parquet"), None)}
@@ -231,12 +234,12 @@ class Lake:
                                  and k.endswith((".parquet", ".duckdb"))}))
         return _disk_state(self.root)
 
-    def _current(self, prefix: str = "") -> dict[str, tuple]:
+    def _current(self, prefix: str = "", for_duckdb: bool = False) -> dict[str, tuple]:
         """What a reader of ``prefix`` on the store reads now: key (relative to the lake) -> its identity. A
         partition's files are the keys its manifest names (identity: the commit); a key outside every partition
         (a judge cache segment, a report) is read as it is (identity: its ETag). Uploads no manifest names yet
         (or any more) are not read."""
-        listing = self.store.listing(prefix)
+        listing = self.store.listing(prefix, for_duckdb)
         current = {}
         for partition, manifest in self.store.manifests(listing, prefix).items():
             current |= {f"{partition}/{key}": (partition, manifest.commit) for key in manifest.files.values()}

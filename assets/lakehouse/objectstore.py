@@ -87,12 +87,12 @@ _duckdb_fs_lock = threading.Lock()
 
 
 def duckdb_filesystem():
-    """The filesystem DuckDB reads through: one per process. One explicit instance: fsspec's own instance cache
-    would hand each thread a different one."""
+    """The filesystem DuckDB reads through: one per process, with a listing cache (see ``ObjectStore.listing``).
+    One explicit instance: fsspec's own instance cache would hand each thread a different one."""
     global _duckdb_fs
     with _duckdb_fs_lock:
         if _duckdb_fs is None:
-            _duckdb_fs = _s3fs().S3FileSystem(use_listings_cache=False, skip_instance_cache=True)
+            _duckdb_fs = _s3fs().S3FileSystem(use_listings_cache=True, skip_instance_cache=True)
         return _duckdb_fs
 
 
@@ -165,11 +165,17 @@ class ObjectStore:
     def _object(self, relative: str) -> dict:
         return {"Bucket": self.bucket, "Key": self.key(relative).split("/", 1)[1]}
 
-    def listing(self, relative: str = "") -> dict[str, str]:
-        """Every object under ``relative``: its path relative to it -> its ETag (empty when there is none)."""
+    def listing(self, relative: str = "", for_duckdb: bool = False) -> dict[str, str]:
+        """Every object under ``relative``: its path relative to it -> its ETag (empty when there is none).
+        ``for_duckdb``: listed through the filesystem DuckDB reads by, whose listing cache then answers DuckDB's
+        size and date lookups of those keys (without it each file a query reads costs several HEAD requests).
+        Data keys are never overwritten, so what the cache says of them stays true."""
         prefix = self.key(relative)
+        fs = self.duckdb_fs if for_duckdb else self.fs
+        if for_duckdb:
+            fs.invalidate_cache(prefix)
         try:
-            found = self.fs.find(prefix, detail=True)
+            found = fs.find(prefix, detail=True)
         except FileNotFoundError:
             if not self.fs.exists(self.bucket):
                 raise ObjectStoreError(f"{SCHEME}{self.bucket}: no such bucket at {endpoint()} (create it, or "
@@ -205,11 +211,13 @@ class ObjectStore:
 
     def manifests(self, listing: dict[str, str], prefix: str = "") -> dict[str, Manifest]:
         """The manifests in ``listing`` (of ``prefix``), read concurrently: partition -> manifest."""
-        names = [n for n in listing if n.rsplit("/", 1)[-1] == MANIFEST]
-        paths = [self.key(f"{prefix}/{n}".strip("/")) for n in names]
-        bodies = self.fs.cat(paths, on_error="omit") if paths else {}
-        return {f"{prefix}/{n}".strip("/").removesuffix(MANIFEST).rstrip("/"): Manifest.parse(bodies[p])
-                for n, p in zip(names, paths, strict=True) if p in bodies}
+        from concurrent.futures import ThreadPoolExecutor
+
+        partitions = [f"{prefix}/{n}".strip("/").removesuffix(MANIFEST).rstrip("/") for n in listing
+                      if n.rsplit("/", 1)[-1] == MANIFEST]
+        with ThreadPoolExecutor(8) as pool:  # one GET each (s3fs's cat of a list adds a HEAD per key)
+            found = dict(zip(partitions, pool.map(self.read_manifest, partitions), strict=True))
+        return {partition: manifest for partition, manifest in found.items() if manifest}
 
     def _put(self, relative: str, body: bytes, if_match: str | None) -> str:
         """Write ``body`` only if the object still has the ETag ``if_match`` (None: only if there is none);
