@@ -62,6 +62,7 @@ bench: venv
 	$(BIN)/python bench/steer.py
 	$(BIN)/python bench/dtc.py
 	$(BIN)/python bench/patch.py
+	$(BIN)/python bench/object_store.py
 	$(BIN)/python bench/autointerp.py   # needs the demo's lake
 	$(BIN)/python bench/steering_successors.py   # needs the demo's lake
 	$(BIN)/python bench/steering_ceiling.py   # needs the demo's lake
