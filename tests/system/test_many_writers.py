@@ -17,6 +17,7 @@ from assets.lakehouse.lake import Lake
 from assets.lakehouse.objectstore import MANIFEST, LeaseError, WritePolicy
 from assets.lakehouse.sql import build_catalog, read_query
 from assets.lakehouse.tables import spec
+from tests.store_helpers import hold_after_upload
 
 ROWS = 100
 PARTITION = "sae_training/model=m/sae=a"
@@ -170,15 +171,7 @@ def test_a_dead_writer_with_a_live_writers_host_and_pid(s3_lake, tmp_path, monke
     staged = tmp_path / "staged"
     staged.mkdir()
     _two_files(staged, 7.0)
-    uploaded, release = threading.Event(), threading.Event()
-    real_put = lake.store.fs.put
-
-    def held_put(*args, **kwargs):
-        real_put(*args, **kwargs)
-        uploaded.set()
-        release.wait(30)
-
-    monkeypatch.setattr(lake.store.fs, "put", held_put)
+    uploaded, release = hold_after_upload(lake.store, monkeypatch)
     committing = threading.Thread(target=live.commit, args=(staged,))
     committing.start()
     assert uploaded.wait(30)

@@ -16,6 +16,7 @@ from assets.lakehouse.objectstore import MANIFEST, LeaseError, ObjectStoreError,
 from assets.lakehouse.sql import build_catalog, read_query
 from assets.lakehouse.tables import spec
 from tests.conftest import S3_BUCKET
+from tests.store_helpers import hold_after_upload
 from tests.tiny_world import tiny_toml
 
 ROWS = 100
@@ -64,15 +65,7 @@ def test_a_rewrite_replaces_the_partition_and_a_failed_one_changes_nothing(s3_la
 def _read_during_held_publish(writer: Lake, read, version: float, monkeypatch) -> tuple[object, object]:
     """Publish ``version`` and hold it after its files are uploaded, before the manifest names them; call
     ``read()`` then, and again once the publish is let go. Returns both results."""
-    uploaded, release = threading.Event(), threading.Event()
-    real_put = writer.store.fs.put
-
-    def held_put(*args, **kwargs):
-        real_put(*args, **kwargs)
-        uploaded.set()
-        release.wait(30)
-
-    monkeypatch.setattr(writer.store.fs, "put", held_put)
+    uploaded, release = hold_after_upload(writer.store, monkeypatch)
     publish = threading.Thread(target=_write_two_files, args=(writer, version))
     publish.start()
     assert uploaded.wait(30)
