@@ -115,9 +115,9 @@ class Lake:
         target = self.path(table, **keys)
         if not self.store:
             restore_interrupted(target)
-        lease = self.store.acquire(self.relative(table, **keys)) if self.store else None
-        staging = self._staging_folder()
+        staging, lease = self._staging_folder(), None
         try:
+            lease = self.store.acquire(self.relative(table, **keys)) if self.store else None
             yield staging
             if record is not None:
                 (staging / SETTINGS_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))

@@ -404,6 +404,7 @@ class Lease:
             except _Conflict:
                 self.lost = True
                 raise LeaseError(self._lost_message()) from None
+        self.manifest, self._uploaded = committed, []  # committed: nothing left for ``release`` to undo
         old = [store.key(f"{self.partition}/{k}") for e in expired for k in e["keys"]]
         if old:
             store.fs.rm(old)
@@ -417,9 +418,12 @@ class Lease:
                 "published. Raise lease_s if writers pause for longer")
 
     def release(self) -> None:
-        """Let go without committing: this writer's uploads are deleted and the lease cleared (when still ours)."""
+        """Let go without committing: this writer's uploads are deleted and the lease cleared (when still ours);
+        nothing to do after a commit."""
         with self._lock:
             self.stop()
+            if self.manifest.lease is None:
+                return
             if self._uploaded:
                 _quietly(lambda: self.store.fs.rm(self._uploaded))
             if not self.lost:

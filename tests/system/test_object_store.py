@@ -170,6 +170,20 @@ def test_a_writer_paused_past_its_lease_publishes_nothing_when_it_wakes(s3_serve
         _settled(lake, partition)
 
 
+def test_letting_go_after_a_commit_undoes_nothing(s3_lake, tmp_path):
+    """A failure after the manifest swap (the local mirror's disk full, say) must not take the commit back."""
+    lake = Lake(s3_lake)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "part-00000.parquet").write_bytes(b"new")
+    lease = lake.store.acquire("sae_training/model=m/sae=a")
+    committed = lease.commit(staged)
+    lease.release()
+    manifest = lake.store.read_manifest("sae_training/model=m/sae=a")
+    assert (manifest.commit, manifest.lease) == (committed.commit, None)
+    assert lake.store.read_bytes(f"sae_training/model=m/sae=a/{manifest.files['part-00000.parquet']}") == b"new"
+
+
 def test_a_checkpoint_push_that_died_blocks_neither_resumption_nor_readers(s3_lake, tmp_path):
     """Training pushes its checkpoint to the store; a push killed mid-upload must not stop the rerun's fetch of the
     last whole checkpoint, nor ``sae-lake sql`` from reading the tables."""
