@@ -1,13 +1,13 @@
 """What the object-store lake costs a reader and a writer, against the same lake on a local disk, measured in one
 run on moto's S3 server on loopback (one request at a time, as ``tests/s3_server.py`` runs it).
 
-A lake of ``--tables`` tables x ``--partitions`` partitions of two small Parquet files each. Reported:
+Lakes of ``--tables`` tables x ``--partitions`` partitions of two small Parquet files each. Reported:
 - ``sae-lake sql`` on one table: seconds and S3 requests, against the disk lake; and the whole-lake listing an
   earlier reader took twice per attempt, timed here as the floor it replaced;
 - one partition commit (lease, upload, manifest swap): seconds and requests, against the disk lake's swap;
 - queries while the table is rewritten without pause: how many answered on their first attempt.
 
-Usage: ``python bench/object_store.py [--tables 12] [--partitions 8]``.
+Usage: ``python bench/object_store.py [--tables 12 36] [--partitions 8]``.
 """
 
 from __future__ import annotations
@@ -63,16 +63,23 @@ class Requests:
     def __init__(self):
         import s3fs
 
-        self.count, real = 0, s3fs.S3FileSystem._call_s3
+        self.count, self.listings, real = 0, 0, s3fs.S3FileSystem._call_s3
 
         async def counted(fs, method, *args, **kwargs):
             self.count += 1
+            self.listings += method.startswith("list_objects")
             return await real(fs, method, *args, **kwargs)
 
         s3fs.S3FileSystem._call_s3 = counted
 
     def watch(self, lake: Lake) -> None:
         lake.store.client.meta.events.register("before-call.s3", lambda **_: setattr(self, "count", self.count + 1))
+
+    def per_call(self, action, repeats: int) -> tuple[float, float, float]:
+        """(median seconds, requests, listings) per call of ``action``."""
+        count, listings = self.count, self.listings
+        seconds = timed(action, repeats)
+        return seconds, (self.count - count) / repeats, (self.listings - listings) / repeats
 
 
 def write(lake: Lake, table: str, model: str, loss: float) -> None:
@@ -102,61 +109,68 @@ def timed(action, repeats: int) -> float:
     return statistics.median(times)
 
 
+def measure(tables: int, partitions: int, scratch: Path, requests: Requests) -> None:
+    disk = Lake(scratch / f"disk-{tables}")
+    store = Lake(f"s3://{BUCKET}/lake-{tables}", cache=scratch / f"mirror-{tables}")
+    requests.watch(store)
+    for lake in (disk, store):
+        fill(lake, tables, partitions)
+        read_query(lake, QUERY)  # the catalog fetched, DuckDB and s3fs warmed up
+    print(f"a lake of {tables} tables x {partitions} partitions x 2 files, on the store and on disk (medians of 7, "
+          "store and disk alternated)")
+    disk_query, store_query = [], []
+    for _ in range(7):
+        disk_query.append(timed(lambda: read_query(disk, QUERY), 1))
+        store_query.append(requests.per_call(lambda: read_query(store, QUERY, attempts=1), 1))
+    seconds, count, listings = (statistics.median(v) for v in zip(*store_query, strict=True))
+    disk_seconds = statistics.median(disk_query)
+    print(f"sae-lake sql, one table: store {seconds * 1000:.0f} ms, {count:.0f} requests, {listings:.0f} listing(s) "
+          f"| disk {disk_seconds * 1000:.0f} ms | ratio {seconds / disk_seconds:.1f}x")
+    print(f"  two whole-lake listings, what a reader took per attempt before snapshots: "
+          f"{2 * timed(lambda: store.store.listing(), 5) * 1000:.0f} ms")
+    disk_commit = timed(lambda: write(disk, TABLE, "m0", 2.0), 7)
+    seconds, count, _ = requests.per_call(lambda: write(store, TABLE, "m0", 2.0), 7)
+    print(f"one partition commit of 2 files: store {seconds * 1000:.0f} ms, {count:.0f} requests | disk "
+          f"{disk_commit * 1000:.1f} ms | ratio {seconds / disk_commit:.0f}x")
+
+
+def under_rewrites(partitions: int, scratch: Path) -> None:
+    """Queries while another thread rewrites the table's partitions back to back for 10 s."""
+    url = f"s3://{BUCKET}/lake-rewritten"
+    store = Lake(url, cache=scratch / "reader")
+    fill(store, 1, partitions)
+    stop, rewrites = threading.Event(), [0]
+
+    def rewrite():
+        writer = Lake(url, cache=scratch / "writer")
+        while not stop.is_set():
+            write(writer, TABLE, f"m{rewrites[0] % partitions}", float(rewrites[0]))
+            rewrites[0] += 1
+
+    thread = threading.Thread(target=rewrite)
+    thread.start()
+    answered, deadline = 0, time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert read_query(store, QUERY, attempts=1).to_pylist()[0]["n"] == 400 * partitions
+        answered += 1
+    stop.set()
+    thread.join()
+    print(f"during {rewrites[0]} back-to-back partition rewrites (10 s): {answered} of {answered} queries answered on "
+          "their first attempt")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", type=int, default=12)
+    parser.add_argument("--tables", type=int, nargs="+", default=[12, 36])
     parser.add_argument("--partitions", type=int, default=8)
     args = parser.parse_args()
     server = start_server()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             requests = Requests()
-            disk = Lake(Path(scratch) / "disk")
-            store = Lake(f"s3://{BUCKET}/lake", cache=Path(scratch) / "mirror")
-            requests.watch(store)
-            for lake in (disk, store):
-                fill(lake, args.tables, args.partitions)
-            print(f"a lake of {args.tables} tables x {args.partitions} partitions x 2 files, on the store and on "
-                  "disk")
-
-            for lake in (disk, store):  # the catalog fetched, DuckDB and s3fs warmed up
-                read_query(lake, QUERY)
-            disk_query = timed(lambda: read_query(disk, QUERY), 5)
-            before = requests.count
-            store_query = timed(lambda: read_query(store, QUERY, attempts=1), 5)
-            per_query = (requests.count - before) / 5
-            whole_listing = timed(lambda: store.store.listing(), 5)
-            print(f"sae-lake sql, one table: store {store_query * 1000:.0f} ms, {per_query:.0f} requests (1 listing) "
-                  f"| disk {disk_query * 1000:.0f} ms | ratio {store_query / disk_query:.1f}x")
-            print(f"  two whole-lake listings, what a reader took per attempt before snapshots: "
-                  f"{2 * whole_listing * 1000:.0f} ms")
-
-            disk_commit = timed(lambda: write(disk, TABLE, "m0", 2.0), 5)
-            before = requests.count
-            store_commit = timed(lambda: write(store, TABLE, "m0", 2.0), 5)
-            per_commit = (requests.count - before) / 5
-            print(f"one partition commit: store {store_commit * 1000:.0f} ms, {per_commit:.0f} requests | disk "
-                  f"{disk_commit * 1000:.0f} ms | ratio {store_commit / disk_commit:.1f}x")
-
-            stop, rewrites = threading.Event(), [0]
-
-            def rewrite():
-                writer = Lake(f"s3://{BUCKET}/lake", cache=Path(scratch) / "writer")
-                while not stop.is_set():
-                    write(writer, TABLE, f"m{rewrites[0] % args.partitions}", float(rewrites[0]))
-                    rewrites[0] += 1
-
-            thread = threading.Thread(target=rewrite)
-            thread.start()
-            answered, deadline = 0, time.monotonic() + 10
-            while time.monotonic() < deadline:
-                row = read_query(store, QUERY, attempts=1).to_pylist()[0]
-                assert row["n"] == 400 * args.partitions
-                answered += 1
-            stop.set()
-            thread.join()
-            print(f"during {rewrites[0]} back-to-back partition rewrites (10 s): {answered} of {answered} queries "
-                  "answered on their first attempt")
+            for tables in args.tables:
+                measure(tables, args.partitions, Path(scratch), requests)
+            under_rewrites(args.partitions, Path(scratch))
     finally:
         server.terminate()
         server.wait()

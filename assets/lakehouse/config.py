@@ -62,13 +62,15 @@ class LakeSection(_Strict):
     root: str = "lake"  # a folder (relative to lake.toml), or s3://bucket/prefix
     cache: str = ""  # an object-store lake's local mirror; default $SAE_LAKE_CACHE or ~/.cache/sae-lake
     duckdb_s3: Literal["auto", "fsspec", "httpfs"] = "auto"  # how DuckDB reads an object-store lake
-    # object-store lake: a writer's hold on a partition, renewed every quarter of it; unrenewed this long (a
-    # writer that died or hangs), the next writer takes the partition over
-    lease_s: float = Field(60.0, ge=1)
-    lease_wait_s: float = Field(0.0, ge=0)  # object-store lake: how long a second writer of a partition waits
-    # object-store lake: how long a replaced partition's files stay for the queries that started before (the
-    # longest query that answers on its first attempt while its tables are rewritten)
-    retain_s: float = Field(600.0, ge=0)
+    lease_s: float = Field(60.0, ge=10)  # object-store lake: a writer's hold on a partition, renewed every
+    # quarter of it; unrenewed this long (a writer that died or hangs), the next writer takes the partition over
+    # (at least 10 s: the store's clock is read in whole seconds)
+    lease_wait_s: float = Field(30.0, ge=0)  # object-store lake: how long a second writer of a partition waits
+    # for a holder that keeps renewing before it fails naming it; a holder silent for half its lease is waited
+    # out until it expires, so at half of lease_s or more a step retried after a crash takes the partition over
+    retain_s: float = Field(600.0, ge=0)  # object-store lake: how long a replaced partition's files stay for the
+    # queries that started before (the longest query that answers on its first attempt while its tables are
+    # rewritten)
 
 
 class CorpusSection(_Strict):

@@ -11,6 +11,7 @@ models, SAEs and activations are loaded from there, fetched again whenever the s
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from assets.lakehouse.objectstore import (
     MANIFEST,
     VERSION_FOLDER,
+    LeaseError,
     Manifest,
     ObjectStore,
     ObjectStoreError,
@@ -121,8 +123,8 @@ class Lake:
             yield staging
             if record is not None:
                 (staging / SETTINGS_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
-            if lease:
-                committed = lease.commit(staging)
+            if lease:  # what only mirrors read (models, SAEs, checkpoints) is kept no longer than its commit
+                committed = lease.commit(staging, None if _is_table(table) else 0.0)
                 (staging / MIRROR_RECORD).write_text(json.dumps(_mirror_record(committed)))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -184,18 +186,36 @@ class Lake:
                     raise
                 swap_in(staging, target)
                 return target
-        raise ObjectStoreError(f"{self.uri(folder, **keys)}: rewritten during each of 5 fetches")
+        raise ObjectStoreError(f"{self.uri(folder, **keys)}: rewritten during each of 5 fetches, the files each had "
+                               "started on deleted before they were down (a partition rewritten faster than it "
+                               "downloads; for tables, raise [lake] retain_s)")
 
     def push(self, folder: str, **keys: str) -> None:
         """Publish the partition's local folder as it is (an object-store lake's training checkpoints)."""
         if self.store:
-            committed = self.store.publish(self.path(folder, **keys), self.relative(folder, **keys))
+            committed = self.store.publish(self.path(folder, **keys), self.relative(folder, **keys), retain_s=0.0)
             (self.path(folder, **keys) / MIRROR_RECORD).write_text(json.dumps(_mirror_record(committed)))
 
     def remove(self, folder: str, **keys: str) -> None:
         shutil.rmtree(self.path(folder, **keys), ignore_errors=True)
         if self.store:
-            self.store.remove(self.relative(folder, **keys))
+            empty = self._staging_folder()
+            try:
+                self.store.remove(self.relative(folder, **keys), empty)
+            finally:
+                shutil.rmtree(empty, ignore_errors=True)
+
+    def expire_replaced(self) -> int:
+        """On an object store, delete every partition's replaced files kept longer than ``[lake] retain_s``
+        (partitions being written are left to their writers); returns how many files went. Nothing to do on a
+        disk, where a swap deletes the old folder."""
+        if not self.store:
+            return 0
+        removed = 0
+        for partition in self.store.manifests(self.store.listing()):
+            with contextlib.suppress(LeaseError):
+                removed += self.store.expire(partition)
+        return removed
 
     def read_record(self, folder: str, **keys: str) -> dict | None:
         """The partition's ``_settings.json``, or None when it has none."""
@@ -243,6 +263,9 @@ class Lake:
         current = {}
         for partition, manifest in self.store.manifests(listing, prefix).items():
             current |= {f"{partition}/{key}": (partition, manifest.commit) for key in manifest.files.values()}
+        if for_duckdb and not {k[len(prefix):].strip("/") for k in current} <= listing.keys():
+            # a manifest committed after the listing names keys it lacks, and DuckDB's lookups go by the listing
+            listing = self.store.listing(prefix, for_duckdb)
         for name, etag in listing.items():
             parts = name.split("/")
             if parts[-1] != MANIFEST and not any(VERSION_FOLDER.match(part) for part in parts):

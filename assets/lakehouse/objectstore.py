@@ -65,7 +65,7 @@ class WritePolicy:
     """How writers of an object-store lake share it (``[lake]`` settings)."""
 
     lease_s: float = 60.0
-    lease_wait_s: float = 0.0
+    lease_wait_s: float = 30.0
     retain_s: float = 600.0
 
 
@@ -151,9 +151,13 @@ class ObjectStore:
         """A plain botocore client, for what s3fs does not expose: conditional writes and the reply's Date."""
         if self._client is None:
             import botocore.session
+            from botocore.config import Config
 
+            # a renewal stuck longer than a fraction of the lease would let the lease run out under a live writer
+            patience = max(1.0, self.policy.lease_s / 8)
             self._client = botocore.session.get_session().create_client(
-                "s3", region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+                "s3", region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                config=Config(connect_timeout=patience, read_timeout=patience, retries={"max_attempts": 2}))
         return self._client
 
     def key(self, relative: str = "") -> str:
@@ -252,17 +256,20 @@ class ObjectStore:
         if self.bucket in ObjectStore._honoured:
             return
         probe = f"{PROBE}/{uuid.uuid4().hex}"
-        self._put(probe, b"1", None)
+        refusal = (f"{self.uri(partition)}: the store at {endpoint()} {{}} conditional writes (If-None-Match / "
+                   "If-Match), and without them nothing keeps two writers of a partition apart; point [lake] root "
+                   "at a store that honours them (AWS S3, MinIO, Ceph RGW and others do)")
         try:
-            ignored = _accepted(lambda: self._put(probe, b"2", None)) or _accepted(
-                lambda: self._put(probe, b"3", '"0123456789abcdef0123456789abcdef"'))
-        finally:
-            self.fs.rm_file(self.key(probe))
+            self._put(probe, b"1", None)
+            try:
+                ignored = _accepted(lambda: self._put(probe, b"2", None)) or _accepted(
+                    lambda: self._put(probe, b"3", '"0123456789abcdef0123456789abcdef"'))
+            finally:
+                self.fs.rm_file(self.key(probe))
+        except ObjectStoreError as exc:
+            raise ObjectStoreError(refusal.format(f"refused ({exc})")) from None
         if ignored:
-            raise ObjectStoreError(f"{self.uri(partition)}: the store at {endpoint()} ignores conditional writes "
-                                   "(If-None-Match / If-Match), and without them nothing keeps two writers of a "
-                                   "partition apart; point [lake] root at a store that honours them (AWS S3, "
-                                   "MinIO, Ceph RGW and others do)")
+            raise ObjectStoreError(refusal.format("ignores"))
         ObjectStore._honoured.add(self.bucket)
 
     # -- writing a partition -----------------------------------------------------------------------------------
@@ -271,33 +278,45 @@ class ObjectStore:
         """Take the partition's lease: at once when it is free or its holder's lease expired, else after waiting
         up to ``lease_wait_s`` for it. Keys no manifest names (a dead writer's uploads) are deleted then."""
         self.require_conditional_writes(partition)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
+              "lease_s": self.policy.lease_s}  # the holder's promise: renewed every quarter of it
         deadline = time.monotonic() + self.policy.lease_wait_s
         while True:
             current = self.read_manifest(partition)
             if current and current.lease and not self._expired(partition, current):
-                if time.monotonic() >= deadline:
+                # a holder renews every quarter of lease_s: one silent for half of it has most likely died (a
+                # retried step after a crash), so its lease is waited out; a live holder is reported at once
+                if current.age_s <= _lease_s(current) / 2 and time.monotonic() >= deadline:
                     raise LeaseError(self._held(partition, current))
-                time.sleep(min(0.5, self.policy.lease_s / 8))
+                time.sleep(min(0.5, _lease_s(current) / 8))
                 continue
             claimed = replace(current or Manifest(), lease=me)
             try:
                 etag = self._put(f"{partition}/{MANIFEST}", claimed.body(), current.etag if current else None)
             except _Conflict:
-                continue  # another writer got there first: read who
+                etag = self._ours(partition, lambda m: m.lease == me)
+                if etag is None:
+                    continue  # another writer got there first: read who
             lease = Lease(self, partition, claimed, etag)
             self._remove_unnamed(partition, claimed)
             return lease.start()
 
+    def _ours(self, partition: str, mine) -> str | None:
+        """The manifest's ETag if ``mine(manifest)``: a conditional write refused with 412 may be our own, applied
+        once and then retried by the client after its reply was lost."""
+        now = self.read_manifest(partition)
+        return now.etag if now and mine(now) else None
+
     def _expired(self, partition: str, manifest: Manifest) -> bool:
-        if manifest.age_s < -self.policy.lease_s:
+        """Whether the holder's lease (as long as the holder's own ``lease_s``) has gone unrenewed for longer."""
+        if manifest.age_s < -_lease_s(manifest):
             raise LeaseError(f"{self.uri(partition)}: the store stamped the partition's lease {-manifest.age_s:.0f} s "
                              "in its own future (its servers' clocks disagree), more than [lake] lease_s = "
-                             f"{self.policy.lease_s:g}; fix the store's clocks or raise lease_s")
-        return manifest.age_s > self.policy.lease_s
+                             f"{_lease_s(manifest):g}; fix the store's clocks or raise lease_s")
+        return manifest.age_s > _lease_s(manifest)
 
     def _held(self, partition: str, manifest: Manifest) -> str:
-        left = max(0.0, self.policy.lease_s - manifest.age_s)
+        left = max(0.0, _lease_s(manifest) - manifest.age_s)
         waited = f"after waiting {self.policy.lease_wait_s:g} s " if self.policy.lease_wait_s else ""
         return (f"{self.uri(partition)}: being written by {holder(manifest.lease)} {waited}(its lease was renewed "
                 f"{max(0.0, manifest.age_s):.0f} s ago; unrenewed it expires in {left:.0f} s); wait for that run, "
@@ -309,14 +328,26 @@ class ObjectStore:
         if orphans:
             self.fs.rm(orphans)
 
-    def publish(self, local: Path, partition: str) -> Manifest:
+    def publish(self, local: Path, partition: str, retain_s: float | None = None) -> Manifest:
         """Make ``partition`` hold exactly the files of the folder ``local`` (hidden files excepted)."""
         lease = self.acquire(partition)
         try:
-            return lease.commit(local)
+            return lease.commit(local, retain_s)
         except BaseException:
             lease.release()
             raise
+
+    def expire(self, partition: str) -> int:
+        """Delete the partition's replaced files kept longer than ``retain_s`` (a commit deletes those it finds,
+        but a partition nobody writes again would keep them), under its lease; returns how many keys went. A
+        partition being written is left to its writer's commit (``LeaseError``)."""
+        current = self.read_manifest(partition)
+        if not current or not current.retired:
+            return 0
+        now = self.store_time(partition)
+        if all(now - entry["since"] < self.policy.retain_s for entry in current.retired):
+            return 0
+        return self.acquire(partition).prune(now)
 
     def download(self, partition: str, manifest: Manifest, local: Path) -> None:
         """The manifest's files into ``local``, under their names (concurrently)."""
@@ -327,16 +358,11 @@ class ObjectStore:
         if remote:
             self.fs.get(remote, [str(local / n) for n in names])
 
-    def remove(self, partition: str) -> None:
-        """Delete the partition, under its lease: its keys first, the manifest last."""
-        if not self.listing(partition):
-            return
-        lease = self.acquire(partition)
-        lease.stop()
-        keys = [self.key(f"{partition}/{n}") for n in self.listing(partition) if n != MANIFEST]
-        if keys:
-            self.fs.rm(keys)
-        self.fs.rm_file(self.key(f"{partition}/{MANIFEST}"))
+    def remove(self, partition: str, empty: Path) -> None:
+        """Empty the partition: a commit of no files (``empty``: an empty folder), under its lease, whose old
+        files are deleted at once. The empty manifest stays, as the partition's tombstone."""
+        if self.listing(partition):
+            self.publish(empty, partition, retain_s=0.0)
 
     def remove_keys(self, relative: str) -> None:
         """Every key under ``relative`` (not a partition: a folder of loose objects)."""
@@ -374,15 +400,20 @@ class Lease:
                 try:
                     self.etag = self.store._put(f"{self.partition}/{MANIFEST}", self.manifest.body(), self.etag)
                 except _Conflict:
-                    self.lost = True  # taken over while this process was paused: the commit will fail
-                    return
+                    mine = self.store._ours(self.partition, lambda m: m.lease == self.manifest.lease)
+                    if mine is None:
+                        self.lost = True  # taken over while this process was paused: the commit will fail
+                        return
+                    self.etag = mine
                 except Exception:  # noqa: BLE001 - the store unreachable for a moment: try again next beat
                     continue
 
-    def commit(self, local: Path) -> Manifest:
+    def commit(self, local: Path, retain_s: float | None = None) -> Manifest:
         """Upload the files of ``local`` under this commit's keys, then swap the manifest to name them, if this
-        writer still holds the lease; the replaced keys are kept ``retain_s`` for readers, older ones deleted."""
+        writer still holds the lease. The replaced keys are kept ``retain_s`` (default the policy's) for readers
+        that started before; keys replaced longer ago are deleted."""
         store, generation = self.store, self.manifest.generation + 1
+        retain_s = store.policy.retain_s if retain_s is None else retain_s
         folder = f"v{generation:08d}-{self.token[:12]}"
         files = {p.relative_to(local).as_posix(): p for p in sorted(local.rglob("*"))
                  if p.is_file() and not p.name.startswith(".")}
@@ -392,7 +423,7 @@ class Lease:
             store.fs.put([str(p) for p in files.values()], self._uploaded)
         now = store.store_time(self.partition)
         retired = [*self.manifest.retired, {"keys": sorted(self.manifest.files.values()), "since": now}]
-        expired = [e for e in retired if now - e["since"] > store.policy.retain_s]
+        expired = [e for e in retired if now - e["since"] >= retain_s]
         committed = replace(self.manifest, files=keys, generation=generation, commit=uuid.uuid4().hex, lease=None,
                             retired=[e for e in retired if e not in expired and e["keys"]])
         with self._lock:
@@ -402,20 +433,42 @@ class Lease:
                     raise _Conflict
                 self.etag = store._put(f"{self.partition}/{MANIFEST}", committed.body(), self.etag)
             except _Conflict:
-                self.lost = True
-                raise LeaseError(self._lost_message()) from None
+                self.etag = store._ours(self.partition, lambda m: m.commit == committed.commit)
+                if self.etag is None:
+                    self.lost = True
+                    raise LeaseError(self._lost_message()) from None
         self.manifest, self._uploaded = committed, []  # committed: nothing left for ``release`` to undo
         old = [store.key(f"{self.partition}/{k}") for e in expired for k in e["keys"]]
-        if old:
-            store.fs.rm(old)
+        if old:  # a failure here leaves keys the next writer deletes; the commit stands
+            _quietly(lambda: store.fs.rm(old))
         return committed
+
+    def prune(self, now: float) -> int:
+        """Let go of the lease, dropping from the manifest the replaced files kept longer than ``retain_s`` as of
+        the store time ``now``, then delete them; returns how many keys went."""
+        expired = [e for e in self.manifest.retired if now - e["since"] >= self.store.policy.retain_s]
+        pruned = replace(self.manifest, lease=None, retired=[e for e in self.manifest.retired if e not in expired])
+        with self._lock:
+            self.stop()
+            try:
+                self.store._put(f"{self.partition}/{MANIFEST}", pruned.body(), self.etag)
+            except _Conflict:
+                if self.store._ours(self.partition, lambda m: m.lease is None and m.retired == pruned.retired
+                                    and m.commit == pruned.commit) is None:
+                    self.lost = True
+                    raise LeaseError(self._lost_message()) from None
+            self.manifest = pruned
+        keys = [self.store.key(f"{self.partition}/{k}") for e in expired for k in e["keys"]]
+        if keys:
+            _quietly(lambda: self.store.fs.rm(keys))
+        return len(keys)
 
     def _lost_message(self) -> str:
         now = self.store.read_manifest(self.partition)
-        return (f"{self.store.uri(self.partition)}: this writer's lease was taken over by "
-                f"{holder(now.lease if now else None)} after more than [lake] lease_s = {self.store.policy.lease_s:g} "
-                "s without renewal (was this process paused, or cut off from the store?); nothing of it was "
-                "published. Raise lease_s if writers pause for longer")
+        taker = f"taken over by {holder(now.lease)}" if now and now.lease else "taken over by another writer"
+        return (f"{self.store.uri(self.partition)}: this writer's lease was {taker} after more than [lake] lease_s "
+                f"= {self.store.policy.lease_s:g} s without renewal (was this process paused, or cut off from the "
+                "store?); nothing of it was published. Raise lease_s if writers pause for longer")
 
     def release(self) -> None:
         """Let go without committing: this writer's uploads are deleted and the lease cleared (when still ours);
@@ -429,6 +482,10 @@ class Lease:
             if not self.lost:
                 _quietly(lambda: self.store._put(f"{self.partition}/{MANIFEST}",
                                                  replace(self.manifest, lease=None).body(), self.etag))
+
+
+def _lease_s(manifest: Manifest) -> float:
+    return manifest.lease["lease_s"]
 
 
 def _code(exc) -> str:

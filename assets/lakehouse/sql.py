@@ -181,13 +181,24 @@ def read_snapshot(lake: Lake, query: str, attempts: int = 3) -> pa.Table:
                         pinned[table] = pin_view(con, lake, table)
                     return con.sql(query).to_arrow_table()
                 except duckdb.Error as exc:
-                    if {table: lake.parquet_files(table) for table in pinned} == pinned and len(pinned) == len(
-                            tables):
+                    if not (_lost_a_file(exc) and _moved_on(lake, tables, pinned)):
                         raise ReadQueryError(str(exc)) from None  # the query's own error, not a rewrite
             copy.unlink()
-    raise ReadQueryError(f"the lake at {lake.url}: a table the query read was rewritten, and the files it had "
-                         f"started on expired, during each of {attempts} attempts; a query that takes longer than "
-                         f"[lake] retain_s = {lake.store.policy.retain_s:g} needs a larger retain_s")
+    raise ReadQueryError(f"the lake at {lake.url}: {', '.join(tables)} rewritten, and the files the query had "
+                         f"started on deleted, during each of {attempts} attempts; a query that takes longer than "
+                         f"[lake] retain_s = {lake.store.policy.retain_s:g} s needs a larger retain_s")
+
+
+def _moved_on(lake: Lake, tables: list[str], pinned: dict[str, str | list[str]]) -> bool:
+    """Whether a table's files changed since the query pinned them (or pinning itself met a deleted file)."""
+    return len(pinned) < len(tables) or any(lake.parquet_files(t) != files for t, files in pinned.items())
+
+
+def _lost_a_file(exc: duckdb.Error) -> bool:
+    """Whether DuckDB failed on a file that was not there (deleted under the query), not on the query itself."""
+    text = str(exc)
+    return isinstance(exc, duckdb.IOException) or any(
+        sign in text for sign in ("FileNotFoundError", "No files found", "NoSuchKey", "404"))
 
 
 def _tables_named(con: duckdb.DuckDBPyConnection, query: str) -> set[str]:

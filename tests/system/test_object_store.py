@@ -125,8 +125,11 @@ def _upload_one_file_then_die(lake: Lake, partition: str) -> None:
 
 def test_a_writer_that_died_midway_is_never_read_and_the_next_one_takes_over_after_its_lease(s3_server, tmp_path,
                                                                                              monkeypatch):
+    """While the dead writer's lease is fresh, a second writer is told who holds the partition; once the lease has
+    gone unrenewed for half of lease_s (two missed renewals), the next writer waits it out and takes over."""
     monkeypatch.setenv("SAE_LAKE_CACHE", str(tmp_path / "mirror"))
-    lake = Lake(f"s3://{S3_BUCKET}/{tmp_path.name}", policy=WritePolicy(lease_s=2.0, retain_s=0.0))
+    lake = Lake(f"s3://{S3_BUCKET}/{tmp_path.name}", policy=WritePolicy(lease_s=6.0, lease_wait_s=0.0,
+                                                                        retain_s=0.0))
     partition = "sae_training/model=m/sae=a"
     _write_two_files(lake, 1.0)
     build_catalog(lake, ["sae_training"], [])
@@ -136,10 +139,27 @@ def test_a_writer_that_died_midway_is_never_read_and_the_next_one_takes_over_aft
                                          r"\(its lease was renewed \d+ s ago; unrenewed it expires in \d+ s\).*"
                                          r"lease_wait_s"):
         _write_two_files(lake, 2.0)
-    time.sleep(3.1)  # the dead writer's lease expires (on the store's clock, whole seconds)
+    time.sleep(4.1)  # two renewals missed: the next writer waits for the lease to expire, on the store's clock
+    start = time.monotonic()
     _write_two_files(lake, 3.0)
+    assert time.monotonic() - start > 0.5
     _settled(lake, partition)  # its upload deleted by the writer that took over
     assert set(lake.read_table("sae_training", model="m", sae="a").column("loss").to_pylist()) == {3.0}
+
+
+def test_replaced_files_are_kept_for_readers_then_deleted_even_if_nobody_writes_again(s3_server, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("SAE_LAKE_CACHE", str(tmp_path / "mirror"))
+    lake = Lake(f"s3://{S3_BUCKET}/{tmp_path.name}", policy=WritePolicy(retain_s=2.0))
+    partition = "sae_training/model=m/sae=a"
+    for version in (1.0, 2.0):
+        _write_two_files(lake, version)
+    first = lake.store.read_manifest(partition).retired[0]["keys"]
+    assert lake.expire_replaced() == 0 and set(first) <= set(lake.store.listing(partition))  # kept: retain_s
+    time.sleep(2.1)
+    assert lake.expire_replaced() == 2 and not set(first) & set(lake.store.listing(partition))
+    _settled(lake, partition)
+    assert lake.store.read_manifest(partition).retired == []
 
 
 def test_a_writer_paused_past_its_lease_publishes_nothing_when_it_wakes(s3_server, tmp_path, monkeypatch):
@@ -186,8 +206,8 @@ def test_letting_go_after_a_commit_undoes_nothing(s3_lake, tmp_path):
 
 def test_a_checkpoint_push_that_died_blocks_neither_resumption_nor_readers(s3_lake, tmp_path):
     """Training pushes its checkpoint to the store; a push killed mid-upload must not stop the rerun's fetch of the
-    last whole checkpoint, nor ``sae-lake sql`` from reading the tables."""
-    lake = Lake(s3_lake)
+    last whole checkpoint, its next push, nor ``sae-lake sql`` from reading the tables."""
+    lake = Lake(s3_lake, policy=WritePolicy(lease_s=2.0))
     _write_two_files(lake, 1.0)
     build_catalog(lake, ["sae_training"], [])
     where = {"model": "m", "sae": "a"}
@@ -200,6 +220,12 @@ def test_a_checkpoint_push_that_died_blocks_neither_resumption_nor_readers(s3_la
     other = Lake(s3_lake, cache=tmp_path / "resuming-machine")
     fetched = other.fetch("_checkpoints", **where)
     assert (fetched / "checkpoint.safetensors").read_bytes() == b"step 10"
+    # the resumed step's next push waits out the dead pusher's lease (lease_wait_s 30 s by default), then lands
+    (fetched / "checkpoint.safetensors").write_bytes(b"step 20")
+    other.push("_checkpoints", **where)
+    assert (Lake(s3_lake, cache=tmp_path / "third").fetch("_checkpoints", **where) / "checkpoint.safetensors"
+            ).read_bytes() == b"step 20"
+    _settled(lake, "_checkpoints/model=m/sae=a")  # the old checkpoint deleted at once: only mirrors read it
 
 
 def test_the_store_enforces_conditional_writes(s3_lake):
@@ -235,10 +261,12 @@ def test_a_lease_stamped_in_the_stores_future_is_one_clear_error(s3_lake):
     from assets.lakehouse.objectstore import Manifest
 
     store = Lake(s3_lake, policy=WritePolicy(lease_s=60.0)).store
-    assert not store._expired("sae_training/model=m/sae=a", Manifest(lease={"host": "h", "pid": 1}, age_s=-30.0))
+    assert not store._expired("sae_training/model=m/sae=a", Manifest(lease={"host": "h", "pid": 1, "lease_s": 60.0},
+                                                                     age_s=-30.0))
     with pytest.raises(LeaseError, match=r"sae_training/model=m/sae=a: the store stamped the partition's lease 90 s "
                                          r"in its own future .*\[lake\] lease_s = 60"):
-        store._expired("sae_training/model=m/sae=a", Manifest(lease={"host": "h", "pid": 1}, age_s=-90.0))
+        store._expired("sae_training/model=m/sae=a", Manifest(lease={"host": "h", "pid": 1, "lease_s": 60.0},
+                                                              age_s=-90.0))
 
 
 def test_a_query_whose_files_expired_under_it_runs_again_on_a_fresh_snapshot(s3_lake, monkeypatch):
@@ -259,6 +287,11 @@ def test_a_query_whose_files_expired_under_it_runs_again_on_a_fresh_snapshot(s3_
     monkeypatch.setattr(Lake, "parquet_files", stale_first)
     assert read_query(lake, QUERY, attempts=2).to_pylist() == [{"n": 2 * ROWS, "lo": 1.0, "hi": 1.0}]
     assert len(calls) == 2  # pinned (its files gone before the view could read them), then pinned again
+    pins = []
+    monkeypatch.setattr(Lake, "parquet_files", lambda self, table: pins.append(table) or real(self, table))
+    with pytest.raises(ReadQueryError, match="nope"):  # the query's own error: raised at once, not retried
+        read_query(lake, "select nope from sae_training", attempts=5)
+    assert pins == ["sae_training"]
     gone = itertools.count()  # each snapshot's files expire before the query reads them
     monkeypatch.setattr(Lake, "parquet_files", lambda self, table: [
         uri.replace("/v0000", f"/gone-{next(gone)}/v0000") for uri in real(self, table)])
@@ -344,7 +377,9 @@ def test_whole_toy_graph_on_the_object_store(tiny_config, s3_lake, monkeypatch, 
     keys = lake.store.listing()
     assert set(lake.tables()) == set(TABLES)  # every declared table
     assert "catalog.duckdb" in keys and "reports/report.md" in keys
-    assert not [k for k in keys if k.startswith(("_staging", "_checkpoints", "_probe"))]
+    assert not [k for k in keys if k.startswith(("_staging", "_probe"))]
+    checkpoints = lake.store.manifests({k: e for k, e in keys.items() if k.startswith("_checkpoints/")})
+    assert checkpoints and all(m.files == {} for m in checkpoints.values())  # removed at the end: tombstones
     for partition, manifest in lake.store.manifests(keys).items():  # every lease let go, no key unaccounted for
         assert manifest.lease is None and {k for k in keys if k.startswith(partition + "/")} == {
             f"{partition}/{k}" for k in manifest.keys() | {MANIFEST}}, partition
