@@ -9,10 +9,13 @@ overwritten: it gets the old partition or the new one, never a mix, however ofte
 The manifest also holds the partition's lease: the writer's identity, put there by a conditional write before
 the writer starts and renewed every quarter of ``lease_s``. Its age is taken on the store's clock (the
 manifest's ``Last-Modified`` against the ``Date`` of the store's reply), never a local one. A second writer
-waits up to ``lease_wait_s`` and then fails with one line naming the holder. Once a lease has gone unrenewed for
-``lease_s`` the next writer takes it over; the old holder's commit (``If-Match`` an ETag that has changed since)
-then gets 412 Precondition Failed and publishes nothing, even if it wakes up later. A store that ignores
-conditional writes is refused: without them nothing keeps two writers apart.
+waits up to ``lease_wait_s`` for a holder that keeps renewing and then fails with one line naming it; a holder
+silent for half its lease is presumed dead and waited out. Once a lease has gone unrenewed for ``lease_s`` the
+next writer takes it over; the old holder's commit (``If-Match`` an ETag that has changed since) then gets 412
+Precondition Failed and publishes nothing, even if it wakes up later. A 412 is checked against the manifest
+before it is believed: the client retries a request whose reply was lost, and the retry of a write that was
+applied is refused. A store that ignores conditional writes is refused: without them nothing keeps two writers
+apart.
 
 A replaced partition's keys stay ``retain_s`` seconds for the readers that started before the commit (the bound
 on a query's length that ``sae-lake sql`` relies on), then the next commit deletes them. Keys that no manifest
@@ -342,7 +345,7 @@ class ObjectStore:
         but a partition nobody writes again would keep them), under its lease; returns how many keys went. A
         partition being written is left to its writer's commit (``LeaseError``)."""
         current = self.read_manifest(partition)
-        if not current or not current.retired:
+        if not current or not current.retired or current.lease and not self._expired(partition, current):
             return 0
         now = self.store_time(partition)
         if all(now - entry["since"] < self.policy.retain_s for entry in current.retired):
@@ -361,14 +364,10 @@ class ObjectStore:
     def remove(self, partition: str, empty: Path) -> None:
         """Empty the partition: a commit of no files (``empty``: an empty folder), under its lease, whose old
         files are deleted at once. The empty manifest stays, as the partition's tombstone."""
-        if self.listing(partition):
+        current = self.read_manifest(partition)
+        if current and (current.files or current.retired or current.lease):
             self.publish(empty, partition, retain_s=0.0)
 
-    def remove_keys(self, relative: str) -> None:
-        """Every key under ``relative`` (not a partition: a folder of loose objects)."""
-        keys = [self.key(f"{relative}/{n}") for n in self.listing(relative)]
-        if keys:
-            self.fs.rm(keys)
 
 
 class Lease:
