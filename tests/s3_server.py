@@ -6,6 +6,7 @@ request at a time makes each conditional write atomic, as on S3, so the lake's l
 Usage: ``python -m tests.s3_server PORT``."""
 
 import os
+import signal
 import sys
 import threading
 
@@ -24,6 +25,8 @@ def one_at_a_time(app):
 
 
 if __name__ == "__main__":
+    # the test runner's processes may ignore SIGTERM, and a child inherits that: stop on it whatever was inherited
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     port = int(sys.argv[1])
     os.environ.setdefault("MOTO_PORT", str(port))
     run_simple("127.0.0.1", port, one_at_a_time(DomainDispatcherApplication(create_backend_app)), threaded=True,
