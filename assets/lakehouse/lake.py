@@ -93,7 +93,7 @@ class Lake:
             listing = self.store.listing()
             managed = {n.split("/", 1)[0] for n in listing if n.rsplit("/", 1)[-1] == MANIFEST}
             names = {n.split("/", 1)[0] for n in listing if n.endswith(".parquet") and (
-                n.split("/", 1)[0] in managed or not any(VERSION_FOLDER.match(p) for p in n.split("/")))}
+                n.split("/", 1)[0] in managed or not _in_commit_folder(n))}
         else:
             folders = [d for d in self.root.iterdir() if d.is_dir()] if self.root.is_dir() else []
             names = {d.name for d in folders if _is_table(d.name) and next(d.rglob("*.parquet"), None)}
@@ -267,8 +267,7 @@ class Lake:
             # a manifest committed after the listing names keys it lacks, and DuckDB's lookups go by the listing
             listing = self.store.listing(prefix, for_duckdb)
         for name, etag in listing.items():
-            parts = name.split("/")
-            if parts[-1] != MANIFEST and not any(VERSION_FOLDER.match(part) for part in parts):
+            if name.rsplit("/", 1)[-1] != MANIFEST and not _in_commit_folder(name):
                 current[f"{prefix}/{name}".strip("/")] = (name, etag)
         return current
 
@@ -354,6 +353,11 @@ class Lake:
         with open(locks / f"{name}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+
+def _in_commit_folder(key: str) -> bool:
+    """Whether a store key lies in one commit's folder of a partition (read only when its manifest names it)."""
+    return any(VERSION_FOLDER.match(part) for part in key.split("/"))
 
 
 def _mirror_record(manifest: Manifest) -> dict:
